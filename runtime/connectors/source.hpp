@@ -1,0 +1,47 @@
+// Sources: where a pipeline's bytes come from. Each source runs on its own thread.
+//
+// A source reads bytes, splits them into frames (FrameSplitter) and hands them to its
+// FrameHandler in chunks, on the source thread. The handler may block (a full shard queue):
+// that is the backpressure, and the source simply stops reading until the call returns — a TCP
+// source stops reading its sockets, so the kernel's window closes on the sender.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <shardline/boundary.hpp>
+
+#include "topology/topology.hpp"
+
+namespace shardline::connectors {
+
+/// Receives what a source reads. [source thread]
+class FrameHandler {
+ public:
+  virtual ~FrameHandler() = default;
+  /// `n` complete frames; they point into the source's buffer and are valid during the call.
+  virtual void on_frames(const Frame* frames, std::size_t n) = 0;
+  /// Input that could not be framed (too large, truncated): reported and counted, then the
+  /// source carries on with what it can still read.
+  virtual void on_bad_input(std::string_view what) = 0;
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  /// Reads until the input is exhausted or stop() is called, then returns. Throws
+  /// std::runtime_error only for a failure to start (e.g. cannot listen or open the file).
+  /// [source thread]
+  virtual void run(FrameHandler& handler) = 0;
+  /// Asks run() to return soon. [any thread]
+  virtual void stop() = 0;
+  /// e.g. "tcp 127.0.0.1:7000". [any thread]
+  virtual std::string describe() const = 0;
+};
+
+/// Builds the source a topology describes.
+std::unique_ptr<Source> make_source(const topology::SourceSpec& spec);
+
+}  // namespace shardline::connectors

@@ -1,0 +1,126 @@
+#define BOOST_DLL_USE_STD_FS
+#include "loader/plugin.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/dll/shared_library.hpp>
+#include <cstring>
+#include <shardline/abi.hpp>
+
+#include "loader/elf_file.hpp"
+
+namespace shardline::loader {
+
+std::string describe(const AbiRecord& abi) {
+  const std::string_view version(abi.sdk_version, strnlen(abi.sdk_version, sizeof abi.sdk_version));
+  return "SDK ABI " + std::to_string(abi.sdk_abi) + " (SDK " + std::string(version) + ", g++ " +
+         std::to_string(abi.compiler_major) + "." + std::to_string(abi.compiler_minor) +
+         ", " + (abi.cxx11_abi ? "C++11 string ABI" : "old string ABI") + ", spdlog " +
+         std::to_string(abi.spdlog_version / 10000) + "." +
+         std::to_string(abi.spdlog_version / 100 % 100) + "." +
+         std::to_string(abi.spdlog_version % 100) + ")";
+}
+
+namespace {
+
+void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
+  const auto section = elf.section(kAbiSection);
+  if (!section)
+    throw PluginError(file.string() +
+                      ": not a Shardline plugin: it has no shardline_abi record (define it with "
+                      "SHARDLINE_PLUGIN and build it with shardline_add_plugin())");
+  AbiRecord abi{};
+  if (section->size() != sizeof abi ||
+      std::memcmp(section->data(), kAbiRecord.magic, sizeof abi.magic) != 0)
+    throw PluginError(file.string() + ": the shardline_abi record is " +
+                      std::to_string(section->size()) + " bytes, not a record of this SDK (" +
+                      std::to_string(sizeof abi) + " bytes): rebuild the plugin against this SDK");
+  std::memcpy(&abi, section->data(), sizeof abi);
+  const AbiRecord& host = kAbiRecord;
+  if (abi.sdk_abi != host.sdk_abi || abi.compiler_major != host.compiler_major ||
+      abi.cxx11_abi != host.cxx11_abi || abi.spdlog_version != host.spdlog_version)
+    throw PluginError(file.string() + ": ABI mismatch: the plugin was built for " +
+                      describe(abi) + ", but this host runs " + describe(host) +
+                      "; rebuild the plugin against this host's SDK");
+}
+
+/// Boost.DLL wraps the dlerror() text ("undefined symbol: ...") in its own message: keep it.
+std::string dlopen_reason(std::string_view boost_message) {
+  constexpr std::string_view tag = "dlerror system message: ";
+  const auto at = boost_message.find(tag);
+  if (at == std::string_view::npos) return std::string(boost_message);
+  auto reason = boost_message.substr(at + tag.size());
+  if (reason.ends_with(")")) reason.remove_suffix(1);
+  return std::string(reason);
+}
+
+/// A unique path for the shadow copy of a plugin (same directory for every load of a process).
+std::filesystem::path shadow_path(const std::filesystem::path& file) {
+  static std::atomic<unsigned> counter{0};
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("shardline-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir / (file.stem().string() + "." + std::to_string(counter++) + ".so");
+}
+
+}  // namespace
+
+std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw PluginError(file.string() + ": no such plugin file" +
+                      (std::filesystem::exists(file, ec) ? " (it is not a regular file)" : ""));
+  ElfFile elf(file);
+  if (auto why = elf.check_complete(); !why.empty()) throw PluginError(file.string() + ": " + why);
+  check_abi(file, elf);
+
+  const auto shadow = shadow_path(file);
+  std::filesystem::copy_file(file, shadow, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) throw PluginError(file.string() + ": cannot make a shadow copy at " + shadow.string() +
+                            ": " + ec.message());
+  std::shared_ptr<Plugin> plugin(new Plugin());
+  plugin->file_ = file;
+  try {
+    plugin->library_ = std::make_unique<boost::dll::shared_library>(
+        shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    std::filesystem::remove(shadow, ec);
+    throw PluginError(file.string() + ": failed to load: " + dlopen_reason(e.what()));
+  }
+  std::filesystem::remove(shadow, ec);  // the mapping stays valid; nothing to clean up later
+
+  if (!plugin->library_->has(kEntryPoint))
+    throw PluginError(file.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +
+                      " entry point (define the plugin with SHARDLINE_PLUGIN)");
+  const auto entry = plugin->library_->get<const Manifest*()>(kEntryPoint);
+  try {
+    plugin->manifest_ = entry();
+  } catch (const std::exception& e) {
+    throw PluginError(file.string() + ": the plugin's manifest threw: " + e.what());
+  }
+  if (!plugin->manifest_->error.empty())
+    throw PluginError(file.string() + ": plugin '" + plugin->manifest_->plugin_name +
+                      "' failed to register its components: " + plugin->manifest_->error);
+  return plugin;
+}
+
+Plugin::~Plugin() = default;
+
+const ComponentInfo* Plugin::find(ComponentKind kind, std::string_view name) const {
+  for (const auto& c : manifest_->components)
+    if (c.kind == kind && c.name == name) return &c;
+  return nullptr;
+}
+
+std::string Plugin::names_of(ComponentKind kind) const {
+  std::string out;
+  for (const auto& c : manifest_->components) {
+    if (c.kind != kind) continue;
+    if (!out.empty()) out += ", ";
+    out += c.name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace shardline::loader

@@ -1,0 +1,57 @@
+// A loaded plugin: its library, its manifest, and the lookup of its components.
+// [control thread loads; any thread may use components while it holds the Plugin]
+//
+// Loading never runs plugin code before the plugin is known to fit this host:
+//   1. read the file; check it is a complete ELF shared object (a half-written build is
+//      refused, not mapped);
+//   2. read the ABI record from the `shardline_abi` section and compare it with the host's;
+//   3. copy the file to a unique shadow path and dlopen that copy (RTLD_NOW | RTLD_LOCAL), so
+//      a rebuilt file at the same path can later be loaded beside this one (dlopen of the same
+//      path would return the already-open old library); the shadow copy is unlinked at once;
+//   4. call the entry point and read the manifest.
+// Everything made by the plugin (components, messages, states) must be destroyed before the
+// last shared_ptr<Plugin> goes: holding the Plugin is what keeps its code mapped.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <shardline/boundary.hpp>
+
+#include "loader/plugin_error.hpp"
+
+namespace boost::dll {
+class shared_library;
+}
+
+namespace shardline::loader {
+
+class Plugin {
+ public:
+  /// Loads `file` (steps 1-4 above). Throws PluginError with a one-line explanation.
+  static std::shared_ptr<Plugin> load(const std::filesystem::path& file);
+  ~Plugin();
+
+  const std::filesystem::path& file() const { return file_; }
+  const std::string& name() const { return manifest_->plugin_name; }
+  const std::string& version() const { return manifest_->plugin_version; }
+  const Manifest& manifest() const { return *manifest_; }
+
+  /// The component of that kind and name, or null.
+  const ComponentInfo* find(ComponentKind kind, std::string_view name) const;
+  /// "a, b, c" — the names of every component of that kind ("none" if there is none).
+  std::string names_of(ComponentKind kind) const;
+
+ private:
+  Plugin() = default;
+  std::filesystem::path file_;
+  std::unique_ptr<boost::dll::shared_library> library_;
+  const Manifest* manifest_ = nullptr;
+};
+
+/// Describes the ABI record of a file or the host, e.g. "SDK ABI 1 (SDK 0.1.0, g++ 12.2, ...)".
+std::string describe(const AbiRecord& abi);
+
+}  // namespace shardline::loader

@@ -1,0 +1,425 @@
+#include "topology/topology.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <shardline/key.hpp>
+#include <toml++/toml.h>
+
+namespace shardline::topology {
+
+std::string Position::str() const {
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+namespace {
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+  return out;
+}
+}  // namespace
+
+TopologyError::TopologyError(std::vector<std::string> errs)
+    : std::runtime_error(join_lines(errs)), errors(std::move(errs)) {}
+
+const StateSpec* Topology::state(std::string_view name) const {
+  for (const auto& s : states)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+const PluginSpec* Topology::plugin(std::string_view alias) const {
+  for (const auto& p : plugins)
+    if (p.alias == alias) return &p;
+  return nullptr;
+}
+
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string one_of(std::initializer_list<std::string_view> names) {
+  std::string out;
+  for (auto n : names) out += (out.empty() ? "" : ", ") + std::string(n);
+  return out;
+}
+
+/// Reads values out of TOML tables, recording an error (with position) for each problem.
+class Checker {
+ public:
+  Checker(std::string file, std::vector<std::string>& errors)
+      : file_(std::move(file)), errors_(errors) {}
+
+  Position pos(const toml::node& n) const {
+    const auto& s = n.source().begin;
+    return {file_, static_cast<std::uint32_t>(s.line), static_cast<std::uint32_t>(s.column)};
+  }
+  void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+  void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
+
+  /// Reports every key of `t` that is not in `allowed`, suggesting the closest allowed key.
+  void only_keys(const toml::table& t, std::string_view where,
+                 std::initializer_list<std::string_view> allowed) {
+    for (const auto& [key, value] : t) {
+      const std::string_view k = key.str();
+      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+      std::string msg = "unknown key '" + std::string(k) + "' in " + std::string(where) +
+                        "; expected one of: " + one_of(allowed);
+      for (auto a : allowed)
+        if (edit_distance(k, a) <= 2) {
+          msg += " (did you mean '" + std::string(a) + "'?)";
+          break;
+        }
+      error(Position{file_, static_cast<std::uint32_t>(key.source().begin.line),
+                     static_cast<std::uint32_t>(key.source().begin.column)},
+            msg);
+    }
+  }
+
+  std::optional<std::string> string(const toml::table& t, std::string_view key,
+                                    std::string_view where, bool required) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+      if (required) error(t, "missing key '" + std::string(key) + "' in " + std::string(where));
+      return std::nullopt;
+    }
+    if (auto v = n->value<std::string>()) {
+      if (v->empty()) error(*n, "'" + std::string(key) + "' must not be empty");
+      return v;
+    }
+    error(*n, "'" + std::string(key) + "' must be a string, not " + type_of(*n));
+    return std::nullopt;
+  }
+
+  std::optional<std::int64_t> integer(const toml::table& t, std::string_view key,
+                                      std::int64_t min, std::int64_t max) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    const auto v = n->value_exact<std::int64_t>();
+    if (!v) {
+      error(*n, "'" + std::string(key) + "' must be an integer, not " + type_of(*n));
+    } else if (*v < min || *v > max) {
+      error(*n, "'" + std::string(key) + "' is " + std::to_string(*v) + "; expected " +
+                    std::to_string(min) + " to " + std::to_string(max));
+    } else {
+      return v;
+    }
+    return std::nullopt;
+  }
+
+  /// A string value that must be one of `choices`; returns its index.
+  std::optional<std::size_t> choice(const toml::table& t, std::string_view key,
+                                    std::initializer_list<std::string_view> choices) {
+    auto s = string(t, key, "", false);
+    if (!s) return std::nullopt;
+    const auto it = std::find(choices.begin(), choices.end(), *s);
+    if (it != choices.end()) return static_cast<std::size_t>(it - choices.begin());
+    error(*t.get(key), "'" + std::string(key) + "' is \"" + *s + "\"; expected one of: " +
+                           one_of(choices));
+    return std::nullopt;
+  }
+
+  /// "plugin.component", where plugin is a key of [plugins].
+  std::optional<ComponentRef> component(const toml::table& t, std::string_view key,
+                                        std::string_view where, bool required,
+                                        const Topology& topo) {
+    auto s = string(t, key, where, required);
+    if (!s) return std::nullopt;
+    const toml::node& n = *t.get(key);
+    const auto dot = s->find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == s->size()) {
+      error(n, "'" + std::string(key) + "' is \"" + *s +
+                   "\"; expected \"plugin.component\" (a name under [plugins], a dot, and a "
+                   "component the plugin exports)");
+      return std::nullopt;
+    }
+    ComponentRef ref{s->substr(0, dot), s->substr(dot + 1), pos(n)};
+    if (!topo.plugin(ref.plugin)) {
+      std::string known;
+      for (const auto& p : topo.plugins) known += (known.empty() ? "" : ", ") + p.alias;
+      error(n, "unknown plugin '" + ref.plugin + "' in \"" + *s + "\"; [plugins] defines: " +
+                   (known.empty() ? "nothing" : known));
+      return std::nullopt;
+    }
+    return ref;
+  }
+
+  const toml::table* table(const toml::table& t, std::string_view key, std::string_view where,
+                           bool required) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+      if (required) error(t, "missing table '" + std::string(key) + "' in " + std::string(where));
+      return nullptr;
+    }
+    if (const auto* tt = n->as_table()) return tt;
+    error(*n, "'" + std::string(key) + "' must be a table, not " + type_of(*n));
+    return nullptr;
+  }
+
+  static std::string type_of(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::table: return "a table";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      default: return "a date/time";
+    }
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::vector<std::string>& errors_;
+};
+
+std::filesystem::path relative_to(const std::filesystem::path& base, const std::string& p) {
+  const std::filesystem::path path(p);
+  return path.is_absolute() ? path : (base / path).lexically_normal();
+}
+
+void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
+  const toml::table* plugins = c.table(root, "plugins", "the topology", true);
+  if (!plugins) return;
+  const auto dir = topo.file.parent_path();
+  for (const auto& [key, value] : *plugins) {
+    if (auto s = value.value<std::string>()) {
+      topo.plugins.push_back({std::string(key.str()), relative_to(dir, *s), c.pos(value)});
+    } else {
+      c.error(value, "plugin '" + std::string(key.str()) +
+                         "' must be a path to a .so file (a string), not " + Checker::type_of(value));
+    }
+  }
+  if (topo.plugins.empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");
+}
+
+void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topology& topo) {
+  if (const toml::node* n = t.get("keys")) {
+    const toml::array* arr = n->as_array();
+    if (!arr) {
+      c.error(*n, "'keys' must be an array of strings or integers, not " + Checker::type_of(*n));
+    } else {
+      for (const auto& k : *arr) {
+        if (auto s = k.value_exact<std::string>()) state.keys.push_back(key_of(*s));
+        else if (auto i = k.value_exact<std::int64_t>()) state.keys.push_back(static_cast<std::uint64_t>(*i));
+        else c.error(k, "a key must be a string or an integer, not " + Checker::type_of(k));
+      }
+    }
+  }
+  if (auto file = c.string(t, "keys_file", "", false)) {
+    const auto path = relative_to(topo.file.parent_path(), *file);
+    std::ifstream in(path);
+    if (!in) {
+      c.error(*t.get("keys_file"), "cannot open keys_file " + path.string());
+    } else {
+      std::string line;
+      while (std::getline(in, line)) {
+        const auto b = line.find_first_not_of(" \t\r");
+        if (b == std::string::npos) continue;
+        const auto e = line.find_last_not_of(" \t\r");
+        state.keys.push_back(key_of(std::string_view(line).substr(b, e - b + 1)));
+      }
+    }
+  }
+}
+
+void parse_states(Checker& c, const toml::table& root, Topology& topo) {
+  const toml::table* states = c.table(root, "states", "the topology", false);
+  if (!states) return;
+  for (const auto& [key, value] : *states) {
+    const std::string name(key.str());
+    const toml::table* t = value.as_table();
+    if (!t) {
+      c.error(value, "[states." + name + "] must be a table, not " + Checker::type_of(value));
+      continue;
+    }
+    const std::string where = "[states." + name + "]";
+    c.only_keys(*t, where, {"factory", "keys", "keys_file", "unknown_keys"});
+    StateSpec s;
+    s.name = name;
+    s.pos = c.pos(*t);
+    if (auto f = c.component(*t, "factory", where, true, topo)) s.factory = *f;
+    parse_keys(c, *t, s, topo);
+    if (auto u = c.choice(*t, "unknown_keys", {"create", "reject"})) s.reject_unknown_keys = *u == 1;
+    if (s.reject_unknown_keys && s.keys.empty())
+      c.error(*t, where + " rejects unknown keys but declares none; add 'keys' or 'keys_file'");
+    topo.states.push_back(std::move(s));
+  }
+}
+
+SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& where,
+                        const Topology& topo) {
+  SourceSpec s;
+  s.pos = c.pos(t);
+  c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "decoder"});
+  const auto kind = c.choice(t, "kind", {"tcp", "file", "stdin"});
+  if (!t.get("kind")) c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdin");
+  if (kind) s.kind = static_cast<SourceKind>(*kind);
+  if (s.kind == SourceKind::tcp) {
+    if (auto a = c.string(t, "listen", where + " (tcp needs \"host:port\")", kind.has_value())) s.address = *a;
+  } else if (s.kind == SourceKind::file) {
+    if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
+      s.address = relative_to(topo.file.parent_path(), *p).string();
+  }
+  s.framing = s.kind == SourceKind::stdin_lines ? Framing::lines : Framing::length_prefixed;
+  if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
+  if (auto m = c.integer(t, "max_frame", 1, 1 << 30)) s.max_frame = static_cast<std::uint32_t>(*m);
+  if (auto n = c.integer(t, "connections", 0, 1 << 20)) s.connections = static_cast<std::uint32_t>(*n);
+  if (t.get("connections") && s.kind != SourceKind::tcp)
+    c.error(*t.get("connections"), "'connections' applies to tcp sources only");
+  if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;
+  return s;
+}
+
+SinkSpec parse_sink(Checker& c, const toml::table& t, const std::string& where,
+                    const Topology& topo) {
+  SinkSpec s;
+  s.pos = c.pos(t);
+  c.only_keys(t, where, {"kind", "connect", "path", "framing", "encoder"});
+  const auto kind = c.choice(t, "kind", {"tcp", "file", "stdout", "discard"});
+  if (!t.get("kind"))
+    c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdout, discard");
+  if (kind) s.kind = static_cast<SinkKind>(*kind);
+  if (s.kind == SinkKind::tcp) {
+    if (auto a = c.string(t, "connect", where + " (tcp needs \"host:port\")", kind.has_value())) s.address = *a;
+  } else if (s.kind == SinkKind::file) {
+    if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
+      s.address = relative_to(topo.file.parent_path(), *p).string();
+  }
+  s.framing = s.kind == SinkKind::stdout_lines ? Framing::lines : Framing::length_prefixed;
+  if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
+  s.encoder = c.component(t, "encoder", where, s.kind != SinkKind::discard && kind.has_value(), topo);
+  return s;
+}
+
+StepSpec parse_step(Checker& c, const toml::table& t, const std::string& where,
+                    const Topology& topo) {
+  StepSpec s;
+  s.pos = c.pos(t);
+  c.only_keys(t, where, {"computation", "state_computation", "state", "partition"});
+  const bool has_comp = t.get("computation") != nullptr;
+  const bool has_state_comp = t.get("state_computation") != nullptr;
+  if (has_comp == has_state_comp) {
+    c.error(t, where + " must name exactly one of 'computation' or 'state_computation'");
+    return s;
+  }
+  s.stateful = has_state_comp;
+  if (auto ref = c.component(t, s.stateful ? "state_computation" : "computation", where, true, topo))
+    s.component = *ref;
+  if (!s.stateful) {
+    for (auto key : {"state", "partition"})
+      if (t.get(key))
+        c.error(*t.get(key), "'" + std::string(key) +
+                                 "' belongs to a state_computation step, not a computation");
+    return s;
+  }
+  if (auto st = c.string(t, "state", where + " (the state this step updates)", true)) {
+    s.state = *st;
+    if (!topo.state(*st)) {
+      std::string known;
+      for (const auto& x : topo.states) known += (known.empty() ? "" : ", ") + x.name;
+      c.error(*t.get("state"), "unknown state '" + *st + "'; [states] defines: " +
+                                   (known.empty() ? "nothing" : known));
+    }
+  }
+  if (auto p = c.component(t, "partition", where + " (the function that keys each message)", true, topo))
+    s.partition = *p;
+  return s;
+}
+
+void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
+  const toml::node* n = root.get("pipelines");
+  if (!n) {
+    c.error(root, "no [[pipelines]]; a topology needs at least one pipeline");
+    return;
+  }
+  const toml::array* arr = n->as_array();
+  if (!arr || !arr->is_array_of_tables()) {
+    c.error(*n, "'pipelines' must be an array of tables ([[pipelines]] sections)");
+    return;
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const toml::table& t = *arr->get(i)->as_table();
+    PipelineSpec p;
+    p.pos = c.pos(t);
+    p.name = c.string(t, "name", "[[pipelines]] #" + std::to_string(i + 1), true).value_or("#" + std::to_string(i + 1));
+    const std::string where = "pipeline '" + p.name + "'";
+    if (!names.insert(p.name).second) c.error(t, "duplicate pipeline name '" + p.name + "'");
+    c.only_keys(t, where, {"name", "source", "steps", "sink", "on_error", "dead_letter"});
+    if (const auto* src = c.table(t, "source", where, true))
+      p.source = parse_source(c, *src, where + " source", topo);
+    if (const toml::node* steps = t.get("steps")) {
+      const toml::array* sa = steps->as_array();
+      if (!sa || !(sa->empty() || sa->is_array_of_tables())) {
+        c.error(*steps, "'steps' must be an array of tables, e.g. [ { computation = \"plugin.name\" } ]");
+      } else {
+        for (std::size_t j = 0; j < sa->size(); ++j)
+          p.steps.push_back(parse_step(c, *sa->get(j)->as_table(),
+                                       where + " step " + std::to_string(j + 1), topo));
+      }
+    }
+    if (const auto* sink = c.table(t, "sink", where, false))
+      p.sink = parse_sink(c, *sink, where + " sink", topo);
+    if (auto e = c.choice(t, "on_error", {"skip", "dead_letter", "stop"})) p.on_error = static_cast<ErrorPolicy>(*e);
+    if (auto dl = c.string(t, "dead_letter", where, p.on_error == ErrorPolicy::dead_letter))
+      p.dead_letter = relative_to(topo.file.parent_path(), *dl);
+    if (t.get("dead_letter") && p.on_error != ErrorPolicy::dead_letter)
+      c.error(*t.get("dead_letter"), "'dead_letter' is set but on_error is not \"dead_letter\"");
+    topo.pipelines.push_back(std::move(p));
+  }
+}
+
+}  // namespace
+
+Topology parse_topology(const std::filesystem::path& file) {
+  Topology topo;
+  topo.file = file;
+  const std::string name = file.string();
+  {
+    std::ifstream probe(file);
+    if (!probe) throw TopologyError({name + ": cannot open the topology file: " + std::strerror(errno)});
+  }
+  toml::table root;
+  try {
+    root = toml::parse_file(name);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    throw TopologyError({name + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
+                         ": TOML syntax error: " + std::string(e.description())});
+  }
+  std::vector<std::string> errors;
+  Checker c(name, errors);
+  c.only_keys(root, "the top level",
+              {"shards", "key_groups", "batch_size", "queue_batches", "plugins", "states", "pipelines"});
+  if (auto v = c.integer(root, "shards", 1, 1024)) topo.shards = static_cast<std::uint32_t>(*v);
+  if (auto v = c.integer(root, "key_groups", 1, 1 << 20)) topo.key_groups = static_cast<std::uint32_t>(*v);
+  if (auto v = c.integer(root, "batch_size", 1, 1 << 16)) topo.batch_size = static_cast<std::uint32_t>(*v);
+  if (auto v = c.integer(root, "queue_batches", 1, 1 << 16)) topo.queue_batches = static_cast<std::uint32_t>(*v);
+  if (topo.key_groups < topo.shards)
+    c.error(*root.get("key_groups"), "key_groups (" + std::to_string(topo.key_groups) +
+                                          ") must be at least shards (" + std::to_string(topo.shards) + ")");
+  parse_plugins(c, root, topo);
+  parse_states(c, root, topo);
+  parse_pipelines(c, root, topo);
+  if (!errors.empty()) throw TopologyError(std::move(errors));
+  return topo;
+}
+
+}  // namespace shardline::topology

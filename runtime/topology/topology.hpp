@@ -1,0 +1,115 @@
+// topology.toml, parsed and checked for shape. [control thread]
+//
+// parse_topology() reads the file with TOML++ and checks everything that can be checked
+// without loading a plugin: unknown keys, wrong types, missing fields, values out of range,
+// names that refer to nothing. It collects every error (not only the first), each as
+// "file:line:column: what is wrong; what was expected / what exists". Resolving component names
+// against the plugins' manifests and checking the types between steps is wire_topology()'s job
+// (wiring.hpp).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <shardline/boundary.hpp>
+
+namespace shardline::topology {
+
+/// Where something was written: "topology.toml:12:5".
+struct Position {
+  std::string file;
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+  std::string str() const;
+};
+
+/// Every error found in a topology, one complete line each.
+struct TopologyError : std::runtime_error {
+  explicit TopologyError(std::vector<std::string> errors);
+  std::vector<std::string> errors;
+};
+
+/// "plugin.component" as written in the file.
+struct ComponentRef {
+  std::string plugin;
+  std::string name;
+  Position pos;
+  std::string str() const { return plugin + "." + name; }
+};
+
+struct PluginSpec {
+  std::string alias;             ///< the key under [plugins]
+  std::filesystem::path path;    ///< resolved against the topology file's directory
+  Position pos;
+};
+
+struct StateSpec {
+  std::string name;
+  ComponentRef factory;
+  std::vector<std::uint64_t> keys;   ///< pre-declared keys, already as engine keys
+  bool reject_unknown_keys = false;  ///< unknown_keys = "reject"
+  Position pos;
+};
+
+enum class SourceKind { tcp, file, stdin_lines };
+enum class SinkKind { tcp, file, stdout_lines, discard };
+enum class ErrorPolicy { skip, dead_letter, stop };
+
+struct SourceSpec {
+  SourceKind kind = SourceKind::file;
+  std::string address;            ///< tcp: listen "host:port"; file: path
+  Framing framing = Framing::length_prefixed;
+  std::uint32_t max_frame = 1 << 20;
+  std::uint32_t connections = 0;  ///< tcp: finish after this many connections closed (0: never)
+  ComponentRef decoder;
+  Position pos;
+};
+
+struct SinkSpec {
+  SinkKind kind = SinkKind::discard;
+  std::string address;            ///< tcp: connect "host:port"; file: path
+  Framing framing = Framing::length_prefixed;
+  std::optional<ComponentRef> encoder;  ///< absent only for discard
+  Position pos;
+};
+
+struct StepSpec {
+  bool stateful = false;
+  ComponentRef component;       ///< computation or state_computation
+  std::string state;            ///< stateful only
+  ComponentRef partition;       ///< stateful only
+  Position pos;
+};
+
+struct PipelineSpec {
+  std::string name;
+  SourceSpec source;
+  std::vector<StepSpec> steps;
+  std::optional<SinkSpec> sink;
+  ErrorPolicy on_error = ErrorPolicy::skip;
+  std::filesystem::path dead_letter;  ///< on_error = "dead_letter"
+  Position pos;
+};
+
+struct Topology {
+  std::filesystem::path file;
+  std::uint32_t shards = 1;
+  std::uint32_t key_groups = 4096;
+  std::uint32_t batch_size = 256;
+  std::uint32_t queue_batches = 64;
+  std::vector<PluginSpec> plugins;
+  std::vector<StateSpec> states;
+  std::vector<PipelineSpec> pipelines;
+
+  const StateSpec* state(std::string_view name) const;
+  const PluginSpec* plugin(std::string_view alias) const;
+};
+
+/// Reads and checks `file`. Throws TopologyError listing every problem found.
+Topology parse_topology(const std::filesystem::path& file);
+
+}  // namespace shardline::topology

@@ -1,0 +1,228 @@
+#include "topology/wiring.hpp"
+
+#include <map>
+#include <sstream>
+
+namespace shardline::topology {
+
+namespace {
+
+std::string type_str(const TypeDesc* t) { return t ? std::string(t->name) : "nothing"; }
+
+bool same_type(const TypeDesc* a, const TypeDesc* b) {
+  return a && b && a->name == b->name && a->size == b->size && a->align == b->align;
+}
+
+class Binder {
+ public:
+  Binder(Wiring& w, std::vector<std::string>& errors) : w_(w), errors_(errors) {}
+
+  void load_plugins(const WireOptions& options) {
+    for (const auto& spec : w_.topology.plugins) {
+      std::filesystem::path file = spec.path;
+      if (!options.plugin_dir.empty()) {
+        const auto candidate = options.plugin_dir / spec.path.filename();
+        if (std::filesystem::exists(candidate)) file = candidate;
+      }
+      try {
+        w_.plugins.emplace_back(spec.alias, loader::Plugin::load(file));
+      } catch (const loader::PluginError& e) {
+        error(spec.pos, "plugin '" + spec.alias + "': " + e.what());
+      }
+    }
+  }
+
+  /// The component `ref` of `kind`, or null after recording why not.
+  const ComponentInfo* resolve(const ComponentRef& ref, ComponentKind kind,
+                               std::shared_ptr<loader::Plugin>* owner = nullptr) {
+    const auto plugin = find_plugin(ref.plugin);
+    if (!plugin) return nullptr;  // failed to load: already reported
+    const ComponentInfo* c = plugin->find(kind, ref.name);
+    if (!c) {
+      error(ref.pos, "plugin '" + ref.plugin + "' (" + plugin->name() + " " + plugin->version() +
+                         ") has no " + std::string(to_string(kind)) + " '" + ref.name + "'; its " +
+                         std::string(to_string(kind)) + "s: " + plugin->names_of(kind));
+      return nullptr;
+    }
+    if (owner) *owner = plugin;
+    return c;
+  }
+
+  std::shared_ptr<loader::Plugin> find_plugin(const std::string& alias) const {
+    for (const auto& [a, p] : w_.plugins)
+      if (a == alias) return p;
+    return nullptr;
+  }
+
+  void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+
+ private:
+  Wiring& w_;
+  std::vector<std::string>& errors_;
+};
+
+}  // namespace
+
+std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& options) {
+  auto w = std::make_unique<Wiring>();
+  w->topology = std::move(topology);
+  std::vector<std::string> errors;
+  Binder b(*w, errors);
+  b.load_plugins(options);
+  if (!errors.empty()) throw TopologyError(std::move(errors));
+
+  const Topology& topo = w->topology;
+  for (const auto& s : topo.states) {
+    WiredState ws{&s, nullptr, nullptr};
+    ws.factory = b.resolve(s.factory, ComponentKind::state, &ws.plugin);
+    w->states.push_back(std::move(ws));
+  }
+  // Every partition function keying a state must produce the same kind of key.
+  std::map<std::size_t, std::pair<KeyKind, const StepSpec*>> state_keys;
+
+  for (const auto& p : topo.pipelines) {
+    WiredPipeline wp{&p, nullptr, {}, nullptr, {}};
+    std::shared_ptr<loader::Plugin> owner;
+    wp.decoder = b.resolve(p.source.decoder, ComponentKind::decoder, &owner);
+    if (owner) wp.plugins.push_back(owner);
+    const TypeDesc* current = wp.decoder ? wp.decoder->output : nullptr;
+    std::string producer = "decoder '" + p.source.decoder.str() + "'";
+    bool known = wp.decoder != nullptr;  // false once a type is unknown: stop type checks
+
+    for (std::size_t i = 0; i < p.steps.size(); ++i) {
+      const StepSpec& s = p.steps[i];
+      const std::string label = "pipeline '" + p.name + "' step " + std::to_string(i + 1) + " '" +
+                                s.component.str() + "'";
+      WiredStep step{&s, nullptr, nullptr, 0, nullptr};
+      step.component = b.resolve(s.component, s.stateful ? ComponentKind::state_computation
+                                                         : ComponentKind::computation,
+                                 &step.plugin);
+      if (step.plugin) wp.plugins.push_back(step.plugin);
+      if (s.stateful) {
+        std::shared_ptr<loader::Plugin> part_owner;
+        step.partition = b.resolve(s.partition, ComponentKind::partition, &part_owner);
+        if (part_owner) wp.plugins.push_back(part_owner);
+        for (std::size_t k = 0; k < topo.states.size(); ++k)
+          if (topo.states[k].name == s.state) step.state = k;
+        const WiredState& ws = w->states[step.state];
+        if (step.component && ws.factory && !same_type(step.component->state, ws.factory->state))
+          b.error(s.component.pos, label + " updates a " + type_str(step.component->state) +
+                                       ", but state '" + s.state + "' holds " +
+                                       type_str(ws.factory->state) + " (built by '" +
+                                       ws.spec->factory.str() + "')");
+        if (step.component && step.partition &&
+            !same_type(step.partition->input, step.component->input))
+          b.error(s.partition.pos, "partition '" + s.partition.str() + "' keys " +
+                                       type_str(step.partition->input) + ", but " + label +
+                                       " consumes " + type_str(step.component->input));
+        if (step.partition) {
+          auto [it, fresh] = state_keys.try_emplace(step.state, step.partition->key_kind, &s);
+          if (!fresh && it->second.first != step.partition->key_kind)
+            b.error(s.partition.pos,
+                    "partition '" + s.partition.str() + "' returns " +
+                        (step.partition->key_kind == KeyKind::string ? "string" : "integer") +
+                        " keys, but '" + it->second.second->partition.str() +
+                        "' keys the same state '" + s.state + "' with " +
+                        (it->second.first == KeyKind::string ? "string" : "integer") +
+                        " keys; every pipeline sharing a state must key it the same way");
+        }
+      }
+      if (step.component && known) {
+        if (!current) {
+          b.error(s.pos, label + " has no input: " + producer + " emits nothing");
+        } else if (!same_type(current, step.component->input)) {
+          b.error(s.component.pos, label + " consumes " + type_str(step.component->input) +
+                                       ", but " + producer + " produces " + type_str(current));
+        }
+      }
+      known = known && step.component;
+      current = step.component ? step.component->output : nullptr;
+      producer = "step " + std::to_string(i + 1) + " '" + s.component.str() + "'";
+      wp.steps.push_back(std::move(step));
+    }
+
+    if (p.sink && p.sink->encoder) {
+      wp.encoder = b.resolve(*p.sink->encoder, ComponentKind::encoder, &owner);
+      if (wp.encoder) wp.plugins.push_back(owner);
+      if (wp.encoder && known) {
+        if (!current)
+          b.error(p.sink->pos, "pipeline '" + p.name + "' has a sink, but " + producer +
+                                   " emits nothing; remove the sink or emit a message");
+        else if (!same_type(current, wp.encoder->input))
+          b.error(p.sink->encoder->pos, "encoder '" + p.sink->encoder->str() + "' consumes " +
+                                            type_str(wp.encoder->input) + ", but " + producer +
+                                            " produces " + type_str(current));
+      }
+    }
+    w->pipelines.push_back(std::move(wp));
+  }
+  if (!errors.empty()) throw TopologyError(std::move(errors));
+  return w;
+}
+
+namespace {
+const char* framing_str(Framing f) {
+  return f == Framing::lines ? "lines" : "length-prefixed frames";
+}
+}  // namespace
+
+std::string Wiring::describe() const {
+  std::ostringstream o;
+  const Topology& t = topology;
+  o << "topology " << t.file.string() << ": " << t.shards << " shard(s), " << t.key_groups
+    << " key groups, batches of " << t.batch_size << ", queues of " << t.queue_batches
+    << " batches\n";
+  for (const auto& [alias, p] : plugins)
+    o << "plugin " << alias << ": " << p->name() << " " << p->version() << " ("
+      << p->file().string() << ", " << p->manifest().components.size() << " components)\n";
+  for (const auto& s : states) {
+    o << "state " << s.spec->name << ": " << type_str(s.factory->state) << " built by "
+      << s.spec->factory.str();
+    if (!s.spec->keys.empty()) o << ", " << s.spec->keys.size() << " declared keys";
+    o << ", unknown keys " << (s.spec->reject_unknown_keys ? "rejected" : "created") << "\n";
+  }
+  for (const auto& p : pipelines) {
+    const PipelineSpec& ps = *p.spec;
+    o << "pipeline " << ps.name << ":\n  source ";
+    switch (ps.source.kind) {
+      case SourceKind::tcp: o << "tcp listen " << ps.source.address; break;
+      case SourceKind::file: o << "file " << ps.source.address; break;
+      case SourceKind::stdin_lines: o << "stdin"; break;
+    }
+    o << " (" << framing_str(ps.source.framing) << ") -> decoder " << ps.source.decoder.str()
+      << " -> " << type_str(p.decoder->output) << "\n";
+    for (std::size_t i = 0; i < p.steps.size(); ++i) {
+      const WiredStep& s = p.steps[i];
+      o << "  step " << i + 1 << ": ";
+      if (s.spec->stateful)
+        o << "state_computation " << s.spec->component.str() << " on state " << s.spec->state
+          << ", keyed by " << s.spec->partition.str() << " ("
+          << (s.partition->key_kind == KeyKind::string ? "string" : "integer") << " key)";
+      else
+        o << "computation " << s.spec->component.str();
+      o << ": " << type_str(s.component->input) << " -> " << type_str(s.component->output)
+        << "\n";
+    }
+    o << "  sink ";
+    if (!ps.sink) {
+      o << "none";
+    } else {
+      switch (ps.sink->kind) {
+        case SinkKind::tcp: o << "tcp connect " << ps.sink->address; break;
+        case SinkKind::file: o << "file " << ps.sink->address; break;
+        case SinkKind::stdout_lines: o << "stdout"; break;
+        case SinkKind::discard: o << "discard"; break;
+      }
+      if (ps.sink->encoder)
+        o << " (" << framing_str(ps.sink->framing) << ") <- encoder " << ps.sink->encoder->str();
+    }
+    o << "\n  on error: "
+      << (ps.on_error == ErrorPolicy::skip ? "skip"
+          : ps.on_error == ErrorPolicy::stop ? "stop"
+                                              : "dead_letter to " + ps.dead_letter.string())
+      << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace shardline::topology

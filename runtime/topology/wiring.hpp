@@ -1,0 +1,61 @@
+// A topology resolved against its plugins: every name bound to a component, every edge
+// type-checked. [control thread]
+//
+// wire_topology() loads each plugin named under [plugins], finds every component the
+// pipelines name, and checks that each step consumes what the step before it produces, that
+// each state computation holds the type its state's factory builds, and that every pipeline
+// sharing a state keys it the same way. Errors carry the file:line:column of the reference and
+// list what the plugin actually exports. The Wiring keeps the plugins loaded.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "loader/plugin.hpp"
+#include "topology/topology.hpp"
+
+namespace shardline::topology {
+
+struct WiredState {
+  const StateSpec* spec;
+  const ComponentInfo* factory;
+  std::shared_ptr<loader::Plugin> plugin;
+};
+
+struct WiredStep {
+  const StepSpec* spec;
+  const ComponentInfo* component;   ///< computation or state_computation
+  const ComponentInfo* partition;   ///< state_computation steps only
+  std::size_t state = 0;            ///< index into Wiring::states (stateful steps)
+  std::shared_ptr<loader::Plugin> plugin;  ///< keeps component code mapped
+};
+
+struct WiredPipeline {
+  const PipelineSpec* spec;
+  const ComponentInfo* decoder;
+  std::vector<WiredStep> steps;
+  const ComponentInfo* encoder = nullptr;  ///< null: no sink, or a discard sink
+  std::vector<std::shared_ptr<loader::Plugin>> plugins;
+};
+
+struct Wiring {
+  Topology topology;
+  std::vector<std::pair<std::string, std::shared_ptr<loader::Plugin>>> plugins;
+  std::vector<WiredState> states;
+  std::vector<WiredPipeline> pipelines;
+
+  /// A human-readable description of the wiring (`shardline check`).
+  std::string describe() const;
+};
+
+struct WireOptions {
+  /// If set, plugin files are looked up by file name in this folder before their own path.
+  std::filesystem::path plugin_dir;
+};
+
+/// Loads the plugins and binds the topology. Throws TopologyError listing every problem.
+std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& options = {});
+
+}  // namespace shardline::topology

@@ -1,0 +1,240 @@
+// shardline/boundary.hpp — the type-erased boundary between the host and a plugin.
+//
+// Plugin authors never use this header directly: <shardline/plugin.hpp> turns their typed
+// functions into the components below. The host sees only these types. Every call crosses the
+// boundary once per *batch* of messages, never once per message.
+//
+// Memory: messages live in host-owned buffers (MessageOutput), constructed in place by plugin
+// code and moved between threads by the host through the TypeDesc of their type. Nothing a
+// plugin creates may outlive its library: the host keeps the library loaded while it holds any
+// component, message or state made by it.
+//
+// Errors: a plugin never lets an exception escape a batch call. The SDK wrappers catch per
+// message and report through ErrorSink (index + text, copied by the host at once), so one bad
+// message never takes its neighbours or its shard down.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <shardline/type_name.hpp>
+
+#define SHARDLINE_API __attribute__((visibility("default")))
+
+namespace shardline {
+
+/// How to move and destroy values of one message or state type, without knowing the type.
+struct TypeDesc {
+  std::string_view name;   ///< type_name<T>()
+  std::uint32_t size;      ///< sizeof(T)
+  std::uint32_t align;     ///< alignof(T)
+  bool trivial;            ///< trivially copyable and destructible: moved with memcpy
+  /// Move-constructs *dst from *src, then destroys *src. [any thread]
+  void (*relocate)(void* dst, void* src) noexcept;
+  /// Destroys *p. [any thread]
+  void (*destroy)(void* p) noexcept;
+};
+
+namespace detail {
+template <class T>
+void relocate(void* dst, void* src) noexcept {
+  T* s = static_cast<T*>(src);
+  ::new (dst) T(std::move(*s));
+  s->~T();
+}
+template <class T>
+void destroy(void* p) noexcept {
+  static_cast<T*>(p)->~T();
+}
+}  // namespace detail
+
+/// The TypeDesc of T. A constant: no guard variable, nothing runs at load time.
+template <class T>
+inline constexpr TypeDesc type_desc_v{
+    type_name<T>(),
+    sizeof(T),
+    alignof(T),
+    std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
+    &detail::relocate<T>,
+    &detail::destroy<T>,
+};
+
+/// One frame of input bytes (a length-prefixed payload, or a line without its newline).
+struct Frame {
+  const std::byte* data;
+  std::uint32_t size;
+  std::string_view text() const { return {reinterpret_cast<const char*>(data), size}; }
+};
+
+/// A read-only view of `count` messages laid out `stride` bytes apart.
+struct MessageSpan {
+  std::byte* data = nullptr;
+  std::size_t count = 0;
+  std::size_t stride = 0;
+  template <class T>
+  T& at(std::size_t i) const {
+    return *std::launder(reinterpret_cast<T*>(data + i * stride));
+  }
+};
+
+/// Where a component writes the messages it produces. The buffer belongs to the host; the
+/// plugin constructs each message in next_slot() and then commits it. [shard or source thread]
+class MessageOutput {
+ public:
+  void* next_slot() {
+    if (count_ == capacity_) grow_(*this);
+    return data_ + count_ * stride_;
+  }
+  void commit() { ++count_; }
+  std::size_t size() const { return count_; }
+
+ protected:
+  std::byte* data_ = nullptr;
+  std::size_t count_ = 0;
+  std::size_t capacity_ = 0;
+  std::size_t stride_ = 0;
+  void (*grow_)(MessageOutput&) = nullptr;  ///< host code: makes room for one more message
+};
+
+/// How a sink separates messages on the wire.
+enum class Framing : std::uint8_t {
+  length_prefixed,  ///< 4-byte big-endian length, then the payload (Wallaroo's framing)
+  lines,            ///< the payload, then '\n'
+};
+
+/// The bytes an encoder produces, already framed for the sink. [shard thread]
+class EncodedOutput {
+ public:
+  EncodedOutput(std::vector<std::byte>& buffer, Framing framing)
+      : buf_(buffer), framing_(framing) {}
+
+  void begin_message() {
+    start_ = buf_.size();
+    if (framing_ == Framing::length_prefixed) buf_.resize(start_ + 4);
+  }
+  void end_message() {
+    if (framing_ == Framing::length_prefixed) {
+      const auto n = static_cast<std::uint32_t>(buf_.size() - start_ - 4);
+      const std::byte be[4] = {std::byte(n >> 24), std::byte(n >> 16), std::byte(n >> 8),
+                               std::byte(n)};
+      std::memcpy(buf_.data() + start_, be, 4);
+    } else {
+      buf_.push_back(std::byte('\n'));
+    }
+  }
+  /// Drops a message whose encoder threw half-way.
+  void abandon_message() { buf_.resize(start_); }
+  void append(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::byte*>(p);
+    buf_.insert(buf_.end(), b, b + n);
+  }
+
+ private:
+  std::vector<std::byte>& buf_;
+  Framing framing_;
+  std::size_t start_ = 0;
+};
+
+/// Where a component reports a message it could not handle. The host copies `what` at once.
+class ErrorSink {
+ public:
+  using Fn = void (*)(void* ctx, std::size_t index, std::string_view what);
+  ErrorSink(Fn fn, void* ctx) : fn_(fn), ctx_(ctx) {}
+  void report(std::size_t index, std::string_view what) { fn_(ctx_, index, what); }
+
+ private:
+  Fn fn_;
+  void* ctx_;
+};
+
+/// Partition keys reach the engine as 64-bit integers: integer keys as they are, string keys
+/// as their XXH3 hash (see <shardline/key.hpp>).
+enum class KeyKind : std::uint8_t { integer, string };
+
+enum class ComponentKind : std::uint8_t {
+  decoder,
+  encoder,
+  computation,
+  partition,
+  state,
+  state_computation,
+};
+
+inline constexpr std::string_view to_string(ComponentKind k) {
+  switch (k) {
+    case ComponentKind::decoder: return "decoder";
+    case ComponentKind::encoder: return "encoder";
+    case ComponentKind::computation: return "computation";
+    case ComponentKind::partition: return "partition";
+    case ComponentKind::state: return "state";
+    case ComponentKind::state_computation: return "state_computation";
+  }
+  return "?";
+}
+
+// ---- The components. Each call handles a whole batch; see the class comments for threads.
+
+struct SHARDLINE_API Component {
+  virtual ~Component() = default;
+};
+
+/// Frames -> messages. [source thread]
+struct SHARDLINE_API Decoder : Component {
+  virtual void decode(const Frame* frames, std::size_t n, MessageOutput& out,
+                      ErrorSink& errors) = 0;
+};
+
+/// Messages -> framed bytes. [shard thread]
+struct SHARDLINE_API Encoder : Component {
+  virtual void encode(MessageSpan in, EncodedOutput& out, ErrorSink& errors) = 0;
+};
+
+/// Stateless step: each input yields zero, one or more outputs. [source or shard thread]
+struct SHARDLINE_API Computation : Component {
+  virtual void run(MessageSpan in, MessageOutput& out, ErrorSink& errors) = 0;
+};
+
+/// Message -> 64-bit key. [source or shard thread]
+struct SHARDLINE_API Partition : Component {
+  virtual void keys(MessageSpan in, std::uint64_t* keys_out, ErrorSink& errors) = 0;
+};
+
+/// Builds the state of a key seen for the first time, in memory the host provides. [shard thread]
+struct SHARDLINE_API StateFactory : Component {
+  virtual void construct(void* at, std::uint64_t key) = 0;
+};
+
+/// (message, state of its key) -> zero or more outputs. states[i] belongs to in.at(i).
+/// [shard thread owning every state in the batch]
+struct SHARDLINE_API StateComputation : Component {
+  virtual void run(MessageSpan in, void* const* states, MessageOutput& out,
+                   ErrorSink& errors) = 0;
+};
+
+/// One entry of the manifest.
+struct ComponentInfo {
+  ComponentKind kind;
+  std::string name;
+  const TypeDesc* input = nullptr;   ///< decoder: null; others: the message type consumed
+  const TypeDesc* output = nullptr;  ///< null when the component emits nothing
+  const TypeDesc* state = nullptr;   ///< state and state_computation: the state type
+  KeyKind key_kind = KeyKind::integer;  ///< partition only
+  std::unique_ptr<Component> impl;
+};
+
+/// What a plugin exports: returned by its entry point once the ABI record has been accepted.
+struct Manifest {
+  std::string plugin_name;
+  std::string plugin_version;
+  std::vector<ComponentInfo> components;
+  std::string error;  ///< non-empty when registration itself failed (e.g. a duplicate name)
+};
+
+}  // namespace shardline

@@ -1,0 +1,101 @@
+// shardline/bytes.hpp — reading and writing binary wire formats in decoders and encoders.
+//
+// Reader walks one frame and throws DecodeError (with the offset) on a short read, so a
+// decoder written as a straight sequence of reads rejects truncated input by itself. Writer
+// appends to the sink's framed output. Multi-byte numbers are big-endian (network order)
+// unless the name says otherwise.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <shardline/boundary.hpp>
+
+namespace shardline {
+
+/// Thrown by Reader (and by decoders) for input that does not match the format.
+struct SHARDLINE_API DecodeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Reader {
+ public:
+  explicit Reader(Frame frame) : p_(frame.data), size_(frame.size) {}
+
+  std::size_t size() const { return size_; }
+  std::size_t offset() const { return pos_; }
+  std::size_t remaining() const { return size_ - pos_; }
+
+  std::uint8_t u8() { return static_cast<std::uint8_t>(*take(1)); }
+  std::uint16_t u16be() { return load_be<std::uint16_t>(); }
+  std::uint32_t u32be() { return load_be<std::uint32_t>(); }
+  std::uint64_t u64be() { return load_be<std::uint64_t>(); }
+  double f64be() { return std::bit_cast<double>(load_be<std::uint64_t>()); }
+  /// The next n bytes as text (a view into the frame).
+  std::string_view text(std::size_t n) { return {reinterpret_cast<const char*>(take(n)), n}; }
+  /// Copies the next N bytes into a fixed array (e.g. a 4-byte symbol).
+  template <std::size_t N>
+  void copy_to(char (&dst)[N]) {
+    std::memcpy(dst, take(N), N);
+  }
+  /// Throws unless every byte was read: a frame longer than its format is bad input too.
+  void expect_end() const {
+    if (pos_ != size_)
+      throw DecodeError("frame has " + std::to_string(size_) + " bytes, format uses " +
+                        std::to_string(pos_));
+  }
+
+ private:
+  const std::byte* take(std::size_t n) {
+    if (n > size_ - pos_)
+      throw DecodeError("truncated frame: need " + std::to_string(n) + " bytes at offset " +
+                        std::to_string(pos_) + ", frame has " + std::to_string(size_));
+    const std::byte* at = p_ + pos_;
+    pos_ += n;
+    return at;
+  }
+  template <class U>
+  U load_be() {
+    U v;
+    std::memcpy(&v, take(sizeof(U)), sizeof(U));
+    if constexpr (std::endian::native == std::endian::little) v = byteswap(v);
+    return v;
+  }
+  template <class U>
+  static U byteswap(U v) {
+    if constexpr (sizeof(U) == 2) return __builtin_bswap16(v);
+    if constexpr (sizeof(U) == 4) return __builtin_bswap32(v);
+    if constexpr (sizeof(U) == 8) return __builtin_bswap64(v);
+  }
+
+  const std::byte* p_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+class Writer {
+ public:
+  explicit Writer(EncodedOutput& out) : out_(out) {}
+
+  void u8(std::uint8_t v) { out_.append(&v, 1); }
+  void u16be(std::uint16_t v) { store_be(__builtin_bswap16(v)); }
+  void u32be(std::uint32_t v) { store_be(__builtin_bswap32(v)); }
+  void u64be(std::uint64_t v) { store_be(__builtin_bswap64(v)); }
+  void f64be(double v) { u64be(std::bit_cast<std::uint64_t>(v)); }
+  void bytes(const void* p, std::size_t n) { out_.append(p, n); }
+  void text(std::string_view s) { out_.append(s.data(), s.size()); }
+
+ private:
+  template <class U>
+  void store_be(U swapped) {
+    static_assert(std::endian::native == std::endian::little);
+    out_.append(&swapped, sizeof(U));
+  }
+  EncodedOutput& out_;
+};
+
+}  // namespace shardline

@@ -1,0 +1,399 @@
+// shardline/plugin.hpp — write a Shardline plugin with plain C++ types and functions.
+//
+//   #include <shardline/plugin.hpp>
+//   struct Count { std::uint64_t n = 0; };
+//   SHARDLINE_PLUGIN("hello", "1.0.0", p) {
+//     p.decoder("line", [](std::string_view line) { return std::string(line); });
+//     p.partition("word", [](const std::string& w) { return std::string_view(w); });
+//     p.state<Count>("count");
+//     p.state_computation("add", [](const std::string& w, Count& c) {
+//       return w + " " + std::to_string(++c.n);
+//     });
+//     p.encoder("text", [](const std::string& s) { return s; });
+//   }
+//
+// Every registration deduces the message and state types from the function's signature and
+// wraps the function in a component that the host calls once per batch. Exceptions thrown by a
+// function are caught per message and reported to the host, which counts them and applies the
+// pipeline's error policy; the other messages of the batch carry on.
+//
+// Accepted signatures (In, Out, S are your types; Out may be wrapped in std::optional to
+// emit nothing for some inputs):
+//   decoder            Out(Reader&)  or  Out(std::string_view)        [source thread]
+//   computation        Out(const In&)  or  void(const In&, Emit<Out>&) [source or shard thread]
+//   partition          integer(const In&)  or  string_view/string(const In&)
+//   state<S>           default-constructed, or S(), or S(std::uint64_t key)  [shard thread]
+//   state_computation  void|Out(const In&, S&)  or  void(const In&, S&, Emit<Out>&) [shard]
+//   encoder            void(const In&, Writer&)  or  std::string(const In&) (text)  [shard]
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <shardline/abi.hpp>
+#include <shardline/boundary.hpp>
+#include <shardline/bytes.hpp>
+#include <shardline/key.hpp>
+
+namespace shardline {
+
+/// Passed to computations that emit any number of outputs per input.
+template <class T>
+class Emit {
+ public:
+  explicit Emit(MessageOutput& out) : out_(out) {}
+  void operator()(T value) {
+    ::new (out_.next_slot()) T(std::move(value));
+    out_.commit();
+  }
+
+ private:
+  MessageOutput& out_;
+};
+
+namespace detail {
+
+template <class F>
+struct fn_traits : fn_traits<decltype(&std::remove_cvref_t<F>::operator())> {};
+template <class R, class... A>
+struct fn_traits<R (*)(A...)> {
+  using result = R;
+  using args = std::tuple<A...>;
+};
+template <class R, class... A>
+struct fn_traits<R(A...)> : fn_traits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct fn_traits<R (C::*)(A...) const> : fn_traits<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct fn_traits<R (C::*)(A...)> : fn_traits<R (*)(A...)> {};
+
+template <class F, std::size_t I>
+using arg_t = std::remove_cvref_t<std::tuple_element_t<I, typename fn_traits<F>::args>>;
+template <class F>
+inline constexpr std::size_t arity_v = std::tuple_size_v<typename fn_traits<F>::args>;
+template <class F>
+using result_t = typename fn_traits<F>::result;
+
+template <class T>
+struct unwrap_optional {
+  using type = T;
+};
+template <class T>
+struct unwrap_optional<std::optional<T>> {
+  using type = T;
+};
+template <class T>
+using unwrap_optional_t = typename unwrap_optional<T>::type;
+
+template <class T>
+struct emit_type {
+  using type = void;
+};
+template <class T>
+struct emit_type<Emit<T>> {
+  using type = T;
+};
+
+/// The output type of a function whose last argument may be Emit<Out>&.
+template <class F, std::size_t FixedArgs>
+struct output_of {
+  static auto deduce() {
+    if constexpr (arity_v<F> > FixedArgs) {
+      return std::type_identity<typename emit_type<arg_t<F, FixedArgs>>::type>{};
+    } else {
+      return std::type_identity<unwrap_optional_t<result_t<F>>>{};
+    }
+  }
+  using type = typename decltype(deduce())::type;
+};
+
+template <class T>
+const TypeDesc* desc_or_null() {
+  if constexpr (std::is_void_v<T>) {
+    return nullptr;
+  } else {
+    return &type_desc_v<T>;
+  }
+}
+
+/// Stores a function's result (T, optional<T>, or nothing) as an output message.
+template <class Out, class R>
+void put(MessageOutput& out, R&& r) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<R>, std::optional<Out>>) {
+    if (r) {
+      ::new (out.next_slot()) Out(std::move(*r));
+      out.commit();
+    }
+  } else {
+    ::new (out.next_slot()) Out(std::forward<R>(r));
+    out.commit();
+  }
+}
+
+/// Runs body(i) for each message, turning an exception into an error report for message i.
+template <class Body>
+void each_guarded(std::size_t n, ErrorSink& errors, Body&& body) {
+  for (std::size_t i = 0; i < n; ++i) {
+    try {
+      body(i);
+    } catch (const std::exception& e) {
+      errors.report(i, e.what());
+    } catch (...) {
+      errors.report(i, "unknown exception");
+    }
+  }
+}
+
+/// Calls fn(args..., emit?) and stores its outputs; Out is void for terminal functions.
+template <class Out, class F, class... Args>
+void call_and_put(F& fn, MessageOutput& out, Args&... args) {
+  if constexpr (std::is_invocable_v<F&, Args&..., Emit<Out>&>) {
+    Emit<Out> emit(out);
+    fn(args..., emit);
+  } else if constexpr (std::is_void_v<Out> || std::is_void_v<result_t<F>>) {
+    fn(args...);
+  } else {
+    put<Out>(out, fn(args...));
+  }
+}
+
+template <class F>
+class DecoderImpl final : public Decoder {
+ public:
+  explicit DecoderImpl(F fn) : fn_(std::move(fn)) {}
+  using Out = unwrap_optional_t<result_t<F>>;
+  void decode(const Frame* frames, std::size_t n, MessageOutput& out,
+              ErrorSink& errors) override {
+    each_guarded(n, errors, [&](std::size_t i) {
+      if constexpr (std::is_invocable_v<F&, Reader&>) {
+        Reader reader(frames[i]);
+        put<Out>(out, fn_(reader));
+      } else {
+        put<Out>(out, fn_(frames[i].text()));
+      }
+    });
+  }
+
+ private:
+  F fn_;
+};
+
+template <class F, class In, class Out>
+class ComputationImpl final : public Computation {
+ public:
+  explicit ComputationImpl(F fn) : fn_(std::move(fn)) {}
+  void run(MessageSpan in, MessageOutput& out, ErrorSink& errors) override {
+    each_guarded(in.count, errors, [&](std::size_t i) {
+      const In& msg = in.at<In>(i);
+      call_and_put<Out>(fn_, out, msg);
+    });
+  }
+
+ private:
+  F fn_;
+};
+
+template <class F, class In>
+class PartitionImpl final : public Partition {
+ public:
+  explicit PartitionImpl(F fn) : fn_(std::move(fn)) {}
+  void keys(MessageSpan in, std::uint64_t* keys_out, ErrorSink& errors) override {
+    each_guarded(in.count, errors, [&](std::size_t i) {
+      const auto k = fn_(in.at<In>(i));
+      if constexpr (std::is_integral_v<decltype(k)>) {
+        keys_out[i] = static_cast<std::uint64_t>(k);
+      } else {
+        keys_out[i] = key_of(std::string_view(k));
+      }
+    });
+  }
+
+ private:
+  F fn_;
+};
+
+template <class S, class F>
+class StateFactoryImpl final : public StateFactory {
+ public:
+  explicit StateFactoryImpl(F fn) : fn_(std::move(fn)) {}
+  void construct(void* at, std::uint64_t key) override {
+    if constexpr (std::is_invocable_v<F&, std::uint64_t>) {
+      ::new (at) S(fn_(key));
+    } else {
+      ::new (at) S(fn_());
+    }
+  }
+
+ private:
+  F fn_;
+};
+
+template <class F, class In, class S, class Out>
+class StateComputationImpl final : public StateComputation {
+ public:
+  explicit StateComputationImpl(F fn) : fn_(std::move(fn)) {}
+  void run(MessageSpan in, void* const* states, MessageOutput& out, ErrorSink& errors) override {
+    each_guarded(in.count, errors, [&](std::size_t i) {
+      const In& msg = in.at<In>(i);
+      S& state = *std::launder(static_cast<S*>(states[i]));
+      call_and_put<Out>(fn_, out, msg, state);
+    });
+  }
+
+ private:
+  F fn_;
+};
+
+template <class F, class In>
+class EncoderImpl final : public Encoder {
+ public:
+  explicit EncoderImpl(F fn) : fn_(std::move(fn)) {}
+  void encode(MessageSpan in, EncodedOutput& out, ErrorSink& errors) override {
+    each_guarded(in.count, errors, [&](std::size_t i) {
+      out.begin_message();
+      try {
+        if constexpr (std::is_invocable_v<F&, const In&, Writer&>) {
+          Writer writer(out);
+          fn_(in.at<In>(i), writer);
+        } else {
+          const std::string_view text = fn_(in.at<In>(i));
+          out.append(text.data(), text.size());
+        }
+      } catch (...) {
+        out.abandon_message();
+        throw;
+      }
+      out.end_message();
+    });
+  }
+
+ private:
+  F fn_;
+};
+
+}  // namespace detail
+
+/// Registers the components of one plugin. Used inside SHARDLINE_PLUGIN only.
+class PluginBuilder {
+ public:
+  explicit PluginBuilder(Manifest& manifest) : m_(manifest) {}
+
+  /// Frame -> message. Throw (or let Reader throw) to reject a malformed frame.
+  template <class F>
+  PluginBuilder& decoder(std::string name, F fn) {
+    using Out = detail::unwrap_optional_t<detail::result_t<F>>;
+    static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
+    return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
+               std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
+  }
+
+  /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
+  template <class F>
+  PluginBuilder& computation(std::string name, F fn) {
+    using In = detail::arg_t<F, 0>;
+    using Out = typename detail::output_of<F, 1>::type;
+    static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
+    return add(ComponentKind::computation, std::move(name), &type_desc_v<In>, &type_desc_v<Out>,
+               nullptr, std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
+  }
+
+  /// Message -> key. Return an integer for integer keys, a string(_view) for string keys.
+  template <class F>
+  PluginBuilder& partition(std::string name, F fn) {
+    using In = detail::arg_t<F, 0>;
+    using K = std::remove_cvref_t<detail::result_t<F>>;
+    static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
+                  "a partition function returns an integer or a string key");
+    auto& info = add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr,
+                     nullptr, std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)));
+    m_.components.back().key_kind = std::is_integral_v<K> ? KeyKind::integer : KeyKind::string;
+    return info;
+  }
+
+  /// Partitioned state type S: default-constructed for each new key.
+  template <class S>
+  PluginBuilder& state(std::string name) {
+    return state<S>(std::move(name), [] { return S{}; });
+  }
+
+  /// Partitioned state type S built by fn() or fn(key) for each new key.
+  template <class S, class F>
+  PluginBuilder& state(std::string name, F fn) {
+    return add(ComponentKind::state, std::move(name), nullptr, nullptr, &type_desc_v<S>,
+               std::make_unique<detail::StateFactoryImpl<S, F>>(std::move(fn)));
+  }
+
+  /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
+  template <class F>
+  PluginBuilder& state_computation(std::string name, F fn) {
+    using In = detail::arg_t<F, 0>;
+    using S = detail::arg_t<F, 1>;
+    using Out = typename detail::output_of<F, 2>::type;
+    return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
+               detail::desc_or_null<Out>(), &type_desc_v<S>,
+               std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
+  }
+
+  /// Message -> bytes, written with a Writer, or returned as text.
+  template <class F>
+  PluginBuilder& encoder(std::string name, F fn) {
+    using In = detail::arg_t<F, 0>;
+    return add(ComponentKind::encoder, std::move(name), &type_desc_v<In>, nullptr, nullptr,
+               std::make_unique<detail::EncoderImpl<F, In>>(std::move(fn)));
+  }
+
+ private:
+  PluginBuilder& add(ComponentKind kind, std::string name, const TypeDesc* in,
+                     const TypeDesc* out, const TypeDesc* state,
+                     std::unique_ptr<Component> impl) {
+    for (const auto& c : m_.components)
+      if (c.kind == kind && c.name == name)
+        throw std::invalid_argument("duplicate " + std::string(to_string(kind)) + " '" + name +
+                                    "'");
+    m_.components.push_back(ComponentInfo{kind, std::move(name), in, out, state,
+                                          KeyKind::integer, std::move(impl)});
+    return *this;
+  }
+
+  Manifest& m_;
+};
+
+namespace detail {
+inline Manifest build_manifest(const char* name, const char* version,
+                               void (*register_components)(PluginBuilder&)) {
+  Manifest m;
+  m.plugin_name = name;
+  m.plugin_version = version;
+  try {
+    PluginBuilder builder(m);
+    register_components(builder);
+  } catch (const std::exception& e) {
+    m.components.clear();
+    m.error = e.what();
+  }
+  return m;
+}
+}  // namespace detail
+
+}  // namespace shardline
+
+/// Defines a plugin: its name, its version, and a body that registers its components on the
+/// PluginBuilder named BUILDER. Exports the ABI record (read by the host before loading) and
+/// the manifest entry point (called once, after the ABI was accepted). Use once per plugin.
+#define SHARDLINE_PLUGIN(NAME, VERSION, BUILDER)                                               \
+  static void shardline_register_components(::shardline::PluginBuilder& BUILDER);             \
+  extern "C" SHARDLINE_API __attribute__((used, section("shardline_abi")))                     \
+  const ::shardline::AbiRecord shardline_abi_record = ::shardline::kAbiRecord;                 \
+  extern "C" SHARDLINE_API const ::shardline::Manifest* shardline_plugin_manifest() {          \
+    static const ::shardline::Manifest manifest =                                              \
+        ::shardline::detail::build_manifest(NAME, VERSION, &shardline_register_components);    \
+    return &manifest;                                                                          \
+  }                                                                                            \
+  static void shardline_register_components(::shardline::PluginBuilder& BUILDER)
