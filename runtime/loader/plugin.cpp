@@ -1,4 +1,3 @@
-#define BOOST_DLL_USE_STD_FS
 #include "loader/plugin.hpp"
 
 #include <unistd.h>

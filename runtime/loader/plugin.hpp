@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include <shardline/abi.hpp>
 #include <shardline/boundary.hpp>
 
 #include "loader/plugin_error.hpp"

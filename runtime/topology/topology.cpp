@@ -267,7 +267,7 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
                         const Topology& topo) {
   SourceSpec s;
   s.pos = c.pos(t);
-  c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "decoder"});
+  c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "decoder", "start_after"});
   const auto kind = c.choice(t, "kind", {"tcp", "file", "stdin"});
   if (!t.get("kind")) c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdin");
   if (kind) s.kind = static_cast<SourceKind>(*kind);
@@ -284,6 +284,20 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (t.get("connections") && s.kind != SourceKind::tcp)
     c.error(*t.get("connections"), "'connections' applies to tcp sources only");
   if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;
+  if (auto a = c.string(t, "start_after", where, false)) {
+    // Only an earlier pipeline: that keeps the waits free of cycles.
+    const bool earlier = std::any_of(topo.pipelines.begin(), topo.pipelines.end(),
+                                     [&](const PipelineSpec& p) { return p.name == *a; });
+    if (earlier) {
+      s.start_after = *a;
+    } else {
+      std::string known;
+      for (const auto& p : topo.pipelines) known += (known.empty() ? "" : ", ") + p.name;
+      c.error(*t.get("start_after"), "'start_after' names \"" + *a +
+                                         "\", which is not a pipeline declared before this one (" +
+                                         (known.empty() ? "there is none" : "declared before: " + known) + ")");
+    }
+  }
   return s;
 }
 

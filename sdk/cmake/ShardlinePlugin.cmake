@@ -6,8 +6,6 @@
 #   dlclose (a reload would then run new code against the old copy's data);
 # - -Wl,-z,defs: an undefined symbol fails the build, not the load.
 # After linking, a check fails the build if the plugin has any STB_GNU_UNIQUE symbol.
-set(_SHARDLINE_CHECK_PLUGIN ${CMAKE_CURRENT_LIST_DIR}/check_plugin.cmake)
-
 function(shardline_add_plugin name)
   cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCES)
@@ -25,6 +23,6 @@ function(shardline_add_plugin name)
   target_compile_options(${name} PRIVATE -fno-gnu-unique)
   target_link_options(${name} PRIVATE -Wl,-z,defs)
   add_custom_command(TARGET ${name} POST_BUILD
-    COMMAND ${CMAKE_COMMAND} -DPLUGIN=$<TARGET_FILE:${name}> -P ${_SHARDLINE_CHECK_PLUGIN}
+    COMMAND ${CMAKE_COMMAND} -DPLUGIN=$<TARGET_FILE:${name}> -P ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/check_plugin.cmake
     VERBATIM)
 endfunction()

@@ -154,11 +154,11 @@ void each_guarded(std::size_t n, ErrorSink& errors, Body&& body) {
 /// Calls fn(args..., emit?) and stores its outputs; Out is void for terminal functions.
 template <class Out, class F, class... Args>
 void call_and_put(F& fn, MessageOutput& out, Args&... args) {
-  if constexpr (std::is_invocable_v<F&, Args&..., Emit<Out>&>) {
+  if constexpr (std::is_void_v<Out>) {
+    fn(args...);
+  } else if constexpr (std::is_invocable_v<F&, Args&..., Emit<Out>&>) {
     Emit<Out> emit(out);
     fn(args..., emit);
-  } else if constexpr (std::is_void_v<Out> || std::is_void_v<result_t<F>>) {
-    fn(args...);
   } else {
     put<Out>(out, fn(args...));
   }

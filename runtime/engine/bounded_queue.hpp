@@ -1,0 +1,68 @@
+// BoundedQueue: the one queue between threads. Multi-producer, single-consumer, batched.
+//
+// Items are whole batches (hundreds of messages), so a mutex and two condition variables cost a
+// fraction of a nanosecond per message, and a blocked thread sleeps instead of spinning (with
+// more threads than cores, spinning collapses throughput). The consumer takes everything queued
+// in one call. push() blocks while the queue holds `capacity` items — that is the backpressure —
+// unless the producer asks not to block: shards forwarding to other shards never block, so two
+// shards feeding each other cannot deadlock (they drain their own inbox first; the sources,
+// which do block, bound how much can be in flight).
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <vector>
+
+namespace shardline::engine {
+
+template <class T>
+class BoundedQueue {
+ public:
+  explicit BoundedQueue(std::size_t capacity) : capacity_(capacity) { items_.reserve(capacity); }
+
+  /// Appends an item. With `may_block`, waits while the queue is full. [producer threads]
+  void push(T item, bool may_block = true) {
+    std::unique_lock lock(mutex_);
+    if (may_block) not_full_.wait(lock, [&] { return items_.size() < capacity_ || closed_; });
+    items_.push_back(std::move(item));
+    if (consumer_waiting_) not_empty_.notify_one();
+  }
+
+  /// Moves every queued item into `out` (which must be empty), waiting for at least one.
+  /// Returns false once the queue is closed and empty. [consumer thread]
+  bool pop_all(std::vector<T>& out) {
+    std::unique_lock lock(mutex_);
+    consumer_waiting_ = true;
+    not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
+    consumer_waiting_ = false;
+    if (items_.empty()) return false;
+    out.swap(items_);
+    not_full_.notify_all();
+    return true;
+  }
+
+  /// Wakes the consumer; pop_all() returns false once everything queued has been taken.
+  void close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    not_empty_.notify_all();
+    not_full_.notify_all();
+  }
+
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    return items_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable not_empty_;
+  std::condition_variable not_full_;
+  std::vector<T> items_;
+  std::size_t capacity_;
+  bool consumer_waiting_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace shardline::engine

@@ -1,0 +1,113 @@
+// Dataflow: the running shape of a topology, shared by every thread of the engine.
+//
+// It holds the per-pipeline plan (component pointers resolved once, never looked up per
+// message), the router, each shard's inbox and each sink's queue, the batch and chunk pools,
+// and the count of batches in flight that tells the control thread when everything has been
+// processed. Built by the Engine on the control thread before any worker starts; afterwards
+// only the queues, pools, counters and metrics change, each of which is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <shardline/boundary.hpp>
+
+#include "engine/batch.hpp"
+#include "engine/bounded_queue.hpp"
+#include "engine/pipeline_errors.hpp"
+#include "engine/shard_router.hpp"
+#include "metrics/pipeline_metrics.hpp"
+
+namespace shardline::engine {
+
+struct StepPlan {
+  std::string name;  ///< "plugin.component" as written in the topology
+  bool stateful = false;
+  Computation* computation = nullptr;
+  StateComputation* state_computation = nullptr;
+  Partition* partition = nullptr;
+  std::string partition_name;
+  std::size_t state = 0;     ///< index of the state (stateful steps)
+  std::uint32_t route = 0;   ///< index among all stateful steps of all pipelines
+  const TypeDesc* input = nullptr;
+  const TypeDesc* output = nullptr;  ///< null: the step emits nothing
+};
+
+struct PipelinePlan {
+  std::uint32_t index = 0;
+  std::string name;
+  Decoder* decoder = nullptr;
+  std::string decoder_name;
+  const TypeDesc* decoded = nullptr;
+  std::vector<StepPlan> steps;
+  Encoder* encoder = nullptr;  ///< null: no sink, or a discard sink without encoder
+  std::string encoder_name;
+  Framing sink_framing = Framing::length_prefixed;
+  int sink = -1;               ///< index into Dataflow::sinks, -1 if none
+  int start_after = -1;        ///< pipeline whose input must be fully processed first
+  metrics::PipelineMetrics metrics;
+  std::unique_ptr<PipelineErrors> errors;
+  std::atomic<std::uint64_t> in_flight{0};  ///< this pipeline's batches queued or in process
+  std::atomic<bool> source_done{false};
+};
+
+class Dataflow {
+ public:
+  Dataflow(std::uint32_t shards, std::uint32_t key_groups, std::uint32_t batch_size,
+           std::uint32_t queue_batches)
+      : router(key_groups, shards), batch_size(batch_size), queue_batches(queue_batches) {
+    for (std::uint32_t s = 0; s < shards; ++s)
+      inboxes.push_back(std::make_unique<BoundedQueue<Batch*>>(queue_batches));
+  }
+
+  /// Queues a batch for a shard. Sources block while the inbox is full; shards never do.
+  void send(std::uint32_t shard, Batch* b, bool may_block) {
+    pipelines[b->pipeline].in_flight.fetch_add(1, std::memory_order_relaxed);
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    inboxes[shard]->push(b, may_block);
+  }
+  /// A shard finished a batch of `pipeline`, and has already sent on everything it produced.
+  void batch_done(std::uint32_t pipeline) {
+    const bool pipeline_idle =
+        pipelines[pipeline].in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    const bool engine_idle = in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    if (pipeline_idle || engine_idle) wake_control();
+  }
+  /// True once the pipeline's source has ended and all it read has been processed.
+  bool drained(std::size_t pipeline) const {
+    const PipelinePlan& p = pipelines[pipeline];
+    return p.source_done.load(std::memory_order_acquire) &&
+           p.in_flight.load(std::memory_order_acquire) == 0;
+  }
+  std::uint64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+
+  /// Wakes the control thread to re-check whether the run is over.
+  void wake_control() {
+    std::lock_guard lock(control_mutex);
+    control_cv.notify_all();
+  }
+
+  std::deque<PipelinePlan> pipelines;  ///< a deque: plans hold atomics and never move
+  ShardRouter router;
+  std::uint32_t batch_size;
+  std::uint32_t queue_batches;
+  std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
+  std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
+  std::vector<std::unique_ptr<BoundedQueue<EncodedChunk*>>> sinks;
+  Pool<Batch> batches;
+  Pool<EncodedChunk> chunks;
+
+  std::mutex control_mutex;
+  std::condition_variable control_cv;
+
+ private:
+  std::atomic<std::uint64_t> in_flight_{0};
+};
+
+}  // namespace shardline::engine

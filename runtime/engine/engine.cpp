@@ -1,0 +1,232 @@
+#include "engine/engine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <sstream>
+
+namespace shardline::engine {
+
+/// Feeds one pipeline's frames into its source thread's Worker. [source thread]
+class Engine::Ingress final : public connectors::FrameHandler {
+ public:
+  Ingress(Dataflow& flow, PipelinePlan& p, std::string source)
+      : worker_(flow, true), p_(p), source_(std::move(source)) {}
+  void on_frames(const Frame* frames, std::size_t n) override {
+    worker_.ingest(p_, frames, n);
+    worker_.flush();
+  }
+  void on_bad_input(std::string_view what) override { p_.errors->bad_input(source_, what); }
+
+ private:
+  Worker worker_;
+  PipelinePlan& p_;
+  std::string source_;
+};
+
+Engine::Engine(std::unique_ptr<topology::Wiring> wiring) : wiring_(std::move(wiring)) {
+  const topology::Topology& t = wiring_->topology;
+  flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches);
+  build_plan();
+
+  std::vector<StateKind> kinds;
+  for (const auto& s : wiring_->states)
+    kinds.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
+                     !s.spec->reject_unknown_keys});
+  for (std::uint32_t i = 0; i < t.shards; ++i)
+    shards_.push_back(std::make_unique<Shard>(*flow_, i, kinds));
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    for (std::uint64_t key : wiring_->states[s].spec->keys) {
+      try {
+        shards_[flow_->router.shard(key)]->declare(s, key);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("state '" + wiring_->states[s].spec->name +
+                                 "': the factory threw while creating a declared key: " + e.what());
+      }
+    }
+  }
+  for (const auto& p : wiring_->pipelines) sources_.push_back(connectors::make_source(p.spec->source));
+  for (auto& sink : sinks_) sink->open();
+}
+
+Engine::~Engine() {
+  request_stop();
+  for (auto& q : flow_->inboxes) q->close();
+  for (auto& q : flow_->sinks) q->close();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  shards_.clear();
+  flow_.reset();
+}
+
+void Engine::build_plan() {
+  std::uint32_t route = 0;
+  for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
+    const topology::WiredPipeline& wp = wiring_->pipelines[i];
+    const topology::PipelineSpec& spec = *wp.spec;
+    PipelinePlan& p = flow_->pipelines.emplace_back();
+    p.index = static_cast<std::uint32_t>(i);
+    p.name = spec.name;
+    p.decoder = static_cast<Decoder*>(wp.decoder->impl.get());
+    p.decoder_name = spec.source.decoder.str();
+    p.decoded = wp.decoder->output;
+    for (const auto& ws : wp.steps) {
+      StepPlan s;
+      s.name = ws.spec->component.str();
+      s.stateful = ws.spec->stateful;
+      s.input = ws.component->input;
+      s.output = ws.component->output;
+      if (s.stateful) {
+        s.state_computation = static_cast<StateComputation*>(ws.component->impl.get());
+        s.partition = static_cast<Partition*>(ws.partition->impl.get());
+        s.partition_name = ws.spec->partition.str();
+        s.state = ws.state;
+        s.route = route++;
+      } else {
+        s.computation = static_cast<Computation*>(ws.component->impl.get());
+      }
+      p.steps.push_back(std::move(s));
+    }
+    if (spec.sink) {
+      p.sink = static_cast<int>(sinks_.size());
+      sinks_.push_back(connectors::make_sink(*spec.sink));
+      sink_pipeline_.push_back(i);
+      flow_->sinks.push_back(std::make_unique<BoundedQueue<EncodedChunk*>>(flow_->queue_batches));
+      p.sink_framing = spec.sink->framing;
+      if (wp.encoder) {
+        p.encoder = static_cast<Encoder*>(wp.encoder->impl.get());
+        p.encoder_name = spec.sink->encoder->str();
+      }
+    }
+    if (!spec.source.start_after.empty())
+      for (std::size_t j = 0; j < wiring_->pipelines.size(); ++j)
+        if (wiring_->pipelines[j].spec->name == spec.source.start_after) p.start_after = static_cast<int>(j);
+    p.errors = std::make_unique<PipelineErrors>(spec.name, spec.on_error, spec.dead_letter,
+                                                p.metrics, [this](const std::string& why) { fail(why); });
+  }
+  flow_->routes = route;
+}
+
+void Engine::fail(const std::string& why) {
+  {
+    std::lock_guard lock(fail_mutex_);
+    if (failed_.exchange(true)) return;
+    failure_ = why;
+  }
+  request_stop();
+}
+
+void Engine::request_stop() {
+  stop_requested_ = true;
+  for (auto& s : sources_) s->stop();
+  if (flow_) flow_->wake_control();
+}
+
+void Engine::abandon_output() {
+  for (auto& s : sinks_) s->abandon();
+}
+
+void Engine::run_source(std::size_t i) {
+  PipelinePlan& p = flow_->pipelines[i];
+  connectors::Source& source = *sources_[i];
+  Ingress ingress(*flow_, p, source.describe());
+  if (p.start_after >= 0) {
+    const auto& first = flow_->pipelines[static_cast<std::size_t>(p.start_after)];
+    spdlog::info("pipeline '{}': waiting for pipeline '{}' to be fully processed", p.name, first.name);
+    std::unique_lock lock(flow_->control_mutex);
+    while (!stop_requested_ && !flow_->drained(static_cast<std::size_t>(p.start_after)))
+      flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  try {
+    if (!stop_requested_) source.run(ingress);
+  } catch (const std::exception& e) {
+    fail("pipeline '" + p.name + "' source " + source.describe() + ": " + e.what());
+  }
+  p.source_done = true;
+  sources_running_.fetch_sub(1);
+  flow_->wake_control();
+}
+
+void Engine::run_sink(std::size_t i) {
+  connectors::Sink& sink = *sinks_[i];
+  PipelinePlan& p = flow_->pipelines[sink_pipeline_[i]];
+  std::vector<EncodedChunk*> taken;
+  bool abandoned = false;
+  while (flow_->sinks[i]->pop_all(taken)) {
+    for (EncodedChunk* c : taken) {
+      if (abandoned || !sink.write(c->bytes.data(), c->bytes.size())) {
+        abandoned = true;
+        p.metrics.add(p.metrics.lost, c->messages);
+      }
+      flow_->chunks.release(c);
+    }
+    taken.clear();
+  }
+  try {
+    sink.close();
+  } catch (const std::exception& e) {
+    spdlog::error("pipeline '{}' sink {}: {}", p.name, sink.describe(), e.what());
+    abandoned = true;
+  }
+  if (abandoned) output_lost_ = true;
+}
+
+int Engine::run() {
+  const auto started = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < sinks_.size(); ++i) threads_.emplace_back([this, i] { run_sink(i); });
+  for (auto& s : shards_) s->start();
+  sources_running_ = sources_.size();
+  for (std::size_t i = 0; i < sources_.size(); ++i)
+    threads_.emplace_back([this, i] { run_source(i); });
+
+  {
+    // Polls too, in case a wake-up raced with the check (cheap: a few times a second at most).
+    std::unique_lock lock(flow_->control_mutex);
+    while (!(sources_running_.load() == 0 && flow_->in_flight() == 0))
+      flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  for (auto& q : flow_->inboxes) q->close();
+  for (auto& s : shards_) s->join();
+  for (auto& q : flow_->sinks) q->close();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+
+  summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  for (const auto& p : flow_->pipelines) {
+    using M = metrics::PipelineMetrics;
+    summary_.pipelines.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out),
+                                  M::get(p.metrics.errors), M::get(p.metrics.bad_input),
+                                  M::get(p.metrics.lost)});
+  }
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    StateSummary st{wiring_->states[s].spec->name, 0, 0};
+    for (const auto& shard : shards_) {
+      st.keys += shard->table(s).size();
+      st.overhead_bytes += shard->table(s).overhead_bytes();
+    }
+    summary_.states.push_back(st);
+  }
+  spdlog::info("{}", summary_.line());
+  if (failed_) {
+    spdlog::error("stopped: {}", failure_);
+    return exit_stopped_on_error;
+  }
+  return output_lost_ ? exit_output_lost : exit_ok;
+}
+
+std::string RunSummary::line() const {
+  std::ostringstream o;
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.3f", seconds);
+  o << "done in " << secs << " s";
+  for (const auto& p : pipelines) {
+    o << "; pipeline " << p.name << ": " << p.in << " in, " << p.out << " out, " << p.errors
+      << " errors";
+    if (p.bad_input) o << ", " << p.bad_input << " bad input";
+    if (p.lost) o << ", " << p.lost << " lost";
+  }
+  for (const auto& s : states) o << "; state " << s.name << ": " << s.keys << " keys";
+  return o.str();
+}
+
+}  // namespace shardline::engine

@@ -1,0 +1,97 @@
+// Engine: runs a wired topology. [control thread, except where noted]
+//
+// Threads: one per shard, one per pipeline source, one per sink; the control thread (the
+// caller of run()) waits. Lifecycle:
+//   1. build the Dataflow (plans, router, queues), the shards and their state tables (declared
+//      keys are created now), the sinks (opened now, so a bad path fails before any input);
+//   2. start sinks, shards, then sources;
+//   3. wait until every source has ended (input exhausted, or request_stop()) and no batch is
+//      in flight; then close the shard inboxes, join the shards, close the sink queues and
+//      join the sinks, which flush;
+//   4. report a one-line summary.
+// Everything plugin-made (messages in pools, states in tables) is destroyed before the
+// plugins, which the Wiring holds and the Engine owns, are released.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "connectors/sink.hpp"
+#include "connectors/source.hpp"
+#include "engine/dataflow.hpp"
+#include "engine/shard.hpp"
+#include "topology/wiring.hpp"
+
+namespace shardline::engine {
+
+/// Exit statuses of `shardline run`.
+enum ExitStatus : int {
+  exit_ok = 0,
+  exit_startup_failed = 1,
+  exit_usage = 2,
+  exit_stopped_on_error = 3,
+  exit_output_lost = 4,
+};
+
+struct PipelineSummary {
+  std::string name;
+  std::uint64_t in, out, errors, bad_input, lost;
+};
+struct StateSummary {
+  std::string name;
+  std::uint64_t keys;
+  std::uint64_t overhead_bytes;
+};
+struct RunSummary {
+  double seconds = 0;
+  std::vector<PipelineSummary> pipelines;
+  std::vector<StateSummary> states;
+  std::string line() const;  ///< the one-line summary printed at the end of a run
+};
+
+class Engine {
+ public:
+  /// Builds everything (step 1). Throws std::runtime_error if a sink or dead-letter file
+  /// cannot be opened or a declared key's state cannot be built.
+  explicit Engine(std::unique_ptr<topology::Wiring> wiring);
+  ~Engine();
+
+  /// Steps 2-4. Returns an ExitStatus.
+  int run();
+  /// Stops the sources; what was read is still processed and flushed. [any thread]
+  void request_stop();
+  /// Gives up on output a sink cannot deliver (a second Ctrl-C). [any thread]
+  void abandon_output();
+  /// Counters after run() returned.
+  const RunSummary& summary() const { return summary_; }
+
+ private:
+  class Ingress;
+  void build_plan();
+  void fail(const std::string& why);
+  void run_source(std::size_t pipeline);
+  void run_sink(std::size_t sink);
+
+  // Declaration order is destruction order in reverse: the Wiring (plugins) goes last.
+  std::unique_ptr<topology::Wiring> wiring_;
+  std::unique_ptr<Dataflow> flow_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::unique_ptr<connectors::Source>> sources_;
+  std::vector<std::unique_ptr<connectors::Sink>> sinks_;
+  std::vector<std::size_t> sink_pipeline_;  ///< [sink] -> pipeline
+  std::vector<std::thread> threads_;
+  std::atomic<std::size_t> sources_running_{0};
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> output_lost_{false};
+  std::mutex fail_mutex_;
+  std::string failure_;
+  RunSummary summary_;
+};
+
+}  // namespace shardline::engine

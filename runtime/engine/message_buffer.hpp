@@ -1,0 +1,65 @@
+// MessageBuffer: a growable array of messages of one plugin-defined type. [one thread at a time]
+//
+// The host does not know message types at compile time, only their TypeDesc (size, alignment,
+// how to relocate and destroy). Messages are laid out `stride` bytes apart in one aligned
+// allocation; plugin code constructs them in place through the MessageOutput base, and the host
+// moves them between buffers with memcpy for trivially-copyable types (the common case:
+// no per-message work beyond the copy) or with the type's relocate function otherwise.
+// A buffer keeps its capacity when cleared or retyped, so steady-state processing allocates
+// nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+
+#include <shardline/boundary.hpp>
+
+namespace shardline::engine {
+
+class MessageBuffer : public MessageOutput {
+ public:
+  MessageBuffer() { grow_ = &MessageBuffer::grow_one; }
+  explicit MessageBuffer(const TypeDesc* type) : MessageBuffer() { set_type(type); }
+  ~MessageBuffer();
+  MessageBuffer(const MessageBuffer&) = delete;
+  MessageBuffer& operator=(const MessageBuffer&) = delete;
+
+  /// Empties the buffer (destroying its messages) and switches it to `type`.
+  void set_type(const TypeDesc* type);
+  const TypeDesc* type() const { return type_; }
+
+  std::size_t count() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  std::byte* at(std::size_t i) const { return data_ + i * stride_; }
+  MessageSpan span() const { return {data_, count_, stride_}; }
+
+  void reserve(std::size_t n);
+  /// Moves message i of `from` (same type) to the end of this buffer. The slot in `from` is
+  /// left destroyed: the caller finishes with from.forget_all().
+  void take(MessageBuffer& from, std::size_t i) {
+    if (count_ == capacity_) reserve(capacity_ ? capacity_ * 2 : 64);
+    if (type_->trivial) std::memcpy(at(count_), from.at(i), type_->size);
+    else type_->relocate(at(count_), from.at(i));
+    ++count_;
+  }
+  /// Destroys message i in place (its slot must then be forgotten, not destroyed again).
+  void destroy_one(std::size_t i) {
+    if (!type_->trivial) type_->destroy(at(i));
+  }
+  /// Removes the messages at the listed indices (ascending), keeping the order of the rest.
+  void erase_sorted(const std::size_t* indices, std::size_t n);
+  /// Destroys every message; keeps the capacity.
+  void clear();
+  /// Forgets every message without destroying it (all were moved out or destroyed one by one).
+  void forget_all() { count_ = 0; }
+
+ private:
+  static void grow_one(MessageOutput& self);
+  void release();
+
+  const TypeDesc* type_ = nullptr;
+  std::size_t bytes_ = 0;      ///< size of the allocation
+  std::size_t alignment_ = 0;  ///< alignment of the allocation
+};
+
+}  // namespace shardline::engine

@@ -1,0 +1,86 @@
+#include "engine/pipeline_errors.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace shardline::engine {
+
+PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy policy,
+                               const std::filesystem::path& dead_letter,
+                               metrics::PipelineMetrics& metrics, StopFn stop)
+    : pipeline_(std::move(pipeline)), policy_(policy), metrics_(metrics), stop_(std::move(stop)) {
+  if (policy_ == topology::ErrorPolicy::dead_letter) {
+    dead_letter_ = std::fopen(dead_letter.c_str(), "a");
+    if (!dead_letter_)
+      throw std::runtime_error("pipeline '" + pipeline_ + "': cannot open dead-letter file " +
+                               dead_letter.string() + ": " + std::strerror(errno));
+  }
+}
+
+PipelineErrors::~PipelineErrors() {
+  if (dead_letter_) std::fclose(dead_letter_);
+}
+
+void PipelineErrors::log_limited(const std::string& where, const std::string& line) {
+  // [mutex_ held]
+  auto& lim = limiters_[where];
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lim.last < std::chrono::seconds(1)) {
+    ++lim.held_back;
+    return;
+  }
+  if (lim.held_back)
+    spdlog::warn("{} ({} similar line(s) held back in the last second)", line, lim.held_back);
+  else
+    spdlog::warn("{}", line);
+  lim.last = now;
+  lim.held_back = 0;
+}
+
+void PipelineErrors::message_failed(std::string_view step, std::string_view what,
+                                    std::span<const std::byte> payload) {
+  metrics_.add(metrics_.errors, 1);
+  const std::string line =
+      "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + std::string(what);
+  std::lock_guard lock(mutex_);
+  if (policy_ == topology::ErrorPolicy::stop) {
+    spdlog::error("{}; stopping (on_error = \"stop\")", line);
+    stop_(line);
+    return;
+  }
+  log_limited(std::string(step), line);
+  if (dead_letter_) {
+    // One line per failure: pipeline, step, error, then the message's bytes in hex.
+    std::string hex;
+    hex.reserve(payload.size() * 2);
+    static constexpr char digits[] = "0123456789abcdef";
+    for (std::byte b : payload) {
+      hex.push_back(digits[std::to_integer<unsigned>(b) >> 4]);
+      hex.push_back(digits[std::to_integer<unsigned>(b) & 15]);
+    }
+    std::string clean(what);
+    for (char& c : clean)
+      if (c == '\t' || c == '\n') c = ' ';
+    std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
+                 static_cast<int>(step.size()), step.data(), clean.c_str(), hex.c_str());
+    std::fflush(dead_letter_);
+  }
+}
+
+void PipelineErrors::bad_input(std::string_view source, std::string_view what) {
+  metrics_.add(metrics_.bad_input, 1);
+  const std::string line =
+      "pipeline '" + pipeline_ + "' source " + std::string(source) + ": " + std::string(what);
+  std::lock_guard lock(mutex_);
+  if (policy_ == topology::ErrorPolicy::stop) {
+    spdlog::error("{}; stopping (on_error = \"stop\")", line);
+    stop_(line);
+    return;
+  }
+  log_limited("source", line);
+}
+
+}  // namespace shardline::engine

@@ -1,0 +1,59 @@
+// PipelineErrors: what happens when plugin code fails on a message, or input cannot be framed.
+// [any thread: called from source and shard threads]
+//
+// Every failure is counted. Then, per the pipeline's on_error policy:
+//   skip         log a line naming the pipeline, the step and the error (at most one line per
+//                step per second, with a count of the lines held back), and carry on;
+//   dead_letter  also append the failure, with the message's bytes, to the dead-letter file;
+//   stop         log the error and stop the run (in-flight messages are still drained), which
+//                then exits with status 3.
+// Failures are rare, so a mutex here costs nothing on the hot path.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "metrics/pipeline_metrics.hpp"
+#include "topology/topology.hpp"
+
+namespace shardline::engine {
+
+class PipelineErrors {
+ public:
+  using StopFn = std::function<void(const std::string& why)>;
+  PipelineErrors(std::string pipeline, topology::ErrorPolicy policy,
+                 const std::filesystem::path& dead_letter, metrics::PipelineMetrics& metrics,
+                 StopFn stop);
+  ~PipelineErrors();
+
+  /// A plugin function (decoder, computation, partition, state factory or computation,
+  /// encoder) failed on one message. `payload` is the message's bytes when they are known.
+  void message_failed(std::string_view step, std::string_view what,
+                      std::span<const std::byte> payload);
+  /// Input a source could not frame.
+  void bad_input(std::string_view source, std::string_view what);
+
+ private:
+  void log_limited(const std::string& where, const std::string& line);
+
+  std::string pipeline_;
+  topology::ErrorPolicy policy_;
+  metrics::PipelineMetrics& metrics_;
+  StopFn stop_;
+  std::mutex mutex_;
+  std::FILE* dead_letter_ = nullptr;
+  struct Limiter {
+    std::chrono::steady_clock::time_point last{};
+    std::uint64_t held_back = 0;
+  };
+  std::map<std::string, Limiter, std::less<>> limiters_;
+};
+
+}  // namespace shardline::engine

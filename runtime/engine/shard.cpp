@@ -1,0 +1,85 @@
+#include "engine/shard.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+namespace shardline::engine {
+
+Shard::Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateKind>& states)
+    : flow_(flow), index_(index), worker_(flow, false) {
+  for (const auto& s : states)
+    tables_.push_back(std::make_unique<state::StateTable>(s.type, s.factory, s.create_unknown));
+}
+
+Shard::~Shard() { join(); }
+
+void Shard::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Shard::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::run() {
+  std::vector<Batch*> taken;
+  std::vector<std::uint32_t> pipelines;
+  taken.reserve(flow_.queue_batches);
+  while (flow_.inboxes[index_]->pop_all(taken)) {
+    pipelines.clear();
+    for (Batch* b : taken) {
+      process(*b);
+      pipelines.push_back(b->pipeline);
+      flow_.batches.release(b);
+    }
+    // Everything these batches produced is sent before they count as done, so the control
+    // thread never sees an idle pipeline while outputs wait in a partly filled batch.
+    worker_.flush();
+    for (std::uint32_t p : pipelines) flow_.batch_done(p);
+    taken.clear();
+  }
+}
+
+void Shard::process(Batch& b) {
+  PipelinePlan& p = flow_.pipelines[b.pipeline];
+  const StepPlan& step = p.steps[b.step];
+  state::StateTable& table = *tables_[step.state];
+  const std::size_t n = b.messages.count();
+
+  states_.resize(n);
+  BatchErrors lookup(p, step.name, &b.messages);
+  for (std::size_t i = 0; i < n; ++i) {
+    try {
+      states_[i] = table.get(b.keys[i]);
+      if (!states_[i]) lookup.add(i, "key is not declared in [states] and unknown_keys = \"reject\"");
+    } catch (const std::exception& e) {
+      lookup.add(i, std::string("the state factory threw: ") + e.what());
+    } catch (...) {
+      lookup.add(i, "the state factory threw an unknown exception");
+    }
+  }
+  if (!lookup.failed().empty()) {
+    // Rare: drop the failed messages and their state slots, keeping the others in order.
+    const auto& failed = lookup.failed();
+    b.messages.erase_sorted(failed.data(), failed.size());
+    std::size_t w = 0, f = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (f < failed.size() && failed[f] == i) {
+        ++f;
+        continue;
+      }
+      states_[w++] = states_[i];
+    }
+  }
+
+  MessageBuffer& out = worker_.scratch(0);
+  out.set_type(step.output);
+  BatchErrors errors(p, step.name, &b.messages);
+  ErrorSink sink = errors.sink();
+  step.state_computation->run(b.messages.span(), states_.data(), out, sink);
+  b.messages.clear();
+  if (step.output) worker_.advance(p, b.step + 1, 0);
+}
+
+}  // namespace shardline::engine

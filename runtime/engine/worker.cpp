@@ -1,0 +1,149 @@
+#include "engine/worker.hpp"
+
+namespace shardline::engine {
+
+namespace {
+/// Encoded bytes are sent to the sink in chunks of about this size.
+constexpr std::size_t kChunkBytes = 256 * 1024;
+}  // namespace
+
+void BatchErrors::add(std::size_t index, std::string_view what) {
+  std::span<const std::byte> payload;
+  if (frames_) {
+    payload = {frames_[index].data, frames_[index].size};
+  } else if (input_ && input_->type()->trivial) {
+    payload = {input_->at(index), input_->type()->size};
+  }
+  p_.errors->message_failed(step_, what, payload);
+  failed_.push_back(index);
+}
+
+Worker::Worker(Dataflow& flow, bool on_source_thread)
+    : flow_(flow),
+      may_block_(on_source_thread),
+      open_(std::size_t{flow.routes} * flow.router.shards(), nullptr),
+      chunks_(flow.sinks.size(), nullptr) {}
+
+Worker::~Worker() {
+  for (Batch* b : open_)
+    if (b) {
+      b->messages.clear();
+      flow_.batches.release(b);
+    }
+  for (EncodedChunk* c : chunks_)
+    if (c) flow_.chunks.release(c);
+}
+
+void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n) {
+  MessageBuffer& out = scratch_[0];
+  out.set_type(p.decoded);
+  BatchErrors errors(p, p.decoder_name, nullptr, frames);
+  ErrorSink sink = errors.sink();
+  p.decoder->decode(frames, n, out, sink);
+  p.metrics.add(p.metrics.in, out.count());
+  advance(p, 0, 0);
+}
+
+void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
+  while (step < p.steps.size() && !p.steps[step].stateful) {
+    const StepPlan& s = p.steps[step];
+    MessageBuffer& in = scratch_[which];
+    MessageBuffer& out = scratch_[1 - which];
+    out.set_type(s.output);
+    BatchErrors errors(p, s.name, &in);
+    ErrorSink sink = errors.sink();
+    s.computation->run(in.span(), out, sink);
+    in.clear();
+    which = 1 - which;
+    ++step;
+  }
+  MessageBuffer& msgs = scratch_[which];
+  if (msgs.empty()) return;
+  if (step == p.steps.size()) {
+    emit(p, msgs);
+  } else {
+    route(p, p.steps[step], msgs);
+  }
+}
+
+void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
+  const std::size_t n = msgs.count();
+  keys_.resize(n);
+  BatchErrors errors(p, step.partition_name, &msgs);
+  ErrorSink sink = errors.sink();
+  step.partition->keys(msgs.span(), keys_.data(), sink);
+
+  const auto& failed = errors.failed();
+  std::size_t next_failed = 0;
+  const std::uint32_t shards = flow_.router.shards();
+  Batch** open = &open_[std::size_t{step.route} * shards];
+  for (std::size_t i = 0; i < n; ++i) {
+    if (next_failed < failed.size() && failed[next_failed] == i) {
+      msgs.destroy_one(i);
+      ++next_failed;
+      continue;
+    }
+    const std::uint64_t key = keys_[i];
+    const std::uint32_t shard = flow_.router.shard(key);
+    Batch*& b = open[shard];
+    if (!b) {
+      b = flow_.batches.acquire();
+      b->pipeline = p.index;
+      b->step = static_cast<std::uint32_t>(&step - p.steps.data());
+      b->messages.set_type(step.input);
+      b->messages.reserve(flow_.batch_size);
+      b->keys.clear();
+    }
+    b->messages.take(msgs, i);
+    b->keys.push_back(key);
+    if (b->keys.size() == flow_.batch_size) {
+      flow_.send(shard, b, may_block_);
+      b = nullptr;
+    }
+  }
+  msgs.forget_all();
+}
+
+void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
+  if (!p.encoder) {
+    // No sink (count nothing), or a discard sink without an encoder (count as delivered).
+    if (p.sink >= 0) p.metrics.add(p.metrics.out, msgs.count());
+    msgs.clear();
+    return;
+  }
+  EncodedChunk*& chunk = chunks_[static_cast<std::size_t>(p.sink)];
+  if (!chunk) {
+    chunk = flow_.chunks.acquire();
+    chunk->bytes.clear();
+    chunk->messages = 0;
+  }
+  EncodedOutput out(chunk->bytes, p.sink_framing);
+  BatchErrors errors(p, p.encoder_name, &msgs);
+  ErrorSink sink = errors.sink();
+  p.encoder->encode(msgs.span(), out, sink);
+  const std::size_t encoded = msgs.count() - errors.failed().size();
+  chunk->messages += encoded;
+  p.metrics.add(p.metrics.out, encoded);
+  msgs.clear();
+  if (chunk->bytes.size() >= kChunkBytes) send_chunk(static_cast<std::size_t>(p.sink));
+}
+
+void Worker::send_chunk(std::size_t sink) {
+  // Sinks never feed back into shards, so blocking here cannot deadlock: it is backpressure.
+  flow_.sinks[sink]->push(chunks_[sink], true);
+  chunks_[sink] = nullptr;
+}
+
+void Worker::flush() {
+  const std::uint32_t shards = flow_.router.shards();
+  for (std::size_t i = 0; i < open_.size(); ++i) {
+    if (open_[i]) {
+      flow_.send(static_cast<std::uint32_t>(i % shards), open_[i], may_block_);
+      open_[i] = nullptr;
+    }
+  }
+  for (std::size_t s = 0; s < chunks_.size(); ++s)
+    if (chunks_[s] && !chunks_[s]->bytes.empty()) send_chunk(s);
+}
+
+}  // namespace shardline::engine

@@ -1,0 +1,71 @@
+// Worker: runs pipeline steps on one thread — a source thread or a shard thread.
+//
+// A source thread's worker decodes each chunk of frames in one plugin call, runs the stateless
+// steps that follow (no extra hop), keys the messages with the partition function, and
+// scatters them into one open batch per (stateful step, shard). A shard thread's worker takes
+// the output of a state computation through the same path: the following stateless steps, then
+// either the next stateful step (re-keyed, possibly on another shard) or the encoder and the
+// sink. Full batches and chunks are sent at once; partly filled ones on flush(), which each
+// thread calls whenever it runs out of input, so latency stays low when traffic is light.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/dataflow.hpp"
+
+namespace shardline::engine {
+
+/// Collects the messages a plugin call failed on. [the worker's thread]
+class BatchErrors {
+ public:
+  BatchErrors(PipelinePlan& p, std::string_view step, const MessageBuffer* input,
+              const Frame* frames = nullptr)
+      : p_(p), step_(step), input_(input), frames_(frames) {}
+  ErrorSink sink() { return ErrorSink(&BatchErrors::report, this); }
+  /// Indices of the failed messages, ascending.
+  const std::vector<std::size_t>& failed() const { return failed_; }
+  /// Records a failure the host itself found (e.g. an undeclared key).
+  void add(std::size_t index, std::string_view what);
+
+ private:
+  static void report(void* self, std::size_t index, std::string_view what) {
+    static_cast<BatchErrors*>(self)->add(index, what);
+  }
+  PipelinePlan& p_;
+  std::string_view step_;
+  const MessageBuffer* input_;
+  const Frame* frames_;
+  std::vector<std::size_t> failed_;
+};
+
+class Worker {
+ public:
+  /// A source thread's worker blocks when a shard's inbox is full; a shard's never does.
+  Worker(Dataflow& flow, bool on_source_thread);
+  ~Worker();
+
+  /// Decodes frames of pipeline `p` and carries the messages as far as this thread goes.
+  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n);
+  /// Carries the messages in scratch(which) through steps [step, end) of pipeline p.
+  void advance(PipelinePlan& p, std::size_t step, int which);
+  /// Sends every partly filled batch and chunk.
+  void flush();
+
+  MessageBuffer& scratch(int which) { return scratch_[which]; }
+
+ private:
+  void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
+  void emit(PipelinePlan& p, MessageBuffer& msgs);
+  void send_chunk(std::size_t sink);
+
+  Dataflow& flow_;
+  bool may_block_;
+  MessageBuffer scratch_[2];
+  std::vector<std::uint64_t> keys_;
+  std::vector<Batch*> open_;          ///< [route * shards + shard]
+  std::vector<EncodedChunk*> chunks_; ///< [sink]
+};
+
+}  // namespace shardline::engine

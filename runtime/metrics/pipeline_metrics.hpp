@@ -1,0 +1,25 @@
+// Counters of one pipeline, updated once per batch by source and shard threads (relaxed
+// atomics: they are statistics, not synchronisation) and read by the control thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace shardline::metrics {
+
+struct PipelineMetrics {
+  std::atomic<std::uint64_t> in{0};         ///< messages decoded from the source
+  std::atomic<std::uint64_t> out{0};        ///< messages encoded for the sink
+  std::atomic<std::uint64_t> errors{0};     ///< messages a plugin function failed on
+  std::atomic<std::uint64_t> bad_input{0};  ///< unframeable input (oversized, truncated)
+  std::atomic<std::uint64_t> lost{0};       ///< encoded messages a sink had to abandon
+
+  void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
+    if (n) counter.fetch_add(n, std::memory_order_relaxed);
+  }
+  static std::uint64_t get(const std::atomic<std::uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  }
+};
+
+}  // namespace shardline::metrics

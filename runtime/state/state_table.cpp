@@ -1,0 +1,44 @@
+#include "state/state_table.hpp"
+
+#include <algorithm>
+#include <new>
+
+namespace shardline::state {
+
+StateTable::StateTable(const TypeDesc* type, StateFactory* factory, bool create_unknown)
+    : type_(type), factory_(factory), create_unknown_(create_unknown) {
+  stride_ = (type->size + type->align - 1) / type->align * type->align;
+  if (stride_ == 0) stride_ = type->align;
+  // Chunks of about 64 KiB: few allocations, little waste for small tables.
+  per_chunk_ = std::max<std::size_t>(1, (64 * 1024) / stride_);
+  used_in_last_ = per_chunk_;
+}
+
+StateTable::~StateTable() {
+  // States are destroyed by plugin code: this must run while the plugin is still loaded.
+  for (auto& [key, state] : index_) type_->destroy(state);
+}
+
+void* StateTable::create(std::uint64_t key) {
+  if (used_in_last_ == per_chunk_) {
+    const std::size_t align = std::max<std::size_t>(type_->align, 64);
+    chunks_.emplace_back(
+        static_cast<std::byte*>(::operator new(per_chunk_ * stride_, std::align_val_t(align))),
+        ChunkFree{align});
+    used_in_last_ = 0;
+  }
+  void* at = chunks_.back().get() + used_in_last_ * stride_;
+  factory_->construct(at, key);  // may throw: then the slot stays free
+  ++used_in_last_;
+  index_.emplace(key, at);
+  return at;
+}
+
+std::size_t StateTable::overhead_bytes() const {
+  const std::size_t slots = index_.capacity();
+  const std::size_t index = slots * (sizeof(std::pair<std::uint64_t, void*>) + 1);
+  const std::size_t unused = (per_chunk_ - used_in_last_) * stride_;
+  return index + (chunks_.empty() ? 0 : unused) + (stride_ - type_->size) * index_.size();
+}
+
+}  // namespace shardline::state

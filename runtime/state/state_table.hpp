@@ -1,0 +1,61 @@
+// StateTable: the states of one partitioned state on one shard. [its shard thread only]
+//
+// Maps each key to its state object. Objects live in fixed-size chunks allocated as needed, so
+// a state never moves once created: a batch resolves all its states first and the state
+// computation then runs over the whole batch with stable pointers. The index is an abseil
+// flat_hash_map from key to object (about 20 bytes per key at its maximum load), keyed by the
+// 64-bit engine key. The table builds a state with the plugin's factory the first time its key
+// is seen, unless the topology rejects undeclared keys.
+#pragma once
+
+#include <absl/container/flat_hash_map.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <shardline/boundary.hpp>
+
+namespace shardline::state {
+
+class StateTable {
+ public:
+  StateTable(const TypeDesc* type, StateFactory* factory, bool create_unknown);
+  ~StateTable();
+  StateTable(const StateTable&) = delete;
+  StateTable& operator=(const StateTable&) = delete;
+
+  /// The state of `key`, created if needed (and allowed); null if the key is unknown and the
+  /// table rejects unknown keys. Throws whatever the plugin's factory throws.
+  void* get(std::uint64_t key) {
+    if (auto it = index_.find(key); it != index_.end()) return it->second;
+    return create_unknown_ ? create(key) : nullptr;
+  }
+  /// Creates the state of a pre-declared key (no-op if present).
+  void declare(std::uint64_t key) {
+    if (!index_.contains(key)) create(key);
+  }
+
+  std::size_t size() const { return index_.size(); }
+  /// Bytes used by the index and the chunks, beyond the state objects themselves.
+  std::size_t overhead_bytes() const;
+
+ private:
+  void* create(std::uint64_t key);
+
+  const TypeDesc* type_;
+  StateFactory* factory_;
+  bool create_unknown_;
+  std::size_t stride_;
+  std::size_t per_chunk_;
+  std::size_t used_in_last_ = 0;
+  struct ChunkFree {
+    std::size_t align;
+    void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t(align)); }
+  };
+  std::vector<std::unique_ptr<std::byte, ChunkFree>> chunks_;
+  absl::flat_hash_map<std::uint64_t, void*> index_;
+};
+
+}  // namespace shardline::state

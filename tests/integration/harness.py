@@ -1,0 +1,157 @@
+"""Shared pieces of the integration tests: they run the real `shardline` binary on real
+topologies, real files and real TCP sockets on 127.0.0.1, and check its output against results
+computed here, independently of the runtime.
+
+Environment (set by CTest): SHARDLINE_BUILD (the build folder: shardline, shardline-gen,
+plugins/, tests/plugins/) and SHARDLINE_SHARED_DATA (the Market Spread and word-count data).
+"""
+import os
+import re
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+BUILD = os.environ.get("SHARDLINE_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
+DATA = os.environ.get("SHARDLINE_SHARED_DATA",
+                      os.path.join(os.path.dirname(__file__), "../../../shared/data"))
+SHARDLINE = os.path.join(BUILD, "shardline")
+GEN = os.path.join(BUILD, "shardline-gen")
+PLUGINS = os.path.join(BUILD, "plugins")
+TEST_PLUGINS = os.path.join(BUILD, "tests", "plugins")
+TIMEOUT = 180  # seconds: generous, the CI machine is small and shared
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+def split_frames(data: bytes):
+    """The payloads of a stream of 4-byte big-endian length-prefixed frames."""
+    out, pos = [], 0
+    while pos + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, pos)
+        out.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    assert pos == len(data), f"trailing partial frame: {len(data) - pos} bytes"
+    return out
+
+
+def send_all(port, data: bytes, retry_for=60.0):
+    """Connects (retrying while nothing listens yet), sends everything, closes."""
+    deadline = time.time() + retry_for
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    with s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+
+
+class Receiver:
+    """Accepts one connection on a port and collects everything until the peer closes."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.data = bytearray()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(TIMEOUT)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                self.data += chunk
+        self.sock.close()
+
+    def wait(self):
+        self.thread.join(TIMEOUT)
+        assert not self.thread.is_alive(), "receiver did not see the sink close"
+        return bytes(self.data)
+
+
+class Run:
+    """A running `shardline run` process; stderr is collected for the summary and logs."""
+
+    def __init__(self, topology, *args, stdin=None):
+        self.proc = subprocess.Popen([SHARDLINE, "run", *args, topology], stdin=stdin,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def wait(self, stdin_data=None):
+        self.stdout, err = self.proc.communicate(stdin_data, timeout=TIMEOUT)
+        self.stderr = err.decode(errors="replace")
+        return self.proc.returncode
+
+
+def run(topology, *args, stdin_data=None):
+    """Runs shardline to completion. Returns (exit status, stdout bytes, stderr text)."""
+    r = Run(topology, *args, stdin=subprocess.PIPE if stdin_data is not None else None)
+    status = r.wait(stdin_data)
+    return status, r.stdout, r.stderr
+
+
+def summary(stderr):
+    """{pipeline: {"in": n, "out": n, "errors": n, ...}} parsed from the final summary line."""
+    line = [l for l in stderr.splitlines() if "done in" in l][-1]
+    result = {}
+    for m in re.finditer(r"pipeline (\S+): ([^;]+)", line):
+        counts = {}
+        for part in m.group(2).split(", "):
+            n, what = part.split(" ", 1)
+            counts[what.replace(" ", "_")] = int(n)
+        result[m.group(1)] = counts
+    for m in re.finditer(r"state (\S+): (\d+) keys", line):
+        result["state:" + m.group(1)] = int(m.group(2))
+    return result
+
+
+def check(topology, *args):
+    p = subprocess.run([SHARDLINE, "check", *args, topology], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    return p.returncode, p.stdout, p.stderr
+
+
+def gen(*args):
+    subprocess.run([GEN, *args], check=True, capture_output=True, timeout=TIMEOUT)
+
+
+class TempDirTest(unittest.TestCase):
+    """A test with its own temporary folder, removed afterwards."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="shardline-test-")
+        self.dir = self._tmp.name
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)

@@ -1,0 +1,82 @@
+"""The command line: help, check's wiring printout, topology errors with file:line:column, and
+exit statuses."""
+import os
+import subprocess
+import unittest
+
+from harness import PLUGINS, SHARDLINE, TempDirTest, check
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def shardline(*args):
+    return subprocess.run([SHARDLINE, *args], capture_output=True, text=True, timeout=60)
+
+
+class Cli(TempDirTest):
+    def test_help(self):
+        p = shardline("--help")
+        self.assertEqual(p.returncode, 0)
+        for word in ("run", "check", "topology"):
+            self.assertIn(word, p.stdout)
+        p = shardline("run", "--help")
+        self.assertEqual(p.returncode, 0)
+        for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir"):
+            self.assertIn(word, p.stdout)
+
+    def test_no_subcommand_is_a_usage_error(self):
+        self.assertNotEqual(shardline().returncode, 0)
+
+    def test_check_example_topologies(self):
+        for topo in ("plugins/market_spread/topology.toml", "plugins/word_count/topology.toml"):
+            with self.subTest(topology=topo):
+                status, out, err = check(os.path.join(ROOT, topo), "--plugin-dir", PLUGINS)
+                self.assertEqual(status, 0, err)
+                self.assertIn("is valid", out)
+                self.assertIn("pipeline ", out)
+
+    def test_check_prints_the_wiring(self):
+        topo = self.write("t.toml", f"""
+shards = 3
+[plugins]
+market = "{PLUGINS}/market_spread.so"
+[states.symbols]
+factory = "market.symbol_data"
+keys = ["AAPL", "MSFT"]
+[[pipelines]]
+name = "orders"
+source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.order" }}
+steps = [ {{ state_computation = "market.check_order", state = "symbols", partition = "market.order_symbol" }} ]
+sink = {{ kind = "stdout", encoder = "market.order_result" }}
+""")
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn("3 shard(s)", out)
+        self.assertIn("state symbols: market_spread::SymbolData built by market.symbol_data, 2 declared keys", out)
+        self.assertIn("step 1: state_computation market.check_order on state symbols, keyed by "
+                      "market.order_symbol (string key): market_spread::Order -> market_spread::OrderResult", out)
+
+    def test_topology_errors_name_file_line_column(self):
+        topo = self.write("t.toml", f"""shard = 2
+[plugins]
+market = "{PLUGINS}/market_spread.so"
+[[pipelines]]
+name = "orders"
+source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
+""")
+        status, out, err = check(topo)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{topo}:1:1: unknown key 'shard' in the top level; expected one of: shards, "
+                      "key_groups, batch_size, queue_batches, plugins, states, pipelines "
+                      "(did you mean 'shards'?)", err)
+        self.assertIn("1 error(s)", err)
+        # Fix the first error: the second (unknown component) shows with the plugin's exports.
+        open(topo, "w").write(open(topo).read().replace("shard = 2", "shards = 2"))
+        status, out, err = check(topo)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{topo}:6:75: plugin 'market' (market_spread 1.0.0) has no decoder 'ordr'; "
+                      "its decoders: nbbo, order", err)
+
+
+if __name__ == "__main__":
+    unittest.main()

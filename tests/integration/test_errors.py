@@ -1,0 +1,166 @@
+"""Bad input and failing plugin code: each is reported, counted and handled by the pipeline's
+error policy, and never crashes the runtime or loses the other messages."""
+import os
+import shutil
+import socket
+import struct
+import unittest
+
+from harness import (PLUGINS, SHARDLINE, TEST_PLUGINS, Receiver, Run, TempDirTest, check,
+                     free_port, frame, run, send_all, split_frames, summary)
+
+EVENTS = f'{TEST_PLUGINS}/test_events.so'
+
+
+class PluginErrors(TempDirTest):
+    def topology(self, on_error="", lines=50, steps=None):
+        self.write("events.txt", "".join(f"{k % 5} {k + 1}\n" for k in range(lines)) + "garbage\n")
+        steps = steps or ('{ computation = "ev.explode" }, '
+                          '{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
+        return self.write("topology.toml", f"""
+shards = 2
+[plugins]
+ev = "{EVENTS}"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {steps} ]
+sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+{on_error}
+""")
+
+    def test_skip_counts_and_continues(self):
+        status, _, err = run(self.topology())
+        self.assertEqual(status, 0, err)
+        out = open(self.path("out.txt")).read().splitlines()
+        cursed = [s for s in range(1, 51) if s % 7 == 0]
+        self.assertEqual(sorted(int(l.split()[1]) for l in out),
+                         [s for s in range(1, 51) if s % 7 != 0])
+        counts = summary(err)["events"]
+        self.assertEqual(counts["in"], 50)          # "garbage" did not decode
+        self.assertEqual(counts["errors"], 1 + len(cursed))
+        self.assertEqual(counts["out"], 50 - len(cursed))
+        self.assertIn("pipeline 'events' step 'ev.explode': seq 7 is cursed", err)
+        self.assertIn("pipeline 'events' step 'ev.event_line': ", err)
+
+    def test_dead_letter_file(self):
+        status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
+        self.assertEqual(status, 0, err)
+        dead = open(self.path("dead.tsv")).read().splitlines()
+        self.assertEqual(len(dead), 1 + 7)
+        decode = [l for l in dead if "\tev.event_line\t" in l]
+        self.assertEqual(len(decode), 1)
+        self.assertTrue(decode[0].endswith("\t" + b"garbage".hex()), decode[0])
+        cursed = [l.split("\t") for l in dead if "\tev.explode\t" in l]
+        self.assertEqual(cursed[0][:3], ["events", "ev.explode", "seq 7 is cursed"])
+        # The payload is the Event's bytes: key 1 (7-1 = 6 % 5), seq 7, little-endian u64s.
+        self.assertEqual(bytes.fromhex(cursed[0][3]), struct.pack("<QQ", 1, 7))
+
+    def test_stop_policy_exits_with_error(self):
+        status, _, err = run(self.topology('on_error = "stop"'))
+        self.assertEqual(status, 3, err)
+        self.assertIn("stopping (on_error = \"stop\")", err)
+
+    def test_state_factory_throwing(self):
+        topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
+        text = open(topo).read().replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
+        self.write("topology.toml", text)
+        self.write("events.txt", "".join(f"{k} 1\n" for k in range(20)))
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 0, err)
+        self.assertIn("the state factory threw: no state for key 13", err)
+        self.assertEqual(summary(err)["events"]["out"], 19)
+
+    def test_undeclared_key_rejected(self):
+        topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
+        text = open(topo).read().replace('factory = "ev.last_seq"',
+                                         'factory = "ev.last_seq"\nkeys = [1, 2]\nunknown_keys = "reject"')
+        self.write("topology.toml", text)
+        self.write("events.txt", "1 1\n2 1\n3 1\n1 2\n")
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 0, err)
+        self.assertEqual(sorted(open(self.path("out.txt")).read().split("\n"))[1:],
+                         ["1 1 1 ok", "1 2 2 ok", "2 1 1 ok"])
+        self.assertIn("key is not declared", err)
+
+
+class BadFrames(TempDirTest):
+    def test_oversized_and_truncated_frames_over_tcp(self):
+        port = free_port()
+        topology = self.write("topology.toml", f"""
+[plugins]
+market = "{PLUGINS}/market_spread.so"
+[states.symbols]
+factory = "market.symbol_data"
+[[pipelines]]
+name = "nbbo"
+source = {{ kind = "tcp", listen = "127.0.0.1:{port}", connections = 3, max_frame = 1000, decoder = "market.nbbo" }}
+steps = [ {{ state_computation = "market.update_nbbo", state = "symbols", partition = "market.nbbo_symbol" }} ]
+""")
+        good = frame(b"\x02" + b" ABC" + b"20160902-15:47:52.000" + struct.pack(">dd", 10.0, 10.01))
+        wrong_type = frame(b"\x07" + b"x" * 41)
+        short = frame(b"\x02 ABC")
+        r = Run(topology)
+        send_all(port, good + wrong_type + short + good)           # 2 decoded, 2 decode errors
+        send_all(port, good + struct.pack(">I", 5000) + b"x" * 10)  # 1 decoded, then oversized
+        send_all(port, good + good[:20])                            # 1 decoded, then truncated
+        self.assertEqual(r.wait(), 0, r.stderr)
+        counts = summary(r.stderr)["nbbo"]
+        self.assertEqual(counts["in"], 4)
+        self.assertEqual(counts["errors"], 2)
+        self.assertEqual(counts["bad_input"], 2)
+        self.assertIn("expected NBBO type byte 2, got 7", r.stderr)
+        self.assertIn("exceeds max_frame 1000", r.stderr)
+        self.assertIn("truncated frame at end of input", r.stderr)
+        self.assertEqual(summary(r.stderr)["state:symbols"], 1)
+
+
+class BrokenPlugins(TempDirTest):
+    def topology_with(self, plugin_path):
+        return self.write("topology.toml", f"""
+[plugins]
+p = "{plugin_path}"
+[[pipelines]]
+name = "x"
+source = {{ kind = "stdin", decoder = "p.event_line" }}
+""")
+
+    def test_each_broken_plugin_is_refused_clearly(self):
+        cases = {
+            "no_abi.so": "not a Shardline plugin: it has no shardline_abi record",
+            "wrong_abi.so": "ABI mismatch: the plugin was built for SDK ABI 999",
+            "no_entry.so": "not a Shardline plugin: no shardline_plugin_manifest entry point",
+            "undefined_symbol.so": "undefined symbol: shardline_test_missing_function",
+            "duplicate.so": "failed to register its components: duplicate decoder 'same'",
+        }
+        for name, message in cases.items():
+            with self.subTest(plugin=name):
+                status, _, err = check(self.topology_with(f"{TEST_PLUGINS}/{name}"))
+                self.assertEqual(status, 1, err)
+                self.assertIn("topology.toml:3:5: plugin 'p': ", err)
+                self.assertIn(message, err)
+
+    def test_not_elf_and_truncated(self):
+        self.write("not_elf.so", "this is not a shared library\n")
+        data = open(EVENTS, "rb").read()
+        with open(self.path("half.so"), "wb") as f:
+            f.write(data[:len(data) // 2])
+        for name, message in {"not_elf.so": "not an ELF file",
+                              "half.so": "truncated ELF file"}.items():
+            with self.subTest(plugin=name):
+                status, _, err = check(self.topology_with(self.path(name)))
+                self.assertEqual(status, 1, err)
+                self.assertIn(message, err)
+
+    def test_runtime_survives_a_broken_plugin_file_at_run(self):
+        # `run` refuses a broken plugin before starting anything, with the same message.
+        self.write("not_elf.so", "junk")
+        status, _, err = run(self.topology_with(self.path("not_elf.so")))
+        self.assertEqual(status, 1)
+        self.assertIn("not an ELF file", err)
+
+
+if __name__ == "__main__":
+    unittest.main()

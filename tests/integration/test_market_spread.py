@@ -1,0 +1,113 @@
+"""Market Spread end to end over TCP: the real initial NBBO data of 350 symbols plus generated
+NBBO updates and orders go in over two TCP connections; every OrderResult that comes out of the
+TCP sink is checked against an independent computation of the same logic here."""
+import os
+import struct
+import unittest
+
+from harness import (DATA, PLUGINS, Receiver, Run, TempDirTest, free_port, gen, send_all,
+                     split_frames, summary)
+
+INITIAL_NBBO = os.path.join(DATA, "market-spread", "350-symbols_initial-nbbo-fixish.msg")
+
+
+def decode_nbbo(p):
+    assert len(p) == 42 and p[0] == 2
+    bid, offer = struct.unpack_from(">dd", p, 26)
+    return p[1:5], bid, offer
+
+
+def decode_order(p):
+    assert len(p) == 53 and p[0] == 1
+    side = p[1]
+    (account,) = struct.unpack_from(">I", p, 2)
+    order_id, symbol = p[6:12], p[12:16]
+    qty, price = struct.unpack_from(">dd", p, 16)
+    return side, account, order_id, symbol, qty, price
+
+
+def expected_results(nbbo_frames, order_frames):
+    """The rejections Market Spread must emit when every NBBO is applied before any order."""
+    state = {}
+    for p in nbbo_frames:
+        symbol, bid, offer = decode_nbbo(p)
+        diff = offer - bid
+        mid = (bid + offer) / 2
+        state[symbol] = (diff >= 0.05 or diff / mid >= 0.05, bid, offer)
+    results = []
+    for p in order_frames:
+        side, account, order_id, symbol, qty, price = decode_order(p)
+        reject, bid, offer = state.get(symbol, (True, 0.0, 0.0))
+        if reject:
+            results.append((side, account, order_id, symbol, qty, price, bid, offer))
+    return results
+
+
+def decode_result(p):
+    assert len(p) == 55, f"OrderResult payload is {len(p)} bytes, expected 55"
+    side = p[0]
+    (account,) = struct.unpack_from(">I", p, 1)
+    order_id, symbol = p[5:11], p[11:15]
+    qty, price, bid, offer = struct.unpack_from(">dddd", p, 15)
+    (timestamp,) = struct.unpack_from(">Q", p, 47)
+    return (side, account, order_id, symbol, qty, price, bid, offer), timestamp
+
+
+class MarketSpreadTcp(TempDirTest):
+    def run_market_spread(self, shards, orders=20000, updates=5000):
+        symbols = sorted({decode_nbbo(p)[0] for p in split_frames(open(INITIAL_NBBO, "rb").read())})
+        self.write("symbols.txt", "\n".join(s.decode().strip() for s in symbols) + "\n")
+        gen("nbbo", "--symbols-file", self.path("symbols.txt"), "--count", str(updates),
+            "--seed", "7", "--out", self.path("updates.msg"))
+        gen("orders", "--symbols-file", self.path("symbols.txt"), "--count", str(orders),
+            "--seed", "11", "--out", self.path("orders.msg"))
+        nbbo = open(INITIAL_NBBO, "rb").read() + open(self.path("updates.msg"), "rb").read()
+        order_bytes = open(self.path("orders.msg"), "rb").read()
+
+        nbbo_port, orders_port = free_port(), free_port()
+        receiver = Receiver()
+        topology = self.write("topology.toml", f"""
+shards = {shards}
+[plugins]
+market = "{PLUGINS}/market_spread.so"
+[states.symbols]
+factory = "market.symbol_data"
+[[pipelines]]
+name = "nbbo"
+source = {{ kind = "tcp", listen = "127.0.0.1:{nbbo_port}", connections = 1, decoder = "market.nbbo" }}
+steps = [ {{ state_computation = "market.update_nbbo", state = "symbols", partition = "market.nbbo_symbol" }} ]
+[[pipelines]]
+name = "orders"
+source = {{ kind = "tcp", listen = "127.0.0.1:{orders_port}", connections = 1, decoder = "market.order", start_after = "nbbo" }}
+steps = [ {{ state_computation = "market.check_order", state = "symbols", partition = "market.order_symbol" }} ]
+sink = {{ kind = "tcp", connect = "127.0.0.1:{receiver.port}", encoder = "market.order_result" }}
+""")
+        run = Run(topology)
+        send_all(nbbo_port, nbbo)
+        send_all(orders_port, order_bytes)
+        status = run.wait()
+        self.assertEqual(status, 0, run.stderr)
+        got = [decode_result(p) for p in split_frames(receiver.wait())]
+
+        expected = expected_results(split_frames(nbbo), split_frames(order_bytes))
+        self.assertGreater(len(expected), 0, "the generated data should reject some orders")
+        self.assertLess(len(expected), orders, "the generated data should accept some orders")
+        self.assertEqual(sorted(r for r, _ in got), sorted(expected))
+        self.assertTrue(all(ts > 1_600_000_000 * 10**9 for _, ts in got), "timestamps are ns")
+
+        counts = summary(run.stderr)
+        self.assertEqual(counts["nbbo"]["in"], len(split_frames(nbbo)))
+        self.assertEqual(counts["orders"]["in"], orders)
+        self.assertEqual(counts["orders"]["out"], len(expected))
+        self.assertEqual(counts["state:symbols"], len(symbols))
+        return sorted(r for r, _ in got)
+
+    def test_two_shards(self):
+        self.run_market_spread(2)
+
+    def test_one_and_four_shards_agree(self):
+        self.assertEqual(self.run_market_spread(1), self.run_market_spread(4))
+
+
+if __name__ == "__main__":
+    unittest.main()
