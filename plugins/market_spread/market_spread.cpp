@@ -1,0 +1,163 @@
+// Market Spread: Wallaroo's reference application, as a Shardline plugin.
+//
+// Two pipelines share one partitioned state, SymbolData per stock symbol. The NBBO pipeline
+// (market data) decides per symbol whether the spread is too wide to trade; the orders
+// pipeline reports every order that arrives while its symbol is in that state. Wire format and
+// logic: MARKET_SPREAD.md ("fixish" frames, big-endian).
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <shardline/plugin.hpp>
+
+namespace market_spread {
+
+// Messages and state are flat structs: the host moves them with memcpy, and nothing in them
+// points into the plugin library, so they survive a reload of it.
+
+struct Nbbo {
+  char symbol[4];          // as on the wire: right-justified with spaces (" NFX")
+  char transact_time[21];  // "20160902-15:47:52.000"
+  double bid;
+  double offer;
+};
+
+struct Order {
+  std::uint8_t side;  // 1 buy, 2 sell
+  std::uint32_t account;
+  char order_id[6];
+  char symbol[4];
+  double quantity;
+  double price;
+  char transact_time[21];
+};
+
+struct SymbolData {
+  bool should_reject_trades = true;  // until an NBBO says the spread is tight
+  double last_bid = 0;
+  double last_offer = 0;
+};
+
+struct OrderResult {
+  std::uint8_t side;
+  std::uint32_t account;
+  char order_id[6];
+  char symbol[4];
+  double quantity;
+  double price;
+  double bid;    // the symbol's last NBBO when the order arrived
+  double offer;
+  std::uint64_t timestamp_ns;  // CLOCK_REALTIME
+};
+
+static_assert(std::is_trivially_copyable_v<Nbbo> && std::is_trivially_copyable_v<Order> &&
+              std::is_trivially_copyable_v<SymbolData> &&
+              std::is_trivially_copyable_v<OrderResult>);
+
+constexpr std::uint8_t kOrderType = 1;
+constexpr std::uint8_t kNbboType = 2;
+
+void expect_type(shardline::Reader& r, std::uint8_t expected, const char* what) {
+  const std::uint8_t type = r.u8();
+  if (type != expected)
+    throw shardline::DecodeError(std::string("expected ") + what + " type byte " +
+                                 std::to_string(expected) + ", got " + std::to_string(type));
+}
+
+Nbbo decode_nbbo(shardline::Reader& r) {
+  expect_type(r, kNbboType, "NBBO");
+  Nbbo m;
+  r.copy_to(m.symbol);
+  r.copy_to(m.transact_time);
+  m.bid = r.f64be();
+  m.offer = r.f64be();
+  r.expect_end();
+  return m;
+}
+
+Order decode_order(shardline::Reader& r) {
+  expect_type(r, kOrderType, "order");
+  Order m;
+  m.side = r.u8();
+  m.account = r.u32be();
+  r.copy_to(m.order_id);
+  r.copy_to(m.symbol);
+  m.quantity = r.f64be();
+  m.price = r.f64be();
+  r.copy_to(m.transact_time);
+  r.expect_end();
+  return m;
+}
+
+/// The symbol without its justification spaces: " NFX" is the string key "NFX", the key a
+/// topology's keys_file line " NFX" or "NFX" declares.
+std::string_view symbol_key(const char (&symbol)[4]) {
+  const std::string_view s(symbol, sizeof symbol);
+  const auto begin = s.find_first_not_of(' ');
+  if (begin == std::string_view::npos) return {};
+  return s.substr(begin, s.find_last_not_of(' ') - begin + 1);
+}
+
+std::string_view nbbo_symbol(const Nbbo& m) { return symbol_key(m.symbol); }
+std::string_view order_symbol(const Order& m) { return symbol_key(m.symbol); }
+
+void update_nbbo(const Nbbo& m, SymbolData& s) {
+  const double diff = m.offer - m.bid;
+  const double mid = (m.bid + m.offer) / 2;
+  s.should_reject_trades = diff >= 0.05 || diff / mid >= 0.05;
+  s.last_bid = m.bid;
+  s.last_offer = m.offer;
+}
+
+std::uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
+  if (!s.should_reject_trades) return std::nullopt;
+  OrderResult r;
+  r.side = o.side;
+  r.account = o.account;
+  std::memcpy(r.order_id, o.order_id, sizeof r.order_id);
+  std::memcpy(r.symbol, o.symbol, sizeof r.symbol);
+  r.quantity = o.quantity;
+  r.price = o.price;
+  r.bid = s.last_bid;
+  r.offer = s.last_offer;
+  r.timestamp_ns = realtime_ns();
+  return r;
+}
+
+/// 55 bytes; the sink writes the 4-byte length prefix in front.
+void encode_order_result(const OrderResult& r, shardline::Writer& w) {
+  w.u8(r.side);
+  w.u32be(r.account);
+  w.bytes(r.order_id, sizeof r.order_id);
+  w.bytes(r.symbol, sizeof r.symbol);
+  w.f64be(r.quantity);
+  w.f64be(r.price);
+  w.f64be(r.bid);
+  w.f64be(r.offer);
+  w.u64be(r.timestamp_ns);
+}
+
+}  // namespace market_spread
+
+SHARDLINE_PLUGIN("market_spread", "1.0.0", p) {
+  using namespace market_spread;
+  p.decoder("nbbo", decode_nbbo);
+  p.decoder("order", decode_order);
+  p.partition("nbbo_symbol", nbbo_symbol);
+  p.partition("order_symbol", order_symbol);
+  p.state<SymbolData>("symbol_data");
+  p.state_computation("update_nbbo", update_nbbo);
+  p.state_computation("check_order", check_order);
+  p.encoder("order_result", encode_order_result);
+}
