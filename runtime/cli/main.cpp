@@ -16,6 +16,7 @@
 
 #include "engine/engine.hpp"
 #include "loader/plugin.hpp"
+#include "reload/reload_plan.hpp"
 #include "topology/wiring.hpp"
 
 using namespace shardline;
@@ -53,7 +54,9 @@ std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std
     auto topo = topology::parse_topology(o.topology);
     if (shards) topo.shards = *shards;
     if (topo.key_groups < topo.shards) topo.key_groups = topo.shards;
-    return topology::wire_topology(std::move(topo), {o.plugin_dir});
+    topology::WireOptions options;
+    options.plugin_dir = o.plugin_dir;
+    return topology::wire_topology(std::move(topo), options);
   } catch (const topology::TopologyError& e) {
     for (const auto& line : e.errors) std::fprintf(stderr, "%s\n", line.c_str());
     std::fprintf(stderr, "shardline: %zu error(s) in %s\n", e.errors.size(), o.topology.c_str());
@@ -61,11 +64,12 @@ std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std
   return nullptr;
 }
 
-int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards) {
+int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards, bool watch) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);   // reload every plugin from its file
   sigaddset(&signals, SIGUSR1);  // sent by main itself to end the signal thread
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started below
 
@@ -73,7 +77,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards) {
   if (!wiring) return engine::exit_startup_failed;
   std::unique_ptr<engine::Engine> engine;
   try {
-    engine = std::make_unique<engine::Engine>(std::move(wiring));
+    engine = std::make_unique<engine::Engine>(std::move(wiring), engine::EngineOptions{watch});
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return engine::exit_startup_failed;
@@ -84,6 +88,11 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards) {
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0 || sig == SIGUSR1) return;
+      if (sig == SIGHUP) {
+        spdlog::info("SIGHUP: reloading every plugin from its file");
+        engine->request_reload("*");  // the report is logged by the engine
+        continue;
+      }
       if (++received == 1) {
         spdlog::info("{}: stopping the sources and draining (again to abandon undelivered output)",
                      strsignal(sig));
@@ -100,9 +109,36 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards) {
   return status;
 }
 
+/// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.
+int preflight(const std::string& old_file, const std::string& new_file) {
+  try {
+    const auto from = loader::Plugin::load(old_file);
+    const auto to = loader::Plugin::load(new_file);
+    std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
+              << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
+    const auto lines = reload::compare_plugins(*from, *to);
+    bool blocked = false;
+    for (const auto& line : lines) {
+      std::cout << "  " << line << "\n";
+      blocked = blocked || line.find(": blocked: ") != std::string::npos ||
+                line.find(": removed") != std::string::npos;
+    }
+    if (lines.empty()) std::cout << "  no difference in components or state types\n";
+    std::cout << (blocked ? "a topology using what is removed or blocked would refuse this reload\n"
+                          : "ok: the reload can keep or migrate every state\n");
+    return blocked ? 1 : 0;
+  } catch (const loader::PluginError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return engine::exit_startup_failed;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed stdout (`shardline run ... | head`) must be an error the stdout sink reports,
+  // not a signal that kills the process before it can flush the other sinks.
+  signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "Shardline: a sharded stream-processing runtime for C++ plugins.\n"
       "Pipelines, plugins and partitioned states are described in a topology.toml file."};
@@ -117,19 +153,35 @@ int main(int argc, char** argv) {
   add_common(*run, run_opts);
   run->add_option("--shards", shards, "Override the topology's shard count")
       ->check(CLI::Range(1, 1024));
+  bool watch = false;
+  run->add_flag("--watch", watch,
+                "Hot-reload a plugin when its file is rebuilt (state kept, no message lost); "
+                "without it, send SIGHUP to reload every plugin");
 
   CommonOptions check_opts;
+  std::vector<std::string> against;
   auto* check = app.add_subcommand(
-      "check", "Validate a topology and load its plugins; print the wiring, run nothing");
+      "check", "Validate a topology and load its plugins; print the wiring, run nothing.\n"
+               "With --against OLD.so NEW.so: print what reloading OLD into NEW would do");
   add_common(*check, check_opts);
+  check->get_option("TOPOLOGY")->required(false);
+  check->add_option("--against", against, "OLD.so NEW.so: compare two builds of a plugin")
+      ->expected(2)
+      ->check(CLI::ExistingFile)
+      ->excludes(check->get_option("TOPOLOGY"));
 
   CLI11_PARSE(app, argc, argv);
 
   if (*run) {
     setup_logging(run_opts.log_level);
-    return run_command(run_opts, shards);
+    return run_command(run_opts, shards, watch);
   }
   setup_logging(check_opts.log_level);
+  if (!against.empty()) return preflight(against[0], against[1]);
+  if (check_opts.topology.empty()) {
+    std::fprintf(stderr, "shardline check: give a TOPOLOGY, or --against OLD.so NEW.so\n");
+    return engine::exit_usage;
+  }
   auto wiring = load(check_opts, std::nullopt);
   if (!wiring) return engine::exit_startup_failed;
   std::cout << wiring->describe();

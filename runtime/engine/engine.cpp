@@ -5,26 +5,12 @@
 #include <cstdio>
 #include <sstream>
 
+#include "engine/ingress.hpp"
+
 namespace shardline::engine {
 
-/// Feeds one pipeline's frames into its source thread's Worker. [source thread]
-class Engine::Ingress final : public connectors::FrameHandler {
- public:
-  Ingress(Dataflow& flow, PipelinePlan& p, std::string source)
-      : worker_(flow, true), p_(p), source_(std::move(source)) {}
-  void on_frames(const Frame* frames, std::size_t n) override {
-    worker_.ingest(p_, frames, n);
-    worker_.flush();
-  }
-  void on_bad_input(std::string_view what) override { p_.errors->bad_input(source_, what); }
-
- private:
-  Worker worker_;
-  PipelinePlan& p_;
-  std::string source_;
-};
-
-Engine::Engine(std::unique_ptr<topology::Wiring> wiring) : wiring_(std::move(wiring)) {
+Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
+    : wiring_(std::move(wiring)), options_(options) {
   const topology::Topology& t = wiring_->topology;
   flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches);
   build_plan();
@@ -45,7 +31,11 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring) : wiring_(std::move(wir
       }
     }
   }
-  for (const auto& p : wiring_->pipelines) sources_.push_back(connectors::make_source(p.spec->source));
+  for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
+    sources_.push_back(connectors::make_source(wiring_->pipelines[i].spec->source));
+    ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
+                                                   sources_.back()->describe()));
+  }
   for (auto& sink : sinks_) sink->open();
 }
 
@@ -59,44 +49,53 @@ Engine::~Engine() {
   flow_.reset();
 }
 
-void Engine::build_plan() {
+void Engine::bind_components(PipelinePlan& p, const topology::WiredPipeline& wp) {
+  const topology::PipelineSpec& spec = *wp.spec;
+  p.decoder = static_cast<Decoder*>(wp.decoder->impl.get());
+  p.decoder_name = spec.source.decoder.str();
+  p.decoded = wp.decoder->output;
+  p.steps.clear();
   std::uint32_t route = 0;
+  for (const auto& other : flow_->pipelines) {
+    if (&other == &p) break;
+    for (const auto& s : other.steps) route += s.stateful;
+  }
+  for (const auto& ws : wp.steps) {
+    StepPlan s;
+    s.name = ws.spec->component.str();
+    s.stateful = ws.spec->stateful;
+    s.input = ws.component->input;
+    s.output = ws.component->output;
+    if (s.stateful) {
+      s.state_computation = static_cast<StateComputation*>(ws.component->impl.get());
+      s.partition = static_cast<Partition*>(ws.partition->impl.get());
+      s.partition_name = ws.spec->partition.str();
+      s.state = ws.state;
+      s.route = route++;
+    } else {
+      s.computation = static_cast<Computation*>(ws.component->impl.get());
+    }
+    p.steps.push_back(std::move(s));
+  }
+  p.encoder = wp.encoder ? static_cast<Encoder*>(wp.encoder->impl.get()) : nullptr;
+  p.encoder_name = wp.encoder ? spec.sink->encoder->str() : "";
+}
+
+void Engine::build_plan() {
   for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
     const topology::WiredPipeline& wp = wiring_->pipelines[i];
     const topology::PipelineSpec& spec = *wp.spec;
     PipelinePlan& p = flow_->pipelines.emplace_back();
     p.index = static_cast<std::uint32_t>(i);
     p.name = spec.name;
-    p.decoder = static_cast<Decoder*>(wp.decoder->impl.get());
-    p.decoder_name = spec.source.decoder.str();
-    p.decoded = wp.decoder->output;
-    for (const auto& ws : wp.steps) {
-      StepPlan s;
-      s.name = ws.spec->component.str();
-      s.stateful = ws.spec->stateful;
-      s.input = ws.component->input;
-      s.output = ws.component->output;
-      if (s.stateful) {
-        s.state_computation = static_cast<StateComputation*>(ws.component->impl.get());
-        s.partition = static_cast<Partition*>(ws.partition->impl.get());
-        s.partition_name = ws.spec->partition.str();
-        s.state = ws.state;
-        s.route = route++;
-      } else {
-        s.computation = static_cast<Computation*>(ws.component->impl.get());
-      }
-      p.steps.push_back(std::move(s));
-    }
+    bind_components(p, wp);
+    for (const auto& s : p.steps) flow_->routes += s.stateful;
     if (spec.sink) {
       p.sink = static_cast<int>(sinks_.size());
       sinks_.push_back(connectors::make_sink(*spec.sink));
       sink_pipeline_.push_back(i);
       flow_->sinks.push_back(std::make_unique<BoundedQueue<EncodedChunk*>>(flow_->queue_batches));
       p.sink_framing = spec.sink->framing;
-      if (wp.encoder) {
-        p.encoder = static_cast<Encoder*>(wp.encoder->impl.get());
-        p.encoder_name = spec.sink->encoder->str();
-      }
     }
     if (!spec.source.start_after.empty())
       for (std::size_t j = 0; j < wiring_->pipelines.size(); ++j)
@@ -104,7 +103,6 @@ void Engine::build_plan() {
     p.errors = std::make_unique<PipelineErrors>(spec.name, spec.on_error, spec.dead_letter,
                                                 p.metrics, [this](const std::string& why) { fail(why); });
   }
-  flow_->routes = route;
 }
 
 void Engine::fail(const std::string& why) {
@@ -129,7 +127,7 @@ void Engine::abandon_output() {
 void Engine::run_source(std::size_t i) {
   PipelinePlan& p = flow_->pipelines[i];
   connectors::Source& source = *sources_[i];
-  Ingress ingress(*flow_, p, source.describe());
+  Ingress& ingress = *ingresses_[i];
   if (p.start_after >= 0) {
     const auto& first = flow_->pipelines[static_cast<std::size_t>(p.start_after)];
     spdlog::info("pipeline '{}': waiting for pipeline '{}' to be fully processed", p.name, first.name);
@@ -179,11 +177,28 @@ int Engine::run() {
   for (std::size_t i = 0; i < sources_.size(); ++i)
     threads_.emplace_back([this, i] { run_source(i); });
 
-  {
+  if (options_.watch) {
+    std::vector<reload::PluginWatcher::Watched> files;
+    for (const auto& [alias, plugin] : wiring_->plugins) files.push_back({alias, plugin->file()});
+    watcher_ = std::make_unique<reload::PluginWatcher>(
+        std::move(files), [this](const std::string& alias) { request_reload(alias); });
+  }
+  for (;;) {
+    serve_reloads();
     // Polls too, in case a wake-up raced with the check (cheap: a few times a second at most).
     std::unique_lock lock(flow_->control_mutex);
-    while (!(sources_running_.load() == 0 && flow_->in_flight() == 0))
-      flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+    if (sources_running_.load() == 0 && flow_->in_flight() == 0) break;
+    flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  watcher_.reset();
+  {
+    std::lock_guard lock(reload_mutex_);
+    for (auto& r : reload_requests_) {
+      ReloadReport late;
+      late.message = "reload of plugin '" + r.alias + "' not done: the run has ended";
+      r.done.set_value(std::move(late));
+    }
+    reload_requests_.clear();
   }
   for (auto& q : flow_->inboxes) q->close();
   for (auto& s : shards_) s->join();

@@ -23,11 +23,17 @@
 
 #include "connectors/sink.hpp"
 #include "connectors/source.hpp"
+#include <future>
+
 #include "engine/dataflow.hpp"
 #include "engine/shard.hpp"
+#include "engine/source_gate.hpp"
+#include "reload/plugin_watcher.hpp"
 #include "topology/wiring.hpp"
 
 namespace shardline::engine {
+
+class Ingress;
 
 /// Exit statuses of `shardline run`.
 enum ExitStatus : int {
@@ -54,11 +60,26 @@ struct RunSummary {
   std::string line() const;  ///< the one-line summary printed at the end of a run
 };
 
+/// What a hot reload did (or why it was refused).
+struct ReloadReport {
+  bool ok = false;
+  std::string message;        ///< the log line
+  std::string old_version, new_version;
+  std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
+  double pause_ms = 0;        ///< sources paused -> resumed
+  double total_ms = 0;        ///< request taken -> done
+  bool old_unloaded = false;  ///< the old library is no longer mapped
+};
+
+struct EngineOptions {
+  bool watch = false;  ///< reload a plugin when its file is rebuilt
+};
+
 class Engine {
  public:
   /// Builds everything (step 1). Throws std::runtime_error if a sink or dead-letter file
   /// cannot be opened or a declared key's state cannot be built.
-  explicit Engine(std::unique_ptr<topology::Wiring> wiring);
+  explicit Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options = {});
   ~Engine();
 
   /// Steps 2-4. Returns an ExitStatus.
@@ -67,12 +88,21 @@ class Engine {
   void request_stop();
   /// Gives up on output a sink cannot deliver (a second Ctrl-C). [any thread]
   void abandon_output();
+  /// Asks the control thread to reload plugin `alias` ("*": every plugin) from its file; the
+  /// future gets the report. Without a running engine the request waits. [any thread]
+  std::future<ReloadReport> request_reload(std::string alias);
   /// Counters after run() returned.
   const RunSummary& summary() const { return summary_; }
 
  private:
-  class Ingress;
+  struct ReloadRequest {
+    std::string alias;
+    std::promise<ReloadReport> done;
+  };
   void build_plan();
+  void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
+  void serve_reloads();
+  ReloadReport reload(const std::string& alias);
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);
@@ -82,6 +112,8 @@ class Engine {
   std::unique_ptr<Dataflow> flow_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::unique_ptr<connectors::Source>> sources_;
+  std::vector<std::unique_ptr<Ingress>> ingresses_;
+  SourceGate gate_;
   std::vector<std::unique_ptr<connectors::Sink>> sinks_;
   std::vector<std::size_t> sink_pipeline_;  ///< [sink] -> pipeline
   std::vector<std::thread> threads_;
@@ -89,6 +121,10 @@ class Engine {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> failed_{false};
   std::atomic<bool> output_lost_{false};
+  EngineOptions options_;
+  std::mutex reload_mutex_;
+  std::vector<ReloadRequest> reload_requests_;
+  std::unique_ptr<reload::PluginWatcher> watcher_;
   std::mutex fail_mutex_;
   std::string failure_;
   RunSummary summary_;

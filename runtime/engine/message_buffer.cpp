@@ -74,7 +74,9 @@ void MessageBuffer::erase_sorted(const std::size_t* indices, std::size_t n) {
 }
 
 void MessageBuffer::clear() {
-  if (type_ && !type_->trivial)
+  // An empty buffer never touches its TypeDesc: after a reload it may point into an unloaded
+  // plugin until the buffer is given a new type.
+  if (count_ && !type_->trivial)
     for (std::size_t i = 0; i < count_; ++i) type_->destroy(at(i));
   count_ = 0;
 }

@@ -34,6 +34,13 @@ class Shard {
   /// Waits for the thread to end (after its inbox was closed). [control thread]
   void join();
   const state::StateTable& table(std::size_t state) const { return *tables_[state]; }
+  /// For a hot reload, while the shard is idle and its sources paused. [control thread]
+  state::StateTable& table(std::size_t state) { return *tables_[state]; }
+  std::unique_ptr<state::StateTable> replace_table(std::size_t state,
+                                                   std::unique_ptr<state::StateTable> table) {
+    tables_[state].swap(table);
+    return table;
+  }
 
  private:
   void run();

@@ -49,8 +49,10 @@ std::string dlopen_reason(std::string_view boost_message) {
   constexpr std::string_view tag = "dlerror system message: ";
   const auto at = boost_message.find(tag);
   if (at == std::string_view::npos) return std::string(boost_message);
+  // "... (dlerror system message: REASON): Bad file descriptor"
   auto reason = boost_message.substr(at + tag.size());
-  if (reason.ends_with(")")) reason.remove_suffix(1);
+  if (const auto close = reason.rfind(')'); close != std::string_view::npos)
+    reason = reason.substr(0, close);
   return std::string(reason);
 }
 
@@ -80,12 +82,18 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
                             ": " + ec.message());
   std::shared_ptr<Plugin> plugin(new Plugin());
   plugin->file_ = file;
+  plugin->shadow_ = shadow;
   try {
     plugin->library_ = std::make_unique<boost::dll::shared_library>(
         shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     std::filesystem::remove(shadow, ec);
-    throw PluginError(file.string() + ": failed to load: " + dlopen_reason(e.what()));
+    // dlerror names the shadow copy, which no longer exists: name the user's file instead.
+    std::string reason = dlopen_reason(e.what());
+    for (auto at = reason.find(shadow.string()); at != std::string::npos;
+         at = reason.find(shadow.string()))
+      reason.replace(at, shadow.string().size(), file.string());
+    throw PluginError(file.string() + ": failed to load: " + reason);
   }
   std::filesystem::remove(shadow, ec);  // the mapping stays valid; nothing to clean up later
 

@@ -36,6 +36,8 @@ class Plugin {
   ~Plugin();
 
   const std::filesystem::path& file() const { return file_; }
+  /// The private copy that was loaded (unlinked at once; still visible in /proc/self/maps).
+  const std::filesystem::path& shadow() const { return shadow_; }
   const std::string& name() const { return manifest_->plugin_name; }
   const std::string& version() const { return manifest_->plugin_version; }
   const Manifest& manifest() const { return *manifest_; }
@@ -48,6 +50,7 @@ class Plugin {
  private:
   Plugin() = default;
   std::filesystem::path file_;
+  std::filesystem::path shadow_;
   std::unique_ptr<boost::dll::shared_library> library_;
   const Manifest* manifest_ = nullptr;
 };

@@ -20,6 +20,10 @@ StateTable::~StateTable() {
 }
 
 void* StateTable::create(std::uint64_t key) {
+  return create_with(key, [&](void* at) { factory_->construct(at, key); });
+}
+
+void* StateTable::slot() {
   if (used_in_last_ == per_chunk_) {
     const std::size_t align = std::max<std::size_t>(type_->align, 64);
     chunks_.emplace_back(
@@ -27,11 +31,8 @@ void* StateTable::create(std::uint64_t key) {
         ChunkFree{align});
     used_in_last_ = 0;
   }
-  void* at = chunks_.back().get() + used_in_last_ * stride_;
-  factory_->construct(at, key);  // may throw: then the slot stays free
-  ++used_in_last_;
-  index_.emplace(key, at);
-  return at;
+  // If the construction that follows throws, the slot simply stays free.
+  return chunks_.back().get() + used_in_last_ * stride_;
 }
 
 std::size_t StateTable::overhead_bytes() const {

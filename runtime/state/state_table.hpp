@@ -37,12 +37,43 @@ class StateTable {
     if (!index_.contains(key)) create(key);
   }
 
+  /// The state of `key` if it exists, without creating it.
+  void* find(std::uint64_t key) const {
+    const auto it = index_.find(key);
+    return it == index_.end() ? nullptr : it->second;
+  }
+  /// Creates the state of a new key with `construct(void* at)` (which may throw).
+  template <class Construct>
+  void* create_with(std::uint64_t key, Construct&& construct) {
+    void* at = slot();
+    construct(at);
+    ++used_in_last_;
+    index_.emplace(key, at);
+    return at;
+  }
+  /// Calls f(key, state) for every state.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, state] : index_) f(key, state);
+  }
+  /// Points the table at a new version's type and factory whose objects are laid out exactly
+  /// as the old ones (same fingerprint): a hot reload keeps every object where it is.
+  void retype(const TypeDesc* type, StateFactory* factory) {
+    type_ = type;
+    factory_ = factory;
+  }
+  const TypeDesc* type() const { return type_; }
+  StateFactory* factory() const { return factory_; }
+  bool creates_unknown() const { return create_unknown_; }
+
   std::size_t size() const { return index_.size(); }
   /// Bytes used by the index and the chunks, beyond the state objects themselves.
   std::size_t overhead_bytes() const;
 
  private:
   void* create(std::uint64_t key);
+  /// Memory for the next state object (a new chunk when the last one is full).
+  void* slot();
 
   const TypeDesc* type_;
   StateFactory* factory_;

@@ -250,13 +250,14 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
       continue;
     }
     const std::string where = "[states." + name + "]";
-    c.only_keys(*t, where, {"factory", "keys", "keys_file", "unknown_keys"});
+    c.only_keys(*t, where, {"factory", "keys", "keys_file", "unknown_keys", "on_reload"});
     StateSpec s;
     s.name = name;
     s.pos = c.pos(*t);
     if (auto f = c.component(*t, "factory", where, true, topo)) s.factory = *f;
     parse_keys(c, *t, s, topo);
     if (auto u = c.choice(*t, "unknown_keys", {"create", "reject"})) s.reject_unknown_keys = *u == 1;
+    if (auto r = c.choice(*t, "on_reload", {"carry", "reset"})) s.reset_on_reload = *r == 1;
     if (s.reject_unknown_keys && s.keys.empty())
       c.error(*t, where + " rejects unknown keys but declares none; add 'keys' or 'keys_file'");
     topo.states.push_back(std::move(s));

@@ -52,6 +52,7 @@ struct StateSpec {
   ComponentRef factory;
   std::vector<std::uint64_t> keys;   ///< pre-declared keys, already as engine keys
   bool reject_unknown_keys = false;  ///< unknown_keys = "reject"
+  bool reset_on_reload = false;      ///< on_reload = "reset": a reload may start it afresh
   Position pos;
 };
 

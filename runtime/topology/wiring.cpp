@@ -1,5 +1,6 @@
 #include "topology/wiring.hpp"
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -19,6 +20,12 @@ class Binder {
 
   void load_plugins(const WireOptions& options) {
     for (const auto& spec : w_.topology.plugins) {
+      const auto loaded = std::find_if(options.loaded.begin(), options.loaded.end(),
+                                       [&](const auto& l) { return l.first == spec.alias; });
+      if (loaded != options.loaded.end()) {
+        w_.plugins.push_back(*loaded);
+        continue;
+      }
       std::filesystem::path file = spec.path;
       if (!options.plugin_dir.empty()) {
         const auto candidate = options.plugin_dir / spec.path.filename();
@@ -160,6 +167,12 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
   return w;
 }
 
+std::shared_ptr<loader::Plugin> Wiring::plugin(std::string_view alias) const {
+  for (const auto& [a, p] : plugins)
+    if (a == alias) return p;
+  return nullptr;
+}
+
 namespace {
 const char* framing_str(Framing f) {
   return f == Framing::lines ? "lines" : "length-prefixed frames";
@@ -189,8 +202,9 @@ std::string Wiring::describe() const {
       case SourceKind::file: o << "file " << ps.source.address; break;
       case SourceKind::stdin_lines: o << "stdin"; break;
     }
-    o << " (" << framing_str(ps.source.framing) << ") -> decoder " << ps.source.decoder.str()
-      << " -> " << type_str(p.decoder->output) << "\n";
+    o << " (" << framing_str(ps.source.framing) << ")";
+    if (!ps.source.start_after.empty()) o << " after pipeline " << ps.source.start_after;
+    o << " -> decoder " << ps.source.decoder.str() << " -> " << type_str(p.decoder->output) << "\n";
     for (std::size_t i = 0; i < p.steps.size(); ++i) {
       const WiredStep& s = p.steps[i];
       o << "  step " << i + 1 << ": ";

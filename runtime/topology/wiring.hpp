@@ -46,6 +46,8 @@ struct Wiring {
   std::vector<WiredState> states;
   std::vector<WiredPipeline> pipelines;
 
+  /// The plugin loaded under `alias`, or null.
+  std::shared_ptr<loader::Plugin> plugin(std::string_view alias) const;
   /// A human-readable description of the wiring (`shardline check`).
   std::string describe() const;
 };
@@ -53,6 +55,9 @@ struct Wiring {
 struct WireOptions {
   /// If set, plugin files are looked up by file name in this folder before their own path.
   std::filesystem::path plugin_dir;
+  /// Plugins already loaded, by alias: used as they are instead of loading their files (a
+  /// reload wires the running topology again with one plugin replaced).
+  std::vector<std::pair<std::string, std::shared_ptr<loader::Plugin>>> loaded;
 };
 
 /// Loads the plugins and binds the topology. Throws TopologyError listing every problem.

@@ -25,6 +25,11 @@ TEST_PLUGINS = os.path.join(BUILD, "tests", "plugins")
 TIMEOUT = 180  # seconds: generous, the CI machine is small and shared
 
 
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

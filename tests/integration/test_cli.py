@@ -71,10 +71,13 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
                       "(did you mean 'shards'?)", err)
         self.assertIn("1 error(s)", err)
         # Fix the first error: the second (unknown component) shows with the plugin's exports.
-        open(topo, "w").write(open(topo).read().replace("shard = 2", "shards = 2"))
+        with open(topo) as f:
+            fixed = f.read().replace("shard = 2", "shards = 2")
+        with open(topo, "w") as f:
+            f.write(fixed)
         status, out, err = check(topo)
         self.assertEqual(status, 1)
-        self.assertIn(f"{topo}:6:75: plugin 'market' (market_spread 1.0.0) has no decoder 'ordr'; "
+        self.assertIn(f"{topo}:6:63: plugin 'market' (market_spread 1.0.0) has no decoder 'ordr'; "
                       "its decoders: nbbo, order", err)
 
 

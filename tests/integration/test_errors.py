@@ -6,7 +6,8 @@ import socket
 import struct
 import unittest
 
-from harness import (PLUGINS, SHARDLINE, TEST_PLUGINS, Receiver, Run, TempDirTest, check,
+
+from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, Receiver, Run, TempDirTest, check,
                      free_port, frame, run, send_all, split_frames, summary)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
@@ -34,7 +35,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
     def test_skip_counts_and_continues(self):
         status, _, err = run(self.topology())
         self.assertEqual(status, 0, err)
-        out = open(self.path("out.txt")).read().splitlines()
+        out = read(self.path("out.txt")).splitlines()
         cursed = [s for s in range(1, 51) if s % 7 == 0]
         self.assertEqual(sorted(int(l.split()[1]) for l in out),
                          [s for s in range(1, 51) if s % 7 != 0])
@@ -48,7 +49,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
         self.assertEqual(status, 0, err)
-        dead = open(self.path("dead.tsv")).read().splitlines()
+        dead = read(self.path("dead.tsv")).splitlines()
         self.assertEqual(len(dead), 1 + 7)
         decode = [l for l in dead if "\tev.event_line\t" in l]
         self.assertEqual(len(decode), 1)
@@ -65,7 +66,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
 
     def test_state_factory_throwing(self):
         topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
-        text = open(topo).read().replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
+        text = read(topo).replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
         self.write("topology.toml", text)
         self.write("events.txt", "".join(f"{k} 1\n" for k in range(20)))
         status, _, err = run(self.path("topology.toml"))
@@ -75,46 +76,57 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
 
     def test_undeclared_key_rejected(self):
         topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
-        text = open(topo).read().replace('factory = "ev.last_seq"',
+        text = read(topo).replace('factory = "ev.last_seq"',
                                          'factory = "ev.last_seq"\nkeys = [1, 2]\nunknown_keys = "reject"')
         self.write("topology.toml", text)
         self.write("events.txt", "1 1\n2 1\n3 1\n1 2\n")
         status, _, err = run(self.path("topology.toml"))
         self.assertEqual(status, 0, err)
-        self.assertEqual(sorted(open(self.path("out.txt")).read().split("\n"))[1:],
+        self.assertEqual(sorted(read(self.path("out.txt")).split("\n"))[1:],
                          ["1 1 1 ok", "1 2 2 ok", "2 1 1 ok"])
         self.assertIn("key is not declared", err)
 
 
 class BadFrames(TempDirTest):
-    def test_oversized_and_truncated_frames_over_tcp(self):
-        port = free_port()
-        topology = self.write("topology.toml", f"""
+    GOOD = frame(b"\x02" + b" ABC" + b"20160902-15:47:52.000" + struct.pack(">dd", 10.0, 10.01))
+
+    def nbbo_topology(self, port, connections):
+        return self.write("topology.toml", f"""
 [plugins]
 market = "{PLUGINS}/market_spread.so"
 [states.symbols]
 factory = "market.symbol_data"
 [[pipelines]]
 name = "nbbo"
-source = {{ kind = "tcp", listen = "127.0.0.1:{port}", connections = 3, max_frame = 1000, decoder = "market.nbbo" }}
+source = {{ kind = "tcp", listen = "127.0.0.1:{port}", connections = {connections}, max_frame = 1000, decoder = "market.nbbo" }}
 steps = [ {{ state_computation = "market.update_nbbo", state = "symbols", partition = "market.nbbo_symbol" }} ]
 """)
-        good = frame(b"\x02" + b" ABC" + b"20160902-15:47:52.000" + struct.pack(">dd", 10.0, 10.01))
+
+    def test_malformed_and_oversized_frames_over_tcp(self):
+        port = free_port()
+        good = self.GOOD
         wrong_type = frame(b"\x07" + b"x" * 41)
         short = frame(b"\x02 ABC")
-        r = Run(topology)
+        r = Run(self.nbbo_topology(port, 2))
         send_all(port, good + wrong_type + short + good)           # 2 decoded, 2 decode errors
         send_all(port, good + struct.pack(">I", 5000) + b"x" * 10)  # 1 decoded, then oversized
-        send_all(port, good + good[:20])                            # 1 decoded, then truncated
         self.assertEqual(r.wait(), 0, r.stderr)
         counts = summary(r.stderr)["nbbo"]
-        self.assertEqual(counts["in"], 4)
+        self.assertEqual(counts["in"], 3)
         self.assertEqual(counts["errors"], 2)
-        self.assertEqual(counts["bad_input"], 2)
+        self.assertEqual(counts["bad_input"], 1)
         self.assertIn("expected NBBO type byte 2, got 7", r.stderr)
         self.assertIn("exceeds max_frame 1000", r.stderr)
-        self.assertIn("truncated frame at end of input", r.stderr)
         self.assertEqual(summary(r.stderr)["state:symbols"], 1)
+
+    def test_truncated_frame_at_end_of_connection(self):
+        port = free_port()
+        r = Run(self.nbbo_topology(port, 1))
+        send_all(port, self.GOOD + self.GOOD[:20])                 # 1 decoded, then truncated
+        self.assertEqual(r.wait(), 0, r.stderr)
+        counts = summary(r.stderr)["nbbo"]
+        self.assertEqual((counts["in"], counts["bad_input"]), (1, 1))
+        self.assertIn("truncated frame at end of input: got 16 of 42 bytes", r.stderr)
 
 
 class BrokenPlugins(TempDirTest):
@@ -144,7 +156,7 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
 
     def test_not_elf_and_truncated(self):
         self.write("not_elf.so", "this is not a shared library\n")
-        data = open(EVENTS, "rb").read()
+        data = read(EVENTS, "rb")
         with open(self.path("half.so"), "wb") as f:
             f.write(data[:len(data) // 2])
         for name, message in {"not_elf.so": "not an ELF file",

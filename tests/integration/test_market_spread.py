@@ -5,7 +5,7 @@ import os
 import struct
 import unittest
 
-from harness import (DATA, PLUGINS, Receiver, Run, TempDirTest, free_port, gen, send_all,
+from harness import (read, DATA, PLUGINS, Receiver, Run, TempDirTest, free_port, gen, send_all,
                      split_frames, summary)
 
 INITIAL_NBBO = os.path.join(DATA, "market-spread", "350-symbols_initial-nbbo-fixish.msg")
@@ -55,14 +55,14 @@ def decode_result(p):
 
 class MarketSpreadTcp(TempDirTest):
     def run_market_spread(self, shards, orders=20000, updates=5000):
-        symbols = sorted({decode_nbbo(p)[0] for p in split_frames(open(INITIAL_NBBO, "rb").read())})
+        symbols = sorted({decode_nbbo(p)[0] for p in split_frames(read(INITIAL_NBBO, "rb"))})
         self.write("symbols.txt", "\n".join(s.decode().strip() for s in symbols) + "\n")
         gen("nbbo", "--symbols-file", self.path("symbols.txt"), "--count", str(updates),
             "--seed", "7", "--out", self.path("updates.msg"))
         gen("orders", "--symbols-file", self.path("symbols.txt"), "--count", str(orders),
             "--seed", "11", "--out", self.path("orders.msg"))
-        nbbo = open(INITIAL_NBBO, "rb").read() + open(self.path("updates.msg"), "rb").read()
-        order_bytes = open(self.path("orders.msg"), "rb").read()
+        nbbo = read(INITIAL_NBBO, "rb") + read(self.path("updates.msg"), "rb")
+        order_bytes = read(self.path("orders.msg"), "rb")
 
         nbbo_port, orders_port = free_port(), free_port()
         receiver = Receiver()

@@ -4,7 +4,7 @@ in order, and 1 and 4 shards must produce the same lines."""
 import random
 import unittest
 
-from harness import TEST_PLUGINS, TempDirTest, run, summary
+from harness import read, TEST_PLUGINS, TempDirTest, run, summary
 
 
 class Ordering(TempDirTest):
@@ -38,7 +38,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
 {extra}
 """)
         status, _, err = run(topology)
-        return status, open(self.path("out.txt")).read().splitlines(), err
+        return status, read(self.path("out.txt")).splitlines(), err
 
     def test_per_key_order_on_four_shards(self):
         lines = self.events()

@@ -5,7 +5,7 @@ import os
 import re
 import unittest
 
-from harness import DATA, PLUGINS, TempDirTest, run, summary
+from harness import read, DATA, PLUGINS, TempDirTest, run, summary
 
 TEXT = os.path.join(DATA, "word-count", "bill_of_rights.txt")
 
@@ -31,11 +31,11 @@ sink = {{ kind = "file", path = "{self.path('out.txt')}", framing = "lines", enc
 """)
         status, _, err = run(topology)
         self.assertEqual(status, 0, err)
-        return open(self.path("out.txt")).read().splitlines(), summary(err)
+        return read(self.path("out.txt")).splitlines(), summary(err)
 
     def test_counts_match(self):
         lines, counts = self.run_word_count(2)
-        text = open(TEXT).read().splitlines()
+        text = read(TEXT).splitlines()
         expected = collections.Counter(w for l in text for w in words(l))
         # Each occurrence emits the running count: word 1, word 2, ..., word n.
         want = sorted(f"{w} {i}" for w, n in expected.items() for i in range(1, n + 1))

@@ -30,40 +30,28 @@
 
 namespace shardline {
 
-/// How to move and destroy values of one message or state type, without knowing the type.
+/// How to move, destroy and carry over values of one message or state type, without knowing
+/// the type. Built by type_desc_v<T> (<shardline/type_desc.hpp>).
 struct TypeDesc {
   std::string_view name;   ///< type_name<T>()
   std::uint32_t size;      ///< sizeof(T)
   std::uint32_t align;     ///< alignof(T)
   bool trivial;            ///< trivially copyable and destructible: moved with memcpy
+  bool polymorphic;        ///< has a vtable in the plugin's code: never kept across a reload
+  /// T::schema_version if T declares one, else 0. Bump it when a state's layout changes.
+  std::uint32_t schema_version;
+  /// Hash of name, size, alignment, triviality and schema version: two versions of a plugin
+  /// whose state types have the same fingerprint keep their state objects as they are.
+  std::uint64_t fingerprint;
   /// Move-constructs *dst from *src, then destroys *src. [any thread]
   void (*relocate)(void* dst, void* src) noexcept;
   /// Destroys *p. [any thread]
   void (*destroy)(void* p) noexcept;
-};
-
-namespace detail {
-template <class T>
-void relocate(void* dst, void* src) noexcept {
-  T* s = static_cast<T*>(src);
-  ::new (dst) T(std::move(*s));
-  s->~T();
-}
-template <class T>
-void destroy(void* p) noexcept {
-  static_cast<T*>(p)->~T();
-}
-}  // namespace detail
-
-/// The TypeDesc of T. A constant: no guard variable, nothing runs at load time.
-template <class T>
-inline constexpr TypeDesc type_desc_v{
-    type_name<T>(),
-    sizeof(T),
-    alignof(T),
-    std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
-    &detail::relocate<T>,
-    &detail::destroy<T>,
+  /// Appends the saved form of *value (T::save); null if T cannot be saved.
+  void (*save)(const void* value, std::vector<std::byte>& out);
+  /// Constructs *dst from a saved form written by schema `version` of T (T::restore); null if
+  /// T cannot be restored. May throw (a failed migration).
+  void (*restore)(void* dst, const std::byte* data, std::size_t size, std::uint32_t version);
 };
 
 /// One frame of input bytes (a length-prefixed payload, or a line without its newline).

@@ -41,6 +41,7 @@
 #include <shardline/boundary.hpp>
 #include <shardline/bytes.hpp>
 #include <shardline/key.hpp>
+#include <shardline/type_desc.hpp>
 
 namespace shardline {
 
@@ -263,8 +264,10 @@ class EncoderImpl final : public Encoder {
           Writer writer(out);
           fn_(in.at<In>(i), writer);
         } else {
-          const std::string_view text = fn_(in.at<In>(i));
-          out.append(text.data(), text.size());
+          // Keep the returned string alive while its bytes are copied.
+          const auto text = fn_(in.at<In>(i));
+          const std::string_view view(text);
+          out.append(view.data(), view.size());
         }
       } catch (...) {
         out.abandon_message();

@@ -6,3 +6,4 @@
 #include <shardline/bytes.hpp>
 #include <shardline/key.hpp>
 #include <shardline/plugin.hpp>
+#include <shardline/type_desc.hpp>

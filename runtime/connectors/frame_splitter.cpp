@@ -1,0 +1,166 @@
+#include "connectors/frame_splitter.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+
+namespace shardline::connectors {
+
+namespace {
+
+std::uint32_t read_be32(const std::byte* p) {
+  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) |
+         (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
+}
+
+}  // namespace
+
+FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin)
+    : framing_(framing), max_frame_(max_frame), origin_(std::move(origin)) {
+  frames_.reserve(kFramesPerCall);
+}
+
+std::span<std::byte> FrameSplitter::write_space(std::size_t min) {
+  if (capacity_ - end_ < min) {
+    // Compact first: the tail is at most one frame, and usually a few bytes.
+    const std::size_t tail = end_ - begin_;
+    if (begin_ > 0) {
+      std::memmove(buf_.get(), buf_.get() + begin_, tail);
+      base_offset_ += begin_;
+      begin_ = 0;
+      end_ = tail;
+    }
+    if (capacity_ - end_ < min) {
+      // Doubling keeps a growing frame (up to max_frame) from costing a copy per read.
+      const std::size_t capacity = std::max({capacity_ * 2, tail + min, 2 * min});
+      auto grown = std::make_unique_for_overwrite<std::byte[]>(capacity);
+      if (tail > 0) std::memcpy(grown.get(), buf_.get(), tail);
+      buf_ = std::move(grown);
+      capacity_ = capacity;
+    }
+  }
+  return {buf_.get() + end_, capacity_ - end_};
+}
+
+void FrameSplitter::commit(std::size_t n) { end_ += std::min(n, capacity_ - end_); }
+
+bool FrameSplitter::deliver(FrameHandler& handler) {
+  if (broken_) return false;
+  if (framing_ == Framing::length_prefixed) {
+    split_length_prefixed(handler);
+  } else {
+    split_lines(handler);
+  }
+  flush(handler);
+  if (begin_ == end_) {  // everything framed: the next read starts at the front for free
+    base_offset_ += end_;
+    begin_ = end_ = 0;
+  }
+  return !broken_;
+}
+
+void FrameSplitter::finish(FrameHandler& handler) {
+  if (deliver(handler)) {
+    const std::byte* b = buf_.get();
+    const std::size_t tail = end_ - begin_;
+    if (framing_ == Framing::lines) {
+      if (tail > 0 && !skipping_line_) {
+        std::size_t len = tail;
+        if (b[begin_ + len - 1] == std::byte('\r')) --len;
+        if (len > max_frame_) {
+          report_long_line(handler, begin_);
+        } else {
+          push(handler, b + begin_, len);
+          flush(handler);
+        }
+      }
+    } else if (tail > 0 && tail < 4) {
+      handler.on_bad_input(fmt::format(
+          "truncated frame at end of input: got {} of 4 bytes of the length prefix", tail));
+    } else if (tail >= 4) {
+      handler.on_bad_input(fmt::format("truncated frame at end of input: got {} of {} bytes",
+                                       tail - 4, read_be32(b + begin_)));
+    }
+  }
+  base_offset_ += end_;
+  begin_ = end_ = 0;
+  skipping_line_ = false;
+}
+
+void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
+  const std::byte* b = buf_.get();
+  std::size_t pos = begin_;
+  while (end_ - pos >= 4) {
+    const std::uint32_t len = read_be32(b + pos);
+    if (len > max_frame_) {
+      // The length cannot be skipped safely (it may be garbage), so nothing after it can be
+      // trusted: deliver what came before, then give up on this stream.
+      flush(handler);
+      begin_ = pos;
+      broken_ = true;
+      handler.on_bad_input(fmt::format(
+          "frame of {} bytes exceeds max_frame {} at byte offset {} of {}; closing this stream",
+          len, max_frame_, base_offset_ + pos, origin_));
+      return;
+    }
+    if (end_ - pos - 4 < len) break;
+    push(handler, b + pos + 4, len);
+    pos += 4 + std::size_t(len);
+  }
+  begin_ = pos;
+}
+
+void FrameSplitter::split_lines(FrameHandler& handler) {
+  const std::byte* b = buf_.get();
+  std::size_t pos = begin_;
+  while (pos < end_) {
+    const void* nl = std::memchr(b + pos, '\n', end_ - pos);
+    if (nl == nullptr) {
+      // No newline yet. A tail longer than max_frame (+1 for a possible '\r') can only be an
+      // oversized line: report it now and drop its bytes, so the buffer stays bounded.
+      if (!skipping_line_ && end_ - pos > std::size_t(max_frame_) + 1) {
+        report_long_line(handler, pos);
+        skipping_line_ = true;
+      }
+      if (skipping_line_) pos = end_;
+      break;
+    }
+    const std::size_t newline = static_cast<std::size_t>(static_cast<const std::byte*>(nl) - b);
+    if (skipping_line_) {  // the end of a line already reported: resume after it
+      skipping_line_ = false;
+      pos = newline + 1;
+      continue;
+    }
+    std::size_t len = newline - pos;
+    if (len > 0 && b[newline - 1] == std::byte('\r')) --len;
+    if (len > max_frame_) {
+      report_long_line(handler, pos);
+    } else {
+      push(handler, b + pos, len);
+    }
+    pos = newline + 1;
+  }
+  begin_ = pos;
+}
+
+void FrameSplitter::push(FrameHandler& handler, const std::byte* data, std::size_t size) {
+  frames_.push_back(Frame{data, static_cast<std::uint32_t>(size)});
+  if (frames_.size() == kFramesPerCall) flush(handler);
+}
+
+void FrameSplitter::flush(FrameHandler& handler) {
+  if (frames_.empty()) return;
+  handler.on_frames(frames_.data(), frames_.size());
+  frames_.clear();
+}
+
+void FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {
+  flush(handler);  // keep the handler's view in stream order
+  handler.on_bad_input(fmt::format(
+      "line longer than max_frame {} at byte offset {} of {}; skipped up to the next newline",
+      max_frame_, base_offset_ + at, origin_));
+}
+
+}  // namespace shardline::connectors

@@ -1,0 +1,145 @@
+// The local sinks: a file, standard output, and discard (for benchmarks). [sink thread]
+//
+// File and stdout write the chunks the shards encoded, in order, with write(2). The file sink
+// gathers chunks into a 1 MiB buffer first, since shards may hand over small chunks and a
+// system call per chunk would dominate; stdout writes each chunk at once, so that someone
+// watching the output sees it as it is produced. A write error other than an interruption is
+// not retried (a full disk or a closed pipe does not heal by itself here): it is logged as an
+// error, and write() returns false from then on, so the loss is never silent.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "connectors/sink.hpp"
+
+namespace shardline::connectors {
+
+namespace {
+
+constexpr std::size_t kFileBuffer = std::size_t(1) << 20;
+constexpr int kAbandonCheckMs = 100;
+
+class FdSink final : public Sink {
+ public:
+  /// Writes to `path` (created or truncated), or to standard output when `path` is nullopt.
+  /// `buffer` bytes are gathered before a write; 0 writes every chunk at once. [control thread]
+  FdSink(std::optional<std::string> path, std::size_t buffer)
+      : path_(std::move(path)), buffer_limit_(buffer) {}
+
+  ~FdSink() override { close(); }  // a sink destroyed without close() still keeps its data
+
+  void open() override {  // [sink thread]
+    if (!path_) {
+      fd_ = STDOUT_FILENO;
+    } else {
+      fd_ = ::open(path_->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd_ < 0)
+        throw std::runtime_error("cannot open sink file " + *path_ + ": " + std::strerror(errno));
+    }
+    buffer_.reserve(buffer_limit_);  // once: chunks are copied in without allocating
+  }
+
+  bool write(const std::byte* data, std::size_t n) override {  // [sink thread]
+    if (failed_ || fd_ < 0) return false;
+    if (buffer_.size() + n > buffer_limit_ && !flush()) return false;
+    if (n >= buffer_limit_) return write_all(data, n);  // too big to gather: skip the copy
+    buffer_.insert(buffer_.end(), data, data + n);
+    return true;
+  }
+
+  void close() override {  // [sink thread]
+    if (fd_ < 0) return;
+    flush();
+    if (path_ && ::close(fd_) != 0)
+      spdlog::error("sink {}: closing failed: {}", describe(), std::strerror(errno));
+    fd_ = -1;
+  }
+
+  void abandon() override { abandoned_.store(true, std::memory_order_relaxed); }  // [any thread]
+
+  std::string describe() const override {  // [any thread]
+    return path_ ? "file " + *path_ : "stdout";
+  }
+
+ private:
+  bool flush() {
+    if (buffer_.empty()) return true;
+    const bool ok = write_all(buffer_.data(), buffer_.size());
+    buffer_.clear();
+    return ok;
+  }
+
+  bool write_all(const std::byte* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w >= 0) {
+        p += w;
+        n -= static_cast<std::size_t>(w);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {  // stdout may be a non-blocking pipe whose reader is slow
+        if (abandoned_.load(std::memory_order_relaxed)) return false;
+        pollfd pfd{fd_, POLLOUT, 0};
+        ::poll(&pfd, 1, kAbandonCheckMs);
+        continue;
+      }
+      spdlog::error("sink {}: cannot write: {}; the rest of the output is lost", describe(),
+                    std::strerror(errno));
+      failed_ = true;
+      return false;
+    }
+    return true;
+  }
+
+  const std::optional<std::string> path_;
+  const std::size_t buffer_limit_;
+  int fd_ = -1;
+  bool failed_ = false;
+  std::vector<std::byte> buffer_;
+  std::atomic<bool> abandoned_{false};
+};
+
+/// Writes nothing; counts what it was given, and logs the total at close.
+class DiscardSink final : public Sink {
+ public:
+  void open() override {}
+  bool write(const std::byte*, std::size_t n) override {
+    bytes_ += n;
+    return true;
+  }
+  void close() override { spdlog::info("sink discard: discarded {} bytes", bytes_); }
+  void abandon() override {}
+  std::string describe() const override { return "discard"; }
+
+ private:
+  std::uint64_t bytes_ = 0;  // [sink thread]
+};
+
+}  // namespace
+
+// Declared in factory.cpp, the only caller.
+std::unique_ptr<Sink> make_file_sink(const topology::SinkSpec& spec) {
+  return std::make_unique<FdSink>(spec.address, kFileBuffer);
+}
+
+std::unique_ptr<Sink> make_stdout_sink(const topology::SinkSpec&) {
+  return std::make_unique<FdSink>(std::nullopt, 0);
+}
+
+std::unique_ptr<Sink> make_discard_sink(const topology::SinkSpec&) {
+  return std::make_unique<DiscardSink>();
+}
+
+}  // namespace shardline::connectors

@@ -1,0 +1,203 @@
+#include "connectors/tcp_source.hpp"
+
+#include <chrono>
+#include <list>
+#include <stdexcept>
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include "connectors/address.hpp"
+#include "connectors/frame_splitter.hpp"
+
+namespace shardline::connectors {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+// Large reads keep system calls few under load; a read returns whatever has arrived.
+constexpr std::size_t kReadSize = 256 * 1024;
+// After a failed accept (e.g. out of file descriptors), wait instead of spinning.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+
+std::string to_string(const tcp::endpoint& e) {
+  const auto a = e.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
+}
+
+struct Connection {
+  Connection(tcp::socket s, FrameSplitter splitter)
+      : socket(std::move(s)), splitter(std::move(splitter)) {}
+  tcp::socket socket;
+  FrameSplitter splitter;
+};
+
+}  // namespace
+
+// Everything here is touched only by the thread running io (the source thread), except `io`
+// itself, which stop() posts to.
+struct TcpSource::Io {
+  Io(const TcpSource& s) : source(s) {}
+
+  void start_accept() {
+    acceptor.async_accept([this](error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      if (ec) {
+        spdlog::warn("source {}: accept failed: {}; retrying", source.describe(), ec.message());
+        accept_retry.expires_after(kAcceptRetry);
+        accept_retry.async_wait([this](error_code wait_ec) {
+          if (!wait_ec && !stopping) start_accept();
+        });
+        return;
+      }
+      ++accepted;
+      error_code peer_ec;
+      const auto peer = socket.remote_endpoint(peer_ec);
+      const std::string origin = source.describe() + " connection from " +
+                                 (peer_ec ? std::string("an unknown peer") : to_string(peer));
+      spdlog::debug("source {}: accepted connection {}", origin, accepted);
+      const auto it = connections.emplace(
+          connections.end(), std::move(socket),
+          FrameSplitter(source.framing_, source.max_frame_, origin));
+      start_read(it);
+      if (source.connections_ == 0 || accepted < source.connections_) {
+        start_accept();
+      } else {
+        acceptor.close(ec);  // the Nth connection: run() ends when the last one closes
+      }
+    });
+  }
+
+  void start_read(std::list<Connection>::iterator it) {
+    const auto space = it->splitter.write_space(kReadSize);
+    it->socket.async_read_some(
+        asio::buffer(space.data(), space.size()), [this, it](error_code ec, std::size_t n) {
+          Connection& c = *it;
+          if (n > 0) {
+            c.splitter.commit(n);
+            // May block in the handler: no socket is read meanwhile (backpressure).
+            if (!c.splitter.deliver(*handler)) return close(it);
+          }
+          if (ec == asio::error::operation_aborted || stopping) {
+            connections.erase(it);  // stop(): what is still buffered is dropped
+            return;
+          }
+          if (!ec) return start_read(it);
+          if (ec == asio::error::eof) {
+            spdlog::debug("source {}: closed by the peer after {} bytes", c.splitter.origin(),
+                          c.splitter.bytes_received());
+          } else {
+            spdlog::warn("source {}: connection failed after {} bytes: {}",
+                         c.splitter.origin(), c.splitter.bytes_received(), ec.message());
+          }
+          c.splitter.finish(*handler);  // reports a frame cut short
+          close(it);
+        });
+  }
+
+  void close(std::list<Connection>::iterator it) {
+    error_code ignored;
+    it->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    it->socket.close(ignored);
+    connections.erase(it);
+    ++closed;
+    // With connections = N, the acceptor is closed after the Nth accept and nothing else is
+    // pending once the Nth connection closes, so io.run() returns by itself.
+  }
+
+  // Posted by stop(). [source thread]
+  void shut_down() {
+    stopping = true;
+    error_code ignored;
+    acceptor.close(ignored);
+    accept_retry.cancel();
+    for (auto& c : connections) c.socket.close(ignored);  // their reads end as aborted
+  }
+
+  const TcpSource& source;
+  asio::io_context io{1};  // concurrency hint: one thread runs it
+  tcp::acceptor acceptor{io};
+  asio::steady_timer accept_retry{io};
+  std::list<Connection> connections;  // live ones; an iterator stays valid until erased
+  FrameHandler* handler = nullptr;
+  std::uint32_t accepted = 0;
+  std::uint32_t closed = 0;
+  bool stopping = false;
+};
+
+TcpSource::TcpSource(std::string address, Framing framing, std::uint32_t max_frame,
+                     std::uint32_t connections)
+    : address_(std::move(address)),
+      framing_(framing),
+      max_frame_(max_frame),
+      connections_(connections),
+      io_(std::make_unique<Io>(*this)) {
+  parse_host_port(address_);  // refuse a malformed address before any thread starts
+}
+
+TcpSource::~TcpSource() = default;
+
+std::string TcpSource::describe() const { return "tcp " + address_; }
+
+void TcpSource::run(FrameHandler& handler) {
+  const HostPort where = parse_host_port(address_);
+  Io& io = *io_;
+  io.handler = &handler;
+  tcp::endpoint endpoint;
+  try {
+    tcp::resolver resolver(io.io);
+    endpoint = resolver
+                   .resolve(where.host, std::to_string(where.port),
+                            tcp::resolver::passive | tcp::resolver::numeric_service)
+                   .begin()
+                   ->endpoint();
+    io.acceptor.open(endpoint.protocol());
+    io.acceptor.set_option(tcp::acceptor::reuse_address(true));
+    io.acceptor.bind(endpoint);
+    io.acceptor.listen(asio::socket_base::max_listen_connections);
+    endpoint = io.acceptor.local_endpoint();
+  } catch (const boost::system::system_error& e) {
+    publish_port(0);
+    throw std::runtime_error("cannot listen on " + address_ + ": " + e.code().message());
+  }
+  spdlog::info("source {}: listening on {}:{}", describe(), endpoint.address().to_string(),
+               endpoint.port());
+  publish_port(endpoint.port());
+
+  io.start_accept();
+  io.io.run();
+
+  error_code ignored;
+  io.acceptor.close(ignored);
+  io.connections.clear();
+  spdlog::debug("source {}: done after {} connections", describe(), io.closed);
+}
+
+void TcpSource::stop() {
+  Io* io = io_.get();
+  asio::post(io->io, [io] { io->shut_down(); });
+}
+
+void TcpSource::publish_port(std::uint16_t port) {
+  {
+    std::lock_guard lock(port_mutex_);
+    port_known_ = true;
+    port_ = port;
+  }
+  port_cv_.notify_all();
+}
+
+std::uint16_t TcpSource::wait_for_port() {
+  std::unique_lock lock(port_mutex_);
+  port_cv_.wait(lock, [this] { return port_known_; });
+  return port_;
+}
+
+}  // namespace shardline::connectors

@@ -1,0 +1,352 @@
+// Hot reload: swap a rebuilt plugin into the running engine. [control thread]
+//
+//   1. load the new build from a shadow copy beside the old one (ELF and ABI checked first);
+//   2. wire the running topology again with it: every component still exported, every type
+//      still matching; decide for each state whether it is kept, migrated, reset or blocked;
+//   3. pause the sources at the gate and wait until nothing is in flight: every message read
+//      before this point has been processed by the old code, and nothing after it has started;
+//   4. canary: run the most recent frames of each affected pipeline through the old and the new
+//      components against copies of their keys' state (results discarded); refuse if the new
+//      version fails on more of them than the old one;
+//   5. migrate states into new tables (old tables untouched, so a throwing restore() aborts
+//      cleanly), then commit: retype or replace the tables, rebind the pipelines' components;
+//   6. resume the sources; release the old version and check that its library is unmapped.
+// Any failure before the commit leaves the old version running with its state untouched.
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <new>
+#include <sstream>
+
+#include "engine/engine.hpp"
+#include "engine/ingress.hpp"
+#include "reload/reload_plan.hpp"
+
+namespace shardline::engine {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+bool mapped(const std::filesystem::path& shadow) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const std::string name = shadow.filename().string();
+  while (std::getline(maps, line))
+    if (line.find(name) != std::string::npos) return true;
+  return false;
+}
+
+/// A state object made for the canary: freed with its own type's destroy.
+struct TempState {
+  const TypeDesc* type;
+  void* p;
+};
+
+/// Runs a sample of frames through one version of a pipeline's components, with copies of the
+/// states the live tables hold. Collects errors instead of reporting them.
+class Canary {
+ public:
+  Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards)
+      : router_(router), shards_(shards) {}
+  ~Canary() {
+    for (auto& t : temps_) {
+      t.type->destroy(t.p);
+      ::operator delete(t.p, std::align_val_t(std::max<std::size_t>(t.type->align, 16)));
+    }
+  }
+
+  /// Errors of running `frames` through `p` (a plan bound to one version); state of step k
+  /// comes as a copy of the live state converted to `state_types[k]` built by `factories[k]`.
+  std::vector<std::string> run(const PipelinePlan& p,
+                               const std::vector<std::vector<std::byte>>& frames,
+                               const std::vector<const TypeDesc*>& state_types,
+                               const std::vector<StateFactory*>& factories) {
+    errors_.clear();
+    std::vector<Frame> views;
+    for (const auto& f : frames) views.push_back({f.data(), static_cast<std::uint32_t>(f.size())});
+    MessageBuffer a(p.decoded), b;
+    ErrorSink sink(&Canary::on_error, this);
+    step_ = p.decoder_name;
+    p.decoder->decode(views.data(), views.size(), a, sink);
+    MessageBuffer* in = &a;
+    MessageBuffer* out = &b;
+    for (const StepPlan& s : p.steps) {
+      out->set_type(s.output);
+      step_ = s.name;
+      if (!s.stateful) {
+        s.computation->run(in->span(), *out, sink);
+      } else {
+        std::vector<std::uint64_t> keys(in->count());
+        step_ = s.partition_name;
+        s.partition->keys(in->span(), keys.data(), sink);
+        std::vector<void*> states;
+        for (std::uint64_t k : keys)
+          states.push_back(copy_state(s.state, k, state_types[s.state], factories[s.state]));
+        step_ = s.name;
+        s.state_computation->run(in->span(), states.data(), *out, sink);
+      }
+      in->clear();
+      std::swap(in, out);
+      if (!s.output) break;
+    }
+    if (p.encoder && in->type()) {
+      std::vector<std::byte> bytes;
+      EncodedOutput encoded(bytes, p.sink_framing);
+      step_ = p.encoder_name;
+      p.encoder->encode(in->span(), encoded, sink);
+    }
+    in->clear();
+    return errors_;
+  }
+
+ private:
+  static void on_error(void* self, std::size_t, std::string_view what) {
+    auto* c = static_cast<Canary*>(self);
+    c->errors_.push_back("step '" + c->step_ + "': " + std::string(what));
+  }
+
+  void* copy_state(std::size_t state, std::uint64_t key, const TypeDesc* to,
+                   StateFactory* factory) {
+    void* at = ::operator new(to->size, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+    const state::StateTable& table = shards_[router_.shard(key)]->table(state);
+    const TypeDesc* from = table.type();
+    const void* live = table.find(key);
+    try {
+      if (live && from->fingerprint == to->fingerprint && from->trivial) {
+        std::memcpy(at, live, to->size);
+      } else if (live && from->save && to->restore) {
+        std::vector<std::byte> saved;
+        from->save(live, saved);
+        to->restore(at, saved.data(), saved.size(), from->schema_version);
+      } else {
+        factory->construct(at, key);
+      }
+    } catch (...) {
+      ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+      throw;
+    }
+    temps_.push_back({to, at});
+    return at;
+  }
+
+  const ShardRouter& router_;
+  const std::vector<std::unique_ptr<Shard>>& shards_;
+  std::vector<TempState> temps_;
+  std::vector<std::string> errors_;
+  std::string step_;
+};
+
+}  // namespace
+
+std::future<ReloadReport> Engine::request_reload(std::string alias) {
+  ReloadRequest r{std::move(alias), {}};
+  auto future = r.done.get_future();
+  {
+    std::lock_guard lock(reload_mutex_);
+    reload_requests_.push_back(std::move(r));
+  }
+  if (flow_) flow_->wake_control();
+  return future;
+}
+
+void Engine::serve_reloads() {
+  std::vector<ReloadRequest> requests;
+  {
+    std::lock_guard lock(reload_mutex_);
+    requests.swap(reload_requests_);
+  }
+  for (auto& r : requests) {
+    if (r.alias != "*") {
+      r.done.set_value(reload(r.alias));
+      continue;
+    }
+    ReloadReport all{true, "", "", "", 0, 0, 0, 0, 0, true};
+    for (const auto& [alias, plugin] : std::vector(wiring_->plugins)) {
+      ReloadReport one = reload(alias);
+      all.ok = all.ok && one.ok;
+      all.message += (all.message.empty() ? "" : "\n") + one.message;
+    }
+    r.done.set_value(std::move(all));
+  }
+}
+
+ReloadReport Engine::reload(const std::string& alias) {
+  const auto started = Clock::now();
+  ReloadReport report;
+  auto old_plugin = wiring_->plugin(alias);
+  const std::string who = "plugin '" + alias + "'";
+  auto refuse = [&](const std::string& why) {
+    report.ok = false;
+    report.total_ms = ms_since(started);
+    report.message = "reload of " + who + " refused, still running " +
+                     (old_plugin ? old_plugin->name() + " " + old_plugin->version() : "nothing") +
+                     ": " + why;
+    spdlog::error("{}", report.message);
+    return report;
+  };
+  if (!old_plugin) return refuse("the topology has no plugin named '" + alias + "'");
+  report.old_version = old_plugin->version();
+
+  // 1-2. Load and wire the new version; decide how each state crosses over.
+  std::unique_ptr<topology::Wiring> fresh;
+  try {
+    auto plugin = loader::Plugin::load(old_plugin->file());
+    report.new_version = plugin->version();
+    topology::WireOptions options;
+    for (const auto& [a, p] : wiring_->plugins) options.loaded.emplace_back(a, a == alias ? plugin : p);
+    fresh = topology::wire_topology(wiring_->topology, options);
+  } catch (const loader::PluginError& e) {
+    return refuse(e.what());
+  } catch (const topology::TopologyError& e) {
+    std::string all;
+    for (const auto& line : e.errors) all += (all.empty() ? "" : "; ") + line;
+    return refuse("the new version does not fit the topology: " + all);
+  }
+  std::vector<reload::StateCarry> carries;
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    const TypeDesc& from = *wiring_->states[s].factory->state;
+    const TypeDesc& to = *fresh->states[s].factory->state;
+    if (&from == &to) {
+      carries.push_back({reload::Carry::keep, "unchanged plugin"});
+      continue;
+    }
+    carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
+    if (carries.back().carry == reload::Carry::blocked)
+      return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
+  }
+
+  // 3. Pause the sources; drain everything already read.
+  const auto pause_started = Clock::now();
+  if (!gate_.pause(std::chrono::seconds(5)))
+    return refuse("the sources did not pause within 5 s (is a sink blocked?)");
+  auto resume = [&] {
+    gate_.resume();
+    report.pause_ms = ms_since(pause_started);
+  };
+  {
+    std::unique_lock lock(flow_->control_mutex);
+    if (!flow_->control_cv.wait_for(lock, std::chrono::seconds(10),
+                                    [&] { return flow_->in_flight() == 0; })) {
+      lock.unlock();
+      resume();
+      return refuse("in-flight messages did not drain within 10 s (is a sink blocked?)");
+    }
+  }
+
+  // 4. Canary on recent input: the new version may not fail where the old one did not.
+  try {
+    std::vector<const TypeDesc*> old_types, new_types;
+    std::vector<StateFactory*> old_factories, new_factories;
+    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+      old_types.push_back(wiring_->states[s].factory->state);
+      old_factories.push_back(static_cast<StateFactory*>(wiring_->states[s].factory->impl.get()));
+      new_types.push_back(fresh->states[s].factory->state);
+      new_factories.push_back(static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
+    }
+    for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
+      const auto sample = ingresses_[i]->sample();
+      if (sample.empty()) continue;
+      PipelinePlan candidate;  // the new version's components (its routes are not used)
+      candidate.sink_framing = flow_->pipelines[i].sink_framing;
+      bind_components(candidate, fresh->pipelines[i]);
+      Canary old_run(flow_->router, shards_), new_run(flow_->router, shards_);
+      const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
+      const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
+      if (new_errors.size() > old_errors.size()) {
+        resume();
+        return refuse("canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
+                      " (" + std::to_string(new_errors.size()) + " of " +
+                      std::to_string(sample.size()) + " recent messages failed with the new "
+                      "version, " + std::to_string(old_errors.size()) + " with the old)");
+      }
+    }
+  } catch (const std::exception& e) {
+    resume();
+    return refuse(std::string("canary: a state could not be carried over: ") + e.what());
+  }
+
+  // 5. Migrate into new tables, then commit.
+  std::vector<std::vector<std::unique_ptr<state::StateTable>>> migrated(wiring_->states.size());
+  try {
+    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+      const reload::Carry carry = carries[s].carry;
+      if (carry == reload::Carry::keep) continue;
+      const TypeDesc* to = fresh->states[s].factory->state;
+      auto* factory = static_cast<StateFactory*>(fresh->states[s].factory->impl.get());
+      std::vector<std::byte> saved;
+      for (auto& shard : shards_) {
+        const state::StateTable& old_table = shard->table(s);
+        auto table = std::make_unique<state::StateTable>(to, factory, old_table.creates_unknown());
+        if (carry == reload::Carry::migrate) {
+          const TypeDesc* from = old_table.type();
+          old_table.for_each([&](std::uint64_t key, const void* value) {
+            saved.clear();
+            from->save(value, saved);
+            table->create_with(key, [&](void* at) {
+              to->restore(at, saved.data(), saved.size(), from->schema_version);
+            });
+          });
+        }
+        migrated[s].push_back(std::move(table));
+      }
+      if (carry == reload::Carry::reset)
+        for (std::uint64_t key : wiring_->states[s].spec->keys)
+          migrated[s][flow_->router.shard(key)]->declare(key);
+    }
+  } catch (const std::exception& e) {
+    migrated.clear();  // destroyed by the new version's code, which is still loaded
+    resume();
+    return refuse(std::string("migrating state failed: ") + e.what());
+  }
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    std::uint64_t keys = 0;
+    for (auto& shard : shards_) keys += shard->table(s).size();
+    switch (carries[s].carry) {
+      case reload::Carry::keep:
+        report.keys_kept += keys;
+        for (auto& shard : shards_)
+          shard->table(s).retype(fresh->states[s].factory->state,
+                                 static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
+        break;
+      case reload::Carry::migrate:
+      case reload::Carry::reset:
+        (carries[s].carry == reload::Carry::migrate ? report.keys_migrated : report.keys_reset) += keys;
+        for (std::size_t i = 0; i < shards_.size(); ++i)
+          shards_[i]->replace_table(s, std::move(migrated[s][i]));  // old table destroyed here
+        break;
+      case reload::Carry::blocked:
+        break;
+    }
+  }
+  for (std::size_t i = 0; i < flow_->pipelines.size(); ++i)
+    bind_components(flow_->pipelines[i], fresh->pipelines[i]);
+  std::unique_ptr<topology::Wiring> old = std::move(wiring_);
+  wiring_ = std::move(fresh);
+
+  // 6. Resume, then let the old version go.
+  resume();
+  const auto shadow = old_plugin->shadow();
+  const std::string old_name = old_plugin->name();
+  old.reset();
+  const long users = old_plugin.use_count();
+  old_plugin.reset();
+  report.old_unloaded = users == 1 && !mapped(shadow);
+  report.ok = true;
+  report.total_ms = ms_since(started);
+  std::ostringstream msg;
+  msg << "reloaded " << who << ": " << old_name << " " << report.old_version << " -> "
+      << report.new_version << "; keys kept " << report.keys_kept << ", migrated "
+      << report.keys_migrated << ", reset " << report.keys_reset << "; paused "
+      << report.pause_ms << " ms, total " << report.total_ms << " ms; old library "
+      << (report.old_unloaded ? "unloaded" : "STILL MAPPED");
+  report.message = msg.str();
+  if (report.old_unloaded) spdlog::info("{}", report.message);
+  else spdlog::warn("{} (something still holds the old version)", report.message);
+  return report;
+}
+
+}  // namespace shardline::engine

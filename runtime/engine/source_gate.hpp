@@ -1,0 +1,50 @@
+// SourceGate: lets the control thread pause every source between two chunks of input.
+// [source threads: enter/leave around each chunk; control thread: pause/resume]
+//
+// A source thread enters the gate before it hands a chunk of frames to the engine and leaves
+// after the chunk's batches are sent. pause() closes the gate and waits until no source is
+// inside, so when it returns no source holds a partly sent chunk, and none will start one until
+// resume(). A source parked at the gate keeps its unread bytes in its buffer and its socket:
+// nothing is lost, it just waits (a TCP sender sees its window close).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+namespace shardline::engine {
+
+class SourceGate {
+ public:
+  void enter() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return !paused_; });
+    ++inside_;
+  }
+  void leave() {
+    std::lock_guard lock(mutex_);
+    if (--inside_ == 0 && paused_) cv_.notify_all();
+  }
+  /// Closes the gate; true once no source is inside, false (gate reopened) after `timeout`.
+  bool pause(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    paused_ = true;
+    if (cv_.wait_for(lock, timeout, [&] { return inside_ == 0; })) return true;
+    paused_ = false;
+    cv_.notify_all();
+    return false;
+  }
+  void resume() {
+    std::lock_guard lock(mutex_);
+    paused_ = false;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool paused_ = false;
+  int inside_ = 0;
+};
+
+}  // namespace shardline::engine

@@ -1,0 +1,64 @@
+#include "reload/reload_plan.hpp"
+
+namespace shardline::reload {
+
+namespace {
+std::string version_str(const TypeDesc& t) { return "schema " + std::to_string(t.schema_version); }
+std::string type_str(const TypeDesc* t) { return t ? std::string(t->name) : "nothing"; }
+}  // namespace
+
+StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allowed) {
+  const std::string name(to.name);
+  if (from.fingerprint == to.fingerprint && !from.polymorphic && !to.polymorphic)
+    return {Carry::keep, name + " has the same layout (" + version_str(to) + "): kept as is"};
+  if (from.save && to.restore)
+    return {Carry::migrate, std::string(from.name) + " (" + version_str(from) + ") -> " + name +
+                                " (" + version_str(to) + "): every value saved and restored"};
+  std::string why;
+  if (from.fingerprint == to.fingerprint)
+    why = name + " has a vtable, so its objects cannot outlive the old code";
+  else
+    why = std::string(from.name) + " (" + version_str(from) + ", " + std::to_string(from.size) +
+          " bytes) changed to " + name + " (" + version_str(to) + ", " + std::to_string(to.size) +
+          " bytes)";
+  why += !from.save  ? ", and the running version has no save()"
+         : !to.restore ? ", and the new version has no restore()"
+                       : "";
+  if (reset_allowed) return {Carry::reset, why + ": state reset (on_reload = \"reset\")"};
+  return {Carry::blocked, why + "; give the state type save() and restore(), keep its layout, "
+                                "or allow on_reload = \"reset\" for this state"};
+}
+
+std::vector<std::string> compare_plugins(const loader::Plugin& from, const loader::Plugin& to) {
+  std::vector<std::string> lines;
+  for (const auto& c : from.manifest().components) {
+    const std::string what = std::string(to_string(c.kind)) + " '" + c.name + "'";
+    const ComponentInfo* n = to.find(c.kind, c.name);
+    if (!n) {
+      lines.push_back(what + ": removed (a topology using it would refuse the reload)");
+      continue;
+    }
+    auto same = [](const TypeDesc* a, const TypeDesc* b) {
+      return (!a && !b) || (a && b && a->name == b->name && a->size == b->size);
+    };
+    if (!same(c.input, n->input) || !same(c.output, n->output))
+      lines.push_back(what + ": types changed from " + type_str(c.input) + " -> " +
+                      type_str(c.output) + " to " + type_str(n->input) + " -> " +
+                      type_str(n->output));
+    if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind)
+      lines.push_back(what + ": key kind changed (states it keys would be keyed differently)");
+    if (c.kind == ComponentKind::state) {
+      const StateCarry carry = plan_state(*c.state, *n->state, false);
+      const char* verb = carry.carry == Carry::keep      ? "keep"
+                         : carry.carry == Carry::migrate ? "migrate"
+                                                         : "blocked";
+      lines.push_back(what + ": " + verb + ": " + carry.why);
+    }
+  }
+  for (const auto& n : to.manifest().components)
+    if (!from.find(n.kind, n.name))
+      lines.push_back(std::string(to_string(n.kind)) + " '" + n.name + "': added");
+  return lines;
+}
+
+}  // namespace shardline::reload

@@ -1,0 +1,273 @@
+// FrameSplitter: both framings, fed in every way a socket or a file may cut a stream.
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "connectors/frame_splitter.hpp"
+
+using shardline::Frame;
+using shardline::Framing;
+using shardline::connectors::FrameHandler;
+using shardline::connectors::FrameSplitter;
+
+namespace {
+
+struct Recorder : FrameHandler {
+  std::vector<std::string> frames;
+  std::vector<std::string> bad;
+  std::size_t calls = 0;
+  std::size_t largest_call = 0;
+  void on_frames(const Frame* f, std::size_t n) override {
+    ++calls;
+    largest_call = std::max(largest_call, n);
+    for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
+  }
+  void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
+};
+
+std::string length_prefixed(const std::vector<std::string>& payloads) {
+  std::string out;
+  for (const auto& p : payloads) {
+    const auto n = static_cast<std::uint32_t>(p.size());
+    out += char(n >> 24);
+    out += char(n >> 16);
+    out += char(n >> 8);
+    out += char(n);
+    out += p;
+  }
+  return out;
+}
+
+/// Feeds `input` in pieces of the sizes `next_piece()` returns, calling deliver() after each.
+/// Returns false as soon as deliver() does, without finishing.
+template <class NextPiece>
+bool feed(FrameSplitter& s, Recorder& r, const std::string& input, NextPiece next_piece,
+          bool finish = true) {
+  std::size_t at = 0;
+  while (at < input.size()) {
+    const std::size_t piece = std::min(next_piece(), input.size() - at);
+    const auto space = s.write_space(piece);
+    REQUIRE(space.size() >= piece);
+    std::memcpy(space.data(), input.data() + at, piece);
+    s.commit(piece);
+    at += piece;
+    if (!s.deliver(r)) return false;
+  }
+  if (finish) s.finish(r);
+  return true;
+}
+
+bool feed_whole(FrameSplitter& s, Recorder& r, const std::string& input) {
+  return feed(s, r, input, [&] { return std::max<std::size_t>(input.size(), 1); });
+}
+
+bool feed_bytewise(FrameSplitter& s, Recorder& r, const std::string& input) {
+  return feed(s, r, input, [] { return std::size_t(1); });
+}
+
+bool feed_random(FrameSplitter& s, Recorder& r, const std::string& input, unsigned seed,
+                 std::size_t max_piece = 300) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::size_t> size(1, max_piece);
+  return feed(s, r, input, [&] { return size(rng); });
+}
+
+std::vector<std::string> sample_payloads() {
+  std::vector<std::string> p = {"", "a", "abc", "abcd", std::string(100, 'x'),
+                                std::string(70000, 'y'), "tail"};
+  for (int i = 0; i < 500; ++i) p.push_back("frame-" + std::to_string(i));
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("length-prefixed frames survive any read boundaries", "[framing]") {
+  const auto payloads = sample_payloads();
+  const std::string input = length_prefixed(payloads);
+
+  SECTION("in one piece") {
+    FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
+    Recorder r;
+    REQUIRE(feed_whole(s, r, input));
+    CHECK(r.frames == payloads);
+    CHECK(r.bad.empty());
+  }
+  SECTION("byte by byte") {
+    FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
+    Recorder r;
+    REQUIRE(feed_bytewise(s, r, input));
+    CHECK(r.frames == payloads);
+    CHECK(r.bad.empty());
+  }
+  SECTION("in random pieces") {
+    for (unsigned seed : {1u, 2u, 3u, 42u}) {
+      FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
+      Recorder r;
+      REQUIRE(feed_random(s, r, input, seed));
+      CHECK(r.frames == payloads);
+      CHECK(r.bad.empty());
+    }
+  }
+}
+
+TEST_CASE("frames reach the handler in bounded chunks", "[framing]") {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 5000; ++i) payloads.push_back(std::to_string(i));
+  FrameSplitter s(Framing::length_prefixed, 64, "test");
+  Recorder r;
+  REQUIRE(feed_whole(s, r, length_prefixed(payloads)));
+  CHECK(r.frames == payloads);
+  CHECK(r.largest_call == FrameSplitter::kFramesPerCall);
+  CHECK(r.calls == (payloads.size() + FrameSplitter::kFramesPerCall - 1) /
+                       FrameSplitter::kFramesPerCall);
+}
+
+TEST_CASE("a frame of exactly max_frame bytes is accepted", "[framing]") {
+  FrameSplitter s(Framing::length_prefixed, 10, "test");
+  Recorder r;
+  REQUIRE(feed_random(s, r, length_prefixed({std::string(10, 'z')}), 7, 3));
+  CHECK(r.frames == std::vector<std::string>{std::string(10, 'z')});
+  CHECK(r.bad.empty());
+}
+
+TEST_CASE("an oversized length prefix is reported and closes the stream", "[framing]") {
+  // 40 good frames of 6 bytes each (2 + 4 of prefix), then a length of 101 at offset 240.
+  std::vector<std::string> good;
+  for (int i = 10; i < 50; ++i) good.push_back(std::to_string(i));
+  const std::string input =
+      length_prefixed(good) + length_prefixed({std::string(101, 'b'), "never"});
+  const std::string expected =
+      "frame of 101 bytes exceeds max_frame 100 at byte offset 240 of tcp 127.0.0.1:7000 "
+      "connection from 127.0.0.1:5000; closing this stream";
+
+  auto check = [&](auto&& feeder) {
+    FrameSplitter s(Framing::length_prefixed, 100,
+                    "tcp 127.0.0.1:7000 connection from 127.0.0.1:5000");
+    Recorder r;
+    CHECK_FALSE(feeder(s, r));
+    CHECK(r.frames == good);  // everything before the bad frame, and nothing after it
+    REQUIRE(r.bad.size() == 1);
+    CHECK(r.bad[0] == expected);
+    CHECK_FALSE(s.deliver(r));  // stays closed
+    CHECK(r.bad.size() == 1);
+  };
+  SECTION("whole") { check([&](auto& s, auto& r) { return feed_whole(s, r, input); }); }
+  SECTION("byte by byte (the offset survives compaction)") {
+    check([&](auto& s, auto& r) { return feed_bytewise(s, r, input); });
+  }
+  SECTION("random pieces") {
+    check([&](auto& s, auto& r) { return feed_random(s, r, input, 99, 17); });
+  }
+}
+
+TEST_CASE("a truncated final frame is reported at end of input", "[framing]") {
+  Recorder r;
+  SECTION("payload cut short") {
+    FrameSplitter s(Framing::length_prefixed, 100, "test");
+    const std::string full = length_prefixed({"one", "0123456789"});
+    REQUIRE(feed_random(s, r, full.substr(0, full.size() - 7), 5, 4));
+    CHECK(r.frames == std::vector<std::string>{"one"});
+    CHECK(r.bad == std::vector<std::string>{"truncated frame at end of input: got 3 of 10 bytes"});
+  }
+  SECTION("length prefix cut short") {
+    FrameSplitter s(Framing::length_prefixed, 100, "test");
+    REQUIRE(feed_bytewise(s, r, length_prefixed({"one"}) + std::string("\0\0", 2)));
+    CHECK(r.frames == std::vector<std::string>{"one"});
+    CHECK(r.bad == std::vector<std::string>{
+                       "truncated frame at end of input: got 2 of 4 bytes of the length prefix"});
+  }
+  SECTION("an empty stream is not an error") {
+    FrameSplitter s(Framing::length_prefixed, 100, "test");
+    s.finish(r);
+    CHECK(r.frames.empty());
+    CHECK(r.bad.empty());
+  }
+}
+
+TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[framing]") {
+  const std::string input = "alpha\r\nbeta\n\n\r\ngamma\rdelta\nlast\r";
+  const std::vector<std::string> expected = {"alpha", "beta", "", "", "gamma\rdelta", "last"};
+  SECTION("whole") {
+    FrameSplitter s(Framing::lines, 100, "test");
+    Recorder r;
+    REQUIRE(feed_whole(s, r, input));
+    CHECK(r.frames == expected);
+    CHECK(r.bad.empty());
+  }
+  SECTION("byte by byte, so '\\r' and '\\n' arrive apart") {
+    FrameSplitter s(Framing::lines, 100, "test");
+    Recorder r;
+    REQUIRE(feed_bytewise(s, r, input));
+    CHECK(r.frames == expected);
+  }
+  SECTION("random pieces") {
+    for (unsigned seed : {11u, 12u, 13u}) {
+      FrameSplitter s(Framing::lines, 100, "test");
+      Recorder r;
+      REQUIRE(feed_random(s, r, input, seed, 5));
+      CHECK(r.frames == expected);
+    }
+  }
+  SECTION("last line without a newline") {
+    FrameSplitter s(Framing::lines, 100, "test");
+    Recorder r;
+    REQUIRE(feed_whole(s, r, "one\ntwo"));
+    CHECK(r.frames == std::vector<std::string>{"one", "two"});
+  }
+  SECTION("a line of exactly max_frame bytes, with CRLF") {
+    FrameSplitter s(Framing::lines, 5, "test");
+    Recorder r;
+    REQUIRE(feed_bytewise(s, r, "12345\r\n67890\r"));
+    CHECK(r.frames == std::vector<std::string>{"12345", "67890"});
+    CHECK(r.bad.empty());
+  }
+}
+
+TEST_CASE("lines: a too-long line is reported, skipped, and framing resumes", "[framing]") {
+  const std::string input = "short\n" + std::string(40, 'L') + "\r\nok\nend";
+  const std::string expected_bad =
+      "line longer than max_frame 8 at byte offset 6 of file words.txt; skipped up to the next "
+      "newline";
+  auto check = [&](auto&& feeder) {
+    FrameSplitter s(Framing::lines, 8, "file words.txt");
+    Recorder r;
+    REQUIRE(feeder(s, r));
+    CHECK(r.frames == std::vector<std::string>{"short", "ok", "end"});
+    CHECK(r.bad == std::vector<std::string>{expected_bad});
+  };
+  SECTION("whole") { check([&](auto& s, auto& r) { return feed_whole(s, r, input); }); }
+  SECTION("byte by byte") { check([&](auto& s, auto& r) { return feed_bytewise(s, r, input); }); }
+  SECTION("random pieces") {
+    check([&](auto& s, auto& r) { return feed_random(s, r, input, 3, 6); });
+  }
+  SECTION("too long and unterminated at end of input") {
+    FrameSplitter s(Framing::lines, 8, "test");
+    Recorder r;
+    REQUIRE(feed_bytewise(s, r, "a\n" + std::string(20, 'L')));
+    CHECK(r.frames == std::vector<std::string>{"a"});
+    CHECK(r.bad.size() == 1);
+  }
+}
+
+TEST_CASE("lines: an endless line does not grow the buffer", "[framing]") {
+  FrameSplitter s(Framing::lines, 10, "test");
+  Recorder r;
+  for (int i = 0; i < 10000; ++i) {
+    const auto space = s.write_space(16);
+    REQUIRE(space.size() <= 256);  // the bytes of the long line are dropped, not kept
+    std::memset(space.data(), 'x', 16);
+    s.commit(16);
+    REQUIRE(s.deliver(r));
+  }
+  const auto space = s.write_space(4);
+  std::memcpy(space.data(), "\nok\n", 4);
+  s.commit(4);
+  REQUIRE(s.deliver(r));
+  CHECK(r.frames == std::vector<std::string>{"ok"});
+  CHECK(r.bad.size() == 1);
+  CHECK(s.bytes_received() == 10000 * 16 + 4);
+}

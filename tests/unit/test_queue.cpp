@@ -1,0 +1,167 @@
+// BoundedQueue: order, batching, backpressure and closing. No sleeps: threads are coordinated
+// with latches and atomics, and every wait for a thread has a generous timeout.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <latch>
+#include <thread>
+#include <vector>
+
+#include "engine/bounded_queue.hpp"
+
+using shardline::engine::BoundedQueue;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto kGenerous = 30s;  // only to fail instead of hanging if the queue is broken
+
+/// Closes the queue when the test leaves, even by a failed REQUIRE: declared after the threads'
+/// futures, it runs first and wakes any thread still blocked, so the futures can be joined.
+template <class T>
+struct CloseOnExit {
+  BoundedQueue<T>& q;
+  ~CloseOnExit() { q.close(); }
+};
+
+struct Item {
+  int producer;
+  int seq;
+};
+}  // namespace
+
+TEST_CASE("items of each producer arrive in order, none lost", "[queue]") {
+  constexpr int producers = 3, per_producer = 20000;
+  BoundedQueue<Item> q(4);  // small, so producers block often
+  std::vector<std::future<void>> threads;
+  for (int p = 0; p < producers; ++p)
+    threads.push_back(std::async(std::launch::async, [&q, p] {
+      for (int i = 0; i < per_producer; ++i) q.push(Item{p, i});
+    }));
+  CloseOnExit<Item> closer{q};
+
+  std::vector<int> next(producers, 0);
+  int received = 0, batches = 0;
+  bool in_order = true;
+  std::vector<Item> out;
+  while (received < producers * per_producer) {
+    out.clear();
+    REQUIRE(q.pop_all(out));
+    REQUIRE_FALSE(out.empty());
+    ++batches;
+    for (const Item& it : out) {
+      if (it.seq != next[it.producer]) in_order = false;
+      next[it.producer] = it.seq + 1;
+    }
+    received += static_cast<int>(out.size());
+  }
+  for (auto& t : threads) REQUIRE(t.wait_for(kGenerous) == std::future_status::ready);
+  CHECK(in_order);
+  CHECK(received == producers * per_producer);
+  CHECK(next == std::vector<int>(producers, per_producer));
+  CHECK(q.size() == 0);
+  INFO(batches << " batches");
+  CHECK(batches <= received);
+}
+
+TEST_CASE("pop_all takes everything queued, in order", "[queue]") {
+  BoundedQueue<int> q(8);
+  for (int i = 0; i < 5; ++i) q.push(i);
+  CHECK(q.size() == 5);
+  std::vector<int> out;
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{0, 1, 2, 3, 4});
+  CHECK(q.size() == 0);
+  q.push(5);
+  out.clear();
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{5});
+}
+
+TEST_CASE("push blocks while the queue is full, until the consumer pops", "[queue]") {
+  BoundedQueue<int> q(2);
+  q.push(1);
+  q.push(2);
+  std::atomic<bool> popped{false};
+  std::latch entered(1);
+  auto producer = std::async(std::launch::async, [&] {
+    entered.count_down();
+    q.push(3);  // blocks: the queue is full
+    return popped.load();  // what the producer saw once its push returned
+  });
+  CloseOnExit<int> closer{q};
+  entered.wait();
+  // The full queue cannot take the third item until the consumer pops.
+  CHECK(q.size() == 2);
+  std::vector<int> out;
+  popped = true;
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{1, 2});
+  REQUIRE(producer.wait_for(kGenerous) == std::future_status::ready);
+  CHECK(producer.get());  // the push returned only after the pop
+  out.clear();
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{3});
+}
+
+TEST_CASE("a non-blocking push goes beyond the capacity", "[queue]") {
+  BoundedQueue<int> q(2);
+  for (int i = 0; i < 5; ++i) q.push(i, /*may_block=*/false);
+  CHECK(q.size() == 5);
+  std::vector<int> out;
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("close() wakes a waiting consumer; pop_all returns false once empty", "[queue]") {
+  SECTION("an empty queue") {
+    BoundedQueue<int> q(4);
+    std::latch entered(1);
+    auto consumer = std::async(std::launch::async, [&] {
+      std::vector<int> out;
+      entered.count_down();
+      const bool got = q.pop_all(out);  // waits: nothing queued
+      return std::make_pair(got, out.size());
+    });
+    CloseOnExit<int> closer{q};
+    entered.wait();
+    q.close();
+    REQUIRE(consumer.wait_for(kGenerous) == std::future_status::ready);
+    const auto [got, n] = consumer.get();
+    CHECK_FALSE(got);
+    CHECK(n == 0);
+  }
+  SECTION("items queued before close() are still delivered") {
+    BoundedQueue<int> q(4);
+    q.push(7);
+    q.push(8);
+    q.close();
+    std::vector<int> out;
+    REQUIRE(q.pop_all(out));
+    CHECK(out == std::vector<int>{7, 8});
+    out.clear();
+    CHECK_FALSE(q.pop_all(out));
+    CHECK(out.empty());
+    CHECK_FALSE(q.pop_all(out));  // and stays closed
+  }
+}
+
+TEST_CASE("close() releases a producer blocked on a full queue", "[queue]") {
+  BoundedQueue<int> q(1);
+  q.push(1);
+  std::latch entered(1);
+  auto producer = std::async(std::launch::async, [&] {
+    entered.count_down();
+    q.push(2);  // blocks until close()
+  });
+  CloseOnExit<int> closer{q};
+  entered.wait();
+  q.close();
+  REQUIRE(producer.wait_for(kGenerous) == std::future_status::ready);
+  std::vector<int> out;
+  REQUIRE(q.pop_all(out));
+  CHECK(out == std::vector<int>{1, 2});
+  out.clear();
+  CHECK_FALSE(q.pop_all(out));
+}

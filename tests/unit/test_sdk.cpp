@@ -1,0 +1,477 @@
+// The SDK's type erasure, without dlopen: components registered with shardline::PluginBuilder
+// in this test, called through the erased interfaces of <shardline/boundary.hpp> with the
+// host's MessageBuffer as output, exactly as the engine calls them.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <shardline/plugin.hpp>
+
+#include "engine/message_buffer.hpp"
+
+using shardline::ComponentKind;
+using shardline::engine::MessageBuffer;
+
+namespace sdk_test {
+struct Quote {
+  std::uint32_t id;
+  std::uint64_t price;
+};
+struct Pod {
+  int a;
+  double b;
+};
+struct Total {
+  std::uint64_t sum = 0;
+  std::uint64_t key = 0;
+};
+}  // namespace sdk_test
+
+using sdk_test::Quote;
+using sdk_test::Total;
+
+namespace {
+
+/// Collects what components report through ErrorSink.
+struct ErrorLog {
+  std::vector<std::pair<std::size_t, std::string>> entries;
+  shardline::ErrorSink sink{[](void* ctx, std::size_t i, std::string_view what) {
+                              static_cast<ErrorLog*>(ctx)->entries.emplace_back(i, std::string(what));
+                            },
+                            this};
+};
+using Reports = std::vector<std::pair<std::size_t, std::string>>;
+
+template <class T>
+void push(MessageBuffer& b, T value) {
+  ::new (b.next_slot()) T(std::move(value));
+  b.commit();
+}
+
+template <class T>
+T& get(const MessageBuffer& b, std::size_t i) {
+  return b.span().at<T>(i);
+}
+
+std::vector<std::byte> bytes(std::initializer_list<int> values) {
+  std::vector<std::byte> out;
+  for (int v : values) out.push_back(static_cast<std::byte>(v));
+  return out;
+}
+
+std::vector<shardline::Frame> frames_of(const std::vector<std::vector<std::byte>>& payloads) {
+  std::vector<shardline::Frame> out;
+  for (const auto& p : payloads) out.push_back({p.data(), static_cast<std::uint32_t>(p.size())});
+  return out;
+}
+
+template <class C>
+C& impl(const shardline::Manifest& m, ComponentKind kind, std::string_view name) {
+  for (const auto& c : m.components)
+    if (c.kind == kind && c.name == name) return *static_cast<C*>(c.impl.get());
+  FAIL("no " << shardline::to_string(kind) << " '" << name << "'");
+  throw std::logic_error("unreachable");
+}
+
+const shardline::ComponentInfo& info(const shardline::Manifest& m, std::string_view name) {
+  for (const auto& c : m.components)
+    if (c.name == name) return c;
+  FAIL("no component '" << name << "'");
+  throw std::logic_error("unreachable");
+}
+
+std::string as_text(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+}  // namespace
+
+TEST_CASE("a decoder with a Reader reads big-endian fields and reports bad frames by index", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).decoder("quote", [](shardline::Reader& r) {
+    Quote q{};
+    q.id = r.u32be();
+    q.price = r.u64be();
+    r.expect_end();
+    return q;
+  });
+  const auto payloads = std::vector<std::vector<std::byte>>{
+      bytes({0, 0, 0, 42, 0, 0, 0, 0, 0, 0, 1, 0}),
+      bytes({0, 0, 0, 1, 0, 0}),                                       // truncated
+      bytes({0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9}),                  // one byte too many
+      bytes({0xff, 0xff, 0xff, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8}),
+  };
+  const auto frames = frames_of(payloads);
+  MessageBuffer out(info(m, "quote").output);
+  ErrorLog errors;
+  impl<shardline::Decoder>(m, ComponentKind::decoder, "quote").decode(frames.data(), frames.size(), out, errors.sink);
+
+  REQUIRE(out.count() == 2);
+  CHECK(get<Quote>(out, 0).id == 42);
+  CHECK(get<Quote>(out, 0).price == 256);
+  CHECK(get<Quote>(out, 1).id == 0xfffffffeU);
+  CHECK(get<Quote>(out, 1).price == 0x0102030405060708ULL);
+  CHECK(errors.entries == Reports{{1, "truncated frame: need 8 bytes at offset 4, frame has 6"},
+                                  {2, "frame has 13 bytes, format uses 12"}});
+}
+
+TEST_CASE("Reader and Writer round-trip every field type", "[sdk]") {
+  std::vector<std::byte> buffer;
+  shardline::EncodedOutput encoded(buffer, shardline::Framing::lines);
+  shardline::Writer w(encoded);
+  w.u8(0xab);
+  w.u16be(0x1234);
+  w.u32be(0xdeadbeef);
+  w.u64be(0x0102030405060708ULL);
+  w.f64be(-1.5);
+  w.text("IBM ");
+  w.bytes("xyz", 3);
+  CHECK(buffer.size() == 1 + 2 + 4 + 8 + 8 + 4 + 3);
+  // Network order on the wire.
+  CHECK(buffer[1] == std::byte{0x12});
+  CHECK(buffer[2] == std::byte{0x34});
+  CHECK(buffer[3] == std::byte{0xde});
+  CHECK(buffer[7] == std::byte{0x01});
+  CHECK(buffer[14] == std::byte{0x08});
+
+  shardline::Reader r({buffer.data(), static_cast<std::uint32_t>(buffer.size())});
+  CHECK(r.u8() == 0xab);
+  CHECK(r.u16be() == 0x1234);
+  CHECK(r.u32be() == 0xdeadbeef);
+  CHECK(r.u64be() == 0x0102030405060708ULL);
+  CHECK(r.f64be() == -1.5);
+  char symbol[4];
+  r.copy_to(symbol);
+  CHECK(std::string_view(symbol, 4) == "IBM ");
+  CHECK(r.remaining() == 3);
+  CHECK_THROWS_WITH(r.expect_end(), "frame has 30 bytes, format uses 27");
+  CHECK(r.text(3) == "xyz");
+  CHECK(r.offset() == 30);
+  CHECK_NOTHROW(r.expect_end());
+  CHECK_THROWS_AS(r.u8(), shardline::DecodeError);
+}
+
+TEST_CASE("a text decoder returning optional drops the frames it rejects", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).decoder("words", [](std::string_view s) -> std::optional<std::string> {
+    if (s.empty()) return std::nullopt;
+    if (s == "bad") throw shardline::DecodeError("bad word");
+    return std::string(s) + std::string(20, '!');  // beyond the small-string buffer
+  });
+  CHECK(info(m, "words").output == &shardline::type_desc_v<std::string>);
+  const std::string lines[] = {"one", "", "bad", "two"};
+  std::vector<shardline::Frame> frames;
+  for (const auto& l : lines)
+    frames.push_back({reinterpret_cast<const std::byte*>(l.data()), static_cast<std::uint32_t>(l.size())});
+  MessageBuffer out(info(m, "words").output);
+  ErrorLog errors;
+  impl<shardline::Decoder>(m, ComponentKind::decoder, "words").decode(frames.data(), frames.size(), out, errors.sink);
+  REQUIRE(out.count() == 2);
+  CHECK(get<std::string>(out, 0) == "one" + std::string(20, '!'));
+  CHECK(get<std::string>(out, 1) == "two" + std::string(20, '!'));
+  CHECK(errors.entries == Reports{{2, "bad word"}});
+}
+
+TEST_CASE("a computation returning optional filters", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).computation("evens_times_ten", [](const std::int64_t& v) -> std::optional<std::int64_t> {
+    if (v % 2 != 0) return std::nullopt;
+    if (v == 4) throw std::runtime_error("four is unlucky");
+    return v * 10;
+  });
+  const auto& c = info(m, "evens_times_ten");
+  CHECK(c.input == &shardline::type_desc_v<std::int64_t>);
+  CHECK(c.output == &shardline::type_desc_v<std::int64_t>);
+  MessageBuffer in(c.input), out(c.output);
+  for (std::int64_t v = 0; v < 8; ++v) push(in, v);
+  ErrorLog errors;
+  impl<shardline::Computation>(m, ComponentKind::computation, "evens_times_ten").run(in.span(), out, errors.sink);
+  REQUIRE(out.count() == 3);
+  CHECK(get<std::int64_t>(out, 0) == 0);
+  CHECK(get<std::int64_t>(out, 1) == 20);
+  CHECK(get<std::int64_t>(out, 2) == 60);
+  CHECK(errors.entries == Reports{{4, "four is unlucky"}});
+}
+
+TEST_CASE("a computation with Emit produces any number of non-trivial outputs", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).computation("split", [](const std::string& line, shardline::Emit<std::string>& emit) {
+    std::istringstream words(line);
+    for (std::string w; words >> w;) emit(w + std::string(16, '.'));  // heap-allocated strings
+  });
+  const auto& c = info(m, "split");
+  CHECK(c.input->name == "std::string");
+  CHECK(c.output->name == "std::string");
+  CHECK_FALSE(c.output->trivial);
+  MessageBuffer in(c.input), out(c.output);
+  constexpr int lines = 300;  // 900 outputs: the output buffer grows, relocating its strings
+  for (int i = 0; i < lines; ++i)
+    push(in, "a" + std::to_string(i) + " b" + std::to_string(i) + " c" + std::to_string(i));
+  push(in, std::string());  // emits nothing
+  ErrorLog errors;
+  impl<shardline::Computation>(m, ComponentKind::computation, "split").run(in.span(), out, errors.sink);
+  CHECK(errors.entries.empty());
+  REQUIRE(out.count() == 3 * lines);
+  bool all_right = true;
+  for (int i = 0; i < lines; ++i)
+    for (int j = 0; j < 3; ++j)
+      all_right = all_right && get<std::string>(out, 3 * i + j) ==
+                                   std::string(1, char('a' + j)) + std::to_string(i) + std::string(16, '.');
+  CHECK(all_right);
+}
+
+TEST_CASE("partitions produce integer keys as they are and string keys as key_of", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .partition("by_id", [](const Quote& q) { return q.id; })
+      .partition("by_word", [](const std::string& s) { return std::string_view(s); })
+      .partition("by_owned", [](const std::string& s) {
+        if (s == "throw") throw std::runtime_error("no key");
+        return s + "#";
+      });
+  CHECK(info(m, "by_id").key_kind == shardline::KeyKind::integer);
+  CHECK(info(m, "by_word").key_kind == shardline::KeyKind::string);
+  CHECK(info(m, "by_owned").key_kind == shardline::KeyKind::string);
+  CHECK(info(m, "by_id").output == nullptr);
+
+  MessageBuffer quotes(&shardline::type_desc_v<Quote>);
+  push(quotes, Quote{7, 1});
+  push(quotes, Quote{0xffffffffU, 2});
+  std::uint64_t keys[2] = {};
+  ErrorLog errors;
+  impl<shardline::Partition>(m, ComponentKind::partition, "by_id").keys(quotes.span(), keys, errors.sink);
+  CHECK(keys[0] == 7);
+  CHECK(keys[1] == 0xffffffffU);
+
+  MessageBuffer words(&shardline::type_desc_v<std::string>);
+  push(words, std::string("IBM"));
+  push(words, std::string("throw"));
+  std::uint64_t word_keys[2] = {0, 0};
+  impl<shardline::Partition>(m, ComponentKind::partition, "by_word").keys(words.span(), word_keys, errors.sink);
+  CHECK(word_keys[0] == shardline::key_of("IBM"));
+  CHECK(word_keys[1] == shardline::key_of("throw"));
+  std::uint64_t owned_keys[2] = {0, 0};
+  impl<shardline::Partition>(m, ComponentKind::partition, "by_owned").keys(words.span(), owned_keys, errors.sink);
+  CHECK(owned_keys[0] == shardline::key_of("IBM#"));
+  CHECK(errors.entries == Reports{{1, "no key"}});
+}
+
+TEST_CASE("state factories build default states or states from their key", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .state<Total>("default")
+      .state<Total>("from_nothing", [] { return Total{5, 0}; })
+      .state<Total>("from_key", [](std::uint64_t key) { return Total{0, key * 2}; })
+      .state<std::string>("named", [](std::uint64_t key) { return "state of key " + std::to_string(key) + " and more"; });
+  for (const char* name : {"default", "from_nothing", "from_key"}) {
+    CHECK(info(m, name).state == &shardline::type_desc_v<Total>);
+    CHECK(info(m, name).input == nullptr);
+    CHECK(info(m, name).output == nullptr);
+  }
+  alignas(Total) std::byte slot[sizeof(Total)];
+  impl<shardline::StateFactory>(m, ComponentKind::state, "default").construct(slot, 99);
+  CHECK(reinterpret_cast<Total*>(slot)->sum == 0);
+  CHECK(reinterpret_cast<Total*>(slot)->key == 0);
+  impl<shardline::StateFactory>(m, ComponentKind::state, "from_nothing").construct(slot, 99);
+  CHECK(reinterpret_cast<Total*>(slot)->sum == 5);
+  impl<shardline::StateFactory>(m, ComponentKind::state, "from_key").construct(slot, 21);
+  CHECK(reinterpret_cast<Total*>(slot)->key == 42);
+
+  const auto* named = info(m, "named").state;
+  alignas(std::string) std::byte text[sizeof(std::string)];
+  impl<shardline::StateFactory>(m, ComponentKind::state, "named").construct(text, 3);
+  CHECK(*std::launder(reinterpret_cast<std::string*>(text)) == "state of key 3 and more");
+  named->destroy(text);
+}
+
+TEST_CASE("a state computation updates each message's state and emits", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .state_computation("sum", [](const Quote& q, Total& t) {
+        if (q.price == 0) throw std::invalid_argument("free quote");
+        t.sum += q.price;
+        return t.sum;
+      })
+      .state_computation("silent", [](const Quote& q, Total& t) { t.sum += q.price; })
+      .state_computation("twice", [](const Quote& q, Total& t, shardline::Emit<std::string>& emit) {
+        ++t.sum;
+        emit(std::to_string(q.id));
+        emit(std::to_string(t.sum));
+      });
+  CHECK(info(m, "sum").input->name == "sdk_test::Quote");
+  CHECK(info(m, "sum").state->name == "sdk_test::Total");
+  CHECK(info(m, "sum").output == &shardline::type_desc_v<std::uint64_t>);
+  CHECK(info(m, "silent").output == nullptr);
+  CHECK(info(m, "twice").output == &shardline::type_desc_v<std::string>);
+
+  // Two keys, interleaved: states[i] is the state of message i's key.
+  Total a, b;
+  MessageBuffer in(&shardline::type_desc_v<Quote>);
+  push(in, Quote{1, 10});
+  push(in, Quote{2, 100});
+  push(in, Quote{1, 0});
+  push(in, Quote{1, 5});
+  void* const states[] = {&a, &b, &a, &a};
+  MessageBuffer out(info(m, "sum").output);
+  ErrorLog errors;
+  impl<shardline::StateComputation>(m, ComponentKind::state_computation, "sum").run(in.span(), states, out, errors.sink);
+  REQUIRE(out.count() == 3);
+  CHECK(get<std::uint64_t>(out, 0) == 10);
+  CHECK(get<std::uint64_t>(out, 1) == 100);
+  CHECK(get<std::uint64_t>(out, 2) == 15);
+  CHECK(a.sum == 15);
+  CHECK(b.sum == 100);
+  CHECK(errors.entries == Reports{{2, "free quote"}});
+
+  MessageBuffer none(&shardline::type_desc_v<std::uint64_t>);
+  impl<shardline::StateComputation>(m, ComponentKind::state_computation, "silent").run(in.span(), states, none, errors.sink);
+  CHECK(none.count() == 0);
+  CHECK(a.sum == 30);
+  CHECK(b.sum == 200);
+
+  MessageBuffer texts(info(m, "twice").output);
+  impl<shardline::StateComputation>(m, ComponentKind::state_computation, "twice").run(in.span(), states, texts, errors.sink);
+  REQUIRE(texts.count() == 8);
+  CHECK(get<std::string>(texts, 0) == "1");
+  CHECK(get<std::string>(texts, 1) == "31");
+  CHECK(get<std::string>(texts, 2) == "2");
+  CHECK(get<std::string>(texts, 3) == "201");
+  CHECK(get<std::string>(texts, 7) == "33");
+}
+
+TEST_CASE("encoders frame their output; a throwing encoder leaves no partial bytes", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .encoder("binary", [](const Quote& q, shardline::Writer& w) {
+        w.u32be(q.id);
+        if (q.id == 2) throw std::runtime_error("cannot encode quote 2");  // after writing 4 bytes
+        w.u64be(q.price);
+      })
+      .encoder("text", [](const Quote& q) {
+        std::string s = std::to_string(q.id) + "@" + std::to_string(q.price);
+        if (q.id == 2) throw std::runtime_error("cannot encode quote 2");
+        return s;
+      });
+  CHECK(info(m, "binary").input == &shardline::type_desc_v<Quote>);
+  CHECK(info(m, "binary").output == nullptr);
+
+  MessageBuffer in(&shardline::type_desc_v<Quote>);
+  push(in, Quote{1, 0x0a0b});
+  push(in, Quote{2, 7});
+  push(in, Quote{3, 9});
+
+  SECTION("length-prefixed bytes") {
+    std::vector<std::byte> buffer = bytes({0xee});  // bytes already in the chunk stay
+    shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
+    ErrorLog errors;
+    impl<shardline::Encoder>(m, ComponentKind::encoder, "binary").encode(in.span(), out, errors.sink);
+    CHECK(buffer == bytes({0xee,                                       //
+                           0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b,  //
+                           0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 9}));
+    CHECK(errors.entries == Reports{{1, "cannot encode quote 2"}});
+  }
+  SECTION("lines") {
+    std::vector<std::byte> buffer;
+    shardline::EncodedOutput out(buffer, shardline::Framing::lines);
+    ErrorLog errors;
+    impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    CHECK(as_text(buffer) == "1@2571\n3@9\n");
+    CHECK(errors.entries == Reports{{1, "cannot encode quote 2"}});
+  }
+  SECTION("text, length-prefixed") {
+    std::vector<std::byte> buffer;
+    shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
+    ErrorLog errors;
+    impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    CHECK(as_text(buffer) == std::string("\0\0\0\x06" "1@2571" "\0\0\0\x03" "3@9", 17));
+  }
+}
+
+TEST_CASE("a text encoder's output is copied whole, whatever its length", "[sdk]") {
+  // The encoder returns a std::string by value: a temporary that the SDK must keep alive
+  // until its bytes are appended (a long string lives on the heap, a short one inline).
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).encoder("repeat", [](const std::uint32_t& n) { return std::string(n, 'x') + "!"; });
+  MessageBuffer in(&shardline::type_desc_v<std::uint32_t>);
+  for (std::uint32_t n : {100u, 3u, 1000u, 40u}) push(in, n);
+  for (const auto framing : {shardline::Framing::lines, shardline::Framing::length_prefixed}) {
+    std::vector<std::byte> buffer;  // empty: the first append allocates
+    shardline::EncodedOutput out(buffer, framing);
+    ErrorLog errors;
+    impl<shardline::Encoder>(m, ComponentKind::encoder, "repeat").encode(in.span(), out, errors.sink);
+    std::string expected;
+    for (std::uint32_t n : {100u, 3u, 1000u, 40u}) {
+      if (framing == shardline::Framing::length_prefixed)
+        expected += std::string{'\0', '\0', char((n + 1) >> 8), char((n + 1) & 0xff)};
+      expected += std::string(n, 'x') + "!";
+      if (framing == shardline::Framing::lines) expected += "\n";
+    }
+    CHECK(as_text(buffer) == expected);
+    CHECK(errors.entries.empty());
+  }
+}
+
+TEST_CASE("a duplicate registration is rejected", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder p(m);
+  p.decoder("same", [](std::string_view s) { return std::string(s); });
+  CHECK_THROWS_WITH(p.decoder("same", [](std::string_view s) { return s.size(); }), "duplicate decoder 'same'");
+  // The same name for another kind of component is fine.
+  CHECK_NOTHROW(p.encoder("same", [](const std::string& s) { return s; }));
+  CHECK(m.components.size() == 2);
+
+  // Inside SHARDLINE_PLUGIN, the error lands in the manifest, which then has no components.
+  const auto manifest = shardline::detail::build_manifest("dup", "0.0.1", [](shardline::PluginBuilder& b) {
+    b.computation("c", [](const Quote& q) { return q.id; });
+    b.computation("c", [](const Quote& q) { return q.price; });
+  });
+  CHECK(manifest.plugin_name == "dup");
+  CHECK(manifest.plugin_version == "0.0.1");
+  CHECK(manifest.error == "duplicate computation 'c'");
+  CHECK(manifest.components.empty());
+
+  const auto fine = shardline::detail::build_manifest("ok", "1", [](shardline::PluginBuilder& b) {
+    b.computation("c", [](const Quote& q) { return q.id; });
+  });
+  CHECK(fine.error.empty());
+  CHECK(fine.components.size() == 1);
+}
+
+TEST_CASE("type descriptions: names, sizes and triviality", "[sdk]") {
+  using shardline::type_desc_v;
+  using shardline::type_name;
+  CHECK(type_desc_v<std::string>.name == "std::string");
+  CHECK_FALSE(type_desc_v<std::string>.trivial);
+  CHECK(type_desc_v<std::string>.size == sizeof(std::string));
+  CHECK(type_desc_v<sdk_test::Pod>.trivial);
+  CHECK(type_desc_v<sdk_test::Pod>.name == "sdk_test::Pod");
+  CHECK(type_desc_v<sdk_test::Pod>.size == sizeof(sdk_test::Pod));
+  CHECK(type_desc_v<sdk_test::Pod>.align == alignof(sdk_test::Pod));
+  CHECK(type_name<Quote>() == "sdk_test::Quote");
+  CHECK(type_name<std::uint64_t>() == "long unsigned int");
+  CHECK(type_name<std::vector<int>>() == "std::vector<int>");
+
+  // relocate moves and destroys the source; destroy destroys.
+  alignas(std::string) std::byte src[sizeof(std::string)], dst[sizeof(std::string)];
+  ::new (src) std::string(40, 'x');
+  type_desc_v<std::string>.relocate(dst, src);
+  CHECK(*std::launder(reinterpret_cast<std::string*>(dst)) == std::string(40, 'x'));
+  type_desc_v<std::string>.destroy(dst);
+
+  // The manifest names the types of each component.
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .decoder("d", [](shardline::Reader& r) { return sdk_test::Pod{r.u8(), 0}; })
+      .computation("c", [](const sdk_test::Pod& p) { return std::to_string(p.a); });
+  CHECK(info(m, "d").input == nullptr);
+  CHECK(info(m, "d").output->name == "sdk_test::Pod");
+  CHECK(info(m, "c").input->name == "sdk_test::Pod");
+  CHECK(info(m, "c").output->name == "std::string");
+}

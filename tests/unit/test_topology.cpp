@@ -1,0 +1,466 @@
+// parse_topology and wire_topology: each error by its exact "FILE:LINE:COL: message", several
+// errors at once, and the description of a valid wiring.
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <shardline/key.hpp>
+
+#include "topology/topology.hpp"
+#include "topology/wiring.hpp"
+
+namespace fs = std::filesystem;
+using shardline::topology::parse_topology;
+using shardline::topology::TopologyError;
+using shardline::topology::wire_topology;
+
+namespace {
+
+fs::path test_plugin(const std::string& name) {
+  return fs::path(SHARDLINE_TEST_PLUGIN_DIR) / (name + ".so");
+}
+
+/// A fresh folder under the system temp folder, removed with everything in it.
+struct TempDir {
+  TempDir() {
+    static std::atomic<unsigned> counter{0};
+    path = fs::temp_directory_path() / ("shardline-topology-test-" + std::to_string(::getpid()) +
+                                        "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path path;
+};
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+/// A topology file in its own folder. In the text, @EV@, @EXTRA@ and @NO_ABI@ stand for the
+/// absolute paths of the test plugins.
+struct TopologyFile {
+  explicit TopologyFile(std::string text) : file(dir.path / "topology.toml") {
+    text = replace_all(text, "@EV@", test_plugin("test_events").string());
+    text = replace_all(text, "@EXTRA@", test_plugin("test_extra").string());
+    text = replace_all(text, "@NO_ABI@", test_plugin("no_abi").string());
+    std::ofstream(file) << text;
+  }
+  /// "FILE:LINE:COL: what"
+  std::string at(int line, int column, const std::string& what) const {
+    return file.string() + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + what;
+  }
+  TempDir dir;
+  fs::path file;
+};
+
+/// The errors parse_topology reports (empty if it accepts the file).
+std::vector<std::string> parse_errors(const fs::path& file) {
+  try {
+    parse_topology(file);
+  } catch (const TopologyError& e) {
+    return e.errors;
+  }
+  return {};
+}
+
+/// The errors wire_topology reports for a file parse_topology accepts.
+std::vector<std::string> wire_errors(const fs::path& file) {
+  auto topology = parse_topology(file);
+  try {
+    wire_topology(std::move(topology));
+  } catch (const TopologyError& e) {
+    return e.errors;
+  }
+  return {};
+}
+
+using Errors = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("a missing topology file", "[topology]") {
+  TempDir dir;
+  const auto file = dir.path / "nope.toml";
+  CHECK(parse_errors(file) == Errors{file.string() + ": cannot open the topology file: No such file or directory"});
+}
+
+TEST_CASE("a TOML syntax error is reported at its position", "[topology]") {
+  TopologyFile t(
+      "shards = 2\n"
+      "key_groups = = 64\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(2, 14, "TOML syntax error: Error while parsing value: could not determine value type")});
+}
+
+TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
+  SECTION("with a suggestion when a known key is close") {
+    TopologyFile t(
+        "shard = 2\n"
+        "[plugins]\n"
+        "ev = \"@EV@\"\n"
+        "[[pipelines]]\n"
+        "name = \"events\"\n"
+        "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+    CHECK(parse_errors(t.file) ==
+          Errors{t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, "
+                            "batch_size, queue_batches, plugins, states, pipelines (did you mean 'shards'?)")});
+  }
+  SECTION("in a nested table") {
+    TopologyFile t(
+        "[plugins]\n"
+        "ev = \"@EV@\"\n"
+        "[[pipelines]]\n"
+        "name = \"events\"\n"
+        "source = { kind = \"stdin\", decoder = \"ev.event_line\", framin = \"lines\" }\n"
+        "colour = \"blue\"\n");
+    CHECK(parse_errors(t.file) ==
+          Errors{t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, source, "
+                            "steps, sink, on_error, dead_letter"),
+                 t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one of: kind, listen, "
+                             "path, framing, max_frame, connections, decoder, start_after (did you mean "
+                             "'framing'?)")});
+  }
+}
+
+TEST_CASE("a value of the wrong type or out of range", "[topology]") {
+  TopologyFile t(
+      "shards = \"two\"\n"
+      "batch_size = 0\n"
+      "[plugins]\n"
+      "ev = 3\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"udp\", decoder = \"ev.event_line\" }\n"
+      "on_error = true\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(1, 10, "'shards' must be an integer, not a string"),
+               t.at(2, 14, "'batch_size' is 0; expected 1 to 65536"),
+               t.at(4, 6, "plugin 'ev' must be a path to a .so file (a string), not an integer"),
+               t.at(3, 1, "[plugins] is empty; name at least one plugin"),
+               t.at(7, 19, "'kind' is \"udp\"; expected one of: tcp, file, stdin"),
+               t.at(7, 36, "unknown plugin 'ev' in \"ev.event_line\"; [plugins] defines: nothing"),
+               t.at(8, 12, "'on_error' must be a string, not a boolean")});
+}
+
+TEST_CASE("a pipeline without a source", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(parse_errors(t.file) == Errors{t.at(4, 1, "missing table 'source' in pipeline 'events'")});
+}
+
+TEST_CASE("a component of an unknown plugin alias", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "extra = \"@EXTRA@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"evt.event_line\" }\n"
+      "steps = [ { computation = \"ev.to_text\" }, { computation = \"to_text\" } ]\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(6, 38, "unknown plugin 'evt' in \"evt.event_line\"; [plugins] defines: ev, extra"),
+               t.at(7, 59, "'computation' is \"to_text\"; expected \"plugin.component\" (a name under "
+                           "[plugins], a dot, and a component the plugin exports)")});
+}
+
+TEST_CASE("an unknown component lists what the plugin exports", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_sequence\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_lines\" }\n"
+      "steps = [ { state_computation = \"ev.trak\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.track\" }\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(4, 11, "plugin 'ev' (test_events 1.0.0) has no state 'last_sequence'; its states: "
+                           "last_seq, picky"),
+               t.at(7, 38, "plugin 'ev' (test_events 1.0.0) has no decoder 'event_lines'; its decoders: "
+                           "event_line"),
+               t.at(8, 33, "plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'; its "
+                           "state_computations: track"),
+               t.at(9, 37, "plugin 'ev' (test_events 1.0.0) has no encoder 'track'; its encoders: "
+                           "tracked_line, text")});
+}
+
+TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "bad = \"@NO_ABI@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"bad.event_line\" }\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(3, 7, "plugin 'bad': " + test_plugin("no_abi").string() +
+                              ": not a Shardline plugin: it has no shardline_abi record (define it with "
+                              "SHARDLINE_PLUGIN and build it with shardline_add_plugin())")});
+}
+
+TEST_CASE("a step that consumes another type than the step before produces", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [\n"
+      "  { computation = \"ev.to_text\" },\n"
+      "  { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" },\n"
+      "]\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(10, 25, "pipeline 'events' step 2 'ev.track' consumes Event, but step 1 'ev.to_text' "
+                            "produces std::string"),
+               t.at(12, 37, "encoder 'ev.text' consumes std::string, but step 2 'ev.track' produces Tracked")});
+}
+
+TEST_CASE("a partition that keys another type than its step consumes", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_text\" } ]\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(8, 73, "partition 'ev.by_text' keys std::string, but pipeline 'events' step 1 "
+                           "'ev.track' consumes Event")});
+}
+
+TEST_CASE("a state computation on a state of another type", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "extra = \"@EXTRA@\"\n"
+      "[states.counts]\n"
+      "factory = \"extra.counter\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"counts\", partition = \"ev.by_key\" } ]\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(9, 33, "pipeline 'events' step 1 'ev.track' updates a LastSeq, but state 'counts' "
+                           "holds Counter (built by 'extra.counter')")});
+}
+
+TEST_CASE("pipelines sharing a state must key it the same way", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "extra = \"@EXTRA@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"by_number\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "[[pipelines]]\n"
+      "name = \"by_text\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
+      "steps = [\n"
+      "  { computation = \"ev.to_text\" },\n"
+      "  { state_computation = \"extra.observe_text\", state = \"seqs\", partition = \"ev.by_text\" },\n"
+      "]\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(15, 75, "partition 'ev.by_text' returns string keys, but 'ev.by_key' keys the same "
+                            "state 'seqs' with integer keys; every pipeline sharing a state must key it "
+                            "the same way")});
+}
+
+TEST_CASE("a step or a sink after a step that emits nothing", "[topology]") {
+  const std::string head =
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "extra = \"@EXTRA@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n";
+  SECTION("a sink") {
+    TopologyFile t(head +
+                   "steps = [ { state_computation = \"extra.observe\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+                   "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n");
+    CHECK(wire_errors(t.file) ==
+          Errors{t.at(10, 8, "pipeline 'events' has a sink, but step 1 'extra.observe' emits nothing; "
+                             "remove the sink or emit a message")});
+  }
+  SECTION("a step") {
+    TopologyFile t(head +
+                   "steps = [\n"
+                   "  { state_computation = \"extra.observe\", state = \"seqs\", partition = \"ev.by_key\" },\n"
+                   "  { computation = \"ev.to_text\" },\n"
+                   "]\n");
+    CHECK(wire_errors(t.file) ==
+          Errors{t.at(11, 3, "pipeline 'events' step 2 'ev.to_text' has no input: step 1 'extra.observe' "
+                             "emits nothing")});
+  }
+  SECTION("a discard sink, or no sink, is fine") {
+    TopologyFile t(head +
+                   "steps = [ { state_computation = \"extra.observe\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+                   "sink = { kind = \"discard\" }\n");
+    CHECK(wire_errors(t.file).empty());
+  }
+}
+
+TEST_CASE("start_after must name a pipeline declared before", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"first\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\", start_after = \"second\" }\n"
+      "[[pipelines]]\n"
+      "name = \"second\"\n"
+      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\", start_after = \"nope\" }\n"
+      "[[pipelines]]\n"
+      "name = \"third\"\n"
+      "source = { kind = \"file\", path = \"y\", decoder = \"ev.event_line\", start_after = \"second\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(5, 69, "'start_after' names \"second\", which is not a pipeline declared before this "
+                           "one (there is none)"),
+               t.at(8, 80, "'start_after' names \"nope\", which is not a pipeline declared before this one "
+                           "(declared before: first)")});
+}
+
+TEST_CASE("two pipelines with the same name", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\" }\n");
+  CHECK(parse_errors(t.file) == Errors{t.at(6, 1, "duplicate pipeline name 'events'")});
+}
+
+TEST_CASE("every error of a topology is reported at once", "[topology]") {
+  TopologyFile t(
+      "shard = 2\n"
+      "key_groups = \"many\"\n"
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "unknown_keys = \"reject\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"tcp\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"sequences\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"file\", encoder = \"x.tracked_line\" }\n");
+  try {
+    parse_topology(t.file);
+    FAIL("parse_topology accepted a topology with errors");
+  } catch (const TopologyError& e) {
+    const Errors expected = {
+        t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, batch_size, "
+                   "queue_batches, plugins, states, pipelines (did you mean 'shards'?)"),
+        t.at(2, 14, "'key_groups' must be an integer, not a string"),
+        t.at(5, 1, "[states.seqs] rejects unknown keys but declares none; add 'keys' or 'keys_file'"),
+        t.at(10, 10, "missing key 'listen' in pipeline 'events' source (tcp needs \"host:port\")"),
+        t.at(11, 53, "unknown state 'sequences'; [states] defines: seqs"),
+        t.at(12, 8, "missing key 'path' in pipeline 'events' sink (file needs a path)"),
+        t.at(12, 35, "unknown plugin 'x' in \"x.tracked_line\"; [plugins] defines: ev"),
+    };
+    CHECK(e.errors == expected);
+    std::string joined;
+    for (const auto& line : expected) joined += (joined.empty() ? "" : "\n") + line;
+    CHECK(std::string(e.what()) == joined);
+  }
+}
+
+TEST_CASE("a valid topology is wired and described", "[topology]") {
+  TopologyFile t(
+      "shards = 2\n"
+      "key_groups = 64\n"
+      "\n"
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [1, 2, \"three\"]\n"
+      "\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", framing = \"lines\", decoder = \"ev.event_line\" }\n"
+      "steps = [\n"
+      "  { computation = \"ev.explode\" },\n"
+      "  { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" },\n"
+      "]\n"
+      "sink = { kind = \"file\", path = \"out/out.txt\", framing = \"lines\", encoder = \"ev.tracked_line\" }\n"
+      "on_error = \"dead_letter\"\n"
+      "dead_letter = \"dead.txt\"\n"
+      "\n"
+      "[[pipelines]]\n"
+      "name = \"texts\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7000\", decoder = \"ev.event_line\", start_after = \"events\" }\n"
+      "steps = [ { computation = \"ev.to_text\" } ]\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n");
+  auto topology = parse_topology(t.file);
+  CHECK(topology.shards == 2);
+  CHECK(topology.key_groups == 64);
+  REQUIRE(topology.states.size() == 1);
+  CHECK(topology.states[0].keys == std::vector<std::uint64_t>{1, 2, shardline::key_of("three")});
+  REQUIRE(topology.pipelines.size() == 2);
+  CHECK(topology.pipelines[1].source.start_after == "events");
+  CHECK(topology.pipelines[0].source.address == (t.dir.path / "in.txt").string());
+
+  const auto wiring = wire_topology(std::move(topology));
+  REQUIRE(wiring->pipelines.size() == 2);
+  const auto& events = wiring->pipelines[0];
+  CHECK(events.decoder->name == "event_line");
+  REQUIRE(events.steps.size() == 2);
+  CHECK(events.steps[0].component->name == "explode");
+  CHECK(events.steps[0].partition == nullptr);
+  CHECK(events.steps[1].component->name == "track");
+  CHECK(events.steps[1].partition->name == "by_key");
+  CHECK(events.steps[1].state == 0);
+  REQUIRE(events.encoder);
+  CHECK(events.encoder->name == "tracked_line");
+  REQUIRE(wiring->states.size() == 1);
+  CHECK(wiring->states[0].factory->name == "last_seq");
+
+  const std::string dir = t.dir.path.string();
+  const std::string expected =
+      "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 batches\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 10 components)\n"
+      "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
+      "pipeline events:\n"
+      "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"
+      "  step 1: computation ev.explode: Event -> Event\n"
+      "  step 2: state_computation ev.track on state seqs, keyed by ev.by_key (integer key): Event -> Tracked\n"
+      "  sink file " + dir + "/out/out.txt (lines) <- encoder ev.tracked_line\n"
+      "  on error: dead_letter to " + dir + "/dead.txt\n"
+      "pipeline texts:\n"
+      "  source tcp listen 127.0.0.1:7000 (length-prefixed frames) after pipeline events -> decoder ev.event_line -> Event\n"
+      "  step 1: computation ev.to_text: Event -> std::string\n"
+      "  sink stdout (lines) <- encoder ev.text\n"
+      "  on error: skip\n";
+  CHECK(wiring->describe() == expected);
+}
