@@ -36,10 +36,46 @@ struct Order {
   char transact_time[21];
 };
 
+// Built twice from this file: version 1 (Wallaroo's logic, exactly) and, with
+// MARKET_SPREAD_VERSION=2, version 2 — the hot-reload example. Version 2's state adds a count
+// of NBBO updates, so its layout changes (schema_version 2), and version 2 tolerates spreads up
+// to 10 cents instead of 5. The state carries over a reload through save() and restore().
+#ifndef MARKET_SPREAD_VERSION
+#define MARKET_SPREAD_VERSION 1
+#endif
+
 struct SymbolData {
+  static constexpr std::uint32_t schema_version = MARKET_SPREAD_VERSION;
   bool should_reject_trades = true;  // until an NBBO says the spread is tight
   double last_bid = 0;
   double last_offer = 0;
+#if MARKET_SPREAD_VERSION >= 2
+  std::uint64_t nbbo_updates = 0;
+#endif
+
+  void save(shardline::Writer& out) const {
+    out.u8(should_reject_trades);
+    out.f64be(last_bid);
+    out.f64be(last_offer);
+#if MARKET_SPREAD_VERSION >= 2
+    out.u64be(nbbo_updates);
+#endif
+  }
+  /// Reads what any version up to this one saved.
+  static SymbolData restore(shardline::Reader& in, std::uint32_t version) {
+    SymbolData s;
+    s.should_reject_trades = in.u8() != 0;
+    s.last_bid = in.f64be();
+    s.last_offer = in.f64be();
+#if MARKET_SPREAD_VERSION >= 2
+    // Version 1 did not count updates: a symbol with a price has seen at least one.
+    s.nbbo_updates = version >= 2 ? in.u64be() : (s.last_bid != 0 ? 1 : 0);
+#endif
+    if (version > schema_version)
+      throw shardline::DecodeError("cannot restore SymbolData schema " + std::to_string(version));
+    in.expect_end();
+    return s;
+  }
 };
 
 struct OrderResult {
@@ -105,10 +141,19 @@ std::string_view symbol_key(const char (&symbol)[4]) {
 std::string_view nbbo_symbol(const Nbbo& m) { return symbol_key(m.symbol); }
 std::string_view order_symbol(const Order& m) { return symbol_key(m.symbol); }
 
+#if MARKET_SPREAD_VERSION >= 2
+constexpr double kMaxSpread = 0.10;
+#else
+constexpr double kMaxSpread = 0.05;
+#endif
+
 void update_nbbo(const Nbbo& m, SymbolData& s) {
   const double diff = m.offer - m.bid;
   const double mid = (m.bid + m.offer) / 2;
-  s.should_reject_trades = diff >= 0.05 || diff / mid >= 0.05;
+  s.should_reject_trades = diff >= kMaxSpread || diff / mid >= 0.05;
+#if MARKET_SPREAD_VERSION >= 2
+  ++s.nbbo_updates;
+#endif
   s.last_bid = m.bid;
   s.last_offer = m.offer;
 }
@@ -150,7 +195,7 @@ void encode_order_result(const OrderResult& r, shardline::Writer& w) {
 
 }  // namespace market_spread
 
-SHARDLINE_PLUGIN("market_spread", "1.0.0", p) {
+SHARDLINE_PLUGIN("market_spread", MARKET_SPREAD_VERSION == 1 ? "1.0.0" : "2.0.0", p) {
   using namespace market_spread;
   p.decoder("nbbo", decode_nbbo);
   p.decoder("order", decode_order);

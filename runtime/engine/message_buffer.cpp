@@ -56,6 +56,12 @@ void MessageBuffer::grow_one(MessageOutput& self) {
   b.reserve(b.capacity_ ? b.capacity_ * 2 : 256);
 }
 
+void MessageBuffer::rollback_to(MessageOutput& self, std::size_t keep) {
+  auto& b = static_cast<MessageBuffer&>(self);
+  for (std::size_t i = keep; i < b.count_; ++i) b.destroy_one(i);
+  b.count_ = keep;
+}
+
 void MessageBuffer::erase_sorted(const std::size_t* indices, std::size_t n) {
   if (n == 0) return;
   std::size_t write = indices[0];

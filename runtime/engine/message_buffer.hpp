@@ -18,7 +18,10 @@ namespace shardline::engine {
 
 class MessageBuffer : public MessageOutput {
  public:
-  MessageBuffer() { grow_ = &MessageBuffer::grow_one; }
+  MessageBuffer() {
+    grow_ = &MessageBuffer::grow_one;
+    rollback_ = &MessageBuffer::rollback_to;
+  }
   explicit MessageBuffer(const TypeDesc* type) : MessageBuffer() { set_type(type); }
   ~MessageBuffer();
   MessageBuffer(const MessageBuffer&) = delete;
@@ -55,6 +58,7 @@ class MessageBuffer : public MessageOutput {
 
  private:
   static void grow_one(MessageOutput& self);
+  static void rollback_to(MessageOutput& self, std::size_t keep);
   void release();
 
   const TypeDesc* type_ = nullptr;

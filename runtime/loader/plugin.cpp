@@ -30,11 +30,13 @@ void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
                       ": not a Shardline plugin: it has no shardline_abi record (define it with "
                       "SHARDLINE_PLUGIN and build it with shardline_add_plugin())");
   AbiRecord abi{};
-  if (section->size() != sizeof abi ||
-      std::memcmp(section->data(), kAbiRecord.magic, sizeof abi.magic) != 0)
+  if (section->size() != sizeof abi)
     throw PluginError(file.string() + ": the shardline_abi record is " +
                       std::to_string(section->size()) + " bytes, not a record of this SDK (" +
                       std::to_string(sizeof abi) + " bytes): rebuild the plugin against this SDK");
+  if (std::memcmp(section->data(), kAbiRecord.magic, sizeof abi.magic) != 0)
+    throw PluginError(file.string() + ": the shardline_abi record does not start with the "
+                      "Shardline magic number: rebuild the plugin against this SDK");
   std::memcpy(&abi, section->data(), sizeof abi);
   const AbiRecord& host = kAbiRecord;
   if (abi.sdk_abi != host.sdk_abi || abi.compiler_major != host.compiler_major ||
@@ -95,7 +97,9 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
       reason.replace(at, shadow.string().size(), file.string());
     throw PluginError(file.string() + ": failed to load: " + reason);
   }
-  std::filesystem::remove(shadow, ec);  // the mapping stays valid; nothing to clean up later
+  // The mapping stays valid without the file: nothing is left to clean up later.
+  std::filesystem::remove(shadow, ec);
+  std::filesystem::remove(shadow.parent_path(), ec);  // only if empty
 
   if (!plugin->library_->has(kEntryPoint))
     throw PluginError(file.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +

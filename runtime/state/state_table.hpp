@@ -3,7 +3,7 @@
 // Maps each key to its state object. Objects live in fixed-size chunks allocated as needed, so
 // a state never moves once created: a batch resolves all its states first and the state
 // computation then runs over the whole batch with stable pointers. The index is an abseil
-// flat_hash_map from key to object (about 20 bytes per key at its maximum load), keyed by the
+// flat_hash_map from key to object (17 bytes per slot; 36 bytes per key measured at 1M keys), keyed by the
 // 64-bit engine key. The table builds a state with the plugin's factory the first time its key
 // is seen, unless the topology rejects undeclared keys.
 #pragma once

@@ -111,6 +111,43 @@ class Run:
         return self.proc.returncode
 
 
+class LiveRun:
+    """A `shardline run` whose stderr is read as it is written, to wait for log lines."""
+
+    def __init__(self, topology, *args):
+        self.proc = subprocess.Popen([SHARDLINE, "run", *args, topology],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self._cv = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self._cv:
+                self.lines.append(line.rstrip("\n"))
+                self._cv.notify_all()
+
+    def wait_for(self, text, count=1, timeout=TIMEOUT):
+        """Waits until `count` log lines contain `text`; returns the last of them."""
+        deadline = time.time() + timeout
+        with self._cv:
+            while True:
+                found = [l for l in self.lines if text in l]
+                if len(found) >= count:
+                    return found[count - 1]
+                left = deadline - time.time()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no log line with {text!r}; log:\n" + "\n".join(self.lines))
+                self._cv.wait(min(left, 0.5))
+
+    def wait(self):
+        status = self.proc.wait(TIMEOUT)
+        self._reader.join(TIMEOUT)
+        self.stderr = "\n".join(self.lines)
+        return status
+
+
 def run(topology, *args, stdin_data=None):
     """Runs shardline to completion. Returns (exit status, stdout bytes, stderr text)."""
     r = Run(topology, *args, stdin=subprocess.PIPE if stdin_data is not None else None)

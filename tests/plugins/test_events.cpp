@@ -18,10 +18,55 @@ struct Event {
   std::uint64_t seq;
 };
 
+// Built once per TEST_EVENTS_VARIANT for the hot-reload tests (default 1):
+//   1 the base version;  2 same state layout, tags its output " v2";
+//   3 LastSeq gains a field (schema 3) and restores any earlier version, tags " v3";
+//   4 LastSeq changes layout with no restore(): a reload must be refused;
+//   5 LastSeq changes layout and restore() throws: the migration fails;
+//   6 same layout, but track throws on every event: the canary must refuse it;
+//   7 no "track" component at all.
+#ifndef TEST_EVENTS_VARIANT
+#define TEST_EVENTS_VARIANT 1
+#endif
+#define TEST_EVENTS_STR2(x) #x
+#define TEST_EVENTS_STR(x) TEST_EVENTS_STR2(x)
+
 struct LastSeq {
+#if TEST_EVENTS_VARIANT == 3 || TEST_EVENTS_VARIANT == 4 || TEST_EVENTS_VARIANT == 5
+  static constexpr std::uint32_t schema_version = TEST_EVENTS_VARIANT;
+  std::uint64_t restored_from = 0;  ///< the schema version this state was migrated from
+#endif
   std::uint64_t last = 0;
   std::uint64_t count = 0;
+
+#if TEST_EVENTS_VARIANT != 4
+  void save(shardline::Writer& out) const {
+    out.u64be(last);
+    out.u64be(count);
+  }
+  static LastSeq restore(shardline::Reader& in, std::uint32_t version) {
+#if TEST_EVENTS_VARIANT == 5
+    throw std::runtime_error("cannot migrate LastSeq from schema " + std::to_string(version));
+#endif
+    LastSeq s;
+    s.last = in.u64be();
+    s.count = in.u64be();
+#if TEST_EVENTS_VARIANT == 3
+    s.restored_from = version;
+#endif
+    (void)version;
+    return s;
+  }
+#endif
 };
+
+#if TEST_EVENTS_VARIANT == 2
+constexpr const char* kTag = " v2";
+#elif TEST_EVENTS_VARIANT == 3
+constexpr const char* kTag = " v3";
+#else
+constexpr const char* kTag = "";
+#endif
 
 struct Tracked {
   std::uint64_t key, seq, count;
@@ -50,19 +95,24 @@ Event parse_event(std::string_view line) {
 
 }  // namespace
 
-SHARDLINE_PLUGIN("test_events", "1.0.0", p) {
+SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) {
   p.decoder("event_line", [](std::string_view line) { return parse_event(line); });
   p.partition("by_key", [](const Event& e) { return e.key; });
   p.state<LastSeq>("last_seq");
+#if TEST_EVENTS_VARIANT != 7
   p.state_computation("track", [](const Event& e, LastSeq& s) {
+#if TEST_EVENTS_VARIANT == 6
+    throw std::runtime_error("version 6 rejects every event, e.g. seq " + std::to_string(e.seq));
+#endif
     ++s.count;
     const bool in_order = e.seq > s.last;
     s.last = e.seq;
     return Tracked{e.key, e.seq, s.count, in_order};
   });
+#endif
   p.encoder("tracked_line", [](const Tracked& t) {
     return std::to_string(t.key) + " " + std::to_string(t.seq) + " " + std::to_string(t.count) +
-           (t.in_order ? " ok" : " OUT-OF-ORDER");
+           (t.in_order ? " ok" : " OUT-OF-ORDER") + kTag;
   });
   p.computation("explode", [](const Event& e) {
     if (e.seq % 7 == 0) throw std::runtime_error("seq " + std::to_string(e.seq) + " is cursed");

@@ -82,6 +82,11 @@ class MessageOutput {
   }
   void commit() { ++count_; }
   std::size_t size() const { return count_; }
+  /// Destroys the messages committed after the first `keep` (a message that threw half-way
+  /// through emitting leaves nothing behind).
+  void rollback(std::size_t keep) {
+    if (count_ > keep) rollback_(*this, keep);
+  }
 
  protected:
   std::byte* data_ = nullptr;
@@ -89,6 +94,7 @@ class MessageOutput {
   std::size_t capacity_ = 0;
   std::size_t stride_ = 0;
   void (*grow_)(MessageOutput&) = nullptr;  ///< host code: makes room for one more message
+  void (*rollback_)(MessageOutput&, std::size_t keep) = nullptr;  ///< host code
 };
 
 /// How a sink separates messages on the wire.

@@ -138,15 +138,19 @@ void put(MessageOutput& out, R&& r) {
   }
 }
 
-/// Runs body(i) for each message, turning an exception into an error report for message i.
+/// Runs body(i) for each message, turning an exception into an error report for message i;
+/// whatever message i emitted into `out` before it threw is rolled back.
 template <class Body>
-void each_guarded(std::size_t n, ErrorSink& errors, Body&& body) {
+void each_guarded(std::size_t n, MessageOutput* out, ErrorSink& errors, Body&& body) {
   for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t mark = out ? out->size() : 0;
     try {
       body(i);
     } catch (const std::exception& e) {
+      if (out) out->rollback(mark);
       errors.report(i, e.what());
     } catch (...) {
+      if (out) out->rollback(mark);
       errors.report(i, "unknown exception");
     }
   }
@@ -172,7 +176,7 @@ class DecoderImpl final : public Decoder {
   using Out = unwrap_optional_t<result_t<F>>;
   void decode(const Frame* frames, std::size_t n, MessageOutput& out,
               ErrorSink& errors) override {
-    each_guarded(n, errors, [&](std::size_t i) {
+    each_guarded(n, &out, errors, [&](std::size_t i) {
       if constexpr (std::is_invocable_v<F&, Reader&>) {
         Reader reader(frames[i]);
         put<Out>(out, fn_(reader));
@@ -191,7 +195,7 @@ class ComputationImpl final : public Computation {
  public:
   explicit ComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, MessageOutput& out, ErrorSink& errors) override {
-    each_guarded(in.count, errors, [&](std::size_t i) {
+    each_guarded(in.count, &out, errors, [&](std::size_t i) {
       const In& msg = in.at<In>(i);
       call_and_put<Out>(fn_, out, msg);
     });
@@ -206,7 +210,7 @@ class PartitionImpl final : public Partition {
  public:
   explicit PartitionImpl(F fn) : fn_(std::move(fn)) {}
   void keys(MessageSpan in, std::uint64_t* keys_out, ErrorSink& errors) override {
-    each_guarded(in.count, errors, [&](std::size_t i) {
+    each_guarded(in.count, nullptr, errors, [&](std::size_t i) {
       const auto k = fn_(in.at<In>(i));
       if constexpr (std::is_integral_v<decltype(k)>) {
         keys_out[i] = static_cast<std::uint64_t>(k);
@@ -241,7 +245,7 @@ class StateComputationImpl final : public StateComputation {
  public:
   explicit StateComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, void* const* states, MessageOutput& out, ErrorSink& errors) override {
-    each_guarded(in.count, errors, [&](std::size_t i) {
+    each_guarded(in.count, &out, errors, [&](std::size_t i) {
       const In& msg = in.at<In>(i);
       S& state = *std::launder(static_cast<S*>(states[i]));
       call_and_put<Out>(fn_, out, msg, state);
@@ -257,7 +261,7 @@ class EncoderImpl final : public Encoder {
  public:
   explicit EncoderImpl(F fn) : fn_(std::move(fn)) {}
   void encode(MessageSpan in, EncodedOutput& out, ErrorSink& errors) override {
-    each_guarded(in.count, errors, [&](std::size_t i) {
+    each_guarded(in.count, nullptr, errors, [&](std::size_t i) {
       out.begin_message();
       try {
         if constexpr (std::is_invocable_v<F&, const In&, Writer&>) {

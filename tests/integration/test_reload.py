@@ -1,0 +1,152 @@
+"""Hot reload under continuous input: a pipeline keeps receiving events over TCP while the test
+publishes new builds of its plugin (copy to a temporary name, then rename, as a build would).
+Every event must come out exactly once, in order per key, with counters that continue across
+each swap, and events after a swap must show the new version's behaviour. Broken builds must be
+refused with a clear line while the old version keeps serving."""
+import os
+import shutil
+import socket
+import threading
+import time
+import unittest
+
+from harness import TEST_PLUGINS, LiveRun, TempDirTest, free_port, read, summary
+
+KEYS = 20
+
+
+class Feeder(threading.Thread):
+    """Sends "KEY SEQ" lines over one TCP connection, round-robin over KEYS keys, paced, until
+    told to stop; records how many events it sent."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.sent, self.stop = port, 0, threading.Event()
+
+    def run(self):
+        deadline = time.time() + 60
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port))
+                break
+            except ConnectionRefusedError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+        with s:
+            while not self.stop.is_set():
+                burst = "".join(f"{(self.sent + i) % KEYS} {(self.sent + i) // KEYS + 1}\n"
+                                for i in range(50))
+                s.sendall(burst.encode())
+                self.sent += 50
+                time.sleep(0.005)  # about 10k events/s
+            s.shutdown(socket.SHUT_WR)
+
+    def wait_sent(self, n):
+        while self.sent < n:
+            time.sleep(0.01)
+
+
+class HotReload(TempDirTest):
+    def start(self, extra_state=""):
+        shutil.copy(f"{TEST_PLUGINS}/test_events.so", self.path("ev.so"))
+        self.port = free_port()
+        topology = self.write("topology.toml", f"""
+shards = 2
+batch_size = 32
+[plugins]
+ev = "ev.so"
+[states.seqs]
+factory = "ev.last_seq"
+{extra_state}
+[[pipelines]]
+name = "events"
+source = {{ kind = "tcp", listen = "127.0.0.1:{self.port}", connections = 1, framing = "lines", decoder = "ev.event_line" }}
+steps = [ {{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }} ]
+sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+""")
+        self.run_ = LiveRun(topology, "--watch")
+        self.run_.wait_for("watching")
+        self.feeder = Feeder(self.port)
+        self.feeder.start()
+
+    def publish(self, plugin_file):
+        """Replaces ev.so the way a build does: write a new file, then rename it over."""
+        shutil.copy(plugin_file, self.path("ev.so.tmp"))
+        os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
+
+    def finish(self):
+        self.feeder.stop.set()
+        self.feeder.join(60)
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
+        lines = read(self.path("out.txt")).splitlines()
+        self.assertEqual(len(lines), self.feeder.sent, "every event comes out exactly once")
+        versions = {}
+        for line in lines:
+            key, seq, count, status, *tag = line.split()
+            self.assertEqual(status, "ok", f"out of order: {line}")
+            self.assertEqual(int(count), int(seq), f"the counter did not continue: {line}")
+            versions.setdefault(key, []).append(tag[0] if tag else "v1")
+        return lines, versions
+
+    def test_swaps_keep_state_and_lose_nothing(self):
+        self.start()
+        self.feeder.wait_sent(2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")       # same layout: kept as is
+        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")       # new layout: migrated
+        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v4.so")       # new layout, no restore()
+        refused = self.run_.wait_for("reload of plugin 'ev' refused")
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20, migrated 0", kept)
+        self.assertIn("old library unloaded", kept)
+        self.assertIn("test_events 2.0.0 -> 3.0.0; keys kept 0, migrated 20", migrated)
+        self.assertIn("old library unloaded", migrated)
+        self.assertIn("still running test_events 3.0.0", refused)
+        self.assertIn("state 'seqs': LastSeq (schema 3, 24 bytes) changed to LastSeq (schema 4, "
+                      "24 bytes), and the new version has no restore()", refused)
+        # Per key: v1 lines, then v2 lines, then v3 lines; never back.
+        order = {"v1": 0, "v2": 1, "v3": 2}
+        for key, vs in versions.items():
+            ranks = [order[v] for v in vs]
+            self.assertEqual(ranks, sorted(ranks), f"key {key} went back to an older version")
+        self.assertTrue(all(vs[-1] == "v3" for vs in versions.values()))
+        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1", "v2", "v3"})
+        self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS)
+
+    def test_broken_builds_are_refused_and_the_old_version_keeps_serving(self):
+        self.start()
+        self.feeder.wait_sent(1000)
+        half = read(f"{TEST_PLUGINS}/test_events_v2.so", "rb")
+        with open(self.path("half.so"), "wb") as f:
+            f.write(half[: len(half) // 2])
+        self.write("junk.so", "not a plugin\n")
+        cases = [
+            (self.path("half.so"), "truncated ELF file"),
+            (self.path("junk.so"), "not an ELF file"),
+            (f"{TEST_PLUGINS}/wrong_abi.so", "ABI mismatch"),
+            (f"{TEST_PLUGINS}/test_events_v7.so",
+             "the new version does not fit the topology: ") ,
+            (f"{TEST_PLUGINS}/test_events_v4.so", "and the new version has no restore()"),
+            (f"{TEST_PLUGINS}/test_events_v5.so", "cannot migrate LastSeq from schema 0"),
+            (f"{TEST_PLUGINS}/test_events_v6.so",
+             "canary: pipeline 'events' step 'ev.track': version 6 rejects every event"),
+        ]
+        for i, (plugin, message) in enumerate(cases, start=1):
+            self.publish(plugin)
+            line = self.run_.wait_for("reload of plugin 'ev' refused", i)
+            self.assertIn("still running test_events 1.0.0", line)
+            self.assertIn(message, line)
+            self.feeder.wait_sent(self.feeder.sent + 300)
+        lines, versions = self.finish()
+        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
+        self.assertIn("has no state_computation 'track'", self.run_.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
