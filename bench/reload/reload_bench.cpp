@@ -123,6 +123,8 @@ int main(int argc, char** argv) {
         const auto report = engine.request_reload("market").get();
         if (!report.ok || report.keys_kept + report.keys_migrated != keys) {
           std::fprintf(stderr, "reload failed: %s\n", report.message.c_str());
+          engine.request_stop();
+          runner.join();
           return 1;
         }
         row.pause.push_back(report.pause_ms);

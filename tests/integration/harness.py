@@ -51,18 +51,22 @@ def split_frames(data: bytes):
     return out
 
 
-def send_all(port, data: bytes, retry_for=60.0):
-    """Connects (retrying while nothing listens yet), sends everything, closes."""
+def connect(port, retry_for=60.0):
+    """A socket connected to 127.0.0.1:port; while the connection is refused (nothing listens
+    there yet), tries again for up to `retry_for` seconds."""
     deadline = time.time() + retry_for
     while True:
         try:
-            s = socket.create_connection(("127.0.0.1", port))
-            break
+            return socket.create_connection(("127.0.0.1", port))
         except ConnectionRefusedError:
             if time.time() > deadline:
                 raise
             time.sleep(0.05)
-    with s:
+
+
+def send_all(port, data: bytes, retry_for=60.0):
+    """Connects (retrying while nothing listens yet), sends everything, closes."""
+    with connect(port, retry_for) as s:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
 
@@ -168,6 +172,29 @@ def summary(stderr):
     for m in re.finditer(r"state (\S+): (\d+) keys", line):
         result["state:" + m.group(1)] = int(m.group(2))
     return result
+
+
+TRACK = '{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }'
+
+
+def events_topology(shards, steps=TRACK, batch_size=None, extra=""):
+    """The TOML of one pipeline, "events", through the test_events plugin: "KEY SEQ" lines read
+    from events.txt, through `steps` (state "seqs" is built by ev.last_seq), written to out.txt
+    as tracked lines. `extra` ends the pipeline's table (on_error, dead_letter)."""
+    batch = f"batch_size = {batch_size}\n" if batch_size is not None else ""
+    return f"""
+shards = {shards}
+{batch}[plugins]
+ev = "{TEST_PLUGINS}/test_events.so"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {steps} ]
+sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+{extra}
+"""
 
 
 def check(topology, *args):

@@ -7,30 +7,16 @@ import struct
 import unittest
 
 
-from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, Receiver, Run, TempDirTest, check,
-                     free_port, frame, run, send_all, split_frames, summary)
+from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, Receiver, Run, TempDirTest,
+                     check, events_topology, free_port, frame, run, send_all, split_frames, summary)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
 
 class PluginErrors(TempDirTest):
-    def topology(self, on_error="", lines=50, steps=None):
+    def topology(self, on_error="", lines=50, steps='{ computation = "ev.explode" }, ' + TRACK):
         self.write("events.txt", "".join(f"{k % 5} {k + 1}\n" for k in range(lines)) + "garbage\n")
-        steps = steps or ('{ computation = "ev.explode" }, '
-                          '{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
-        return self.write("topology.toml", f"""
-shards = 2
-[plugins]
-ev = "{EVENTS}"
-[states.seqs]
-factory = "ev.last_seq"
-[[pipelines]]
-name = "events"
-source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
-steps = [ {steps} ]
-sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
-{on_error}
-""")
+        return self.write("topology.toml", events_topology(2, steps, extra=on_error))
 
     def test_skip_counts_and_continues(self):
         status, _, err = run(self.topology())
@@ -65,7 +51,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.assertIn("stopping (on_error = \"stop\")", err)
 
     def test_state_factory_throwing(self):
-        topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
+        topo = self.topology(steps=TRACK)
         text = read(topo).replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
         self.write("topology.toml", text)
         self.write("events.txt", "".join(f"{k} 1\n" for k in range(20)))
@@ -75,7 +61,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.assertEqual(summary(err)["events"]["out"], 19)
 
     def test_undeclared_key_rejected(self):
-        topo = self.topology(steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }')
+        topo = self.topology(steps=TRACK)
         text = read(topo).replace('factory = "ev.last_seq"',
                                          'factory = "ev.last_seq"\nkeys = [1, 2]\nunknown_keys = "reject"')
         self.write("topology.toml", text)

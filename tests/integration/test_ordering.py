@@ -4,7 +4,7 @@ in order, and 1 and 4 shards must produce the same lines."""
 import random
 import unittest
 
-from harness import read, TEST_PLUGINS, TempDirTest, run, summary
+from harness import TRACK, TempDirTest, events_topology, read, run, summary
 
 
 class Ordering(TempDirTest):
@@ -20,23 +20,9 @@ class Ordering(TempDirTest):
                 del pending[k]
         return lines
 
-    def run_events(self, shards, lines, steps='{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }',
-                   extra=""):
+    def run_events(self, shards, lines, steps=TRACK, extra=""):
         self.write("events.txt", "\n".join(lines) + "\n")
-        topology = self.write("topology.toml", f"""
-shards = {shards}
-batch_size = 64
-[plugins]
-ev = "{TEST_PLUGINS}/test_events.so"
-[states.seqs]
-factory = "ev.last_seq"
-[[pipelines]]
-name = "events"
-source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
-steps = [ {steps} ]
-sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
-{extra}
-""")
+        topology = self.write("topology.toml", events_topology(shards, steps, batch_size=64, extra=extra))
         status, _, err = run(topology)
         return status, read(self.path("out.txt")).splitlines(), err
 

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import TEST_PLUGINS, LiveRun, TempDirTest, free_port, read, summary
+from harness import TEST_PLUGINS, LiveRun, TempDirTest, connect, free_port, read, summary
 
 KEYS = 20
 
@@ -24,16 +24,7 @@ class Feeder(threading.Thread):
         self.port, self.sent, self.stop = port, 0, threading.Event()
 
     def run(self):
-        deadline = time.time() + 60
-        while True:
-            try:
-                s = socket.create_connection(("127.0.0.1", self.port))
-                break
-            except ConnectionRefusedError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-        with s:
+        with connect(self.port) as s:
             while not self.stop.is_set():
                 burst = "".join(f"{(self.sent + i) % KEYS} {(self.sent + i) // KEYS + 1}\n"
                                 for i in range(50))

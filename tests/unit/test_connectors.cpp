@@ -1,7 +1,5 @@
 // Real sources and sinks on real files and loopback sockets. Nothing here waits on a fixed
 // delay: every wait is for an event (a log line, a connection, EOF) under a generous timeout.
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -28,6 +26,7 @@
 #include "connectors/sink.hpp"
 #include "connectors/source.hpp"
 #include "connectors/tcp_source.hpp"
+#include "test_support.hpp"
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -36,42 +35,16 @@ using shardline::Frame;
 using shardline::Framing;
 using namespace shardline::connectors;
 namespace topology = shardline::topology;
+using shardline_test::FrameRecorder;
+using shardline_test::length_prefixed;
 
 namespace {
 
 constexpr auto kGenerous = std::chrono::seconds(60);
 
-struct Collector : FrameHandler {
-  std::vector<std::string> frames;
-  std::vector<std::string> bad;
-  void on_frames(const Frame* f, std::size_t n) override {
-    for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
-  }
-  void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
-};
-
-std::string length_prefixed(const std::vector<std::string>& payloads) {
-  std::string out;
-  for (const auto& p : payloads) {
-    const auto n = static_cast<std::uint32_t>(p.size());
-    out += {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
-    out += p;
-  }
-  return out;
-}
-
 /// A file name in this process's own temporary folder, which is removed at exit.
 std::filesystem::path temp_path(const std::string& name) {
-  struct Folder {
-    std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                 ("shardline-connectors-" + std::to_string(::getpid()));
-    Folder() { std::filesystem::create_directories(path); }
-    ~Folder() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  };
-  static const Folder folder;
+  static const shardline_test::TempDir folder("shardline-connectors-");
   return folder.path / name;
 }
 
@@ -165,10 +138,22 @@ std::string read_exactly(tcp::socket& s, asio::io_context& io, std::size_t n) {
   return out;
 }
 
+/// A listener on a port of 127.0.0.1 the system picks.
+tcp::acceptor loopback_acceptor(asio::io_context& io) {
+  return tcp::acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+}
+
 std::uint16_t free_port() {
   asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
+  return loopback_acceptor(io).local_endpoint().port();
+}
+
+/// The spec of a tcp sink that connects to 127.0.0.1:`port`.
+topology::SinkSpec tcp_sink_to(std::uint16_t port) {
+  topology::SinkSpec spec;
+  spec.kind = topology::SinkKind::tcp;
+  spec.address = "127.0.0.1:" + std::to_string(port);
+  return spec;
 }
 
 /// Sends `data` in uneven pieces, then closes its sending side (EOF for the source).
@@ -235,7 +220,7 @@ TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
     spec.framing = Framing::length_prefixed;
     auto source = make_source(spec);
     CHECK(source->describe() == "file " + path.string());
-    Collector c;
+    FrameRecorder c;
     run_to_end(*source, c);
     CHECK(c.frames == payloads);
     CHECK(c.bad.empty());
@@ -248,7 +233,7 @@ TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
     spec.address = path.string();
     spec.framing = Framing::lines;
     auto source = make_source(spec);
-    Collector c;
+    FrameRecorder c;
     run_to_end(*source, c);
     CHECK(c.frames == std::vector<std::string>{"one", "two", "", "three"});
   }
@@ -257,7 +242,7 @@ TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
     spec.kind = topology::SourceKind::file;
     spec.address = temp_path("does-not-exist").string();
     auto source = make_source(spec);
-    Collector c;
+    FrameRecorder c;
     CHECK_THROWS_WITH(source->run(c), Catch::StartsWith("cannot open source file " +
                                                         spec.address + ": "));
   }
@@ -309,14 +294,14 @@ TEST_CASE("stdin source reads lines to EOF, and stops while stdin is silent", "[
     in.close_ours();  // EOF after the text
     auto source = make_source(spec);
     CHECK(source->describe() == "stdin");
-    Collector c;
+    FrameRecorder c;
     run_to_end(*source, c);
     CHECK(c.frames == std::vector<std::string>{"first", "second", "third"});
   }
   SECTION("stop() while nothing arrives") {
     PipedFd in(STDIN_FILENO);  // open, never written to
     auto source = make_source(spec);
-    Collector c;
+    FrameRecorder c;
     auto done = std::async(std::launch::async, [&] { source->run(c); });
     source->stop();
     get_within(done, "run() returns after stop()");
@@ -327,7 +312,7 @@ TEST_CASE("stdin source reads lines to EOF, and stops while stdin is silent", "[
 TEST_CASE("tcp source serves two connections, then returns", "[connectors]") {
   LogWatch log;
   TcpSource source("127.0.0.1:0", Framing::length_prefixed, 1 << 20, 2);
-  Collector c;
+  FrameRecorder c;
   auto done = std::async(std::launch::async, [&] { source.run(c); });
   const std::uint16_t port = source.wait_for_port();
   REQUIRE(port != 0);
@@ -350,7 +335,7 @@ TEST_CASE("tcp source serves two connections, then returns", "[connectors]") {
 TEST_CASE("tcp source closes only the connection that sent an oversized frame",
           "[connectors]") {
   TcpSource source("127.0.0.1:0", Framing::length_prefixed, 1000, 2);
-  Collector c;
+  FrameRecorder c;
   auto done = std::async(std::launch::async, [&] { source.run(c); });
   const std::uint16_t port = source.wait_for_port();
   REQUIRE(port != 0);
@@ -379,7 +364,7 @@ TEST_CASE("tcp source closes only the connection that sent an oversized frame",
 
 TEST_CASE("tcp source stops on request, even with an idle client connected", "[connectors]") {
   TcpSource source("127.0.0.1:0", Framing::lines, 1 << 20, 0);
-  Collector c;
+  FrameRecorder c;
   auto done = std::async(std::launch::async, [&] { source.run(c); });
   const std::uint16_t port = source.wait_for_port();
   REQUIRE(port != 0);
@@ -401,10 +386,10 @@ TEST_CASE("tcp source stops on request, even with an idle client connected", "[c
 
 TEST_CASE("tcp source reports an address it cannot listen on", "[connectors]") {
   asio::io_context io;
-  tcp::acceptor taken(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::acceptor taken = loopback_acceptor(io);
   const std::string address = "127.0.0.1:" + std::to_string(taken.local_endpoint().port());
   TcpSource source(address, Framing::lines, 1 << 20, 0);
-  Collector c;
+  FrameRecorder c;
   CHECK_THROWS_WITH(source.run(c), Catch::StartsWith("cannot listen on " + address + ": "));
   CHECK(source.wait_for_port() == 0);
   CHECK_THROWS_WITH(TcpSource("no-port", Framing::lines, 1, 0),
@@ -472,10 +457,8 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
 
 TEST_CASE("tcp sink writes every chunk, then the peer sees EOF", "[connectors]") {
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  topology::SinkSpec spec;
-  spec.kind = topology::SinkKind::tcp;
-  spec.address = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  tcp::acceptor acceptor = loopback_acceptor(io);
+  const topology::SinkSpec spec = tcp_sink_to(acceptor.local_endpoint().port());
   auto sink = make_sink(spec);
   sink->open();
 
@@ -500,9 +483,7 @@ TEST_CASE("tcp sink writes every chunk, then the peer sees EOF", "[connectors]")
 TEST_CASE("tcp sink connects late and resends a whole chunk after a reset", "[connectors]") {
   LogWatch log;
   const std::uint16_t port = free_port();
-  topology::SinkSpec spec;
-  spec.kind = topology::SinkKind::tcp;
-  spec.address = "127.0.0.1:" + std::to_string(port);
+  const topology::SinkSpec spec = tcp_sink_to(port);
   auto sink = make_sink(spec);
   sink->open();
 
@@ -545,9 +526,7 @@ TEST_CASE("tcp sink connects late and resends a whole chunk after a reset", "[co
 TEST_CASE("tcp sink abandon() ends a blocked write", "[connectors]") {
   SECTION("while reconnecting") {
     LogWatch log;
-    topology::SinkSpec spec;
-    spec.kind = topology::SinkKind::tcp;
-    spec.address = "127.0.0.1:" + std::to_string(free_port());
+    const topology::SinkSpec spec = tcp_sink_to(free_port());
     auto sink = make_sink(spec);
     sink->open();
     const std::byte b[4]{};
@@ -558,10 +537,8 @@ TEST_CASE("tcp sink abandon() ends a blocked write", "[connectors]") {
   }
   SECTION("while the peer does not read") {
     asio::io_context io;
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    topology::SinkSpec spec;
-    spec.kind = topology::SinkKind::tcp;
-    spec.address = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+    tcp::acceptor acceptor = loopback_acceptor(io);
+    const topology::SinkSpec spec = tcp_sink_to(acceptor.local_endpoint().port());
     auto sink = make_sink(spec);
     sink->open();
     const std::string huge(64 << 20, 'h');

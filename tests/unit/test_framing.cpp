@@ -8,44 +8,19 @@
 #include <catch2/catch.hpp>
 
 #include "connectors/frame_splitter.hpp"
+#include "test_support.hpp"
 
-using shardline::Frame;
 using shardline::Framing;
-using shardline::connectors::FrameHandler;
 using shardline::connectors::FrameSplitter;
+using shardline_test::FrameRecorder;
+using shardline_test::length_prefixed;
 
 namespace {
-
-struct Recorder : FrameHandler {
-  std::vector<std::string> frames;
-  std::vector<std::string> bad;
-  std::size_t calls = 0;
-  std::size_t largest_call = 0;
-  void on_frames(const Frame* f, std::size_t n) override {
-    ++calls;
-    largest_call = std::max(largest_call, n);
-    for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
-  }
-  void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
-};
-
-std::string length_prefixed(const std::vector<std::string>& payloads) {
-  std::string out;
-  for (const auto& p : payloads) {
-    const auto n = static_cast<std::uint32_t>(p.size());
-    out += char(n >> 24);
-    out += char(n >> 16);
-    out += char(n >> 8);
-    out += char(n);
-    out += p;
-  }
-  return out;
-}
 
 /// Feeds `input` in pieces of the sizes `next_piece()` returns, calling deliver() after each.
 /// Returns false as soon as deliver() does, without finishing.
 template <class NextPiece>
-bool feed(FrameSplitter& s, Recorder& r, const std::string& input, NextPiece next_piece,
+bool feed(FrameSplitter& s, FrameRecorder& r, const std::string& input, NextPiece next_piece,
           bool finish = true) {
   std::size_t at = 0;
   while (at < input.size()) {
@@ -61,15 +36,15 @@ bool feed(FrameSplitter& s, Recorder& r, const std::string& input, NextPiece nex
   return true;
 }
 
-bool feed_whole(FrameSplitter& s, Recorder& r, const std::string& input) {
+bool feed_whole(FrameSplitter& s, FrameRecorder& r, const std::string& input) {
   return feed(s, r, input, [&] { return std::max<std::size_t>(input.size(), 1); });
 }
 
-bool feed_bytewise(FrameSplitter& s, Recorder& r, const std::string& input) {
+bool feed_bytewise(FrameSplitter& s, FrameRecorder& r, const std::string& input) {
   return feed(s, r, input, [] { return std::size_t(1); });
 }
 
-bool feed_random(FrameSplitter& s, Recorder& r, const std::string& input, unsigned seed,
+bool feed_random(FrameSplitter& s, FrameRecorder& r, const std::string& input, unsigned seed,
                  std::size_t max_piece = 300) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<std::size_t> size(1, max_piece);
@@ -89,28 +64,18 @@ TEST_CASE("length-prefixed frames survive any read boundaries", "[framing]") {
   const auto payloads = sample_payloads();
   const std::string input = length_prefixed(payloads);
 
-  SECTION("in one piece") {
+  auto check = [&](auto&& feeder) {
     FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
-    Recorder r;
-    REQUIRE(feed_whole(s, r, input));
+    FrameRecorder r;
+    REQUIRE(feeder(s, r));
     CHECK(r.frames == payloads);
     CHECK(r.bad.empty());
-  }
-  SECTION("byte by byte") {
-    FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
-    Recorder r;
-    REQUIRE(feed_bytewise(s, r, input));
-    CHECK(r.frames == payloads);
-    CHECK(r.bad.empty());
-  }
+  };
+  SECTION("in one piece") { check([&](auto& s, auto& r) { return feed_whole(s, r, input); }); }
+  SECTION("byte by byte") { check([&](auto& s, auto& r) { return feed_bytewise(s, r, input); }); }
   SECTION("in random pieces") {
-    for (unsigned seed : {1u, 2u, 3u, 42u}) {
-      FrameSplitter s(Framing::length_prefixed, 1 << 20, "test");
-      Recorder r;
-      REQUIRE(feed_random(s, r, input, seed));
-      CHECK(r.frames == payloads);
-      CHECK(r.bad.empty());
-    }
+    for (unsigned seed : {1u, 2u, 3u, 42u})
+      check([&](auto& s, auto& r) { return feed_random(s, r, input, seed); });
   }
 }
 
@@ -118,7 +83,7 @@ TEST_CASE("frames reach the handler in bounded chunks", "[framing]") {
   std::vector<std::string> payloads;
   for (int i = 0; i < 5000; ++i) payloads.push_back(std::to_string(i));
   FrameSplitter s(Framing::length_prefixed, 64, "test");
-  Recorder r;
+  FrameRecorder r;
   REQUIRE(feed_whole(s, r, length_prefixed(payloads)));
   CHECK(r.frames == payloads);
   CHECK(r.largest_call == FrameSplitter::kFramesPerCall);
@@ -128,7 +93,7 @@ TEST_CASE("frames reach the handler in bounded chunks", "[framing]") {
 
 TEST_CASE("a frame of exactly max_frame bytes is accepted", "[framing]") {
   FrameSplitter s(Framing::length_prefixed, 10, "test");
-  Recorder r;
+  FrameRecorder r;
   REQUIRE(feed_random(s, r, length_prefixed({std::string(10, 'z')}), 7, 3));
   CHECK(r.frames == std::vector<std::string>{std::string(10, 'z')});
   CHECK(r.bad.empty());
@@ -147,7 +112,7 @@ TEST_CASE("an oversized length prefix is reported and closes the stream", "[fram
   auto check = [&](auto&& feeder) {
     FrameSplitter s(Framing::length_prefixed, 100,
                     "tcp 127.0.0.1:7000 connection from 127.0.0.1:5000");
-    Recorder r;
+    FrameRecorder r;
     CHECK_FALSE(feeder(s, r));
     CHECK(r.frames == good);  // everything before the bad frame, and nothing after it
     REQUIRE(r.bad.size() == 1);
@@ -165,7 +130,7 @@ TEST_CASE("an oversized length prefix is reported and closes the stream", "[fram
 }
 
 TEST_CASE("a truncated final frame is reported at end of input", "[framing]") {
-  Recorder r;
+  FrameRecorder r;
   SECTION("payload cut short") {
     FrameSplitter s(Framing::length_prefixed, 100, "test");
     const std::string full = length_prefixed({"one", "0123456789"});
@@ -193,34 +158,34 @@ TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[
   const std::vector<std::string> expected = {"alpha", "beta", "", "", "gamma\rdelta", "last"};
   SECTION("whole") {
     FrameSplitter s(Framing::lines, 100, "test");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feed_whole(s, r, input));
     CHECK(r.frames == expected);
     CHECK(r.bad.empty());
   }
   SECTION("byte by byte, so '\\r' and '\\n' arrive apart") {
     FrameSplitter s(Framing::lines, 100, "test");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feed_bytewise(s, r, input));
     CHECK(r.frames == expected);
   }
   SECTION("random pieces") {
     for (unsigned seed : {11u, 12u, 13u}) {
       FrameSplitter s(Framing::lines, 100, "test");
-      Recorder r;
+      FrameRecorder r;
       REQUIRE(feed_random(s, r, input, seed, 5));
       CHECK(r.frames == expected);
     }
   }
   SECTION("last line without a newline") {
     FrameSplitter s(Framing::lines, 100, "test");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feed_whole(s, r, "one\ntwo"));
     CHECK(r.frames == std::vector<std::string>{"one", "two"});
   }
   SECTION("a line of exactly max_frame bytes, with CRLF") {
     FrameSplitter s(Framing::lines, 5, "test");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feed_bytewise(s, r, "12345\r\n67890\r"));
     CHECK(r.frames == std::vector<std::string>{"12345", "67890"});
     CHECK(r.bad.empty());
@@ -234,7 +199,7 @@ TEST_CASE("lines: a too-long line is reported, skipped, and framing resumes", "[
       "newline";
   auto check = [&](auto&& feeder) {
     FrameSplitter s(Framing::lines, 8, "file words.txt");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feeder(s, r));
     CHECK(r.frames == std::vector<std::string>{"short", "ok", "end"});
     CHECK(r.bad == std::vector<std::string>{expected_bad});
@@ -246,7 +211,7 @@ TEST_CASE("lines: a too-long line is reported, skipped, and framing resumes", "[
   }
   SECTION("too long and unterminated at end of input") {
     FrameSplitter s(Framing::lines, 8, "test");
-    Recorder r;
+    FrameRecorder r;
     REQUIRE(feed_bytewise(s, r, "a\n" + std::string(20, 'L')));
     CHECK(r.frames == std::vector<std::string>{"a"});
     CHECK(r.bad.size() == 1);
@@ -255,7 +220,7 @@ TEST_CASE("lines: a too-long line is reported, skipped, and framing resumes", "[
 
 TEST_CASE("lines: an endless line does not grow the buffer", "[framing]") {
   FrameSplitter s(Framing::lines, 10, "test");
-  Recorder r;
+  FrameRecorder r;
   for (int i = 0; i < 10000; ++i) {
     const auto space = s.write_space(16);
     REQUIRE(space.size() <= 256);  // the bytes of the long line are dropped, not kept

@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
@@ -20,36 +19,22 @@
 
 #include "engine/message_buffer.hpp"
 #include "loader/plugin.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using shardline::ComponentKind;
 using shardline::loader::Plugin;
 using shardline::loader::PluginError;
+using shardline_test::ErrorLog;
+using shardline_test::push;
+using shardline_test::Reports;
+using shardline_test::test_plugin;
 
 namespace {
 
-fs::path test_plugin(const std::string& name) {
-  return fs::path(SHARDLINE_TEST_PLUGIN_DIR) / (name + ".so");
-}
-
-/// A fresh folder under the system temp folder, removed with everything in it.
-struct TempDir {
-  TempDir() {
-    static std::atomic<unsigned> counter{0};
-    path = fs::temp_directory_path() /
-           ("shardline-loader-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path file(const std::string& name, const std::string& content) const {
-    std::ofstream(path / name, std::ios::binary) << content;
-    return path / name;
-  }
-  fs::path path;
+/// A fresh folder for this file's tests.
+struct TempDir : shardline_test::TempDir {
+  TempDir() : shardline_test::TempDir("shardline-loader-test-") {}
 };
 
 /// What Plugin::load(file) throws, or "<loaded>" if it does not throw.
@@ -124,22 +109,6 @@ struct Tracked {
   bool in_order;
 };
 
-/// Collects what components report through ErrorSink.
-struct ErrorLog {
-  std::vector<std::pair<std::size_t, std::string>> entries;
-  shardline::ErrorSink sink{[](void* ctx, std::size_t i, std::string_view what) {
-                              static_cast<ErrorLog*>(ctx)->entries.emplace_back(i, std::string(what));
-                            },
-                            this};
-};
-using Reports = std::vector<std::pair<std::size_t, std::string>>;
-
-template <class T>
-void push(shardline::engine::MessageBuffer& b, T value) {
-  ::new (b.next_slot()) T(std::move(value));
-  b.commit();
-}
-
 }  // namespace
 
 TEST_CASE("test_events.so loads and its manifest lists every component with its types", "[loader]") {
@@ -203,24 +172,19 @@ TEST_CASE("a loaded plugin's decoder runs in the host", "[loader]") {
   std::vector<shardline::Frame> frames;
   for (const auto& l : lines)
     frames.push_back({reinterpret_cast<const std::byte*>(l.data()), static_cast<std::uint32_t>(l.size())});
-  std::vector<std::pair<std::size_t, std::string>> errors;
-  shardline::ErrorSink sink(
-      [](void* ctx, std::size_t i, std::string_view what) {
-        static_cast<decltype(errors)*>(ctx)->emplace_back(i, std::string(what));
-      },
-      &errors);
+  ErrorLog errors;
   {
     shardline::engine::MessageBuffer out(info->output);
-    static_cast<shardline::Decoder*>(info->impl.get())->decode(frames.data(), frames.size(), out, sink);
+    static_cast<shardline::Decoder*>(info->impl.get())->decode(frames.data(), frames.size(), out, errors.sink);
     REQUIRE(out.count() == 2);
     CHECK(out.span().at<Event>(0).key == 5);
     CHECK(out.span().at<Event>(0).seq == 7);
     CHECK(out.span().at<Event>(1).key == UINT64_MAX);
     CHECK(out.span().at<Event>(1).seq == 0);
   }
-  REQUIRE(errors.size() == 1);
-  CHECK(errors[0].first == 1);
-  CHECK(errors[0].second == "expected \"KEY SEQ\" (two unsigned integers), got \"nonsense\"");
+  REQUIRE(errors.entries.size() == 1);
+  CHECK(errors.entries[0].first == 1);
+  CHECK(errors.entries[0].second == "expected \"KEY SEQ\" (two unsigned integers), got \"nonsense\"");
 }
 
 TEST_CASE("test_events' components behave as the integration tests expect", "[loader]") {

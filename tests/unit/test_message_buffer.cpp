@@ -8,6 +8,7 @@
 #include <shardline/shardline.hpp>
 
 #include "engine/message_buffer.hpp"
+#include "test_support.hpp"
 
 using shardline::type_desc_v;
 using shardline::engine::MessageBuffer;
@@ -27,17 +28,10 @@ struct alignas(128) Wide {
 }  // namespace mb_test
 
 using mb_test::Counted;
+using shardline_test::get;
+using shardline_test::push;
 
 namespace {
-template <class T>
-void push(MessageBuffer& b, T value) {
-  ::new (b.next_slot()) T(std::move(value));
-  b.commit();
-}
-template <class T>
-T& get(const MessageBuffer& b, std::size_t i) {
-  return b.span().at<T>(i);
-}
 std::string text(int i) { return "message number " + std::to_string(i) + " (long enough for the heap)"; }
 }  // namespace
 

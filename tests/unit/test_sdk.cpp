@@ -15,6 +15,7 @@
 #include <shardline/plugin.hpp>
 
 #include "engine/message_buffer.hpp"
+#include "test_support.hpp"
 
 using shardline::ComponentKind;
 using shardline::engine::MessageBuffer;
@@ -36,29 +37,12 @@ struct Total {
 
 using sdk_test::Quote;
 using sdk_test::Total;
+using shardline_test::ErrorLog;
+using shardline_test::get;
+using shardline_test::push;
+using shardline_test::Reports;
 
 namespace {
-
-/// Collects what components report through ErrorSink.
-struct ErrorLog {
-  std::vector<std::pair<std::size_t, std::string>> entries;
-  shardline::ErrorSink sink{[](void* ctx, std::size_t i, std::string_view what) {
-                              static_cast<ErrorLog*>(ctx)->entries.emplace_back(i, std::string(what));
-                            },
-                            this};
-};
-using Reports = std::vector<std::pair<std::size_t, std::string>>;
-
-template <class T>
-void push(MessageBuffer& b, T value) {
-  ::new (b.next_slot()) T(std::move(value));
-  b.commit();
-}
-
-template <class T>
-T& get(const MessageBuffer& b, std::size_t i) {
-  return b.span().at<T>(i);
-}
 
 std::vector<std::byte> bytes(std::initializer_list<int> values) {
   std::vector<std::byte> out;

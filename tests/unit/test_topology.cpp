@@ -1,16 +1,13 @@
 // parse_topology and wire_topology: each error by its exact "FILE:LINE:COL: message", several
 // errors at once, and the description of a valid wiring.
-#include <unistd.h>
-
-#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <shardline/key.hpp>
 
+#include "test_support.hpp"
 #include "topology/topology.hpp"
 #include "topology/wiring.hpp"
 
@@ -18,27 +15,13 @@ namespace fs = std::filesystem;
 using shardline::topology::parse_topology;
 using shardline::topology::TopologyError;
 using shardline::topology::wire_topology;
+using shardline_test::test_plugin;
 
 namespace {
 
-fs::path test_plugin(const std::string& name) {
-  return fs::path(SHARDLINE_TEST_PLUGIN_DIR) / (name + ".so");
-}
-
-/// A fresh folder under the system temp folder, removed with everything in it.
-struct TempDir {
-  TempDir() {
-    static std::atomic<unsigned> counter{0};
-    path = fs::temp_directory_path() / ("shardline-topology-test-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
+/// A fresh folder for this file's tests.
+struct TempDir : shardline_test::TempDir {
+  TempDir() : shardline_test::TempDir("shardline-topology-test-") {}
 };
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
@@ -50,11 +33,11 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 /// A topology file in its own folder. In the text, @EV@, @EXTRA@ and @NO_ABI@ stand for the
 /// absolute paths of the test plugins.
 struct TopologyFile {
-  explicit TopologyFile(std::string text) : file(dir.path / "topology.toml") {
+  explicit TopologyFile(std::string text) {
     text = replace_all(text, "@EV@", test_plugin("test_events").string());
     text = replace_all(text, "@EXTRA@", test_plugin("test_extra").string());
     text = replace_all(text, "@NO_ABI@", test_plugin("no_abi").string());
-    std::ofstream(file) << text;
+    file = dir.file("topology.toml", text);
   }
   /// "FILE:LINE:COL: what"
   std::string at(int line, int column, const std::string& what) const {

@@ -1,0 +1,114 @@
+// Helpers that several unit test files share: where the test plugins are, a temporary folder,
+// a log of what components report through ErrorSink, typed access to a MessageBuffer, and the
+// frames side of the connectors (a FrameHandler that records, length-prefixed framing).
+// Everything is inline, in namespace shardline_test; a test file says which names it uses.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <shardline/boundary.hpp>
+
+#include "connectors/source.hpp"
+#include "engine/message_buffer.hpp"
+
+namespace shardline_test {
+
+/// A test plugin built by tests/plugins, by name ("test_events" -> .../test_events.so).
+inline std::filesystem::path test_plugin(const std::string& name) {
+  return std::filesystem::path(SHARDLINE_TEST_PLUGIN_DIR) / (name + ".so");
+}
+
+/// A fresh folder under the system temp folder, named `prefix`, the process id and a counter;
+/// removed with everything in it.
+struct TempDir {
+  explicit TempDir(const std::string& prefix) {
+    static std::atomic<unsigned> counter{0};
+    path = std::filesystem::temp_directory_path() /
+           (prefix + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  /// Writes `content` (as bytes) to the file `name` in the folder; returns its path.
+  std::filesystem::path file(const std::string& name, const std::string& content) const {
+    std::ofstream(path / name, std::ios::binary) << content;
+    return path / name;
+  }
+  std::filesystem::path path;
+};
+
+/// What an ErrorSink was told: (index of the message, what went wrong), in order.
+using Reports = std::vector<std::pair<std::size_t, std::string>>;
+
+/// Collects what components report through ErrorSink.
+struct ErrorLog {
+  ErrorLog() = default;
+  ErrorLog(const ErrorLog&) = delete;  // the sink points at this object
+  ErrorLog& operator=(const ErrorLog&) = delete;
+
+  Reports entries;
+  shardline::ErrorSink sink{[](void* ctx, std::size_t i, std::string_view what) {
+                              static_cast<ErrorLog*>(ctx)->entries.emplace_back(i, std::string(what));
+                            },
+                            this};
+};
+
+/// Appends a T to a buffer whose type is T.
+template <class T>
+void push(shardline::engine::MessageBuffer& b, T value) {
+  ::new (b.next_slot()) T(std::move(value));
+  b.commit();
+}
+
+/// The i-th message of a buffer whose type is T.
+template <class T>
+T& get(const shardline::engine::MessageBuffer& b, std::size_t i) {
+  return b.span().at<T>(i);
+}
+
+/// Records the frames and the bad-input reports a source or a FrameSplitter delivers, and how
+/// it delivered them (number of calls, most frames in one call).
+struct FrameRecorder : shardline::connectors::FrameHandler {
+  std::vector<std::string> frames;
+  std::vector<std::string> bad;
+  std::size_t calls = 0;
+  std::size_t largest_call = 0;
+  void on_frames(const shardline::Frame* f, std::size_t n) override {
+    ++calls;
+    largest_call = std::max(largest_call, n);
+    for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
+  }
+  void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
+};
+
+/// The payloads as a stream of frames with a 4-byte big-endian length prefix.
+inline std::string length_prefixed(const std::vector<std::string>& payloads) {
+  std::string out;
+  for (const auto& p : payloads) {
+    const auto n = static_cast<std::uint32_t>(p.size());
+    out += {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+    out += p;
+  }
+  return out;
+}
+
+}  // namespace shardline_test
