@@ -16,7 +16,6 @@
 
 #include <fstream>
 #include <new>
-#include <sstream>
 
 #include "engine/engine.hpp"
 #include "engine/ingress.hpp"
@@ -337,13 +336,12 @@ ReloadReport Engine::reload(const std::string& alias) {
   report.old_unloaded = users == 1 && !mapped(shadow);
   report.ok = true;
   report.total_ms = ms_since(started);
-  std::ostringstream msg;
-  msg << "reloaded " << who << ": " << old_name << " " << report.old_version << " -> "
-      << report.new_version << "; keys kept " << report.keys_kept << ", migrated "
-      << report.keys_migrated << ", reset " << report.keys_reset << "; paused "
-      << report.pause_ms << " ms, total " << report.total_ms << " ms; old library "
-      << (report.old_unloaded ? "unloaded" : "STILL MAPPED");
-  report.message = msg.str();
+  report.message = fmt::format(
+      "reloaded {}: {} {} -> {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total "
+      "{:.2f} ms; old library {}",
+      who, old_name, report.old_version, report.new_version, report.keys_kept,
+      report.keys_migrated, report.keys_reset, report.pause_ms, report.total_ms,
+      report.old_unloaded ? "unloaded" : "STILL MAPPED");
   if (report.old_unloaded) spdlog::info("{}", report.message);
   else spdlog::warn("{} (something still holds the old version)", report.message);
   return report;
