@@ -21,12 +21,21 @@ class BoundedQueue {
  public:
   explicit BoundedQueue(std::size_t capacity) : capacity_(capacity) { items_.reserve(capacity); }
 
-  /// Appends an item. With `may_block`, waits while the queue is full. [producer threads]
-  void push(T item, bool may_block = true) {
+  /// Appends an item. With `may_block`, waits while the queue is full. With `wake` false the
+  /// sleeping consumer is woken only once a few items are waiting: the producer promises to
+  /// call wake() when it runs out of input (a wake-up per batch costs more than the batch).
+  /// [producer threads]
+  void push(T item, bool may_block = true, bool wake = true) {
     std::unique_lock lock(mutex_);
     if (may_block) not_full_.wait(lock, [&] { return items_.size() < capacity_ || closed_; });
     items_.push_back(std::move(item));
-    if (consumer_waiting_) not_empty_.notify_one();
+    if (consumer_waiting_ && (wake || items_.size() >= kWakeAt)) not_empty_.notify_one();
+  }
+
+  /// Wakes the consumer if it sleeps while items wait. [producer threads]
+  void wake() {
+    std::lock_guard lock(mutex_);
+    if (consumer_waiting_ && !items_.empty()) not_empty_.notify_one();
   }
 
   /// Moves every queued item into `out` (which must be empty), waiting for at least one.
@@ -61,6 +70,7 @@ class BoundedQueue {
   std::condition_variable not_full_;
   std::vector<T> items_;
   std::size_t capacity_;
+  static constexpr std::size_t kWakeAt = 4;  ///< below capacity, so a blocked push always wakes
   bool consumer_waiting_ = false;
   bool closed_ = false;
 };

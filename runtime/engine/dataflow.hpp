@@ -67,10 +67,12 @@ class Dataflow {
   }
 
   /// Queues a batch for a shard. Sources block while the inbox is full; shards never do.
-  void send(std::uint32_t shard, Batch* b, bool may_block) {
+  /// `wake` as in BoundedQueue::push: without it the sender must call inboxes[shard]->wake()
+  /// when it runs out of input.
+  void send(std::uint32_t shard, Batch* b, bool may_block, bool wake) {
     pipelines[b->pipeline].in_flight.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_add(1, std::memory_order_relaxed);
-    inboxes[shard]->push(b, may_block);
+    inboxes[shard]->push(b, may_block, wake);
   }
   /// A shard finished a batch of `pipeline`, and has already sent on everything it produced.
   void batch_done(std::uint32_t pipeline) {

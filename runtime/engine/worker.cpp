@@ -22,7 +22,8 @@ Worker::Worker(Dataflow& flow, bool on_source_thread)
     : flow_(flow),
       may_block_(on_source_thread),
       open_(std::size_t{flow.routes} * flow.router.shards(), nullptr),
-      chunks_(flow.sinks.size(), nullptr) {}
+      chunks_(flow.sinks.size(), nullptr),
+      unwoken_(flow.router.shards(), 0) {}
 
 Worker::~Worker() {
   for (Batch* b : open_)
@@ -97,7 +98,8 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
     b->messages.take(msgs, i);
     b->keys.push_back(key);
     if (b->keys.size() == flow_.batch_size) {
-      flow_.send(shard, b, may_block_);
+      flow_.send(shard, b, may_block_, false);
+      unwoken_[shard] = 1;
       b = nullptr;
     }
   }
@@ -138,9 +140,14 @@ void Worker::flush() {
   const std::uint32_t shards = flow_.router.shards();
   for (std::size_t i = 0; i < open_.size(); ++i) {
     if (open_[i]) {
-      flow_.send(static_cast<std::uint32_t>(i % shards), open_[i], may_block_);
+      flow_.send(static_cast<std::uint32_t>(i % shards), open_[i], may_block_, false);
+      unwoken_[i % shards] = 1;
       open_[i] = nullptr;
     }
+  }
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    if (unwoken_[s]) flow_.inboxes[s]->wake();
+    unwoken_[s] = 0;
   }
   for (std::size_t s = 0; s < chunks_.size(); ++s)
     if (chunks_[s] && !chunks_[s]->bytes.empty()) send_chunk(s);

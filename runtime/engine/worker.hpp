@@ -66,6 +66,7 @@ class Worker {
   std::vector<std::uint64_t> keys_;
   std::vector<Batch*> open_;          ///< [route * shards + shard]
   std::vector<EncodedChunk*> chunks_; ///< [sink]
+  std::vector<char> unwoken_;         ///< [shard]: sent to without waking it since the last flush
 };
 
 }  // namespace shardline::engine
