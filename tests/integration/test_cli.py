@@ -4,7 +4,7 @@ import os
 import subprocess
 import unittest
 
-from harness import PLUGINS, SHARDLINE, TempDirTest, check
+from harness import PLUGINS, SHARDLINE, TEST_PLUGINS, TempDirTest, check
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -55,6 +55,24 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertIn("state symbols: market_spread::SymbolData built by market.symbol_data, 2 declared keys", out)
         self.assertIn("step 1: state_computation market.check_order on state symbols, keyed by "
                       "market.order_symbol (string key): market_spread::Order -> market_spread::OrderResult", out)
+
+    def test_check_against_previews_a_reload(self):
+        p = shardline("check", "--against", f"{PLUGINS}/market_spread.so",
+                      f"{PLUGINS}/market_spread_v2.so")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("reload market_spread 1.0.0", p.stdout)
+        self.assertIn("-> market_spread 2.0.0", p.stdout)
+        self.assertIn("state 'symbol_data': migrate: market_spread::SymbolData (schema 1) -> "
+                      "market_spread::SymbolData (schema 2): every value saved and restored", p.stdout)
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v7.so")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("state_computation 'track': removed", p.stdout)
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v4.so")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("state 'last_seq': blocked: LastSeq (schema 0, 16 bytes) changed to LastSeq "
+                      "(schema 4, 24 bytes), and the new version has no restore()", p.stdout)
 
     def test_topology_errors_name_file_line_column(self):
         topo = self.write("t.toml", f"""shard = 2

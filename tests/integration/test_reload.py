@@ -5,6 +5,7 @@ each swap, and events after a swap must show the new version's behaviour. Broken
 refused with a clear line while the old version keeps serving."""
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -39,7 +40,7 @@ class Feeder(threading.Thread):
 
 
 class HotReload(TempDirTest):
-    def start(self, extra_state=""):
+    def start(self, extra_state="", watch=True):
         shutil.copy(f"{TEST_PLUGINS}/test_events.so", self.path("ev.so"))
         self.port = free_port()
         topology = self.write("topology.toml", f"""
@@ -56,8 +57,8 @@ source = {{ kind = "tcp", listen = "127.0.0.1:{self.port}", connections = 1, fra
 steps = [ {{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }} ]
 sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
 """)
-        self.run_ = LiveRun(topology, "--watch")
-        self.run_.wait_for("watching")
+        self.run_ = LiveRun(topology, *(["--watch"] if watch else []))
+        self.run_.wait_for("watching" if watch else "listening on")
         self.feeder = Feeder(self.port)
         self.feeder.start()
 
@@ -66,12 +67,14 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         shutil.copy(plugin_file, self.path("ev.so.tmp"))
         os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
 
-    def finish(self):
+    def finish(self, counters_continue=True):
         self.feeder.stop.set()
         self.feeder.join(60)
         self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
         lines = read(self.path("out.txt")).splitlines()
         self.assertEqual(len(lines), self.feeder.sent, "every event comes out exactly once")
+        if not counters_continue:
+            return lines, None
         versions = {}
         for line in lines:
             key, seq, count, status, *tag = line.split()
@@ -137,6 +140,36 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
         self.assertIn("has no state_computation 'track'", self.run_.stderr)
+
+
+    def test_sighup_reloads_without_a_watcher(self):
+        self.start(watch=False)
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        self.run_.proc.send_signal(signal.SIGHUP)
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
+    def test_reset_when_the_topology_allows_it(self):
+        self.start(extra_state='on_reload = "reset"')
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v4.so")       # new layout, no restore()
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("keys kept 0, migrated 0, reset 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, _ = self.finish(counters_continue=False)
+        # Per key: the count runs 1..n, then starts again at 1 after the reset, in order.
+        restarts = {}
+        for line in lines:
+            key, seq, count, status = line.split()[:4]
+            self.assertEqual(status, "ok")
+            if count == "1" and seq != "1":
+                restarts[key] = restarts.get(key, 0) + 1
+        self.assertEqual(set(restarts.values()), {1})
+        self.assertEqual(len(restarts), KEYS)
 
 
 if __name__ == "__main__":
