@@ -1,0 +1,343 @@
+// shardline-latency: end-to-end latency of Market Spread over TCP at a fixed offered load.
+//
+// One process plays both ends of a running `shardline run`:
+//   - the receiver thread listens where the topology's TCP sink connects, reads the
+//     OrderResult frames, and for each one looks up when its order was sent;
+//   - the sender thread connects to the orders source and sends orders at --rate messages/s
+//     (0: as fast as possible, to measure the maximum), in small bursts: every burst is one
+//     send(2), and each order of the burst is stamped with the time just before that call.
+// Each order's account field carries its sequence number (the OrderResult echoes it), so a
+// result is matched to its send time by one array read. Latency = time the receiver got the
+// result (after recv(2) returned) - time the order was handed to the kernel: source arrival to
+// sink write, plus two loopback hops. Use data whose orders are all rejected (no NBBO: every
+// symbol starts out rejecting) so that every order is a sample.
+//
+// Samples go into a log-linear ("HDR-style") histogram: fixed arrays, no allocation per
+// sample, 1/256 relative precision. The first --warmup seconds are not recorded. Prints one
+// JSON object.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+/// Log-linear histogram of nanosecond values: exact below 2^kSubBits, then 2^kSubBits linear
+/// sub-buckets per power of two (relative error < 2^-kSubBits), up to 2^kMaxBits ns (~ 68 s).
+class Histogram {
+ public:
+  static constexpr unsigned kSubBits = 8;
+  static constexpr unsigned kMaxBits = 36;
+  static constexpr std::size_t kSub = std::size_t(1) << kSubBits;
+  static constexpr std::size_t kBuckets = kSub + (kMaxBits - kSubBits) * kSub;
+
+  void record(std::uint64_t v) {
+    ++counts_[index(v)];
+    ++total_;
+    max_ = std::max(max_, v);
+    min_ = std::min(min_, v);
+  }
+  std::uint64_t total() const { return total_; }
+  std::uint64_t max() const { return max_; }
+  std::uint64_t min() const { return total_ ? min_ : 0; }
+  /// The value at quantile q (0..1): the middle of the bucket holding the rank-th sample.
+  double quantile(double q) const {
+    if (total_ == 0) return 0;
+    const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(total_)));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < kBuckets; ++i) {
+      seen += counts_[i];
+      if (seen >= std::max<std::uint64_t>(rank, 1)) {
+        const auto [lo, width] = bucket(i);
+        return std::min(static_cast<double>(max_), static_cast<double>(lo) + static_cast<double>(width - 1) / 2.0);
+      }
+    }
+    return static_cast<double>(max_);
+  }
+
+ private:
+  static std::size_t index(std::uint64_t v) {
+    if (v < kSub) return static_cast<std::size_t>(v);
+    const unsigned e = 63 - static_cast<unsigned>(std::countl_zero(v));  // >= kSubBits
+    if (e >= kMaxBits) return kBuckets - 1;
+    const std::uint64_t sub = (v >> (e - kSubBits)) - kSub;  // the kSubBits bits below the top
+    return kSub + (e - kSubBits) * kSub + static_cast<std::size_t>(sub);
+  }
+  static std::pair<std::uint64_t, std::uint64_t> bucket(std::size_t i) {
+    if (i < kSub) return {i, 1};
+    const std::size_t e = (i - kSub) / kSub + kSubBits;
+    const std::uint64_t sub = (i - kSub) % kSub;
+    return {(kSub + sub) << (e - kSubBits), std::uint64_t(1) << (e - kSubBits)};
+  }
+  std::array<std::uint64_t, kBuckets> counts_{};
+  std::uint64_t total_ = 0;
+  std::uint64_t max_ = 0;
+  std::uint64_t min_ = UINT64_MAX;
+};
+
+struct Options {
+  std::string to;        // the orders source
+  std::string listen;    // where the sink connects
+  std::string orders;    // framed order file (its orders are reused, renumbered)
+  std::uint64_t count = 1'000'000;
+  double rate = 0;
+  double warmup = 0.5;
+  double burst_us = 20;
+  double timeout = 30;
+};
+
+std::pair<std::string, std::string> split_address(const std::string& a) {
+  const auto colon = a.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("address " + a + " is not HOST:PORT");
+  return {a.substr(0, colon), a.substr(colon + 1)};
+}
+
+sockaddr_in resolve4(const std::string& address) {
+  const auto [host, port] = split_address(address);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
+  if (::inet_pton(AF_INET, host.empty() ? "0.0.0.0" : host.c_str(), &sa.sin_addr) != 1)
+    throw std::runtime_error("not an IPv4 address: " + address);
+  return sa;
+}
+
+/// The orders of a framed file, repeated to `count` frames, account = sequence number.
+std::vector<char> load_orders(const std::string& path, std::uint64_t count) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::vector<char> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  constexpr std::size_t kFrame = 4 + 53;
+  if (file.size() < kFrame || file.size() % kFrame != 0)
+    throw std::runtime_error(path + " is not a file of 57-byte order frames");
+  const std::size_t have = file.size() / kFrame;
+  std::vector<char> out(count * kFrame);
+  for (std::uint64_t i = 0; i < count; ++i) {
+    char* f = out.data() + i * kFrame;
+    std::memcpy(f, file.data() + (i % have) * kFrame, kFrame);
+    const std::uint32_t seq = htonl(static_cast<std::uint32_t>(i));
+    std::memcpy(f + 4 + 2, &seq, 4);  // payload offset 2: account
+  }
+  return out;
+}
+
+void send_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    const ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw std::runtime_error(errno_text("send"));
+    p += k;
+    n -= static_cast<std::size_t>(k);
+  }
+}
+
+int connect_retry(const std::string& address, double patience_s) {
+  const sockaddr_in sa = resolve4(address);
+  const std::uint64_t until = now_ns() + static_cast<std::uint64_t>(patience_s * 1e9);
+  for (;;) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0) {
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    ::close(fd);
+    if (now_ns() > until) throw std::runtime_error(errno_text("cannot connect to " + address));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sends orders over TCP at a fixed rate to a running shardline (orders pipeline) "
+               "and receives its OrderResults; prints latency percentiles as JSON."};
+  Options o;
+  app.add_option("--to", o.to, "The orders source, HOST:PORT")->required();
+  app.add_option("--listen", o.listen, "Where the TCP sink connects, HOST:PORT (IPv4)")->required();
+  app.add_option("--orders", o.orders, "Framed order file (from shardline-gen orders)")->required();
+  app.add_option("--count", o.count, "Orders to send")->capture_default_str();
+  app.add_option("--rate", o.rate, "Orders per second (0: as fast as possible)")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Seconds at the start not recorded")->capture_default_str();
+  app.add_option("--burst-us", o.burst_us, "Pacing period: one send(2) per period at most")
+      ->capture_default_str();
+  app.add_option("--timeout", o.timeout, "Give up after this many seconds without a result")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // sleeps end on time (default slack is 50 us)
+
+  try {
+    const std::vector<char> frames = load_orders(o.orders, o.count);
+    std::vector<std::uint64_t> sent_at(o.count, 0);  // written by the sender before each send
+    std::atomic<std::uint64_t> published{0};  // orders whose sent_at is written
+
+    // Listen before the runtime's sink first connects (it connects on its first write).
+    const sockaddr_in la = resolve4(o.listen);
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(listener, reinterpret_cast<const sockaddr*>(&la), sizeof la) != 0 ||
+        ::listen(listener, 4) != 0)
+      throw std::runtime_error(errno_text("cannot listen on " + o.listen));
+    std::fprintf(stderr, "listening on %s\n", o.listen.c_str());
+
+    Histogram hist;
+    std::uint64_t received = 0, unmatched = 0, first_send = 0, last_recv = 0;
+    std::uint64_t warmup_until_seq = 0;  // set by the sender once the warm-up has passed
+    std::atomic<std::uint64_t> warm_seq{UINT64_MAX};
+    std::atomic<bool> receiver_failed{false};
+    std::string receiver_error;
+
+    std::thread receiver([&] {
+      try {
+        pollfd p{listener, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(o.timeout * 1000)) <= 0)
+          throw std::runtime_error("no connection from the sink");
+        const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) throw std::runtime_error(errno_text("accept"));
+        std::vector<unsigned char> buf(1 << 20);
+        std::size_t have = 0;
+        while (received < o.count) {
+          pollfd q{fd, POLLIN, 0};
+          if (::poll(&q, 1, static_cast<int>(o.timeout * 1000)) <= 0)
+            throw std::runtime_error("timed out waiting for results");
+          const ssize_t n = ::recv(fd, buf.data() + have, buf.size() - have, 0);
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) throw std::runtime_error(errno_text("recv"));
+          if (n == 0) break;
+          const std::uint64_t t = now_ns();
+          have += static_cast<std::size_t>(n);
+          const std::uint64_t published_now = published.load(std::memory_order_acquire);
+          const std::uint64_t warm = warm_seq.load(std::memory_order_relaxed);
+          std::size_t at = 0;
+          while (have - at >= 4) {
+            std::uint32_t len;
+            std::memcpy(&len, buf.data() + at, 4);
+            len = ntohl(len);
+            if (have - at - 4 < len) break;
+            if (len == 55) {
+              std::uint32_t seq;
+              std::memcpy(&seq, buf.data() + at + 4 + 1, 4);  // OrderResult: account at 1
+              seq = ntohl(seq);
+              if (seq < published_now) {
+                if (seq >= warm) hist.record(t - sent_at[seq]);
+              } else {
+                ++unmatched;
+              }
+            } else {
+              ++unmatched;
+            }
+            ++received;
+            at += 4 + len;
+          }
+          std::memmove(buf.data(), buf.data() + at, have - at);
+          have -= at;
+          last_recv = t;
+        }
+        ::close(fd);
+      } catch (const std::exception& e) {
+        receiver_error = e.what();
+        receiver_failed = true;
+      }
+    });
+
+    const int fd = connect_retry(o.to, o.timeout);
+    constexpr std::size_t kFrame = 57;
+    const std::uint64_t start = now_ns();
+    first_send = start;
+    const std::uint64_t warm_ns = static_cast<std::uint64_t>(o.warmup * 1e9);
+    const std::uint64_t burst_ns = static_cast<std::uint64_t>(o.burst_us * 1e3);
+    std::uint64_t sent = 0;
+    bool warm_published = o.warmup <= 0;
+    if (warm_published) warm_seq = 0;
+    while (sent < o.count && !receiver_failed.load()) {
+      std::uint64_t t = now_ns();
+      std::uint64_t due = o.count;
+      if (o.rate > 0) {
+        due = std::min<std::uint64_t>(
+            o.count, static_cast<std::uint64_t>(static_cast<double>(t - start) * 1e-9 * o.rate) + 1);
+        if (due <= sent) {
+          // Sleep until a burst's worth is due (at least one order).
+          const double per_burst = std::max(1.0, o.rate * static_cast<double>(burst_ns) * 1e-9);
+          const auto wake = start + static_cast<std::uint64_t>(
+                                        (static_cast<double>(sent) + per_burst - 1) / o.rate * 1e9);
+          if (wake > t) {
+            const std::uint64_t d = wake - t;
+            timespec ts{static_cast<time_t>(d / 1'000'000'000u), static_cast<long>(d % 1'000'000'000u)};
+            ::nanosleep(&ts, nullptr);
+          }
+          continue;
+        }
+      }
+      const std::uint64_t n = std::min<std::uint64_t>(due - sent, 4096);  // <= 228 KiB a call
+      if (!warm_published && t - start >= warm_ns) {
+        warm_seq = sent;
+        warmup_until_seq = sent;
+        warm_published = true;
+      }
+      t = now_ns();
+      for (std::uint64_t i = sent; i < sent + n; ++i) sent_at[i] = t;
+      published.store(sent + n, std::memory_order_release);
+      send_all(fd, frames.data() + sent * kFrame, n * kFrame);
+      sent += n;
+    }
+    const std::uint64_t send_end = now_ns();
+    ::shutdown(fd, SHUT_WR);
+    receiver.join();
+    ::close(fd);
+    ::close(listener);
+    if (receiver_failed) throw std::runtime_error("receiver: " + receiver_error);
+
+    const double send_s = static_cast<double>(send_end - first_send) * 1e-9;
+    const double total_s = static_cast<double>(last_recv - first_send) * 1e-9;
+    std::printf("{\"sent\": %llu, \"received\": %llu, \"unmatched\": %llu, \"samples\": %llu, "
+                "\"warmup_orders\": %llu, \"offered_rate\": %.1f, \"send_rate\": %.1f, "
+                "\"msgs_per_s\": %.1f, \"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, "
+                "\"p999_us\": %.2f, \"p9999_us\": %.2f, \"min_us\": %.2f, \"max_us\": %.2f}\n",
+                static_cast<unsigned long long>(sent), static_cast<unsigned long long>(received),
+                static_cast<unsigned long long>(unmatched),
+                static_cast<unsigned long long>(hist.total()),
+                static_cast<unsigned long long>(warmup_until_seq), o.rate,
+                send_s > 0 ? static_cast<double>(sent) / send_s : 0.0,
+                total_s > 0 ? static_cast<double>(received) / total_s : 0.0,
+                hist.quantile(0.5) / 1e3, hist.quantile(0.9) / 1e3, hist.quantile(0.99) / 1e3,
+                hist.quantile(0.999) / 1e3, hist.quantile(0.9999) / 1e3,
+                static_cast<double>(hist.min()) / 1e3, static_cast<double>(hist.max()) / 1e3);
+    return received == sent ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shardline-latency: %s\n", e.what());
+    return 1;
+  }
+}

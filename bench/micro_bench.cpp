@@ -1,0 +1,454 @@
+// micro_bench: Google Benchmark of the hot pieces of the engine, in isolation.
+//
+//   Queue/*          the engine's handoff: a producer fills a Batch from the Pool, pushes it
+//                    through a BoundedQueue to a consumer thread, which reads it and gives it
+//                    back to the Pool — per batch of 1..256 messages (items = messages).
+//   Key/*            partition keys for 4-byte symbols: the plugin's string key (trim + XXH3,
+//                    shardline::key_of), XXH3 of the raw 4 bytes, the 4 bytes packed as an
+//                    integer; and ShardRouter::shard (mix + key group + table).
+//   StateTable/*     StateTable::get for existing keys, 10k and 1M keys, random order.
+//   Boundary/*       Market Spread's update_nbbo and check_order from the real market_spread.so
+//                    (loaded with loader::Plugin::load): called through the plugin boundary
+//                    once per message, once per batch of 256, and the same logic inlined here.
+//   Decode/*         the plugin's order decoder per batch vs the same decoding inlined.
+#include <benchmark/benchmark.h>
+
+#include <bit>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <shardline/key.hpp>
+
+#include "engine/batch.hpp"
+#include "engine/bounded_queue.hpp"
+#include "engine/message_buffer.hpp"
+#include "engine/shard_router.hpp"
+#include "loader/plugin.hpp"
+#include "state/state_table.hpp"
+
+using namespace shardline;
+
+namespace {
+
+// ---- Queue: the engine's batch handoff between two threads.
+
+void Queue_BatchHandoff(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  engine::BoundedQueue<engine::Batch*> queue(64);  // the default queue_batches
+  engine::Pool<engine::Batch> pool;
+  std::uint64_t consumed_sum = 0;
+  std::thread consumer([&] {
+    std::vector<engine::Batch*> taken;
+    std::uint64_t sum = 0;
+    while (queue.pop_all(taken)) {
+      for (engine::Batch* b : taken) {
+        for (std::uint64_t k : b->keys) sum += k;
+        pool.release(b);
+      }
+      taken.clear();
+    }
+    consumed_sum = sum;
+  });
+  std::uint64_t next = 0;
+  for (auto _ : state) {
+    engine::Batch* b = pool.acquire();
+    b->keys.clear();
+    for (std::size_t i = 0; i < batch; ++i) b->keys.push_back(next++);
+    queue.push(b);
+  }
+  queue.close();
+  consumer.join();
+  benchmark::DoNotOptimize(consumed_sum);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+  state.counters["batch"] = static_cast<double>(batch);
+}
+BENCHMARK(Queue_BatchHandoff)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime();
+
+// ---- Keys and routing.
+
+std::vector<std::array<char, 4>> symbols(std::size_t n) {
+  std::vector<std::array<char, 4>> out;
+  std::mt19937_64 rng(1);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::array<char, 4> s{' ', ' ', ' ', ' '};
+    const std::size_t len = 1 + rng() % 4;
+    for (std::size_t c = 0; c < len; ++c) s[3 - c] = static_cast<char>('A' + rng() % 26);
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::string_view trimmed(const std::array<char, 4>& s) {
+  const std::string_view v(s.data(), 4);
+  const auto b = v.find_first_not_of(' ');
+  if (b == std::string_view::npos) return {};
+  return v.substr(b, v.find_last_not_of(' ') - b + 1);
+}
+
+void Key_PluginStringKey(benchmark::State& state) {
+  const auto syms = symbols(1024);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(key_of(trimmed(syms[i++ & 1023])));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(Key_PluginStringKey);
+
+void Key_Xxh3Raw4(benchmark::State& state) {
+  const auto syms = symbols(1024);
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(key_of(std::string_view(syms[i++ & 1023].data(), 4)));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(Key_Xxh3Raw4);
+
+void Key_Packed(benchmark::State& state) {
+  const auto syms = symbols(1024);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    std::uint32_t k;
+    std::memcpy(&k, syms[i++ & 1023].data(), 4);
+    benchmark::DoNotOptimize(k);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(Key_Packed);
+
+void Key_RouterShard(benchmark::State& state) {
+  engine::ShardRouter router(4096, 2);
+  std::vector<std::uint64_t> keys;
+  for (const auto& s : symbols(1024)) keys.push_back(key_of(trimmed(s)));
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(router.shard(keys[i++ & 1023]));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(Key_RouterShard);
+
+// ---- Market Spread, the same types as the plugin (checked against its TypeDescs).
+
+struct Nbbo {
+  char symbol[4];
+  char transact_time[21];
+  double bid;
+  double offer;
+};
+struct Order {
+  std::uint8_t side;
+  std::uint32_t account;
+  char order_id[6];
+  char symbol[4];
+  double quantity;
+  double price;
+  char transact_time[21];
+};
+struct SymbolData {
+  bool should_reject_trades = true;
+  double last_bid = 0;
+  double last_offer = 0;
+};
+struct OrderResult {
+  std::uint8_t side;
+  std::uint32_t account;
+  char order_id[6];
+  char symbol[4];
+  double quantity;
+  double price;
+  double bid;
+  double offer;
+  std::uint64_t timestamp_ns;
+};
+
+inline void update_nbbo_inline(const Nbbo& m, SymbolData& s) {
+  const double diff = m.offer - m.bid;
+  const double mid = (m.bid + m.offer) / 2;
+  s.should_reject_trades = diff >= 0.05 || diff / mid >= 0.05;
+  s.last_bid = m.bid;
+  s.last_offer = m.offer;
+}
+
+inline std::uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+inline std::optional<OrderResult> check_order_inline(const Order& o, SymbolData& s) {
+  if (!s.should_reject_trades) return std::nullopt;
+  OrderResult r;
+  r.side = o.side;
+  r.account = o.account;
+  std::memcpy(r.order_id, o.order_id, sizeof r.order_id);
+  std::memcpy(r.symbol, o.symbol, sizeof r.symbol);
+  r.quantity = o.quantity;
+  r.price = o.price;
+  r.bid = s.last_bid;
+  r.offer = s.last_offer;
+  r.timestamp_ns = realtime_ns();
+  return r;
+}
+
+void put_be(std::vector<std::byte>& v, const void* p, std::size_t n) {
+  const auto* b = static_cast<const std::byte*>(p);
+  for (std::size_t i = 0; i < n; ++i) v.push_back(b[n - 1 - i]);
+}
+
+/// The plugin, its components, and batches of decoded messages and states to run them on.
+struct MarketSpread {
+  static constexpr std::size_t kBatch = 256;
+  std::shared_ptr<loader::Plugin> plugin;
+  Decoder* nbbo_decoder;
+  Decoder* order_decoder;
+  StateComputation* update_nbbo;
+  StateComputation* check_order;
+  StateFactory* factory;
+  const TypeDesc* nbbo_type;
+  const TypeDesc* order_type;
+  const TypeDesc* result_type;
+  const TypeDesc* state_type;
+  std::vector<std::vector<std::byte>> nbbo_frames_bytes, order_frames_bytes;
+  std::vector<Frame> nbbo_frames, order_frames;
+  std::unique_ptr<engine::MessageBuffer> nbbos, orders;
+  std::vector<void*> states;  // one per message of the batch
+  std::vector<std::unique_ptr<std::byte[]>> state_memory;
+
+  template <class C>
+  C* get(ComponentKind kind, const char* name, const ComponentInfo** info = nullptr) {
+    const ComponentInfo* c = plugin->find(kind, name);
+    if (!c) throw std::runtime_error(std::string("market_spread.so has no ") + name);
+    if (info) *info = c;
+    return static_cast<C*>(c->impl.get());
+  }
+
+  MarketSpread() {
+    plugin = loader::Plugin::load(SHARDLINE_PLUGIN_DIR "/market_spread.so");
+    const ComponentInfo *nd, *od, *cc, *sf;
+    nbbo_decoder = get<Decoder>(ComponentKind::decoder, "nbbo", &nd);
+    order_decoder = get<Decoder>(ComponentKind::decoder, "order", &od);
+    update_nbbo = get<StateComputation>(ComponentKind::state_computation, "update_nbbo");
+    check_order = get<StateComputation>(ComponentKind::state_computation, "check_order", &cc);
+    factory = get<StateFactory>(ComponentKind::state, "symbol_data", &sf);
+    nbbo_type = nd->output;
+    order_type = od->output;
+    result_type = cc->output;
+    state_type = sf->state;
+    if (nbbo_type->size != sizeof(Nbbo) || order_type->size != sizeof(Order) ||
+        result_type->size != sizeof(OrderResult) || state_type->size != sizeof(SymbolData))
+      throw std::runtime_error("the plugin's types differ from this benchmark's copies");
+
+    std::mt19937_64 rng(7);
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      const char sym[4] = {' ', char('A' + i % 26), char('A' + i / 26 % 26), 'X'};
+      const char time[21] = {'2', '0', '1', '6', '0', '9', '0', '2', '-', '1', '5', ':',
+                             '4', '7', ':', '5', '2', '.', '0', '0', '0'};
+      const double bid = 10.0 + static_cast<double>(rng() % 100000) / 100.0;
+      const double offer = bid + (i % 7 == 0 ? 0.10 : 0.02);
+      std::vector<std::byte> n;
+      n.push_back(std::byte{2});
+      for (char c : sym) n.push_back(std::byte(c));
+      for (char c : time) n.push_back(std::byte(c));
+      put_be(n, &bid, 8);
+      put_be(n, &offer, 8);
+      nbbo_frames_bytes.push_back(std::move(n));
+      std::vector<std::byte> o;
+      o.push_back(std::byte{1});
+      o.push_back(std::byte{1});
+      const std::uint32_t account = static_cast<std::uint32_t>(i);
+      put_be(o, &account, 4);
+      for (char c : {'A', 'B', 'C', 'D', 'E', 'F'}) o.push_back(std::byte(c));
+      for (char c : sym) o.push_back(std::byte(c));
+      const double qty = 100, price = bid;
+      put_be(o, &qty, 8);
+      put_be(o, &price, 8);
+      for (char c : time) o.push_back(std::byte(c));
+      order_frames_bytes.push_back(std::move(o));
+    }
+    for (const auto& b : nbbo_frames_bytes) nbbo_frames.push_back({b.data(), static_cast<std::uint32_t>(b.size())});
+    for (const auto& b : order_frames_bytes) order_frames.push_back({b.data(), static_cast<std::uint32_t>(b.size())});
+    nbbos = std::make_unique<engine::MessageBuffer>(nbbo_type);
+    orders = std::make_unique<engine::MessageBuffer>(order_type);
+    ErrorSink sink(&MarketSpread::fail, nullptr);
+    nbbo_decoder->decode(nbbo_frames.data(), kBatch, *nbbos, sink);
+    order_decoder->decode(order_frames.data(), kBatch, *orders, sink);
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      state_memory.push_back(std::make_unique<std::byte[]>(sizeof(SymbolData) + 64));
+      void* at = state_memory.back().get();
+      factory->construct(at, i);
+      states.push_back(at);
+    }
+  }
+  static void fail(void*, std::size_t i, std::string_view what) {
+    throw std::runtime_error("message " + std::to_string(i) + ": " + std::string(what));
+  }
+};
+
+MarketSpread& market_spread() {
+  static MarketSpread ms;
+  return ms;
+}
+
+void Boundary_UpdateNbbo_PerMessage(benchmark::State& state) {
+  auto& ms = market_spread();
+  engine::MessageBuffer out(nullptr);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  const MessageSpan all = ms.nbbos->span();
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i) {
+      const MessageSpan one{all.data + i * all.stride, 1, all.stride};
+      ms.update_nbbo->run(one, &ms.states[i], out, sink);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_UpdateNbbo_PerMessage);
+
+void Boundary_UpdateNbbo_PerBatch(benchmark::State& state) {
+  auto& ms = market_spread();
+  engine::MessageBuffer out(nullptr);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  for (auto _ : state) ms.update_nbbo->run(ms.nbbos->span(), ms.states.data(), out, sink);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_UpdateNbbo_PerBatch);
+
+void Boundary_UpdateNbbo_Inlined(benchmark::State& state) {
+  auto& ms = market_spread();
+  const MessageSpan all = ms.nbbos->span();
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i)
+      update_nbbo_inline(all.at<Nbbo>(i), *static_cast<SymbolData*>(ms.states[i]));
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_UpdateNbbo_Inlined);
+
+// check_order with every state rejecting: one OrderResult (and one clock_gettime) per order.
+void reject_all(MarketSpread& ms) {
+  for (void* s : ms.states) static_cast<SymbolData*>(s)->should_reject_trades = true;
+}
+
+void Boundary_CheckOrder_PerMessage(benchmark::State& state) {
+  auto& ms = market_spread();
+  reject_all(ms);
+  engine::MessageBuffer out(ms.result_type);
+  out.reserve(MarketSpread::kBatch);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  const MessageSpan all = ms.orders->span();
+  for (auto _ : state) {
+    out.clear();
+    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i) {
+      const MessageSpan one{all.data + i * all.stride, 1, all.stride};
+      ms.check_order->run(one, &ms.states[i], out, sink);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_CheckOrder_PerMessage);
+
+void Boundary_CheckOrder_PerBatch(benchmark::State& state) {
+  auto& ms = market_spread();
+  reject_all(ms);
+  engine::MessageBuffer out(ms.result_type);
+  out.reserve(MarketSpread::kBatch);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  for (auto _ : state) {
+    out.clear();
+    ms.check_order->run(ms.orders->span(), ms.states.data(), out, sink);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_CheckOrder_PerBatch);
+
+void Boundary_CheckOrder_Inlined(benchmark::State& state) {
+  auto& ms = market_spread();
+  reject_all(ms);
+  std::vector<OrderResult> out;
+  out.reserve(MarketSpread::kBatch);
+  const MessageSpan all = ms.orders->span();
+  for (auto _ : state) {
+    out.clear();
+    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i)
+      if (auto r = check_order_inline(all.at<Order>(i), *static_cast<SymbolData*>(ms.states[i])))
+        out.push_back(*r);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Boundary_CheckOrder_Inlined);
+
+void Decode_Orders_PluginPerBatch(benchmark::State& state) {
+  auto& ms = market_spread();
+  engine::MessageBuffer out(ms.order_type);
+  out.reserve(MarketSpread::kBatch);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  for (auto _ : state) {
+    out.clear();
+    ms.order_decoder->decode(ms.order_frames.data(), MarketSpread::kBatch, out, sink);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Decode_Orders_PluginPerBatch);
+
+inline std::uint64_t load_be64(const std::byte* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return __builtin_bswap64(v);
+}
+
+void Decode_Orders_Inlined(benchmark::State& state) {
+  auto& ms = market_spread();
+  std::vector<Order> out(MarketSpread::kBatch);
+  for (auto _ : state) {
+    std::size_t n = 0;
+    for (const Frame& f : ms.order_frames) {
+      if (f.size != 53 || f.data[0] != std::byte{1}) continue;
+      Order& o = out[n++];
+      o.side = static_cast<std::uint8_t>(f.data[1]);
+      std::uint32_t a;
+      std::memcpy(&a, f.data + 2, 4);
+      o.account = __builtin_bswap32(a);
+      std::memcpy(o.order_id, f.data + 6, 6);
+      std::memcpy(o.symbol, f.data + 12, 4);
+      o.quantity = std::bit_cast<double>(load_be64(f.data + 16));
+      o.price = std::bit_cast<double>(load_be64(f.data + 24));
+      std::memcpy(o.transact_time, f.data + 32, 21);
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(n);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
+}
+BENCHMARK(Decode_Orders_Inlined);
+
+// ---- StateTable lookups of existing keys, in random order (the 1M-key table is far larger
+// than the caches: every lookup misses).
+
+void StateTable_Get(benchmark::State& state) {
+  auto& ms = market_spread();
+  const auto n = static_cast<std::size_t>(state.range(0));
+  state::StateTable table(ms.state_type, ms.factory, true);
+  std::vector<std::uint64_t> keys;
+  for (std::size_t i = 0; i < n; ++i) keys.push_back(key_of(std::to_string(i)));
+  for (std::uint64_t k : keys) table.get(k);
+  std::mt19937_64 rng(3);
+  std::vector<std::uint64_t> order(1 << 16);
+  for (auto& k : order) k = keys[rng() % n];
+  std::size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(table.get(order[i++ & 0xffff]));
+  state.SetItemsProcessed(state.iterations());
+  state.counters["overhead_B_per_key"] =
+      static_cast<double>(table.overhead_bytes()) / static_cast<double>(table.size());
+}
+BENCHMARK(StateTable_Get)->Arg(10'000)->Arg(1'000'000);
+
+}  // namespace
+
+BENCHMARK_MAIN();
