@@ -40,34 +40,38 @@ void PipelineErrors::log_limited(const std::string& where, const std::string& li
   lim.held_back = 0;
 }
 
+bool PipelineErrors::report(const std::string& where, const std::string& line) {
+  // [mutex_ held]
+  if (policy_ == topology::ErrorPolicy::stop) {
+    spdlog::error("{}; stopping (on_error = \"stop\")", line);
+    stop_(line);
+    return false;
+  }
+  log_limited(where, line);
+  return true;
+}
+
 void PipelineErrors::message_failed(std::string_view step, std::string_view what,
                                     std::span<const std::byte> payload) {
   metrics_.add(metrics_.errors, 1);
   const std::string line =
       "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + std::string(what);
   std::lock_guard lock(mutex_);
-  if (policy_ == topology::ErrorPolicy::stop) {
-    spdlog::error("{}; stopping (on_error = \"stop\")", line);
-    stop_(line);
-    return;
+  if (!report(std::string(step), line) || !dead_letter_) return;
+  // One line per failure: pipeline, step, error, then the message's bytes in hex.
+  std::string hex;
+  hex.reserve(payload.size() * 2);
+  static constexpr char digits[] = "0123456789abcdef";
+  for (std::byte b : payload) {
+    hex.push_back(digits[std::to_integer<unsigned>(b) >> 4]);
+    hex.push_back(digits[std::to_integer<unsigned>(b) & 15]);
   }
-  log_limited(std::string(step), line);
-  if (dead_letter_) {
-    // One line per failure: pipeline, step, error, then the message's bytes in hex.
-    std::string hex;
-    hex.reserve(payload.size() * 2);
-    static constexpr char digits[] = "0123456789abcdef";
-    for (std::byte b : payload) {
-      hex.push_back(digits[std::to_integer<unsigned>(b) >> 4]);
-      hex.push_back(digits[std::to_integer<unsigned>(b) & 15]);
-    }
-    std::string clean(what);
-    for (char& c : clean)
-      if (c == '\t' || c == '\n') c = ' ';
-    std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
-                 static_cast<int>(step.size()), step.data(), clean.c_str(), hex.c_str());
-    std::fflush(dead_letter_);
-  }
+  std::string clean(what);
+  for (char& c : clean)
+    if (c == '\t' || c == '\n') c = ' ';
+  std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
+               static_cast<int>(step.size()), step.data(), clean.c_str(), hex.c_str());
+  std::fflush(dead_letter_);
 }
 
 void PipelineErrors::bad_input(std::string_view source, std::string_view what) {
@@ -75,12 +79,7 @@ void PipelineErrors::bad_input(std::string_view source, std::string_view what) {
   const std::string line =
       "pipeline '" + pipeline_ + "' source " + std::string(source) + ": " + std::string(what);
   std::lock_guard lock(mutex_);
-  if (policy_ == topology::ErrorPolicy::stop) {
-    spdlog::error("{}; stopping (on_error = \"stop\")", line);
-    stop_(line);
-    return;
-  }
-  log_limited("source", line);
+  report("source", line);
 }
 
 }  // namespace shardline::engine

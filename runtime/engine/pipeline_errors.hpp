@@ -42,6 +42,8 @@ class PipelineErrors {
 
  private:
   void log_limited(const std::string& where, const std::string& line);
+  /// Applies the stop policy, or logs (rate-limited); false if the run is stopping.
+  bool report(const std::string& where, const std::string& line);
 
   std::string pipeline_;
   topology::ErrorPolicy policy_;
