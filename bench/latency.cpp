@@ -12,6 +12,10 @@
 // sink write, plus two loopback hops. Use data whose orders are all rejected (no NBBO: every
 // symbol starts out rejecting) so that every order is a sample.
 //
+// With --null-pipeline the tool instead plays a pipeline that does no work (orders in, one
+// result per order out, one thread): run in place of shardline, it measures the floor that the
+// harness, loopback TCP and the machine's wake-up latency put under every number.
+//
 // Samples go into a log-linear ("HDR-style") histogram: fixed arrays, no allocation per
 // sample, 1/256 relative precision. The first --warmup seconds are not recorded. Prints one
 // JSON object.
@@ -114,7 +118,7 @@ struct Options {
   std::uint64_t count = 1'000'000;
   double rate = 0;
   double warmup = 0.5;
-  double burst_us = 20;
+  double burst_us = 50;
   double timeout = 30;
 };
 
@@ -179,6 +183,52 @@ int connect_retry(const std::string& address, double patience_s) {
   }
 }
 
+/// The harness floor: a "pipeline" that does nothing but turn each order frame into a 55-byte
+/// OrderResult frame carrying its account, on one thread, in another process: what the
+/// measurement costs without Shardline (loopback TCP, wake-ups, this tool's own threads).
+int null_pipeline(const std::string& listen, const std::string& to, double timeout_s) {
+  const sockaddr_in la = resolve4(listen);
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(listener, reinterpret_cast<const sockaddr*>(&la), sizeof la) != 0 ||
+      ::listen(listener, 4) != 0)
+    throw std::runtime_error(errno_text("cannot listen on " + listen));
+  const int out = connect_retry(to, timeout_s);
+  pollfd p{listener, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout_s * 1000)) <= 0)
+    throw std::runtime_error("no client on " + listen);
+  const int in = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  if (in < 0) throw std::runtime_error(errno_text("accept"));
+  std::vector<char> buf(1 << 20), results(2 << 20);
+  std::size_t have = 0;
+  for (;;) {
+    const ssize_t n = ::recv(in, buf.data() + have, buf.size() - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<std::size_t>(n);
+    std::size_t at = 0, o = 0;
+    while (have - at >= 57) {
+      const char* f = buf.data() + at;
+      char* r = results.data() + o;
+      const std::uint32_t len = htonl(55);
+      std::memcpy(r, &len, 4);
+      r[4] = f[5];                  // side
+      std::memcpy(r + 5, f + 6, 4);  // account = sequence number
+      std::memset(r + 9, 0, 50);
+      o += 59;
+      at += 57;
+    }
+    std::memmove(buf.data(), buf.data() + at, have - at);
+    have -= at;
+    send_all(out, results.data(), o);
+  }
+  ::close(in);
+  ::close(out);
+  ::close(listener);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -186,8 +236,8 @@ int main(int argc, char** argv) {
                "and receives its OrderResults; prints latency percentiles as JSON."};
   Options o;
   app.add_option("--to", o.to, "The orders source, HOST:PORT")->required();
-  app.add_option("--listen", o.listen, "Where the TCP sink connects, HOST:PORT (IPv4)")->required();
-  app.add_option("--orders", o.orders, "Framed order file (from shardline-gen orders)")->required();
+  app.add_option("--listen", o.listen, "Where the TCP sink connects, HOST:PORT (IPv4)");
+  app.add_option("--orders", o.orders, "Framed order file (from shardline-gen orders)");
   app.add_option("--count", o.count, "Orders to send")->capture_default_str();
   app.add_option("--rate", o.rate, "Orders per second (0: as fast as possible)")->capture_default_str();
   app.add_option("--warmup", o.warmup, "Seconds at the start not recorded")->capture_default_str();
@@ -195,7 +245,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", o.timeout, "Give up after this many seconds without a result")
       ->capture_default_str();
+  std::string serve;
+  app.add_option("--null-pipeline", serve,
+                 "Instead: be the null pipeline (listen here for orders, send results to --to)");
   CLI11_PARSE(app, argc, argv);
+  if (!serve.empty()) {
+    try {
+      return null_pipeline(serve, o.to, o.timeout);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "shardline-latency --null-pipeline: %s\n", e.what());
+      return 1;
+    }
+  }
+  if (o.listen.empty() || o.orders.empty()) {
+    std::fprintf(stderr, "shardline-latency: --listen and --orders are required\n");
+    return 2;
+  }
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // sleeps end on time (default slack is 50 us)
 
   try {

@@ -2,17 +2,23 @@
 //
 // Built for Market Spread (NBBO file first, then the orders file with start_after = "nbbo"),
 // but it runs any topology (the word-count scenario uses it too):
-//   1. optionally reads the input files once, so that they are in the page cache;
+//   1. optionally reads the input files once (--warm), so that they are in the page cache;
 //   2. parses and wires the topology (plugins are loaded here, outside the measurement);
 //   3. watches the "phase file" with inotify: the measured phase starts when a source opens it
-//      (for Market Spread: the orders source, once every NBBO has been processed) and its
-//      steady state ends when that source closes it (everything read); the run ends when
-//      Engine::run() returns (everything processed, sinks flushed, threads joined);
+//      (for Market Spread: the orders source, once every NBBO has been processed) and ends
+//      when Engine::run() returns (everything processed, sinks flushed, threads joined);
 //   4. counts heap allocations: this program replaces the global operator new/delete (the
 //      plugins, loaded later, bind to these too), so every C++ allocation of the runtime and
-//      the plugins, on any thread, is counted.
-// Prints one JSON object on stdout. [main thread; one inotify watcher thread]
+//      the plugins, on any thread, is counted. The steady-state window runs from the moment
+//      the source has read a quarter of the file (pools and buffers have grown by then) to
+//      the moment it closes it; --trace-allocs N prints where the first N allocations of that
+//      window come from;
+//   5. samples each thread's CPU time and run-queue wait (/proc/self/task/*/schedstat) over
+//      the phase, so that a bottleneck thread shows (bench/profile.sh prints them).
+// Prints one JSON object on stdout. [main thread; one watcher thread]
 #include <dirent.h>
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -21,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -46,15 +53,55 @@ namespace {
 std::atomic<std::uint64_t> g_allocs{0};
 std::atomic<std::uint64_t> g_alloc_bytes{0};
 
-void* counted_alloc(std::size_t n) {
+// --trace-allocs N: the call stacks of the first N allocations of the steady-state window,
+// kept in fixed arrays (backtrace(3) does not allocate once primed) and printed at the end.
+constexpr int kTraceDepth = 12;
+constexpr int kTraceMax = 64;
+std::atomic<int> g_trace_left{0};
+std::atomic<int> g_trace_used{0};
+void* g_trace[kTraceMax][kTraceDepth];
+int g_trace_depth[kTraceMax];
+std::size_t g_trace_size[kTraceMax];
+
+void count(std::size_t n) {
   g_allocs.fetch_add(1, std::memory_order_relaxed);
   g_alloc_bytes.fetch_add(n, std::memory_order_relaxed);
+  if (g_trace_left.load(std::memory_order_relaxed) > 0 &&
+      g_trace_left.fetch_sub(1, std::memory_order_relaxed) > 0) {
+    const int slot = g_trace_used.fetch_add(1, std::memory_order_relaxed);
+    if (slot < kTraceMax) {
+      g_trace_depth[slot] = ::backtrace(g_trace[slot], kTraceDepth);
+      g_trace_size[slot] = n;
+    }
+  }
+}
+
+/// Prints each traced stack as module+offset lines (resolve with addr2line -f -C -e MODULE).
+void print_traces() {
+  const int used = std::min(g_trace_used.load(), kTraceMax);
+  for (int t = 0; t < used; ++t) {
+    std::fprintf(stderr, "allocation %d (%zu bytes):\n", t, g_trace_size[t]);
+    for (int f = 2; f < g_trace_depth[t]; ++f) {  // skip count() and counted_alloc()
+      Dl_info info{};
+      if (::dladdr(g_trace[t][f], &info) && info.dli_fname) {
+        std::fprintf(stderr, "  %s+0x%zx %s\n", info.dli_fname,
+                     static_cast<std::size_t>(static_cast<char*>(g_trace[t][f]) -
+                                              static_cast<char*>(info.dli_fbase)),
+                     info.dli_sname ? info.dli_sname : "");
+      } else {
+        std::fprintf(stderr, "  %p\n", g_trace[t][f]);
+      }
+    }
+  }
+}
+
+void* counted_alloc(std::size_t n) {
+  count(n);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
 void* counted_alloc_aligned(std::size_t n, std::align_val_t al) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  g_alloc_bytes.fetch_add(n, std::memory_order_relaxed);
+  count(n);
   const auto a = static_cast<std::size_t>(al);
   const std::size_t size = (n + a - 1) / a * a;  // aligned_alloc wants a multiple
   if (void* p = std::aligned_alloc(a, size ? size : a)) return p;
@@ -156,7 +203,7 @@ struct ThreadTimes {
 /// the watcher adds nothing to the counts.
 class PhaseWatch {
  public:
-  explicit PhaseWatch(const std::string& path) {
+  PhaseWatch(const std::string& path, int trace_allocs) : trace_allocs_(trace_allocs) {
     if (!::realpath(path.c_str(), path_)) throw std::runtime_error("cannot resolve " + path);
     struct stat st{};
     if (::stat(path_, &st) != 0) throw std::runtime_error("cannot stat " + path);
@@ -205,12 +252,13 @@ class PhaseWatch {
         }
       } else if (opened.seen && !closed.seen) {
         // Threads exit soon after the close, so their CPU times are sampled while it is open.
-        if (++ticks_ % 2 == 0) cpu_last.take();
+        if (++ticks_ % 4 == 0) cpu_last.take();  // every ~20 ms
         if (!quarter.seen && source_fd_ >= 0) {
           const std::uint64_t pos = position(source_fd_);
           if (pos >= size_ / 4 && pos != UINT64_MAX) {
             quarter.take();
             quarter_pos = pos;
+            g_trace_left.store(trace_allocs_, std::memory_order_relaxed);
           }
         }
       }
@@ -245,6 +293,7 @@ class PhaseWatch {
   std::uint64_t size_ = 0;
   int fd_ = -1;
   int source_fd_ = -1;
+  const int trace_allocs_;  ///< allocations to trace from the quarter mark on
   unsigned ticks_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -292,6 +341,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warm", warm_files, "Read these files once first (page cache)");
   app.add_option("--log-level", log_level)->capture_default_str();
+  int trace_allocs = 0;
+  app.add_option("--trace-allocs", trace_allocs,
+                 "Print the call stacks of the first N steady-state allocations (max 64)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
 
@@ -304,7 +356,12 @@ int main(int argc, char** argv) {
     shardline::engine::Engine engine(std::move(wiring));
 
     std::unique_ptr<PhaseWatch> watch;
-    if (!phase_file.empty()) watch = std::make_unique<PhaseWatch>(phase_file);
+    if (trace_allocs > 0) {  // prime backtrace(): its first call loads libgcc and allocates
+      void* prime[4];
+      ::backtrace(prime, 4);
+    }
+    if (!phase_file.empty())
+      watch = std::make_unique<PhaseWatch>(phase_file, std::min(trace_allocs, kTraceMax));
     Mark start, end;
     start.take();
     const int status = engine.run();
@@ -339,8 +396,8 @@ int main(int argc, char** argv) {
     const double open_close_s = seconds(open.at, closed.at);
 
     // CPU seconds of each thread, and seconds it was runnable but waited for a CPU, from the
-    // open to the last sample before the close (at most ~10 ms before it), in thread-id order: main, the phase watcher, then as the engine
-    // starts them: sinks, shards, sources.
+    // open to the last sample before the close (at most ~20 ms before it), in thread-id
+    // order: main, the phase watcher, then as the engine starts them: sinks, shards, sources.
     std::string threads;
     if (have_open && have_close && watch->cpu_last.n) {
       const ThreadTimes& a = watch->cpu_at_open;
@@ -380,6 +437,8 @@ int main(int argc, char** argv) {
         steady_msgs > 0 ? static_cast<double>(steady_allocs) / steady_msgs : 0.0, ru.ru_maxrss,
         static_cast<unsigned long long>(keys), static_cast<unsigned long long>(overhead),
         threads.c_str(), json_escape(sum.line()).c_str());
+    g_trace_left = 0;
+    print_traces();
     return status;
   } catch (const shardline::topology::TopologyError& e) {
     for (const auto& line : e.errors) std::fprintf(stderr, "%s\n", line.c_str());

@@ -30,8 +30,9 @@ done
 
 if [[ -z "$build_dir" ]]; then
   cd "$repo"
-  cmake --preset release >/dev/null
-  cmake --build build-release -j2
+  # Build output goes to stderr: stdout is the table.
+  cmake --preset release >&2
+  cmake --build build-release -j2 >&2
   build_dir="$repo/build-release"
 fi
 

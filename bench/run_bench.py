@@ -50,6 +50,7 @@ class Sizes:
             self.latency_symbols = 350
             self.latency_max_count = 5_000
             self.latency_rate = 20_000
+            self.latency_low_rate = None
             self.latency_seconds = 0.25
             self.latency_warmup = 0.0
             self.wc_bytes = 256 * 1024
@@ -62,7 +63,7 @@ class Sizes:
             self.nbbo_updates = 1_000_000
             self.inproc = [(s, n, sink) for s in self.symbols for n in (1, 2, 4)
                            for sink in ("count", "encode")]
-            self.reps = 3
+            self.reps = 5
             self.oversub = [(10_000, 8, "encode")]
             self.baseline_xxh3 = [10_000]
             self.tcp_shards = [1, 2, 4]
@@ -70,6 +71,7 @@ class Sizes:
             self.latency_symbols = 10_000
             self.latency_max_count = 5_000_000
             self.latency_rate = None  # 50% of the measured maximum
+            self.latency_low_rate = 100_000  # and a light load, for the shape of the curve
             self.latency_seconds = 6.0
             self.latency_warmup = 1.0
             self.wc_bytes = 64 * 1024 * 1024
@@ -186,11 +188,8 @@ class Suite:
         self.repo = Path(__file__).resolve().parent.parent
         self.shared = Path(os.environ.get("SHARDLINE_SHARED_DATA", self.repo.parent / "shared" / "data"))
         self.data = self.build / ("bench-data-tiny" if sizes.tiny else "bench-data")
-        self.data.mkdir(parents=True, exist_ok=True)
-        self.work = self.data / "run"
-        shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir()
         self.rows = []
+        self.latency_notes = []
         self.failures = []
         self.results = {}
         self.shardline = self.build / "shardline"
@@ -204,6 +203,10 @@ class Suite:
         for f in (self.shardline, self.gen, self.inproc, self.baseline, self.latency, self.plugin):
             if not f.exists():
                 raise Failed(f"{f} is missing: build the benchmarks first")
+        self.data.mkdir(exist_ok=True)
+        self.work = self.data / "run"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir()
 
     def wanted(self, name):
         return not self.only or name in self.only
@@ -367,7 +370,8 @@ class Suite:
 
     # ---- 4. latency at a fixed offered load
 
-    def latency_run(self, orders, shards, rate, count, warmup, label):
+    def latency_run(self, orders, shards, rate, count, warmup, label, null=False):
+        """Runs shardline-latency against shardline (or against the null pipeline)."""
         p_orders, p_sink = free_port(), free_port()
         topo = self.ms_topology(
             f"latency-{label}", None,
@@ -380,9 +384,11 @@ class Suite:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for_line(tool.stderr, r"listening on", 10, "shardline-latency")
         log_path = self.work / f"latency-{label}.log"
+        host_cmd = ([str(self.latency), "--null-pipeline", f"127.0.0.1:{p_orders}", "--to",
+                     f"127.0.0.1:{p_sink}"] if null else
+                    [str(self.shardline), "run", str(topo), "--log-level", "info"])
         with open(log_path, "w") as log_file:
-            host = subprocess.Popen([str(self.shardline), "run", str(topo), "--log-level", "info"],
-                                    stdout=subprocess.DEVNULL, stderr=log_file)
+            host = subprocess.Popen(host_cmd, stdout=subprocess.DEVNULL, stderr=log_file)
             try:
                 out, err = tool.communicate(timeout=300)
                 status, ru, _ = wait4(host, 60, "shardline run (latency)")
@@ -411,15 +417,28 @@ class Suite:
         self.results[("latency", "max")] = mx
         self.row(f"MS TCP max, all rejected, {s.latency_symbols} sym", shards, mx["received"],
                  mx["msgs_per_s"], mx["p50_us"], mx["p99_us"], mx["p999_us"], mx["max_rss_kb"])
-        rate = s.latency_rate or round(mx["msgs_per_s"] * 0.5)
-        count = max(1000, int(rate * s.latency_seconds))
-        r = self.latency_run(orders, shards, rate, count, s.latency_warmup, "half")
-        r["p50_max"] = mx["p50_us"]
-        self.results[("latency", "half")] = r
-        self.row(f"MS TCP latency @ {fmt_rate(rate)}/s (50% of max)"
-                 if not s.latency_rate else f"MS TCP latency @ {fmt_rate(rate)}/s",
-                 shards, r["samples"], r["msgs_per_s"], r["p50_us"], r["p99_us"], r["p999_us"],
-                 r["max_rss_kb"])
+        half = s.latency_rate or round(mx["msgs_per_s"] * 0.5)
+        loads = [(half, "half", "50% of max" if not s.latency_rate else None)]
+        if s.latency_low_rate:
+            loads.append((s.latency_low_rate, "low", "light load"))
+        for rate, name, why in loads:
+            count = max(1000, int(rate * s.latency_seconds))
+            r = self.latency_run(orders, shards, rate, count, s.latency_warmup, name)
+            self.results[("latency", name)] = r
+            self.row(f"MS TCP latency @ {fmt_rate(rate)}/s" + (f" ({why})" if why else ""),
+                     shards, r["samples"], r["msgs_per_s"], r["p50_us"], r["p99_us"], r["p999_us"],
+                     r["max_rss_kb"])
+            self.latency_notes.append(f"latency @ {fmt_rate(rate)}/s: p99.99 {r['p9999_us']:.0f} us, "
+                                      f"max {r['max_us']:.0f} us")
+            # The floor under these numbers: the same load through a pipeline that does nothing.
+            f = self.latency_run(orders, shards, rate, count, s.latency_warmup, name + "-floor",
+                                 null=True)
+            self.results[("latency", name + "-floor")] = f
+            self.row(f"  floor: null pipeline @ {fmt_rate(rate)}/s (no Shardline)", "-",
+                     f["samples"], f["msgs_per_s"], f["p50_us"], f["p99_us"], f["p999_us"],
+                     f["max_rss_kb"])
+            self.latency_notes.append(f"floor @ {fmt_rate(rate)}/s: p99.99 {f['p9999_us']:.0f} us, "
+                                      f"max {f['max_us']:.0f} us")
 
     # ---- 3. word count
 
@@ -519,6 +538,28 @@ class Suite:
                 self.attempt(name, fn)
                 log(f"--- {name}: {time.monotonic() - t0:.1f} s")
 
+    def derived(self):
+        """One-line figures the targets are stated in, from the runs above."""
+        notes = []
+        r = self.results
+        for sym in self.sizes.symbols:
+            run = r.get(("inproc", sym, 2, "encode")) or r.get(("inproc", sym, 2, "count"))
+            if run and run["state_keys"]:
+                notes.append(f"state overhead {sym} keys: {run['state_overhead_bytes'] / run['state_keys']:.0f} B/key")
+        a, b = r.get(("inproc", 10_000, 2, "encode")), r.get(("inproc", 1_000_000, 2, "encode"))
+        if a and b:
+            notes.append(f"10k/1M symbols throughput ratio (2 shards): {a['msgs_per_s'] / b['msgs_per_s']:.2f}x")
+        two, eight = r.get(("inproc", 10_000, 2, "encode")), r.get(("inproc", 10_000, 8, "encode"))
+        if two and eight:
+            notes.append(f"oversubscribed 8 vs 2 shards (10k symbols): {eight['msgs_per_s'] / two['msgs_per_s']:.2f}x")
+        allocs = [(v["allocs_per_msg"], k) for k, v in r.items()
+                  if isinstance(k, tuple) and k[0] == "inproc"]
+        if allocs:
+            worst = max(allocs)
+            notes.append(f"steady-state allocations: at most {worst[0]:.1e} per message "
+                         f"(inproc {worst[1][1]} sym, {worst[1][2]} shards)")
+        return notes
+
     def table(self):
         head = ["scenario", "shards", "messages", "msg/s", "p50", "p99", "p99.9", "peak RSS",
                 "vs baseline", "allocs/msg"]
@@ -549,6 +590,9 @@ def main():
     table = suite.table()
     print(table)
     elapsed = time.monotonic() - started
+    notes = suite.latency_notes + suite.derived()
+    if notes:
+        print("\n" + "\n".join(notes))
     print(f"\n({'tiny' if args.tiny else 'full'} run, {elapsed:.0f} s; messages/s: orders for Market "
           f"Spread, words for word count; 'vs baseline': msg/s over the single-threaded loop's "
           f"on the same data; allocs/msg: operator new calls per message in the steady state)")
