@@ -117,6 +117,7 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
   if (!chunk) {
     chunk = flow_.chunks.acquire();
     chunk->bytes.clear();
+    chunk->bytes.reserve(kChunkBytes + 64 * 1024);  // once per pooled chunk, not by doubling
     chunk->messages = 0;
   }
   EncodedOutput out(chunk->bytes, p.sink_framing);

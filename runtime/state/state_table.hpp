@@ -32,6 +32,8 @@ class StateTable {
     if (auto it = index_.find(key); it != index_.end()) return it->second;
     return create_unknown_ ? create(key) : nullptr;
   }
+  /// Starts loading the index slot of `key` into the cache (a batch knows its keys ahead).
+  void prefetch(std::uint64_t key) const { index_.prefetch(key); }
   /// Creates the state of a pre-declared key (no-op if present).
   void declare(std::uint64_t key) {
     if (!index_.contains(key)) create(key);

@@ -44,19 +44,27 @@ class Reader {
   }
   /// Throws unless every byte was read: a frame longer than its format is bad input too.
   void expect_end() const {
-    if (pos_ != size_)
-      throw DecodeError("frame has " + std::to_string(size_) + " bytes, format uses " +
-                        std::to_string(pos_));
+    if (pos_ != size_) [[unlikely]]
+      throw_too_long();
   }
 
  private:
+  // The checks stay inline (every field of every message goes through take()); building the
+  // error text is out of line, so take() is small enough for the compiler to inline.
   const std::byte* take(std::size_t n) {
-    if (n > size_ - pos_)
-      throw DecodeError("truncated frame: need " + std::to_string(n) + " bytes at offset " +
-                        std::to_string(pos_) + ", frame has " + std::to_string(size_));
+    if (n > size_ - pos_) [[unlikely]]
+      throw_truncated(n);
     const std::byte* at = p_ + pos_;
     pos_ += n;
     return at;
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_truncated(std::size_t n) const {
+    throw DecodeError("truncated frame: need " + std::to_string(n) + " bytes at offset " +
+                      std::to_string(pos_) + ", frame has " + std::to_string(size_));
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_too_long() const {
+    throw DecodeError("frame has " + std::to_string(size_) + " bytes, format uses " +
+                      std::to_string(pos_));
   }
   template <class U>
   U load_be() {
