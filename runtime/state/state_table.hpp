@@ -65,7 +65,6 @@ class StateTable {
     factory_ = factory;
   }
   const TypeDesc* type() const { return type_; }
-  StateFactory* factory() const { return factory_; }
   bool creates_unknown() const { return create_unknown_; }
 
   std::size_t size() const { return index_.size(); }
