@@ -96,11 +96,15 @@ static_assert(std::is_trivially_copyable_v<Nbbo> && std::is_trivially_copyable_v
 constexpr std::uint8_t kOrderType = 1;
 constexpr std::uint8_t kNbboType = 2;
 
+[[noreturn, gnu::cold, gnu::noinline]] void wrong_type(std::uint8_t type, std::uint8_t expected,
+                                                      const char* what) {
+  throw shardline::DecodeError(std::string("expected ") + what + " type byte " +
+                               std::to_string(expected) + ", got " + std::to_string(type));
+}
+
 void expect_type(shardline::Reader& r, std::uint8_t expected, const char* what) {
   const std::uint8_t type = r.u8();
-  if (type != expected)
-    throw shardline::DecodeError(std::string("expected ") + what + " type byte " +
-                                 std::to_string(expected) + ", got " + std::to_string(type));
+  if (type != expected) [[unlikely]] wrong_type(type, expected, what);
 }
 
 Nbbo decode_nbbo(shardline::Reader& r) {
@@ -136,9 +140,6 @@ std::string_view symbol_key(const char (&symbol)[4]) {
   if (begin == std::string_view::npos) return {};
   return s.substr(begin, s.find_last_not_of(' ') - begin + 1);
 }
-
-std::string_view nbbo_symbol(const Nbbo& m) { return symbol_key(m.symbol); }
-std::string_view order_symbol(const Order& m) { return symbol_key(m.symbol); }
 
 #if MARKET_SPREAD_VERSION >= 2
 constexpr double kMaxSpread = 0.10;
@@ -196,12 +197,16 @@ void encode_order_result(const OrderResult& r, shardline::Writer& w) {
 
 SHARDLINE_PLUGIN("market_spread", MARKET_SPREAD_VERSION == 1 ? "1.0.0" : "2.0.0", p) {
   using namespace market_spread;
-  p.decoder("nbbo", decode_nbbo);
-  p.decoder("order", decode_order);
-  p.partition("nbbo_symbol", nbbo_symbol);
-  p.partition("order_symbol", order_symbol);
+  // Lambdas rather than function names: the SDK calls them once per message inside its batch
+  // loop, where a lambda inlines and a function pointer stays an indirect call.
+  p.decoder("nbbo", [](shardline::Reader& r) { return decode_nbbo(r); });
+  p.decoder("order", [](shardline::Reader& r) { return decode_order(r); });
+  p.partition("nbbo_symbol", [](const Nbbo& m) { return symbol_key(m.symbol); });
+  p.partition("order_symbol", [](const Order& m) { return symbol_key(m.symbol); });
   p.state<SymbolData>("symbol_data");
-  p.state_computation("update_nbbo", update_nbbo);
-  p.state_computation("check_order", check_order);
-  p.encoder("order_result", encode_order_result);
+  p.state_computation("update_nbbo", [](const Nbbo& m, SymbolData& s) { update_nbbo(m, s); });
+  p.state_computation("check_order",
+                      [](const Order& o, SymbolData& s) { return check_order(o, s); });
+  p.encoder("order_result",
+            [](const OrderResult& r, shardline::Writer& w) { encode_order_result(r, w); });
 }

@@ -196,8 +196,10 @@ TEST_CASE("a computation with Emit produces any number of non-trivial outputs", 
   CHECK_FALSE(c.output->trivial);
   MessageBuffer in(c.input), out(c.output);
   constexpr int lines = 300;  // 900 outputs: the output buffer grows, relocating its strings
-  for (int i = 0; i < lines; ++i)
-    push(in, "a" + std::to_string(i) + " b" + std::to_string(i) + " c" + std::to_string(i));
+  for (int i = 0; i < lines; ++i) {
+    const std::string n = std::to_string(i);
+    push(in, std::string("a").append(n).append(" b").append(n).append(" c").append(n));
+  }
   push(in, std::string());  // emits nothing
   ErrorLog errors;
   impl<shardline::Computation>(m, ComponentKind::computation, "split").run(in.span(), out, errors.sink);
@@ -207,7 +209,7 @@ TEST_CASE("a computation with Emit produces any number of non-trivial outputs", 
   for (int i = 0; i < lines; ++i)
     for (int j = 0; j < 3; ++j)
       all_right = all_right && get<std::string>(out, 3 * i + j) ==
-                                   std::string(1, char('a' + j)) + std::to_string(i) + std::string(16, '.');
+                                   std::string(1, char('a' + j)).append(std::to_string(i)).append(16, '.');
   CHECK(all_right);
 }
 

@@ -124,16 +124,21 @@ const TypeDesc* desc_or_null() {
   }
 }
 
-/// Stores a function's result (T, optional<T>, or nothing) as an output message.
-template <class Out, class R>
-void put(MessageOutput& out, R&& r) {
+/// Stores the result of call() (T, optional<T>, or something T is constructible from) as an
+/// output message. A T returned by value is built straight in the output slot (guaranteed copy
+/// elision): no temporary, and no copy of it through the stack.
+template <class Out, class Call>
+void put(MessageOutput& out, Call&& call) {
+  using R = decltype(call());
   if constexpr (std::is_same_v<std::remove_cvref_t<R>, std::optional<Out>>) {
+    auto r = call();
     if (r) {
       ::new (out.next_slot()) Out(std::move(*r));
       out.commit();
     }
   } else {
-    ::new (out.next_slot()) Out(std::forward<R>(r));
+    // If call() throws, nothing is committed: the slot is simply reused.
+    ::new (out.next_slot()) Out(call());
     out.commit();
   }
 }
@@ -165,7 +170,7 @@ void call_and_put(F& fn, MessageOutput& out, Args&... args) {
     Emit<Out> emit(out);
     fn(args..., emit);
   } else {
-    put<Out>(out, fn(args...));
+    put<Out>(out, [&]() -> decltype(auto) { return fn(args...); });
   }
 }
 
@@ -179,9 +184,9 @@ class DecoderImpl final : public Decoder {
     each_guarded(n, &out, errors, [&](std::size_t i) {
       if constexpr (std::is_invocable_v<F&, Reader&>) {
         Reader reader(frames[i]);
-        put<Out>(out, fn_(reader));
+        put<Out>(out, [&]() -> decltype(auto) { return fn_(reader); });
       } else {
-        put<Out>(out, fn_(frames[i].text()));
+        put<Out>(out, [&]() -> decltype(auto) { return fn_(frames[i].text()); });
       }
     });
   }
