@@ -70,22 +70,24 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
 void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
   const std::size_t n = msgs.count();
   keys_.resize(n);
+  shard_of_.resize(n);
   BatchErrors errors(p, step.partition_name, &msgs);
   ErrorSink sink = errors.sink();
   step.partition->keys(msgs.span(), keys_.data(), sink);
 
-  const auto& failed = errors.failed();
-  std::size_t next_failed = 0;
-  const std::uint32_t shards = flow_.router.shards();
-  Batch** open = &open_[std::size_t{step.route} * shards];
+  // First every message's shard: no message depends on another, so the CPU overlaps the
+  // hashing of many; then the appends, whose only dependency is each batch's fill level.
+  constexpr std::uint32_t kSkip = ~std::uint32_t{0};
+  const ShardRouter& router = flow_.router;
+  for (std::size_t i = 0; i < n; ++i) shard_of_[i] = router.shard(keys_[i]);
+  for (std::size_t i : errors.failed()) {
+    msgs.destroy_one(i);
+    shard_of_[i] = kSkip;
+  }
+  Batch** open = &open_[std::size_t{step.route} * router.shards()];
   for (std::size_t i = 0; i < n; ++i) {
-    if (next_failed < failed.size() && failed[next_failed] == i) {
-      msgs.destroy_one(i);
-      ++next_failed;
-      continue;
-    }
-    const std::uint64_t key = keys_[i];
-    const std::uint32_t shard = flow_.router.shard(key);
+    const std::uint32_t shard = shard_of_[i];
+    if (shard == kSkip) continue;
     Batch*& b = open[shard];
     if (!b) {
       b = flow_.batches.acquire();
@@ -96,7 +98,7 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
       b->keys.clear();
     }
     b->messages.take(msgs, i);
-    b->keys.push_back(key);
+    b->keys.push_back(keys_[i]);
     if (b->keys.size() == flow_.batch_size) {
       flow_.send(shard, b, may_block_, false);
       unwoken_[shard] = 1;

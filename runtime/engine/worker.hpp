@@ -64,6 +64,7 @@ class Worker {
   bool may_block_;
   MessageBuffer scratch_[2];
   std::vector<std::uint64_t> keys_;
+  std::vector<std::uint32_t> shard_of_;
   std::vector<Batch*> open_;          ///< [route * shards + shard]
   std::vector<EncodedChunk*> chunks_; ///< [sink]
   std::vector<char> unwoken_;         ///< [shard]: sent to without waking it since the last flush
