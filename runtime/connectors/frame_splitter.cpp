@@ -54,6 +54,7 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
     split_lines(handler);
   }
   flush(handler);
+  handler.on_caught_up();
   if (begin_ == end_) {  // everything framed: the next read starts at the front for free
     base_offset_ += end_;
     begin_ = end_ = 0;
@@ -74,6 +75,7 @@ void FrameSplitter::finish(FrameHandler& handler) {
         } else {
           push(handler, b + begin_, len);
           flush(handler);
+          handler.on_caught_up();
         }
       }
     } else if (tail > 0 && tail < 4) {

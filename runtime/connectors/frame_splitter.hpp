@@ -2,7 +2,7 @@
 //
 // The source reads straight into the splitter's buffer (write_space() then commit()), then
 // calls deliver(), which hands every complete frame to the FrameHandler in chunks of up to
-// kFramesPerCall. Frames point into the buffer: no byte is copied and nothing is allocated
+// kFramesPerCall, then calls its on_caught_up(). Frames point into the buffer: no byte is copied and nothing is allocated
 // per frame. The incomplete tail stays in the buffer and is moved to its front only when a
 // read needs the room, so a stream of small frames costs one short move per read.
 //

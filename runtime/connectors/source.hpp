@@ -23,6 +23,9 @@ class FrameHandler {
   virtual ~FrameHandler() = default;
   /// `n` complete frames; they point into the source's buffer and are valid during the call.
   virtual void on_frames(const Frame* frames, std::size_t n) = 0;
+  /// Every frame read so far has been handed over: the source is about to read again, and may
+  /// wait for input. A handler that holds partly filled batches sends them now.
+  virtual void on_caught_up() {}
   /// Input that could not be framed (too large, truncated): reported and counted, then the
   /// source carries on with what it can still read.
   virtual void on_bad_input(std::string_view what) = 0;

@@ -13,6 +13,12 @@ namespace shardline::engine {
 
 /// Feeds one pipeline's frames into its source thread's Worker, through the gate a reload
 /// closes, and keeps copies of the most recent frames for a reload's canary. [source thread]
+///
+/// Partly filled batches are sent once the source has handed over everything it has read
+/// (on_caught_up(): once per read, e.g. per megabyte of a file, rather than per chunk of
+/// frames), which saves most of the wake-ups of sleeping shards. The source stays inside the
+/// gate until then, so a reload never finds messages waiting in a partly filled batch; a
+/// pending reload makes it send and leave after the current chunk.
 class Ingress final : public connectors::FrameHandler {
  public:
   static constexpr std::size_t kSampleFrames = 64;
@@ -20,11 +26,16 @@ class Ingress final : public connectors::FrameHandler {
   Ingress(Dataflow& flow, PipelinePlan& p, SourceGate& gate, std::string source)
       : worker_(flow, true), p_(p), gate_(gate), source_(std::move(source)) {}
   void on_frames(const Frame* frames, std::size_t n) override {
-    gate_.enter();
+    if (!inside_) {
+      gate_.enter();
+      inside_ = true;
+    }
     worker_.ingest(p_, frames, n);
-    worker_.flush();
     keep_sample(frames, n);
-    gate_.leave();
+    if (gate_.pause_requested()) leave();
+  }
+  void on_caught_up() override {
+    if (inside_) leave();
   }
   void on_bad_input(std::string_view what) override { p_.errors->bad_input(source_, what); }
 
@@ -37,6 +48,12 @@ class Ingress final : public connectors::FrameHandler {
   }
 
  private:
+  void leave() {
+    worker_.flush();
+    gate_.leave();
+    inside_ = false;
+  }
+
   void keep_sample(const Frame* frames, std::size_t n) {
     // Only the last kSampleFrames of each chunk: a few copies per chunk, none allocating once
     // the ring is full and its vectors have grown.
@@ -51,6 +68,7 @@ class Ingress final : public connectors::FrameHandler {
   }
 
   Worker worker_;
+  bool inside_ = false;  ///< entered the gate, with batches possibly not sent yet
   PipelinePlan& p_;
   SourceGate& gate_;
   std::string source_;

@@ -1,13 +1,14 @@
 // SourceGate: lets the control thread pause every source between two chunks of input.
 // [source threads: enter/leave around each chunk; control thread: pause/resume]
 //
-// A source thread enters the gate before it hands a chunk of frames to the engine and leaves
-// after the chunk's batches are sent. pause() closes the gate and waits until no source is
-// inside, so when it returns no source holds a partly sent chunk, and none will start one until
-// resume(). A source parked at the gate keeps its unread bytes in its buffer and its socket:
+// A source thread enters the gate before it hands frames to the engine and leaves once every
+// batch they made is sent (after each read, or sooner when pause_requested()). pause() closes
+// the gate and waits until no source is inside, so when it returns no source holds unsent
+// messages, and none will start again until resume(). A source parked at the gate keeps its unread bytes in its buffer and its socket:
 // nothing is lost, it just waits (a TCP sender sees its window close).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -28,23 +29,31 @@ class SourceGate {
   /// Closes the gate; true once no source is inside, false (gate reopened) after `timeout`.
   bool pause(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    paused_ = true;
+    set_paused(true);
     if (cv_.wait_for(lock, timeout, [&] { return inside_ == 0; })) return true;
-    paused_ = false;
+    set_paused(false);
     cv_.notify_all();
     return false;
   }
   void resume() {
     std::lock_guard lock(mutex_);
-    paused_ = false;
+    set_paused(false);
     cv_.notify_all();
   }
+  /// A pause is waiting for the sources inside to leave. [source threads, between chunks]
+  bool pause_requested() const { return requested_.load(std::memory_order_relaxed); }
 
  private:
+  void set_paused(bool paused) {
+    paused_ = paused;
+    requested_.store(paused, std::memory_order_relaxed);
+  }
+
   std::mutex mutex_;
   std::condition_variable cv_;
   bool paused_ = false;
   int inside_ = 0;
+  std::atomic<bool> requested_{false};  ///< paused_, readable without the lock
 };
 
 }  // namespace shardline::engine
