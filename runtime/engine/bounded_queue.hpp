@@ -51,6 +51,16 @@ class BoundedQueue {
     return true;
   }
 
+  /// Moves every queued item into `out` (which must be empty) without waiting. Returns false if
+  /// there was none. [consumer thread]
+  bool try_pop_all(std::vector<T>& out) {
+    std::lock_guard lock(mutex_);
+    if (items_.empty()) return false;
+    out.swap(items_);
+    not_full_.notify_all();
+    return true;
+  }
+
   /// Wakes the consumer; pop_all() returns false once everything queued has been taken.
   void close() {
     std::lock_guard lock(mutex_);

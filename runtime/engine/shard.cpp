@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 namespace shardline::engine {
@@ -24,22 +25,40 @@ void Shard::join() {
 }
 
 void Shard::run() {
+  using Clock = std::chrono::steady_clock;
+  // While more batches keep arriving, partly filled outputs are held back (a wake-up of the
+  // sink or another shard per round costs more than the round) for at most kMaxHold.
+  constexpr auto kMaxHold = std::chrono::microseconds(500);
+  BoundedQueue<Batch*>& inbox = *flow_.inboxes[index_];
   std::vector<Batch*> taken;
-  std::vector<std::uint32_t> pipelines;
+  std::vector<std::uint32_t> done;  // pipelines of the batches processed since the last flush
   taken.reserve(flow_.queue_batches);
-  while (flow_.inboxes[index_]->pop_all(taken)) {
-    pipelines.clear();
+  auto flushed = Clock::now();
+  for (;;) {
+    if (!inbox.try_pop_all(taken)) {
+      flush(done);
+      if (!inbox.pop_all(taken)) break;
+      flushed = Clock::now();
+    }
     for (Batch* b : taken) {
       process(*b);
-      pipelines.push_back(b->pipeline);
+      done.push_back(b->pipeline);
       flow_.batches.release(b);
     }
-    // Everything these batches produced is sent before they count as done, so the control
-    // thread never sees an idle pipeline while outputs wait in a partly filled batch.
-    worker_.flush();
-    for (std::uint32_t p : pipelines) flow_.batch_done(p);
     taken.clear();
+    if (const auto now = Clock::now(); now - flushed >= kMaxHold) {
+      flush(done);
+      flushed = now;
+    }
   }
+}
+
+void Shard::flush(std::vector<std::uint32_t>& done) {
+  // Everything the batches produced is sent before they count as done, so the control
+  // thread never sees an idle pipeline while outputs wait in a partly filled batch.
+  worker_.flush();
+  for (std::uint32_t p : done) flow_.batch_done(p);
+  done.clear();
 }
 
 void Shard::process(Batch& b) {
