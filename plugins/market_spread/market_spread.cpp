@@ -107,7 +107,7 @@ void expect_type(shardline::Reader& r, std::uint8_t expected, const char* what) 
   if (type != expected) [[unlikely]] wrong_type(type, expected, what);
 }
 
-Nbbo decode_nbbo(shardline::Reader& r) {
+inline Nbbo decode_nbbo(shardline::Reader& r) {
   expect_type(r, kNbboType, "NBBO");
   Nbbo m;
   r.copy_to(m.symbol);
@@ -118,7 +118,7 @@ Nbbo decode_nbbo(shardline::Reader& r) {
   return m;
 }
 
-Order decode_order(shardline::Reader& r) {
+inline Order decode_order(shardline::Reader& r) {
   expect_type(r, kOrderType, "order");
   Order m;
   m.side = r.u8();
@@ -134,7 +134,7 @@ Order decode_order(shardline::Reader& r) {
 
 /// The symbol without its justification spaces: " NFX" is the string key "NFX", the key a
 /// topology's keys_file line " NFX" or "NFX" declares.
-std::string_view symbol_key(const char (&symbol)[4]) {
+inline std::string_view symbol_key(const char (&symbol)[4]) {
   // Four bytes: plain loops beat string_view::find_first_not_of's general character search.
   std::size_t begin = 0, end = sizeof symbol;
   while (begin < end && symbol[begin] == ' ') ++begin;
@@ -148,7 +148,7 @@ constexpr double kMaxSpread = 0.10;
 constexpr double kMaxSpread = 0.05;
 #endif
 
-void update_nbbo(const Nbbo& m, SymbolData& s) {
+inline void update_nbbo(const Nbbo& m, SymbolData& s) {
   const double diff = m.offer - m.bid;
   const double mid = (m.bid + m.offer) / 2;
   s.should_reject_trades = diff >= kMaxSpread || diff / mid >= 0.05;
@@ -166,7 +166,7 @@ std::uint64_t realtime_ns() {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
+inline std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
   if (!s.should_reject_trades) return std::nullopt;
   OrderResult r;
   r.side = o.side;
@@ -182,7 +182,7 @@ std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
 }
 
 /// 55 bytes; the sink writes the 4-byte length prefix in front.
-void encode_order_result(const OrderResult& r, shardline::Writer& w) {
+inline void encode_order_result(const OrderResult& r, shardline::Writer& w) {
   w.u8(r.side);
   w.u32be(r.account);
   w.bytes(r.order_id, sizeof r.order_id);
@@ -198,8 +198,9 @@ void encode_order_result(const OrderResult& r, shardline::Writer& w) {
 
 SHARDLINE_PLUGIN("market_spread", MARKET_SPREAD_VERSION == 1 ? "1.0.0" : "2.0.0", p) {
   using namespace market_spread;
-  // Lambdas rather than function names: the SDK calls them once per message inside its batch
-  // loop, where a lambda inlines and a function pointer stays an indirect call.
+  // Lambdas rather than function names, and `inline` functions: the SDK calls them once per
+  // message inside its batch loop, where a lambda inlines (and the functions with it) and a
+  // function pointer stays an indirect call.
   p.decoder("nbbo", [](shardline::Reader& r) { return decode_nbbo(r); });
   p.decoder("order", [](shardline::Reader& r) { return decode_order(r); });
   p.partition("nbbo_symbol", [](const Nbbo& m) { return symbol_key(m.symbol); });

@@ -45,26 +45,31 @@ class Reader {
   /// Throws unless every byte was read: a frame longer than its format is bad input too.
   void expect_end() const {
     if (pos_ != size_) [[unlikely]]
-      throw_too_long();
+      throw_too_long(size_, pos_);
   }
 
  private:
   // The checks stay inline (every field of every message goes through take()); building the
-  // error text is out of line, so take() is small enough for the compiler to inline.
+  // error text is out of line, so take() is small enough for the compiler to inline. The
+  // throwing helpers take values, not `this`: a Reader whose address never escapes stays in
+  // registers instead of being written to memory at every field.
   const std::byte* take(std::size_t n) {
     if (n > size_ - pos_) [[unlikely]]
-      throw_truncated(n);
+      throw_truncated(n, pos_, size_);
     const std::byte* at = p_ + pos_;
     pos_ += n;
     return at;
   }
-  [[noreturn, gnu::cold, gnu::noinline]] void throw_truncated(std::size_t n) const {
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_truncated(std::size_t n,
+                                                                     std::size_t pos,
+                                                                     std::size_t size) {
     throw DecodeError("truncated frame: need " + std::to_string(n) + " bytes at offset " +
-                      std::to_string(pos_) + ", frame has " + std::to_string(size_));
+                      std::to_string(pos) + ", frame has " + std::to_string(size));
   }
-  [[noreturn, gnu::cold, gnu::noinline]] void throw_too_long() const {
-    throw DecodeError("frame has " + std::to_string(size_) + " bytes, format uses " +
-                      std::to_string(pos_));
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_too_long(std::size_t size,
+                                                                    std::size_t pos) {
+    throw DecodeError("frame has " + std::to_string(size) + " bytes, format uses " +
+                      std::to_string(pos));
   }
   template <class U>
   U load_be() {
