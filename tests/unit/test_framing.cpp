@@ -91,6 +91,23 @@ TEST_CASE("frames reach the handler in bounded chunks", "[framing]") {
                        FrameSplitter::kFramesPerCall);
 }
 
+TEST_CASE("the handler hears once per read that everything read so far was delivered",
+          "[framing]") {
+  // 3000 frames of 6 bytes (2 + 4 of prefix); the two reads cut the 2000th frame in half.
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 3000; ++i) payloads.push_back(std::to_string(10 + i % 90));
+  const std::string input = length_prefixed(payloads);
+  const std::size_t cut = 1999 * 6 + 3;
+  FrameSplitter s(Framing::length_prefixed, 64, "test");
+  FrameRecorder r;
+  std::size_t piece = 0;
+  REQUIRE(feed(s, r, input, [&] { return piece++ == 0 ? cut : input.size(); }));
+  CHECK(r.frames == payloads);
+  // After each read's 1024-frame chunks, then once more at the end of input (nothing new).
+  CHECK(r.caught_up == std::vector<std::size_t>{1999, 3000, 3000});
+  CHECK(r.calls == 3);  // 1024 + 975, then 1001
+}
+
 TEST_CASE("a frame of exactly max_frame bytes is accepted", "[framing]") {
   FrameSplitter s(Framing::length_prefixed, 10, "test");
   FrameRecorder r;

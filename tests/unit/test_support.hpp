@@ -86,17 +86,19 @@ T& get(const shardline::engine::MessageBuffer& b, std::size_t i) {
 }
 
 /// Records the frames and the bad-input reports a source or a FrameSplitter delivers, and how
-/// it delivered them (number of calls, most frames in one call).
+/// it delivered them (number of calls, most frames in one call, when it was caught up).
 struct FrameRecorder : shardline::connectors::FrameHandler {
   std::vector<std::string> frames;
   std::vector<std::string> bad;
   std::size_t calls = 0;
   std::size_t largest_call = 0;
+  std::vector<std::size_t> caught_up;  ///< frames.size() at each on_caught_up()
   void on_frames(const shardline::Frame* f, std::size_t n) override {
     ++calls;
     largest_call = std::max(largest_call, n);
     for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
   }
+  void on_caught_up() override { caught_up.push_back(frames.size()); }
   void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
 };
 
