@@ -9,9 +9,7 @@ StateTable::StateTable(const TypeDesc* type, StateFactory* factory, bool create_
     : type_(type), factory_(factory), create_unknown_(create_unknown) {
   stride_ = (type->size + type->align - 1) / type->align * type->align;
   if (stride_ == 0) stride_ = type->align;
-  // Chunks of about 64 KiB: few allocations, little waste for small tables.
-  per_chunk_ = std::max<std::size_t>(1, (64 * 1024) / stride_);
-  used_in_last_ = per_chunk_;
+  used_in_last_ = per_chunk_ = 0;  // the first slot() allocates
 }
 
 StateTable::~StateTable() {
@@ -25,6 +23,12 @@ void* StateTable::create(std::uint64_t key) {
 
 void* StateTable::slot() {
   if (used_in_last_ == per_chunk_) {
+    // Chunks start at about 1 KiB and double up to about 64 KiB: a table of a few hundred
+    // keys wastes little, a large one makes one allocation per 64 KiB of states.
+    constexpr std::size_t kFirstChunk = 1024, kLargestChunk = 64 * 1024;
+    const std::size_t bytes = chunks_.empty() ? kFirstChunk
+                                              : std::min(per_chunk_ * stride_ * 2, kLargestChunk);
+    per_chunk_ = std::max<std::size_t>(1, bytes / stride_);
     const std::size_t align = std::max<std::size_t>(type_->align, 64);
     chunks_.emplace_back(
         static_cast<std::byte*>(::operator new(per_chunk_ * stride_, std::align_val_t(align))),

@@ -1,11 +1,11 @@
 // StateTable: the states of one partitioned state on one shard. [its shard thread only]
 //
-// Maps each key to its state object. Objects live in fixed-size chunks allocated as needed, so
-// a state never moves once created: a batch resolves all its states first and the state
-// computation then runs over the whole batch with stable pointers. The index is an abseil
-// flat_hash_map from key to object (17 bytes per slot; 36 bytes per key measured at 1M keys), keyed by the
-// 64-bit engine key. The table builds a state with the plugin's factory the first time its key
-// is seen, unless the topology rejects undeclared keys.
+// Maps each key to its state object. Objects live in chunks allocated as needed (about 1 KiB
+// first, doubling up to 64 KiB), so a state never moves once created: a batch resolves all its
+// states first and the state computation then runs over the whole batch with stable pointers.
+// The index is an abseil flat_hash_map from key to object (17 bytes per slot; 36 bytes per key
+// measured at 1M keys), keyed by the 64-bit engine key. The table builds a state with the
+// plugin's factory the first time its key is seen, unless the topology rejects undeclared keys.
 #pragma once
 
 #include <absl/container/flat_hash_map.h>
@@ -80,7 +80,7 @@ class StateTable {
   StateFactory* factory_;
   bool create_unknown_;
   std::size_t stride_;
-  std::size_t per_chunk_;
+  std::size_t per_chunk_;  ///< how many states the last chunk holds
   std::size_t used_in_last_ = 0;
   struct ChunkFree {
     std::size_t align;

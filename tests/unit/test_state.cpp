@@ -149,3 +149,18 @@ TEST_CASE("the overhead per key of a large table is small", "[state]") {
   CHECK(per_key > 0);
   CHECK(per_key < 64);
 }
+
+TEST_CASE("a small table wastes little: chunks start small and grow", "[state]") {
+  PairFactory factory;
+  StateTable table(pair_type, &factory, true);
+  for (std::uint64_t k = 0; k < 175; ++k) table.get(k * 0x9e3779b97f4a7c15ULL);
+  REQUIRE(table.size() == 175);
+  const double per_key = double(table.overhead_bytes()) / double(table.size());
+  INFO("overhead: " << table.overhead_bytes() << " bytes for 175 keys: " << per_key
+                    << " bytes per key");
+  CHECK(per_key < 64);
+  // The states stay where they were created while the table grows.
+  void* first = table.find(0);
+  for (std::uint64_t k = 175; k < 5000; ++k) table.get(k * 0x9e3779b97f4a7c15ULL);
+  CHECK(table.find(0) == first);
+}
