@@ -2,9 +2,10 @@
 //
 // The source reads straight into the splitter's buffer (write_space() then commit()), then
 // calls deliver(), which hands every complete frame to the FrameHandler in chunks of up to
-// kFramesPerCall, then calls its on_caught_up(). Frames point into the buffer: no byte is copied and nothing is allocated
-// per frame. The incomplete tail stays in the buffer and is moved to its front only when a
-// read needs the room, so a stream of small frames costs one short move per read.
+// kFramesPerCall, then calls its on_caught_up(). Frames point into the buffer: no byte is
+// copied and nothing is allocated per frame. The incomplete tail stays in the buffer and is
+// moved to its front only when a read needs the room, so a stream of small frames costs one
+// short move per read.
 //
 // Framing::length_prefixed — a 4-byte big-endian length, then that many bytes (Wallaroo's
 //   framing). A length above max_frame means the stream can no longer be trusted to be in

@@ -140,6 +140,7 @@ void Engine::run_source(std::size_t i) {
   } catch (const std::exception& e) {
     fail("pipeline '" + p.name + "' source " + source.describe() + ": " + e.what());
   }
+  ingress.on_caught_up();  // sends anything still held, however run() ended
   p.source_done = true;
   sources_running_.fetch_sub(1);
   flow_->wake_control();

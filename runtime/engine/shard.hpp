@@ -3,9 +3,9 @@
 // The shard takes every batch queued in its inbox at once, resolves each message's state
 // (creating it with the plugin's factory the first time a key is seen), calls the state
 // computation once for the whole batch, and hands the outputs to its Worker. Partly filled
-// outputs go out when the inbox is empty (or every 500 us under constant load). No other thread
-// ever touches the shard's states, so there are no locks on the hot path; messages of one key
-// reach it in the order their source read them, and it processes them in that order.
+// outputs go out when the inbox is empty (or every 500 us under constant load). No other
+// thread ever touches the shard's states, so there are no locks on the hot path; messages of
+// one key reach it in the order their source read them, and it processes them in that order.
 #pragma once
 
 #include <memory>

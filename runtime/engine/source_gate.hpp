@@ -1,11 +1,12 @@
 // SourceGate: lets the control thread pause every source between two chunks of input.
-// [source threads: enter/leave around each chunk; control thread: pause/resume]
+// [source threads: enter/leave around what they hand over; control thread: pause/resume]
 //
 // A source thread enters the gate before it hands frames to the engine and leaves once every
 // batch they made is sent (after each read, or sooner when pause_requested()). pause() closes
 // the gate and waits until no source is inside, so when it returns no source holds unsent
-// messages, and none will start again until resume(). A source parked at the gate keeps its unread bytes in its buffer and its socket:
-// nothing is lost, it just waits (a TCP sender sees its window close).
+// messages, and none will start again until resume(). A source parked at the gate keeps its
+// unread bytes in its buffer and its socket: nothing is lost, it just waits (a TCP sender sees
+// its window close).
 #pragma once
 
 #include <atomic>

@@ -208,8 +208,9 @@ TEST_CASE("a computation with Emit produces any number of non-trivial outputs", 
   bool all_right = true;
   for (int i = 0; i < lines; ++i)
     for (int j = 0; j < 3; ++j)
-      all_right = all_right && get<std::string>(out, 3 * i + j) ==
-                                   std::string(1, char('a' + j)).append(std::to_string(i)).append(16, '.');
+      all_right = all_right &&
+                  get<std::string>(out, 3 * i + j) ==
+                      std::string(1, char('a' + j)).append(std::to_string(i)).append(16, '.');
   CHECK(all_right);
 }
 
