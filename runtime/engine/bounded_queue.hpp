@@ -45,20 +45,14 @@ class BoundedQueue {
     consumer_waiting_ = true;
     not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
     consumer_waiting_ = false;
-    if (items_.empty()) return false;
-    out.swap(items_);
-    not_full_.notify_all();
-    return true;
+    return take_all(out);
   }
 
   /// Moves every queued item into `out` (which must be empty) without waiting. Returns false if
   /// there was none. [consumer thread]
   bool try_pop_all(std::vector<T>& out) {
     std::lock_guard lock(mutex_);
-    if (items_.empty()) return false;
-    out.swap(items_);
-    not_full_.notify_all();
-    return true;
+    return take_all(out);
   }
 
   /// Wakes the consumer; pop_all() returns false once everything queued has been taken.
@@ -75,6 +69,14 @@ class BoundedQueue {
   }
 
  private:
+  /// pop_all() and try_pop_all(), with the lock held.
+  bool take_all(std::vector<T>& out) {
+    if (items_.empty()) return false;
+    out.swap(items_);
+    not_full_.notify_all();
+    return true;
+  }
+
   mutable std::mutex mutex_;
   std::condition_variable not_empty_;
   std::condition_variable not_full_;

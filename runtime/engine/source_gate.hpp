@@ -20,41 +20,35 @@ class SourceGate {
  public:
   void enter() {
     std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return !paused_; });
+    cv_.wait(lock, [&] { return !paused_.load(std::memory_order_relaxed); });
     ++inside_;
   }
   void leave() {
     std::lock_guard lock(mutex_);
-    if (--inside_ == 0 && paused_) cv_.notify_all();
+    if (--inside_ == 0 && paused_.load(std::memory_order_relaxed)) cv_.notify_all();
   }
   /// Closes the gate; true once no source is inside, false (gate reopened) after `timeout`.
   bool pause(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    set_paused(true);
+    paused_.store(true, std::memory_order_relaxed);
     if (cv_.wait_for(lock, timeout, [&] { return inside_ == 0; })) return true;
-    set_paused(false);
+    paused_.store(false, std::memory_order_relaxed);
     cv_.notify_all();
     return false;
   }
   void resume() {
     std::lock_guard lock(mutex_);
-    set_paused(false);
+    paused_.store(false, std::memory_order_relaxed);
     cv_.notify_all();
   }
   /// A pause is waiting for the sources inside to leave. [source threads, between chunks]
-  bool pause_requested() const { return requested_.load(std::memory_order_relaxed); }
+  bool pause_requested() const { return paused_.load(std::memory_order_relaxed); }
 
  private:
-  void set_paused(bool paused) {
-    paused_ = paused;
-    requested_.store(paused, std::memory_order_relaxed);
-  }
-
   std::mutex mutex_;
   std::condition_variable cv_;
-  bool paused_ = false;
+  std::atomic<bool> paused_{false};  ///< written under the mutex; also read without it
   int inside_ = 0;
-  std::atomic<bool> requested_{false};  ///< paused_, readable without the lock
 };
 
 }  // namespace shardline::engine
