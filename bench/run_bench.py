@@ -2,7 +2,8 @@
 """Runs every Shardline benchmark and prints one table. Called by bench/run.sh.
 
 Scenarios (bench/RESULTS.md explains each and what the numbers mean):
-  baseline    Market Spread as a plain single-threaded loop (baseline_market_spread)
+  baseline    Market Spread as a plain single-threaded loop (baseline_market_spread), and
+              the hand-written sharded limit (the same tool with --shards N)
   inproc      Market Spread in-process (market_spread_inproc): file sources, NBBO first, then
               the orders (timed); discard sink with and without the encoder; 1/2/4 shards
   tcp         Market Spread over TCP on 127.0.0.1: shardline-gen send -> shardline run ->
@@ -44,6 +45,7 @@ class Sizes:
             self.reps = 1
             self.oversub = []
             self.baseline_xxh3 = []
+            self.limit = [(350, 2)]
             self.tcp_shards = [2]
             self.tcp_symbols = 350
             self.latency_symbols = 350
@@ -64,6 +66,7 @@ class Sizes:
             self.reps = 5
             self.oversub = [(10_000, 8, "encode")]
             self.baseline_xxh3 = [10_000]
+            self.limit = [(s, n) for s in (350, 10_000) for n in (1, 2, 4)]
             self.tcp_shards = [1, 2, 4]
             self.tcp_symbols = 10_000
             self.latency_symbols = 10_000
@@ -270,6 +273,19 @@ class Suite:
                          rss=r["max_rss_kb"])
                 if r["bad"]:
                     raise Failed(f"baseline saw {r['bad']} bad frames")
+        # The hand-written sharded limit: what moving messages between threads costs at best.
+        for symbols, shards in self.sizes.limit:
+            nbbo, orders = self.ms_files(symbols)
+            r = run_json([self.baseline, "--nbbo", nbbo, "--orders", orders, "--reps",
+                          self.sizes.reps, "--shards", shards], 300, f"limit {symbols} {shards}")
+            self.results[("limit", symbols, shards)] = r
+            base = self.results[("baseline", symbols, "packed")]
+            if r["rejected"] != base["rejected"] or r["bad"]:
+                raise Failed(f"sharded limit {symbols} sym {shards} shards: {r['rejected']} "
+                             f"rejected, the loop rejected {base['rejected']}")
+            self.row(f"hand-written sharded limit, {symbols} sym", shards, r["orders"],
+                     r["msgs_per_s"], rss=r["max_rss_kb"],
+                     vs_base=r["msgs_per_s"] / base["msgs_per_s"])
 
     # ---- 1. Market Spread in-process
 
