@@ -23,6 +23,7 @@
 #include "engine/pipeline_errors.hpp"
 #include "engine/shard_router.hpp"
 #include "metrics/pipeline_metrics.hpp"
+#include "topology/topology.hpp"
 
 namespace shardline::engine {
 
@@ -60,8 +61,11 @@ struct PipelinePlan {
 class Dataflow {
  public:
   Dataflow(std::uint32_t shards, std::uint32_t key_groups, std::uint32_t batch_size,
-           std::uint32_t queue_batches)
-      : router(key_groups, shards), batch_size(batch_size), queue_batches(queue_batches) {
+           std::uint32_t queue_batches, topology::Scheduling scheduling)
+      : router(key_groups, shards),
+        batch_size(batch_size),
+        queue_batches(queue_batches),
+        scheduling(scheduling) {
     for (std::uint32_t s = 0; s < shards; ++s)
       inboxes.push_back(std::make_unique<BoundedQueue<Batch*>>(queue_batches));
   }
@@ -99,6 +103,7 @@ class Dataflow {
   ShardRouter router;
   std::uint32_t batch_size;
   std::uint32_t queue_batches;
+  topology::Scheduling scheduling;  ///< applied by every engine thread as it starts
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
   std::vector<std::unique_ptr<BoundedQueue<EncodedChunk*>>> sinks;

@@ -6,13 +6,15 @@
 #include <sstream>
 
 #include "engine/ingress.hpp"
+#include "engine/thread_setup.hpp"
 
 namespace shardline::engine {
 
 Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     : wiring_(std::move(wiring)), options_(options) {
   const topology::Topology& t = wiring_->topology;
-  flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches);
+  flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches,
+                                     t.scheduling);
   build_plan();
 
   std::vector<StateKind> kinds;
@@ -126,6 +128,7 @@ void Engine::abandon_output() {
 
 void Engine::run_source(std::size_t i) {
   PipelinePlan& p = flow_->pipelines[i];
+  setup_thread("source " + p.name, flow_->scheduling);
   connectors::Source& source = *sources_[i];
   Ingress& ingress = *ingresses_[i];
   if (p.start_after >= 0) {
@@ -149,6 +152,7 @@ void Engine::run_source(std::size_t i) {
 void Engine::run_sink(std::size_t i) {
   connectors::Sink& sink = *sinks_[i];
   PipelinePlan& p = flow_->pipelines[sink_pipeline_[i]];
+  setup_thread("sink " + p.name, flow_->scheduling);
   std::vector<EncodedChunk*> taken;
   bool abandoned = false;
   while (flow_->sinks[i]->pop_all(taken)) {

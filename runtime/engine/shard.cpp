@@ -1,5 +1,7 @@
 #include "engine/shard.hpp"
 
+#include "engine/thread_setup.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,7 +19,10 @@ Shard::Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateKind>& 
 Shard::~Shard() { join(); }
 
 void Shard::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    setup_thread("shard " + std::to_string(index_), flow_.scheduling);
+    run();
+  });
 }
 
 void Shard::join() {

@@ -422,11 +422,13 @@ Topology parse_topology(const std::filesystem::path& file) {
   std::vector<std::string> errors;
   Checker c(name, errors);
   c.only_keys(root, "the top level",
-              {"shards", "key_groups", "batch_size", "queue_batches", "plugins", "states", "pipelines"});
+              {"shards", "key_groups", "batch_size", "queue_batches", "scheduling", "plugins", "states",
+               "pipelines"});
   if (auto v = c.integer(root, "shards", 1, 1024)) topo.shards = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "key_groups", 1, 1 << 20)) topo.key_groups = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "batch_size", 1, 1 << 16)) topo.batch_size = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "queue_batches", 1, 1 << 16)) topo.queue_batches = static_cast<std::uint32_t>(*v);
+  if (auto s = c.choice(root, "scheduling", {"throughput", "latency"})) topo.scheduling = static_cast<Scheduling>(*s);
   if (topo.key_groups < topo.shards)
     c.error(*root.get("key_groups"), "key_groups (" + std::to_string(topo.key_groups) +
                                           ") must be at least shards (" + std::to_string(topo.shards) + ")");

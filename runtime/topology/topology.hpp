@@ -59,6 +59,11 @@ struct StateSpec {
 enum class SourceKind { tcp, file, stdin_lines };
 enum class SinkKind { tcp, file, stdout_lines, discard };
 enum class ErrorPolicy { skip, dead_letter, stop };
+/// How the engine's threads ask Linux to schedule them (top-level key `scheduling`).
+enum class Scheduling {
+  throughput,  ///< SCHED_BATCH: a thread that wakes up does not preempt a running one
+  latency,     ///< the default policy (SCHED_OTHER): a thread that wakes up may preempt at once
+};
 
 struct SourceSpec {
   SourceKind kind = SourceKind::file;
@@ -103,6 +108,7 @@ struct Topology {
   std::uint32_t key_groups = 4096;
   std::uint32_t batch_size = 256;
   std::uint32_t queue_batches = 64;
+  Scheduling scheduling = Scheduling::throughput;
   std::vector<PluginSpec> plugins;
   std::vector<StateSpec> states;
   std::vector<PipelineSpec> pipelines;

@@ -184,7 +184,8 @@ std::string Wiring::describe() const {
   const Topology& t = topology;
   o << "topology " << t.file.string() << ": " << t.shards << " shard(s), " << t.key_groups
     << " key groups, batches of " << t.batch_size << ", queues of " << t.queue_batches
-    << " batches\n";
+    << " batches, scheduling for "
+    << (t.scheduling == Scheduling::throughput ? "throughput" : "latency") << "\n";
   for (const auto& [alias, p] : plugins)
     o << "plugin " << alias << ": " << p->name() << " " << p->version() << " ("
       << p->file().string() << ", " << p->manifest().components.size() << " components)\n";

@@ -97,7 +97,8 @@ TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
         "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
     CHECK(parse_errors(t.file) ==
           Errors{t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, "
-                            "batch_size, queue_batches, plugins, states, pipelines (did you mean 'shards'?)")});
+                            "batch_size, queue_batches, scheduling, plugins, states, pipelines (did you "
+                            "mean 'shards'?)")});
   }
   SECTION("in a nested table") {
     TopologyFile t(
@@ -134,6 +135,21 @@ TEST_CASE("a value of the wrong type or out of range", "[topology]") {
                t.at(7, 19, "'kind' is \"udp\"; expected one of: tcp, file, stdin"),
                t.at(7, 36, "unknown plugin 'ev' in \"ev.event_line\"; [plugins] defines: nothing"),
                t.at(8, 12, "'on_error' must be a string, not a boolean")});
+}
+
+TEST_CASE("scheduling is throughput unless the topology asks for latency", "[topology]") {
+  const std::string rest =
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n";
+  CHECK(parse_topology(TopologyFile(rest).file).scheduling == shardline::topology::Scheduling::throughput);
+  CHECK(parse_topology(TopologyFile("scheduling = \"latency\"\n" + rest).file).scheduling ==
+        shardline::topology::Scheduling::latency);
+  TopologyFile wrong("scheduling = \"fast\"\n" + rest);
+  CHECK(parse_errors(wrong.file) ==
+        Errors{wrong.at(1, 14, "'scheduling' is \"fast\"; expected one of: throughput, latency")});
 }
 
 TEST_CASE("a pipeline without a source", "[topology]") {
@@ -362,7 +378,7 @@ TEST_CASE("every error of a topology is reported at once", "[topology]") {
   } catch (const TopologyError& e) {
     const Errors expected = {
         t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, batch_size, "
-                   "queue_batches, plugins, states, pipelines (did you mean 'shards'?)"),
+                   "queue_batches, scheduling, plugins, states, pipelines (did you mean 'shards'?)"),
         t.at(2, 14, "'key_groups' must be an integer, not a string"),
         t.at(5, 1, "[states.seqs] rejects unknown keys but declares none; add 'keys' or 'keys_file'"),
         t.at(10, 10, "missing key 'listen' in pipeline 'events' source (tcp needs \"host:port\")"),
@@ -431,7 +447,8 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
 
   const std::string dir = t.dir.path.string();
   const std::string expected =
-      "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 batches\n"
+      "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
+      "batches, scheduling for throughput\n"
       "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 10 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"

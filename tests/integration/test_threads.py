@@ -1,0 +1,71 @@
+"""The engine's threads as Linux sees them: named after what they run, and scheduled as the
+topology's `scheduling` asks (SCHED_BATCH for "throughput", the default; the normal policy for
+"latency")."""
+import os
+import subprocess
+import time
+import unittest
+
+from harness import TEST_PLUGINS, TIMEOUT, TRACK, Run, TempDirTest
+
+SCHED_OTHER, SCHED_BATCH = 0, 3
+ENGINE_THREADS = {"shard 0", "shard 1", "source events", "sink events"}
+
+
+def thread_policies(pid):
+    """{thread name: scheduling policy} of a running process, from /proc."""
+    result = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                name = f.read().rstrip("\n")
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        result[name] = int(fields[41 - 3])  # field 41 of stat; the split starts at field 3
+    return result
+
+
+class EngineThreads(TempDirTest):
+    def policies_with(self, scheduling_line):
+        topo = self.write("topology.toml", f"""
+shards = 2
+{scheduling_line}
+[plugins]
+ev = "{TEST_PLUGINS}/test_events.so"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "stdin", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "discard" }}
+""")
+        run = Run(topo, stdin=subprocess.PIPE)
+        try:
+            deadline = time.time() + TIMEOUT
+            while True:  # the threads start while the engine wires itself up
+                policies = thread_policies(run.proc.pid)
+                if ENGINE_THREADS <= policies.keys() or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            status = run.wait(b"1 1\n2 1\n1 2\n")
+        self.assertEqual(status, 0, run.stderr)
+        self.assertIn("pipeline events: 3 in, 3 out", run.stderr)
+        return policies
+
+    def test_throughput_scheduling_is_the_default(self):
+        policies = self.policies_with("")
+        self.assertEqual({name: policies.get(name) for name in ENGINE_THREADS},
+                         {name: SCHED_BATCH for name in ENGINE_THREADS}, policies)
+
+    def test_latency_scheduling_keeps_the_normal_policy(self):
+        policies = self.policies_with('scheduling = "latency"')
+        self.assertEqual({name: policies.get(name) for name in ENGINE_THREADS},
+                         {name: SCHED_OTHER for name in ENGINE_THREADS}, policies)
+
+
+if __name__ == "__main__":
+    unittest.main()
