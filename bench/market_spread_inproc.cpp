@@ -161,6 +161,7 @@ struct ThreadTimes {
   long tid[kMax];
   std::uint64_t cpu_ns[kMax];
   std::uint64_t wait_ns[kMax];  ///< runnable but waiting for a CPU
+  char comm[kMax][16];          ///< the thread's name ("shard 0", ...)
   void take() {
     n = 0;
     DIR* d = ::opendir("/proc/self/task");
@@ -176,6 +177,13 @@ struct ThreadTimes {
       if (k <= 0) continue;
       text[k] = 0;
       tid[n] = std::strtol(e->d_name, nullptr, 10);
+      std::snprintf(name, sizeof name, "/proc/self/task/%s/comm", e->d_name);
+      comm[n][0] = 0;
+      if (const int c = ::open(name, O_RDONLY | O_CLOEXEC); c >= 0) {
+        const ssize_t m = ::read(c, comm[n], sizeof comm[n] - 1);
+        ::close(c);
+        comm[n][m > 0 ? m - 1 : 0] = 0;  // without the newline
+      }
       char* rest = nullptr;
       cpu_ns[n] = std::strtoull(text, &rest, 10);
       wait_ns[n] = std::strtoull(rest, nullptr, 10);
@@ -187,6 +195,7 @@ struct ThreadTimes {
         std::swap(tid[j - 1], tid[j]);
         std::swap(cpu_ns[j - 1], cpu_ns[j]);
         std::swap(wait_ns[j - 1], wait_ns[j]);
+        std::swap(comm[j - 1], comm[j]);
       }
   }
   std::size_t find(long t) const {
@@ -405,9 +414,10 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < b.n; ++i) {
         const std::size_t j = a.find(b.tid[i]);
         const std::uint64_t cpu0 = j < a.n ? a.cpu_ns[j] : 0, wait0 = j < a.n ? a.wait_ns[j] : 0;
-        char item[128];
-        std::snprintf(item, sizeof item, "%s{\"tid\": %ld, \"cpu_s\": %.4f, \"runq_s\": %.4f}",
-                      i ? ", " : "", b.tid[i], static_cast<double>(b.cpu_ns[i] - cpu0) * 1e-9,
+        char item[160];
+        std::snprintf(item, sizeof item,
+                      "%s{\"tid\": %ld, \"name\": \"%s\", \"cpu_s\": %.4f, \"runq_s\": %.4f}",
+                      i ? ", " : "", b.tid[i], b.comm[i], static_cast<double>(b.cpu_ns[i] - cpu0) * 1e-9,
                       static_cast<double>(b.wait_ns[i] - wait0) * 1e-9);
         threads += item;
       }

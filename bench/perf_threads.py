@@ -3,8 +3,9 @@
 
 perf cannot name functions of a plugin: the runtime dlopens an unlinked shadow copy of it.
 Their addresses are resolved here with addr2line against the plugin file itself (the same
-bytes). Threads are named from the driver's own list of thread ids (run.json), which follows the
-order in which they are created: main, the phase watcher, the sink, the shards, the sources.
+bytes). The engine names its threads ("source orders", "shard 0", "sink orders"); the driver's
+own two threads are told apart by the order of its list of thread ids (run.json): main, then
+the phase watcher.
 """
 import argparse
 import collections
@@ -18,7 +19,6 @@ def main():
     ap.add_argument("--perf-data", required=True)
     ap.add_argument("--run-json", required=True)
     ap.add_argument("--plugin", required=True)
-    ap.add_argument("--shards", type=int, required=True)
     ap.add_argument("--min", type=float, default=0.5, help="hide functions below this %% of samples")
     args = ap.parse_args()
 
@@ -26,10 +26,12 @@ def main():
                              "pid,dso,sym", "--stdio", "-g", "none"],
                             capture_output=True, text=True, check=True).stdout
     rows = []
+    comm = {}
     for line in report.splitlines():
-        m = re.match(r"\s+([\d.]+)%\s+(\d+):\S+\s+(\S+)\s+\[(.)\] (.*)$", line)
+        m = re.match(r"\s+([\d.]+)%\s+(\d+):(.*?)\s{2,}(\S+)\s+\[(.)\] (.*)$", line)
         if m:
-            rows.append((float(m[1]), int(m[2]), m[3], m[5].strip()))
+            rows.append((float(m[1]), int(m[2]), m[4], m[6].strip()))
+            comm[int(m[2])] = m[3]
     plugin_dso = re.compile(r"^market_spread.*\.so$")
     hexes = sorted({sym for _, _, dso, sym in rows if plugin_dso.match(dso) and sym.startswith("0x")})
     names = {}
@@ -48,19 +50,14 @@ def main():
             name = re.sub(r"\(.*", "", sym)
         by_thread[tid][name] += pct
 
-    # The driver lists the threads alive when the orders file was opened, by id: main, the
-    # phase watcher, the sink, the shards, the orders source (the nbbo source has ended: its
-    # id lies between the last shard's and the orders source's).
+    # The driver lists the threads alive when the orders file was opened, by id, its own two
+    # first; the engine's threads carry their names (in perf's samples and in /proc).
     run = json.load(open(args.run_json))
     alive = [t["tid"] for t in run["threads"]]
-    roles = ["main (control)", "phase watcher", "sink"] + [f"shard {i}" for i in range(args.shards)]
-    label = {tid: role for tid, role in zip(alive, roles)}
+    label = dict(comm)  # threads that ended before the orders phase (source nbbo)
+    label.update({t["tid"]: t["name"] for t in run["threads"]})
+    label.update(zip(alive, ["main (control)", "phase watcher"]))
     cpu = {t["tid"]: t for t in run["threads"]}
-    if len(alive) == len(roles) + 1:
-        label[alive[-1]] = "source orders"
-        for tid in by_thread:
-            if alive[-2] < tid < alive[-1]:
-                label[tid] = "source nbbo"
     print(f"run: {run['messages']} orders at {run['msgs_per_s'] / 1e6:.2f}M/s; {run['summary']}")
     print("CPU per order during the orders phase (from /proc/self/task/*/schedstat), and time "
           "runnable but waiting for a CPU:")

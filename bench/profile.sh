@@ -45,4 +45,4 @@ perf record -q -F 2999 -o "$out/perf.data" "$build/bench/market_spread_inproc" \
   --topology "$out/topology.toml" --phase-file "$data/orders.msg" --count-pipeline orders \
   --warm "$data/nbbo.msg" --warm "$data/orders.msg" > "$out/run.json"
 python3 "$repo/bench/perf_threads.py" --perf-data "$out/perf.data" --run-json "$out/run.json" \
-  --plugin "$build/plugins/market_spread.so" --shards "$shards"
+  --plugin "$build/plugins/market_spread.so"
