@@ -47,6 +47,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/shard_router.hpp"  // header only: the engine's key -> shard mapping
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -222,15 +224,6 @@ int run(const std::vector<unsigned char>& nbbo, const std::vector<unsigned char>
 
 // ---- the sharded variant (--shards N) ----
 
-inline std::uint64_t mix64(std::uint64_t k) {  // as the runtime's ShardRouter
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
-
 constexpr std::uint32_t kBatch = 256;
 constexpr std::uint32_t kPhaseEnd = ~0u;  // a slot with this count ends a phase
 
@@ -339,6 +332,7 @@ void publish(Ring& ring) {
 std::uint64_t scatter(const std::vector<unsigned char>& in, std::size_t size, unsigned char type, std::uint32_t len,
                       std::size_t symbol_at, std::vector<Ring>& rings) {
   const auto shards = static_cast<std::uint32_t>(rings.size());
+  const shardline::engine::ShardRouter router(4096, shards);  // keys map to shards as in the engine
   std::uint64_t bad = 0;
   std::vector<Slot*> open(shards);
   for (std::uint32_t s = 0; s < shards; ++s) {
@@ -356,9 +350,7 @@ std::uint64_t scatter(const std::vector<unsigned char>& in, std::size_t size, un
       ++bad;
       continue;
     }
-    const std::uint64_t key = symbol_key<KeyMode::packed>(m + symbol_at);
-    const auto shard = static_cast<std::uint32_t>(
-        (static_cast<unsigned __int128>(mix64(key)) * shards) >> 64);
+    const std::uint32_t shard = router.shard(symbol_key<KeyMode::packed>(m + symbol_at));
     Slot* slot = open[shard];
     std::memcpy(slot->msgs[slot->count], m, 64);  // len <= 53: the frame's tail is ignored
     if (++slot->count == kBatch) {

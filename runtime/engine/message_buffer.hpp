@@ -55,6 +55,9 @@ class MessageBuffer : public MessageOutput {
   void clear();
   /// Forgets every message without destroying it (all were moved out or destroyed one by one).
   void forget_all() { count_ = 0; }
+  /// Trivially-copyable types only: the first `n` slots (within the capacity) hold messages
+  /// that were copied into at() directly.
+  void set_count(std::size_t n) { count_ = n; }
 
  private:
   static void grow_one(MessageOutput& self);

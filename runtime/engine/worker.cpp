@@ -5,6 +5,8 @@ namespace shardline::engine {
 namespace {
 /// Encoded bytes are sent to the sink in chunks of about this size.
 constexpr std::size_t kChunkBytes = 256 * 1024;
+/// shard_of_ of a message whose partition function failed.
+constexpr std::uint32_t kSkip = ~std::uint32_t{0};
 }  // namespace
 
 void BatchErrors::add(std::size_t index, std::string_view what) {
@@ -77,35 +79,90 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
 
   // First every message's shard: no message depends on another, so the CPU overlaps the
   // hashing of many; then the appends, whose only dependency is each batch's fill level.
-  constexpr std::uint32_t kSkip = ~std::uint32_t{0};
   const ShardRouter& router = flow_.router;
   for (std::size_t i = 0; i < n; ++i) shard_of_[i] = router.shard(keys_[i]);
   for (std::size_t i : errors.failed()) {
     msgs.destroy_one(i);
     shard_of_[i] = kSkip;
   }
-  Batch** open = &open_[std::size_t{step.route} * router.shards()];
+  if (step.input->trivial) scatter_trivial(p, step, msgs);
+  else scatter_moving(p, step, msgs);
+  msgs.forget_all();
+}
+
+Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step) {
+  Batch* b = flow_.batches.acquire();
+  b->pipeline = p.index;
+  b->step = static_cast<std::uint32_t>(&step - p.steps.data());
+  b->messages.set_type(step.input);
+  b->messages.reserve(flow_.batch_size);
+  b->keys.resize(flow_.batch_size);  // keys[i] for i < messages.count() are used
+  return b;
+}
+
+void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs) {
+  // Messages are plain bytes: each is copied straight into its batch through a cursor kept in
+  // this loop, not through the batch's bookkeeping per message. The counts are written back
+  // once, at the end.
+  const std::uint32_t shards = flow_.router.shards();
+  const std::size_t batch_size = flow_.batch_size;
+  Batch** open = &open_[std::size_t{step.route} * shards];
+  cursors_.resize(shards);
+  Cursor* cursor = cursors_.data();
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    Batch* b = open[s];
+    const std::size_t n = b ? b->messages.count() : 0;
+    cursor[s] = b ? Cursor{b->messages.at(n), b->keys.data() + n, batch_size - n} : Cursor{};
+  }
+  const std::byte* from = msgs.count() ? msgs.at(0) : nullptr;
+  const std::size_t stride = msgs.span().stride, size = msgs.type()->size;
+  const std::size_t n = msgs.count();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t s = shard_of_[i];
+    if (s == kSkip) continue;
+    Cursor& c = cursor[s];
+    if (c.room == 0) {  // the open batch is full (sent now), or there is none yet
+      if (open[s]) {
+        open[s]->messages.set_count(batch_size);
+        flow_.send(s, open[s], may_block_, false);
+        unwoken_[s] = 1;
+      }
+      open[s] = open_batch(p, step);
+      c = {open[s]->messages.at(0), open[s]->keys.data(), batch_size};
+    }
+    std::memcpy(c.message, from + i * stride, size);
+    c.message += stride;
+    *c.key++ = keys_[i];
+    --c.room;
+  }
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    if (!open[s]) continue;
+    open[s]->messages.set_count(batch_size - cursor[s].room);
+    if (cursor[s].room == 0) {
+      flow_.send(s, open[s], may_block_, false);
+      unwoken_[s] = 1;
+      open[s] = nullptr;
+    }
+  }
+}
+
+void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
+  const std::uint32_t shards = flow_.router.shards();
+  Batch** open = &open_[std::size_t{step.route} * shards];
+  const std::size_t n = msgs.count();
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t shard = shard_of_[i];
     if (shard == kSkip) continue;
     Batch*& b = open[shard];
-    if (!b) {
-      b = flow_.batches.acquire();
-      b->pipeline = p.index;
-      b->step = static_cast<std::uint32_t>(&step - p.steps.data());
-      b->messages.set_type(step.input);
-      b->messages.reserve(flow_.batch_size);
-      b->keys.clear();
-    }
+    if (!b) b = open_batch(p, step);
+    b->keys[b->messages.count()] = keys_[i];
     b->messages.take(msgs, i);
-    b->keys.push_back(keys_[i]);
-    if (b->keys.size() == flow_.batch_size) {
+    if (b->messages.count() == flow_.batch_size) {
       flow_.send(shard, b, may_block_, false);
       unwoken_[shard] = 1;
       b = nullptr;
     }
   }
-  msgs.forget_all();
 }
 
 void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {

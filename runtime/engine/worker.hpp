@@ -58,6 +58,9 @@ class Worker {
 
  private:
   void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
+  void scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs);
+  void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
+  Batch* open_batch(PipelinePlan& p, const StepPlan& step);
   void emit(PipelinePlan& p, MessageBuffer& msgs);
   void send_chunk(std::size_t sink);
 
@@ -69,6 +72,14 @@ class Worker {
   std::vector<Batch*> open_;          ///< [route * shards + shard]
   std::vector<EncodedChunk*> chunks_; ///< [sink]
   std::vector<char> unwoken_;         ///< [shard]: sent to without waking it since the last flush
+
+  /// Where scatter_trivial writes the next message of a shard's open batch, and its key.
+  struct Cursor {
+    std::byte* message = nullptr;
+    std::uint64_t* key = nullptr;
+    std::size_t room = 0;  ///< slots left in the batch; 0 also when no batch is open
+  };
+  std::vector<Cursor> cursors_;       ///< [shard], during one scatter_trivial
 };
 
 }  // namespace shardline::engine
