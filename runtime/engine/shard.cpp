@@ -75,11 +75,13 @@ void Shard::process(Batch& b) {
   states_.resize(n);
   BatchErrors lookup(p, step.name, &b.messages);
   // With many keys each lookup misses the cache twice (index slot, then state): prefetch the
-  // slots a few keys ahead and each state as soon as its address is known.
+  // slots a few keys ahead and each state as soon as its address is known. The messages were
+  // written by another core: start fetching them too, for the computation after this pass.
   constexpr std::size_t kAhead = 8;
   for (std::size_t i = 0; i < std::min(n, kAhead); ++i) table.prefetch(b.keys[i]);
   for (std::size_t i = 0; i < n; ++i) {
     if (i + kAhead < n) table.prefetch(b.keys[i + kAhead]);
+    __builtin_prefetch(b.messages.at(i));
     try {
       states_[i] = table.get(b.keys[i]);
       __builtin_prefetch(states_[i]);
