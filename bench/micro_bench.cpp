@@ -209,6 +209,7 @@ struct MarketSpread {
   StateComputation* update_nbbo;
   StateComputation* check_order;
   StateFactory* factory;
+  Encoder* result_encoder;
   const TypeDesc* nbbo_type;
   const TypeDesc* order_type;
   const TypeDesc* result_type;
@@ -235,6 +236,7 @@ struct MarketSpread {
     update_nbbo = get<StateComputation>(ComponentKind::state_computation, "update_nbbo");
     check_order = get<StateComputation>(ComponentKind::state_computation, "check_order", &cc);
     factory = get<StateFactory>(ComponentKind::state, "symbol_data", &sf);
+    result_encoder = get<Encoder>(ComponentKind::encoder, "order_result");
     nbbo_type = nd->output;
     order_type = od->output;
     result_type = cc->output;
@@ -383,6 +385,24 @@ void Boundary_CheckOrder_Inlined(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
 }
 BENCHMARK(Boundary_CheckOrder_Inlined);
+
+void Encode_OrderResults_PluginPerBatch(benchmark::State& state) {
+  auto& ms = market_spread();
+  reject_all(ms);
+  engine::MessageBuffer results(ms.result_type);
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  ms.check_order->run(ms.orders->span(), ms.states.data(), results, sink);
+  std::vector<std::byte> bytes;
+  bytes.reserve(64 * 1024);
+  for (auto _ : state) {
+    bytes.clear();
+    EncodedOutput out(bytes, Framing::length_prefixed);
+    ms.result_encoder->encode(results.span(), out, sink);
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * results.count()));
+}
+BENCHMARK(Encode_OrderResults_PluginPerBatch);
 
 void Decode_Orders_PluginPerBatch(benchmark::State& state) {
   auto& ms = market_spread();

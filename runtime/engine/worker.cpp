@@ -179,10 +179,12 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
     chunk->bytes.reserve(kChunkBytes + 64 * 1024);  // once per pooled chunk, not by doubling
     chunk->messages = 0;
   }
-  EncodedOutput out(chunk->bytes, p.sink_framing);
   BatchErrors errors(p, p.encoder_name, &msgs);
-  ErrorSink sink = errors.sink();
-  p.encoder->encode(msgs.span(), out, sink);
+  {
+    EncodedOutput out(chunk->bytes, p.sink_framing);  // chunk->bytes is exact once it is gone
+    ErrorSink sink = errors.sink();
+    p.encoder->encode(msgs.span(), out, sink);
+  }
   const std::size_t encoded = msgs.count() - errors.failed().size();
   chunk->messages += encoded;
   p.metrics.add(p.metrics.out, encoded);

@@ -108,15 +108,17 @@ TEST_CASE("a decoder with a Reader reads big-endian fields and reports bad frame
 
 TEST_CASE("Reader and Writer round-trip every field type", "[sdk]") {
   std::vector<std::byte> buffer;
-  shardline::EncodedOutput encoded(buffer, shardline::Framing::lines);
-  shardline::Writer w(encoded);
-  w.u8(0xab);
-  w.u16be(0x1234);
-  w.u32be(0xdeadbeef);
-  w.u64be(0x0102030405060708ULL);
-  w.f64be(-1.5);
-  w.text("IBM ");
-  w.bytes("xyz", 3);
+  {
+    shardline::EncodedOutput encoded(buffer, shardline::Framing::lines);  // exact once gone
+    shardline::Writer w(encoded);
+    w.u8(0xab);
+    w.u16be(0x1234);
+    w.u32be(0xdeadbeef);
+    w.u64be(0x0102030405060708ULL);
+    w.f64be(-1.5);
+    w.text("IBM ");
+    w.bytes("xyz", 3);
+  }
   CHECK(buffer.size() == 1 + 2 + 4 + 8 + 8 + 4 + 3);
   // Network order on the wire.
   CHECK(buffer[1] == std::byte{0x12});
@@ -356,9 +358,11 @@ TEST_CASE("encoders frame their output; a throwing encoder leaves no partial byt
 
   SECTION("length-prefixed bytes") {
     std::vector<std::byte> buffer = bytes({0xee});  // bytes already in the chunk stay
-    shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
     ErrorLog errors;
-    impl<shardline::Encoder>(m, ComponentKind::encoder, "binary").encode(in.span(), out, errors.sink);
+    {
+      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "binary").encode(in.span(), out, errors.sink);
+    }
     CHECK(buffer == bytes({0xee,                                       //
                            0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b,  //
                            0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 9}));
@@ -366,17 +370,21 @@ TEST_CASE("encoders frame their output; a throwing encoder leaves no partial byt
   }
   SECTION("lines") {
     std::vector<std::byte> buffer;
-    shardline::EncodedOutput out(buffer, shardline::Framing::lines);
     ErrorLog errors;
-    impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    {
+      shardline::EncodedOutput out(buffer, shardline::Framing::lines);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    }
     CHECK(as_text(buffer) == "1@2571\n3@9\n");
     CHECK(errors.entries == Reports{{1, "cannot encode quote 2"}});
   }
   SECTION("text, length-prefixed") {
     std::vector<std::byte> buffer;
-    shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
     ErrorLog errors;
-    impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    {
+      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
+    }
     CHECK(as_text(buffer) == std::string("\0\0\0\x06" "1@2571" "\0\0\0\x03" "3@9", 17));
   }
 }
@@ -387,14 +395,16 @@ TEST_CASE("a text encoder's output is copied whole, whatever its length", "[sdk]
   shardline::Manifest m;
   shardline::PluginBuilder(m).encoder("repeat", [](const std::uint32_t& n) { return std::string(n, 'x') + "!"; });
   MessageBuffer in(&shardline::type_desc_v<std::uint32_t>);
-  for (std::uint32_t n : {100u, 3u, 1000u, 40u}) push(in, n);
+  for (std::uint32_t n : {100u, 3u, 5000u, 1000u, 40u}) push(in, n);
   for (const auto framing : {shardline::Framing::lines, shardline::Framing::length_prefixed}) {
     std::vector<std::byte> buffer;  // empty: the first append allocates
-    shardline::EncodedOutput out(buffer, framing);
     ErrorLog errors;
-    impl<shardline::Encoder>(m, ComponentKind::encoder, "repeat").encode(in.span(), out, errors.sink);
+    {
+      shardline::EncodedOutput out(buffer, framing);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "repeat").encode(in.span(), out, errors.sink);
+    }
     std::string expected;
-    for (std::uint32_t n : {100u, 3u, 1000u, 40u}) {
+    for (std::uint32_t n : {100u, 3u, 5000u, 1000u, 40u}) {
       if (framing == shardline::Framing::length_prefixed)
         expected += std::string{'\0', '\0', char((n + 1) >> 8), char((n + 1) & 0xff)};
       expected += std::string(n, 'x') + "!";

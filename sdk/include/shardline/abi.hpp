@@ -13,7 +13,7 @@
 namespace shardline {
 
 /// Bumped whenever a type in <shardline/boundary.hpp> changes layout or meaning.
-inline constexpr std::uint32_t kSdkAbiVersion = 1;
+inline constexpr std::uint32_t kSdkAbiVersion = 2;
 
 /// Human-readable SDK version (semantic version of the headers).
 #define SHARDLINE_SDK_VERSION "0.1.0"

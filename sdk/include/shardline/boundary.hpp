@@ -104,36 +104,61 @@ enum class Framing : std::uint8_t {
 };
 
 /// The bytes an encoder produces, already framed for the sink. [shard thread]
+///
+/// Appends to `buffer`. The vector is grown ahead of the writes (at least 4 KiB at a time)
+/// and a Writer copies fields into that room through its own write position, not one vector
+/// insert per field; the buffer is trimmed back to exactly the bytes written when the
+/// EncodedOutput is destroyed. Read the buffer after that.
 class EncodedOutput {
  public:
   EncodedOutput(std::vector<std::byte>& buffer, Framing framing)
-      : buf_(buffer), framing_(framing) {}
+      : buf_(buffer), framing_(framing), end_(buffer.size()) {}
+  ~EncodedOutput() { buf_.resize(end_); }
+  EncodedOutput(const EncodedOutput&) = delete;
+  EncodedOutput& operator=(const EncodedOutput&) = delete;
 
   void begin_message() {
-    start_ = buf_.size();
-    if (framing_ == Framing::length_prefixed) buf_.resize(start_ + 4);
+    start_ = end_;
+    if (framing_ == Framing::length_prefixed) {
+      reserve(4);
+      end_ += 4;
+    }
   }
   void end_message() {
     if (framing_ == Framing::length_prefixed) {
-      const auto n = static_cast<std::uint32_t>(buf_.size() - start_ - 4);
+      const auto n = static_cast<std::uint32_t>(end_ - start_ - 4);
       const std::byte be[4] = {std::byte(n >> 24), std::byte(n >> 16), std::byte(n >> 8),
                                std::byte(n)};
       std::memcpy(buf_.data() + start_, be, 4);
     } else {
-      buf_.push_back(std::byte('\n'));
+      reserve(1);
+      buf_[end_++] = std::byte('\n');
     }
   }
   /// Drops a message whose encoder threw half-way.
-  void abandon_message() { buf_.resize(start_); }
+  void abandon_message() { end_ = start_; }
   void append(const void* p, std::size_t n) {
-    const auto* b = static_cast<const std::byte*>(p);
-    buf_.insert(buf_.end(), b, b + n);
+    reserve(n);
+    std::memcpy(buf_.data() + end_, p, n);
+    end_ += n;
   }
 
+  /// Makes room for at least `n` more bytes after the ones written.
+  void reserve(std::size_t n) {
+    if (buf_.size() - end_ < n) buf_.resize(end_ + (n > 4096 ? n : 4096));
+  }
+  /// The room: bytes may be written from position() up to limit(), then advance_to() the end
+  /// of what was written. (What a Writer does.)
+  std::byte* position() { return buf_.data() + end_; }
+  std::byte* limit() { return buf_.data() + buf_.size(); }
+  void advance_to(std::byte* end) { end_ = static_cast<std::size_t>(end - buf_.data()); }
+
  private:
+
   std::vector<std::byte>& buf_;
   Framing framing_;
   std::size_t start_ = 0;
+  std::size_t end_;  ///< bytes written; buf_.size() is the room, beyond them
 };
 
 /// Where a component reports a message it could not handle. The host copies `what` at once.

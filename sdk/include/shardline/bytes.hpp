@@ -90,25 +90,55 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
+/// Writes fields at the end of an EncodedOutput, in network byte order. The write position
+/// lives in the Writer itself (a local the compiler keeps in registers), not in the output, so
+/// a field is one bounds check and one copy; it is handed back to the output when the Writer
+/// is destroyed.
 class Writer {
  public:
-  explicit Writer(EncodedOutput& out) : out_(out) {}
+  explicit Writer(EncodedOutput& out)
+      : out_(out), pos_(out.position()), limit_(out.limit()) {}
+  ~Writer() { out_.advance_to(pos_); }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
 
-  void u8(std::uint8_t v) { out_.append(&v, 1); }
+  void u8(std::uint8_t v) { put(&v, 1); }
   void u16be(std::uint16_t v) { store_be(__builtin_bswap16(v)); }
   void u32be(std::uint32_t v) { store_be(__builtin_bswap32(v)); }
   void u64be(std::uint64_t v) { store_be(__builtin_bswap64(v)); }
   void f64be(double v) { u64be(std::bit_cast<std::uint64_t>(v)); }
-  void bytes(const void* p, std::size_t n) { out_.append(p, n); }
-  void text(std::string_view s) { out_.append(s.data(), s.size()); }
+  void bytes(const void* p, std::size_t n) { put(p, n); }
+  void text(std::string_view s) { put(s.data(), s.size()); }
 
  private:
+  struct Room {
+    std::byte* pos;
+    std::byte* limit;
+  };
+  // Static, so that the Writer's address never escapes: a byte store could otherwise alias
+  // it, and every field would reload the position from memory.
+  [[gnu::noinline]] static Room grow(EncodedOutput& out, std::byte* pos, std::size_t n) {
+    out.advance_to(pos);
+    out.reserve(n);
+    return {out.position(), out.limit()};
+  }
+  void put(const void* p, std::size_t n) {
+    if (static_cast<std::size_t>(limit_ - pos_) < n) {
+      const Room r = grow(out_, pos_, n);
+      pos_ = r.pos;
+      limit_ = r.limit;
+    }
+    std::memcpy(pos_, p, n);
+    pos_ += n;
+  }
   template <class U>
   void store_be(U swapped) {
     static_assert(std::endian::native == std::endian::little);
-    out_.append(&swapped, sizeof(U));
+    put(&swapped, sizeof(U));
   }
   EncodedOutput& out_;
+  std::byte* pos_;
+  std::byte* limit_;
 };
 
 }  // namespace shardline

@@ -270,7 +270,7 @@ class EncoderImpl final : public Encoder {
       out.begin_message();
       try {
         if constexpr (std::is_invocable_v<F&, const In&, Writer&>) {
-          Writer writer(out);
+          Writer writer(out);  // hands its position back to `out` when it goes
           fn_(in.at<In>(i), writer);
         } else {
           // Keep the returned string alive while its bytes are copied.
