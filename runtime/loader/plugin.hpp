@@ -55,7 +55,7 @@ class Plugin {
   const Manifest* manifest_ = nullptr;
 };
 
-/// Describes the ABI record of a file or the host, e.g. "SDK ABI 1 (SDK 0.1.0, g++ 12.2, ...)".
+/// Describes the ABI record of a file or the host, e.g. "SDK ABI 2 (SDK 0.2.0, g++ 12.2, ...)".
 std::string describe(const AbiRecord& abi);
 
 }  // namespace shardline::loader
