@@ -396,7 +396,7 @@ void Encode_OrderResults_PluginPerBatch(benchmark::State& state) {
   bytes.reserve(64 * 1024);
   for (auto _ : state) {
     bytes.clear();
-    EncodedOutput out(bytes, Framing::length_prefixed);
+    EncodedOutput out(bytes, Framing::length_prefixed, 4096);  // as the engine's shards
     ms.result_encoder->encode(results.span(), out, sink);
     benchmark::DoNotOptimize(bytes.data());
   }

@@ -181,7 +181,8 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
   }
   BatchErrors errors(p, p.encoder_name, &msgs);
   {
-    EncodedOutput out(chunk->bytes, p.sink_framing);  // chunk->bytes is exact once it is gone
+    // chunk->bytes is exact once `out` is gone; most batches' outputs fit in a first 4 KiB.
+    EncodedOutput out(chunk->bytes, p.sink_framing, 4096);
     ErrorSink sink = errors.sink();
     p.encoder->encode(msgs.span(), out, sink);
   }

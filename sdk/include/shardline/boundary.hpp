@@ -105,14 +105,16 @@ enum class Framing : std::uint8_t {
 
 /// The bytes an encoder produces, already framed for the sink. [shard thread]
 ///
-/// Appends to `buffer`. The vector is grown ahead of the writes (at least 4 KiB at a time)
-/// and a Writer copies fields into that room through its own write position, not one vector
-/// insert per field; the buffer is trimmed back to exactly the bytes written when the
-/// EncodedOutput is destroyed. Read the buffer after that.
+/// Appends to `buffer`. The vector is grown ahead of the writes and a Writer copies fields
+/// into that room through its own write position, not one vector insert per field; the buffer
+/// is trimmed back to exactly the bytes written when the EncodedOutput is destroyed. Read the
+/// buffer after that. Growing zero-fills the new room (std::vector), so the room grows by at
+/// least `min_room` bytes, then by as much as was written so far: a host appending many
+/// messages passes a few KiB, one small record (a state's save()) the default.
 class EncodedOutput {
  public:
-  EncodedOutput(std::vector<std::byte>& buffer, Framing framing)
-      : buf_(buffer), framing_(framing), end_(buffer.size()) {}
+  EncodedOutput(std::vector<std::byte>& buffer, Framing framing, std::size_t min_room = 64)
+      : buf_(buffer), framing_(framing), end_(buffer.size()), first_(end_), min_room_(min_room) {}
   ~EncodedOutput() { buf_.resize(end_); }
   EncodedOutput(const EncodedOutput&) = delete;
   EncodedOutput& operator=(const EncodedOutput&) = delete;
@@ -145,7 +147,10 @@ class EncodedOutput {
 
   /// Makes room for at least `n` more bytes after the ones written.
   void reserve(std::size_t n) {
-    if (buf_.size() - end_ < n) buf_.resize(end_ + (n > 4096 ? n : 4096));
+    if (buf_.size() - end_ >= n) return;
+    std::size_t more = end_ - first_ > min_room_ ? end_ - first_ : min_room_;
+    if (more < n) more = n;
+    buf_.resize(end_ + more);
   }
   /// The room: bytes may be written from position() up to limit(), then advance_to() the end
   /// of what was written. (What a Writer does.)
@@ -159,6 +164,8 @@ class EncodedOutput {
   Framing framing_;
   std::size_t start_ = 0;
   std::size_t end_;  ///< bytes written; buf_.size() is the room, beyond them
+  std::size_t first_;     ///< buffer size when this output began
+  std::size_t min_room_;  ///< bytes the room grows by at least
 };
 
 /// Where a component reports a message it could not handle. The host copies `what` at once.
