@@ -127,4 +127,8 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
     return LastSeq{};
   });
   p.partition("by_text", [](const std::string& s) { return std::string_view(s); });
+  p.partition("by_key_but_13", [](const Event& e) {
+    if (e.key == 13) throw std::runtime_error("key 13 has no partition");
+    return e.key;
+  });
 }

@@ -133,6 +133,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::encoder, "text", "std::string", "", ""},
       {ComponentKind::state, "picky", "", "", "LastSeq"},
       {ComponentKind::partition, "by_text", "std::string", "", ""},
+      {ComponentKind::partition, "by_key_but_13", "Event", "", ""},
   };
   const auto& components = plugin->manifest().components;
   REQUIRE(components.size() == expected.size());
@@ -160,7 +161,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
   CHECK(plugin->names_of(ComponentKind::computation) == "explode, to_text");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
   CHECK(plugin->names_of(ComponentKind::state) == "last_seq, picky");
-  CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text");
+  CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text, by_key_but_13");
   CHECK(plugin->names_of(ComponentKind::state_computation) == "track");
 }
 
