@@ -102,8 +102,9 @@ Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step) {
 
 void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs) {
   // Messages are plain bytes: each is copied straight into its batch through a cursor kept in
-  // this loop, not through the batch's bookkeeping per message. The counts are written back
-  // once, at the end.
+  // this loop, not through the batch's bookkeeping per message. A batch is sent the moment it
+  // is full, so an open batch always has room; the counts of the ones left open are written
+  // back at the end.
   const std::uint32_t shards = flow_.router.shards();
   const std::size_t batch_size = flow_.batch_size;
   Batch** open = &open_[std::size_t{step.route} * shards];
@@ -121,29 +122,21 @@ void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const Messag
     const std::uint32_t s = shard_of_[i];
     if (s == kSkip) continue;
     Cursor& c = cursor[s];
-    if (c.room == 0) {  // the open batch is full (sent now), or there is none yet
-      if (open[s]) {
-        open[s]->messages.set_count(batch_size);
-        flow_.send(s, open[s], may_block_, false);
-        unwoken_[s] = 1;
-      }
+    if (c.room == 0) {  // no batch open for this shard
       open[s] = open_batch(p, step);
       c = {open[s]->messages.at(0), open[s]->keys.data(), batch_size};
     }
     std::memcpy(c.message, from + i * stride, size);
     c.message += stride;
     *c.key++ = keys_[i];
-    --c.room;
-  }
-  for (std::uint32_t s = 0; s < shards; ++s) {
-    if (!open[s]) continue;
-    open[s]->messages.set_count(batch_size - cursor[s].room);
-    if (cursor[s].room == 0) {
-      flow_.send(s, open[s], may_block_, false);
-      unwoken_[s] = 1;
+    if (--c.room == 0) {
+      open[s]->messages.set_count(batch_size);
+      send_batch(s, open[s]);
       open[s] = nullptr;
     }
   }
+  for (std::uint32_t s = 0; s < shards; ++s)
+    if (open[s]) open[s]->messages.set_count(batch_size - cursor[s].room);
 }
 
 void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
@@ -158,11 +151,16 @@ void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer
     b->keys[b->messages.count()] = keys_[i];
     b->messages.take(msgs, i);
     if (b->messages.count() == flow_.batch_size) {
-      flow_.send(shard, b, may_block_, false);
-      unwoken_[shard] = 1;
+      send_batch(shard, b);
       b = nullptr;
     }
   }
+}
+
+void Worker::send_batch(std::uint32_t shard, Batch* b) {
+  // Not woken now: flush() wakes every shard sent to since the last flush, once.
+  flow_.send(shard, b, may_block_, false);
+  unwoken_[shard] = 1;
 }
 
 void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
@@ -203,8 +201,7 @@ void Worker::flush() {
   const std::uint32_t shards = flow_.router.shards();
   for (std::size_t i = 0; i < open_.size(); ++i) {
     if (open_[i]) {
-      flow_.send(static_cast<std::uint32_t>(i % shards), open_[i], may_block_, false);
-      unwoken_[i % shards] = 1;
+      send_batch(static_cast<std::uint32_t>(i % shards), open_[i]);
       open_[i] = nullptr;
     }
   }

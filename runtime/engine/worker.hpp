@@ -61,6 +61,7 @@ class Worker {
   void scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs);
   void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
   Batch* open_batch(PipelinePlan& p, const StepPlan& step);
+  void send_batch(std::uint32_t shard, Batch* b);
   void emit(PipelinePlan& p, MessageBuffer& msgs);
   void send_chunk(std::size_t sink);
 
@@ -77,7 +78,7 @@ class Worker {
   struct Cursor {
     std::byte* message = nullptr;
     std::uint64_t* key = nullptr;
-    std::size_t room = 0;  ///< slots left in the batch; 0 also when no batch is open
+    std::size_t room = 0;  ///< slots left in the open batch; 0 when none is open
   };
   std::vector<Cursor> cursors_;       ///< [shard], during one scatter_trivial
 };

@@ -159,7 +159,6 @@ class EncodedOutput {
   void advance_to(std::byte* end) { end_ = static_cast<std::size_t>(end - buf_.data()); }
 
  private:
-
   std::vector<std::byte>& buf_;
   Framing framing_;
   std::size_t start_ = 0;
