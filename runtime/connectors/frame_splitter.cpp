@@ -18,9 +18,10 @@ std::uint32_t read_be32(const std::byte* p) {
 }  // namespace
 
 FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin)
-    : framing_(framing), max_frame_(max_frame), origin_(std::move(origin)) {
-  frames_.reserve(kFramesPerCall);
-}
+    : framing_(framing),
+      max_frame_(max_frame),
+      origin_(std::move(origin)),
+      frames_(std::make_unique_for_overwrite<Frame[]>(kFramesPerCall)) {}
 
 std::span<std::byte> FrameSplitter::write_space(std::size_t min) {
   if (capacity_ - end_ < min) {
@@ -92,13 +93,19 @@ void FrameSplitter::finish(FrameHandler& handler) {
 }
 
 void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
+  // The hot loop of every length-prefixed source: position, end and frame count stay in
+  // registers (members would be reloaded after every store of a frame).
   const std::byte* b = buf_.get();
+  const std::size_t end = end_;
+  Frame* frames = frames_.get();
+  std::size_t framed = framed_;
   std::size_t pos = begin_;
-  while (end_ - pos >= 4) {
+  while (end - pos >= 4) {
     const std::uint32_t len = read_be32(b + pos);
     if (len > max_frame_) {
       // The length cannot be skipped safely (it may be garbage), so nothing after it can be
       // trusted: deliver what came before, then give up on this stream.
+      framed_ = framed;
       flush(handler);
       begin_ = pos;
       broken_ = true;
@@ -107,10 +114,15 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
           len, max_frame_, base_offset_ + pos, origin_));
       return;
     }
-    if (end_ - pos - 4 < len) break;
-    push(handler, b + pos + 4, len);
+    if (end - pos - 4 < len) break;
+    frames[framed++] = Frame{b + pos + 4, len};
     pos += 4 + std::size_t(len);
+    if (framed == kFramesPerCall) {
+      handler.on_frames(frames, framed);
+      framed = 0;
+    }
   }
+  framed_ = framed;
   begin_ = pos;
 }
 
@@ -148,14 +160,14 @@ void FrameSplitter::split_lines(FrameHandler& handler) {
 }
 
 void FrameSplitter::push(FrameHandler& handler, const std::byte* data, std::size_t size) {
-  frames_.push_back(Frame{data, static_cast<std::uint32_t>(size)});
-  if (frames_.size() == kFramesPerCall) flush(handler);
+  frames_[framed_++] = Frame{data, static_cast<std::uint32_t>(size)};
+  if (framed_ == kFramesPerCall) flush(handler);
 }
 
 void FrameSplitter::flush(FrameHandler& handler) {
-  if (frames_.empty()) return;
-  handler.on_frames(frames_.data(), frames_.size());
-  frames_.clear();
+  if (framed_ == 0) return;
+  handler.on_frames(frames_.get(), framed_);
+  framed_ = 0;
 }
 
 void FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {

@@ -74,7 +74,8 @@ class FrameSplitter {
   std::uint64_t base_offset_ = 0;    ///< stream offset of buf_[0]
   bool skipping_line_ = false;       ///< lines: inside an oversized line, dropping to '\n'
   bool broken_ = false;              ///< length_prefixed: an oversized frame was seen
-  std::vector<Frame> frames_;        ///< reused for every on_frames call
+  std::unique_ptr<Frame[]> frames_;  ///< kFramesPerCall frames, reused for every on_frames call
+  std::size_t framed_ = 0;           ///< frames_ in use
 };
 
 }  // namespace shardline::connectors
