@@ -165,6 +165,41 @@ TEST_CASE("a text decoder returning optional drops the frames it rejects", "[sdk
   CHECK(errors.entries == Reports{{2, "bad word"}});
 }
 
+TEST_CASE("a batch loop makes room for the whole batch once, after what the output holds", "[sdk]") {
+  // Decoders, computations and state computations with at most one output per message fill
+  // the room for the whole batch through their own position: the output may already hold
+  // messages, must grow (relocating non-trivial ones) and gets exactly the kept outputs.
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).computation("long_or_skip", [](const std::int64_t& v) -> std::optional<std::string> {
+    if (v % 3 == 0) return std::nullopt;
+    if (v % 100 == 7) throw std::runtime_error("seven");
+    return std::to_string(v) + std::string(24, '#');  // beyond the small-string buffer
+  });
+  const auto& c = info(m, "long_or_skip");
+  MessageBuffer in(c.input), out(c.output);
+  push(out, std::string("already here, and long enough to be on the heap"));
+  constexpr std::int64_t n = 1000;  // beyond the buffer's first capacity (256)
+  for (std::int64_t v = 0; v < n; ++v) push(in, v);
+  ErrorLog errors;
+  impl<shardline::Computation>(m, ComponentKind::computation, "long_or_skip").run(in.span(), out, errors.sink);
+
+  std::vector<std::string> expected{"already here, and long enough to be on the heap"};
+  Reports expected_errors;
+  for (std::int64_t v = 0; v < n; ++v) {
+    if (v % 3 == 0) continue;
+    if (v % 100 == 7) {
+      expected_errors.push_back({static_cast<std::size_t>(v), "seven"});
+      continue;
+    }
+    expected.push_back(std::to_string(v) + std::string(24, '#'));
+  }
+  REQUIRE(out.count() == expected.size());
+  bool all_right = true;
+  for (std::size_t i = 0; i < expected.size(); ++i) all_right = all_right && get<std::string>(out, i) == expected[i];
+  CHECK(all_right);
+  CHECK(errors.entries == expected_errors);
+}
+
 TEST_CASE("a computation returning optional filters", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m).computation("evens_times_ten", [](const std::int64_t& v) -> std::optional<std::int64_t> {

@@ -73,7 +73,9 @@ struct MessageSpan {
 };
 
 /// Where a component writes the messages it produces. The buffer belongs to the host; the
-/// plugin constructs each message in next_slot() and then commits it. [shard or source thread]
+/// plugin constructs each message in next_slot() and then commits it, or, in a batch loop,
+/// makes room for many at once with room(n), builds them stride() bytes apart and commits
+/// them with commit(n). [shard or source thread]
 class MessageOutput {
  public:
   void* next_slot() {
@@ -82,6 +84,14 @@ class MessageOutput {
   }
   void commit() { ++count_; }
   std::size_t size() const { return count_; }
+  /// Room for `n` more messages; returns where the next one goes.
+  std::byte* room(std::size_t n) {
+    while (capacity_ - count_ < n) grow_(*this);
+    return data_ + count_ * stride_;
+  }
+  std::size_t stride() const { return stride_; }
+  /// Commits the `n` messages built after the last committed one.
+  void commit(std::size_t n) { count_ += n; }
   /// Destroys the messages committed after the first `keep` (a message that threw half-way
   /// through emitting leaves nothing behind).
   void rollback(std::size_t keep) {

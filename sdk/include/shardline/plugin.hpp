@@ -124,25 +124,6 @@ const TypeDesc* desc_or_null() {
   }
 }
 
-/// Stores the result of call() (T, optional<T>, or something T is constructible from) as an
-/// output message. A T returned by value is built straight in the output slot (guaranteed copy
-/// elision): no temporary, and no copy of it through the stack.
-template <class Out, class Call>
-void put(MessageOutput& out, Call&& call) {
-  using R = decltype(call());
-  if constexpr (std::is_same_v<std::remove_cvref_t<R>, std::optional<Out>>) {
-    auto r = call();
-    if (r) {
-      ::new (out.next_slot()) Out(std::move(*r));
-      out.commit();
-    }
-  } else {
-    // If call() throws, nothing is committed: the slot is simply reused.
-    ::new (out.next_slot()) Out(call());
-    out.commit();
-  }
-}
-
 /// Runs body(i) for each message, turning an exception into an error report for message i;
 /// whatever message i emitted into `out` before it threw is rolled back.
 template <class Body>
@@ -161,16 +142,59 @@ void each_guarded(std::size_t n, MessageOutput* out, ErrorSink& errors, Body&& b
   }
 }
 
-/// Calls fn(args..., emit?) and stores its outputs; Out is void for terminal functions.
-template <class Out, class F, class... Args>
-void call_and_put(F& fn, MessageOutput& out, Args&... args) {
-  if constexpr (std::is_void_v<Out>) {
-    fn(args...);
-  } else if constexpr (std::is_invocable_v<F&, Args&..., Emit<Out>&>) {
-    Emit<Out> emit(out);
-    fn(args..., emit);
+/// Runs make(i) for each of n inputs and keeps what it returns: an Out (built straight in its
+/// output slot: guaranteed copy elision, no temporary), an optional<Out>, something an Out is
+/// constructible from, or nothing (Out = void). At most one output per input, so the room for
+/// all n is made once and the slots are filled through a cursor kept in this loop: nothing of
+/// `out` is reloaded from memory after each message's stores. An exception becomes an error
+/// report for input i, and nothing of that input is kept.
+template <class Out, class Make>
+void each_to_slot(std::size_t n, MessageOutput& out, ErrorSink& errors, Make&& make) {
+  std::byte* slot = std::is_void_v<Out> ? nullptr : out.room(n);
+  const std::size_t stride = out.stride();
+  std::size_t made = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    try {
+      if constexpr (std::is_void_v<Out>) {
+        make(i);
+      } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(make(i))>,
+                                          std::optional<Out>>) {
+        if (auto r = make(i)) {
+          ::new (slot) Out(std::move(*r));
+          slot += stride;
+          ++made;
+        }
+      } else {
+        ::new (slot) Out(make(i));
+        slot += stride;
+        ++made;
+      }
+    } catch (const std::exception& e) {
+      errors.report(i, e.what());
+    } catch (...) {
+      errors.report(i, "unknown exception");
+    }
+  }
+  if constexpr (!std::is_void_v<Out>) out.commit(made);
+}
+
+/// Calls fn(args(i)..., emit) for each input when fn emits any number of outputs through
+/// Emit<Out>&, and fn(args(i)...) otherwise, storing what it returns.
+template <class Out, class F, class Args>
+void run_each(F& fn, std::size_t n, MessageOutput& out, ErrorSink& errors, Args&& args) {
+  using Tuple = decltype(args(std::size_t{}));
+  constexpr bool emits = []<std::size_t... I>(std::index_sequence<I...>) {
+    if constexpr (std::is_void_v<Out>) return false;
+    else return std::is_invocable_v<F&, std::tuple_element_t<I, Tuple>..., Emit<Out>&>;
+  }(std::make_index_sequence<std::tuple_size_v<Tuple>>{});
+  if constexpr (emits) {
+    each_guarded(n, &out, errors, [&](std::size_t i) {
+      Emit<Out> emit(out);
+      std::apply([&](auto&&... a) { fn(a..., emit); }, args(i));
+    });
   } else {
-    put<Out>(out, [&]() -> decltype(auto) { return fn(args...); });
+    each_to_slot<Out>(n, out, errors,
+                      [&](std::size_t i) -> decltype(auto) { return std::apply(fn, args(i)); });
   }
 }
 
@@ -181,12 +205,12 @@ class DecoderImpl final : public Decoder {
   using Out = unwrap_optional_t<result_t<F>>;
   void decode(const Frame* frames, std::size_t n, MessageOutput& out,
               ErrorSink& errors) override {
-    each_guarded(n, &out, errors, [&](std::size_t i) {
+    each_to_slot<Out>(n, out, errors, [&](std::size_t i) -> decltype(auto) {
       if constexpr (std::is_invocable_v<F&, Reader&>) {
         Reader reader(frames[i]);
-        put<Out>(out, [&]() -> decltype(auto) { return fn_(reader); });
+        return fn_(reader);
       } else {
-        put<Out>(out, [&]() -> decltype(auto) { return fn_(frames[i].text()); });
+        return fn_(frames[i].text());
       }
     });
   }
@@ -200,10 +224,8 @@ class ComputationImpl final : public Computation {
  public:
   explicit ComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, MessageOutput& out, ErrorSink& errors) override {
-    each_guarded(in.count, &out, errors, [&](std::size_t i) {
-      const In& msg = in.at<In>(i);
-      call_and_put<Out>(fn_, out, msg);
-    });
+    run_each<Out>(fn_, in.count, out, errors,
+                  [&](std::size_t i) { return std::forward_as_tuple(in.at<In>(i)); });
   }
 
  private:
@@ -250,10 +272,8 @@ class StateComputationImpl final : public StateComputation {
  public:
   explicit StateComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, void* const* states, MessageOutput& out, ErrorSink& errors) override {
-    each_guarded(in.count, &out, errors, [&](std::size_t i) {
-      const In& msg = in.at<In>(i);
-      S& state = *std::launder(static_cast<S*>(states[i]));
-      call_and_put<Out>(fn_, out, msg, state);
+    run_each<Out>(fn_, in.count, out, errors, [&](std::size_t i) {
+      return std::forward_as_tuple(in.at<In>(i), *std::launder(static_cast<S*>(states[i])));
     });
   }
 
