@@ -178,16 +178,13 @@ void each_to_slot(std::size_t n, MessageOutput& out, ErrorSink& errors, Make&& m
   if constexpr (!std::is_void_v<Out>) out.commit(made);
 }
 
-/// Calls fn(args(i)..., emit) for each input when fn emits any number of outputs through
-/// Emit<Out>&, and fn(args(i)...) otherwise, storing what it returns.
+/// Calls fn(args(i)..., emit) for each input when fn takes an Emit<Out>& after its inputs (any
+/// number of outputs, as output_of deduces), and fn(args(i)...) otherwise, storing what it
+/// returns.
 template <class Out, class F, class Args>
 void run_each(F& fn, std::size_t n, MessageOutput& out, ErrorSink& errors, Args&& args) {
-  using Tuple = decltype(args(std::size_t{}));
-  constexpr bool emits = []<std::size_t... I>(std::index_sequence<I...>) {
-    if constexpr (std::is_void_v<Out>) return false;
-    else return std::is_invocable_v<F&, std::tuple_element_t<I, Tuple>..., Emit<Out>&>;
-  }(std::make_index_sequence<std::tuple_size_v<Tuple>>{});
-  if constexpr (emits) {
+  constexpr std::size_t inputs = std::tuple_size_v<decltype(args(std::size_t{}))>;
+  if constexpr (arity_v<F> > inputs) {
     each_guarded(n, &out, errors, [&](std::size_t i) {
       Emit<Out> emit(out);
       std::apply([&](auto&&... a) { fn(a..., emit); }, args(i));
