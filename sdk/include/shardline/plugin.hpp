@@ -124,67 +124,66 @@ const TypeDesc* desc_or_null() {
   }
 }
 
-/// Runs body(i) for each message, turning an exception into an error report for message i;
-/// whatever message i emitted into `out` before it threw is rolled back.
+/// Runs body() for input i, turning an exception into an error report for input i. Returns
+/// whether body() completed.
+template <class Body>
+bool guarded(std::size_t i, ErrorSink& errors, Body&& body) {
+  try {
+    body();
+    return true;
+  } catch (const std::exception& e) {
+    errors.report(i, e.what());
+  } catch (...) {
+    errors.report(i, "unknown exception");
+  }
+  return false;
+}
+
+/// Runs body(i) for each message under guarded(); whatever message i emitted into `out` before
+/// it threw is rolled back.
 template <class Body>
 void each_guarded(std::size_t n, MessageOutput* out, ErrorSink& errors, Body&& body) {
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t mark = out ? out->size() : 0;
-    try {
-      body(i);
-    } catch (const std::exception& e) {
-      if (out) out->rollback(mark);
-      errors.report(i, e.what());
-    } catch (...) {
-      if (out) out->rollback(mark);
-      errors.report(i, "unknown exception");
-    }
+    if (!guarded(i, errors, [&] { body(i); }) && out) out->rollback(mark);
   }
 }
 
-/// Runs make(i) for each of n inputs and keeps what it returns: an Out (built straight in its
-/// output slot: guaranteed copy elision, no temporary), an optional<Out>, something an Out is
-/// constructible from, or nothing (Out = void). At most one output per input, so the room for
-/// all n is made once and the slots are filled through a cursor kept in this loop: nothing of
-/// `out` is reloaded from memory after each message's stores. An exception becomes an error
-/// report for input i, and nothing of that input is kept.
+/// Runs make(i) for each of n inputs under guarded() and keeps what it returns: an Out (built
+/// straight in its output slot: guaranteed copy elision, no temporary), an optional<Out>, or
+/// something an Out is constructible from. At most one output per input, so the room for all n
+/// is made once and the slots are filled through a cursor kept in this loop: nothing of `out`
+/// is reloaded from memory after each message's stores. An input that throws keeps nothing.
 template <class Out, class Make>
 void each_to_slot(std::size_t n, MessageOutput& out, ErrorSink& errors, Make&& make) {
-  std::byte* slot = std::is_void_v<Out> ? nullptr : out.room(n);
+  std::byte* slot = out.room(n);
   const std::size_t stride = out.stride();
   std::size_t made = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    try {
-      if constexpr (std::is_void_v<Out>) {
-        make(i);
-      } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(make(i))>,
-                                          std::optional<Out>>) {
-        if (auto r = make(i)) {
-          ::new (slot) Out(std::move(*r));
-          slot += stride;
-          ++made;
-        }
+    guarded(i, errors, [&] {
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(make(i))>, std::optional<Out>>) {
+        auto r = make(i);
+        if (!r) return;
+        ::new (slot) Out(std::move(*r));
       } else {
         ::new (slot) Out(make(i));
-        slot += stride;
-        ++made;
       }
-    } catch (const std::exception& e) {
-      errors.report(i, e.what());
-    } catch (...) {
-      errors.report(i, "unknown exception");
-    }
+      slot += stride;
+      ++made;
+    });
   }
-  if constexpr (!std::is_void_v<Out>) out.commit(made);
+  out.commit(made);
 }
 
-/// Calls fn(args(i)..., emit) for each input when fn takes an Emit<Out>& after its inputs (any
-/// number of outputs, as output_of deduces), and fn(args(i)...) otherwise, storing what it
-/// returns.
+/// Calls fn(args(i)...) for each input, storing what it returns (nothing for a terminal
+/// function, Out = void), or fn(args(i)..., emit) when fn takes an Emit<Out>& after its inputs
+/// (any number of outputs, as output_of deduces).
 template <class Out, class F, class Args>
 void run_each(F& fn, std::size_t n, MessageOutput& out, ErrorSink& errors, Args&& args) {
   constexpr std::size_t inputs = std::tuple_size_v<decltype(args(std::size_t{}))>;
-  if constexpr (arity_v<F> > inputs) {
+  if constexpr (std::is_void_v<Out>) {
+    each_guarded(n, nullptr, errors, [&](std::size_t i) { std::apply(fn, args(i)); });
+  } else if constexpr (arity_v<F> > inputs) {
     each_guarded(n, &out, errors, [&](std::size_t i) {
       Emit<Out> emit(out);
       std::apply([&](auto&&... a) { fn(a..., emit); }, args(i));
