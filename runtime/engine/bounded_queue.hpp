@@ -2,7 +2,10 @@
 //
 // Items are whole batches (hundreds of messages), so a mutex and two condition variables cost a
 // fraction of a nanosecond per message, and a blocked thread sleeps instead of spinning (with
-// more threads than cores, spinning collapses throughput). The consumer takes everything queued
+// more threads than cores, spinning collapses throughput). Waiters are notified after the lock
+// is released: a thread woken while the notifier still holds it would run only to block on the
+// mutex and be woken a second time, and on a virtual machine each wake-up of an idle CPU costs
+// tens of microseconds. The consumer takes everything queued
 // in one call. push() blocks while the queue holds `capacity` items — that is the backpressure —
 // unless the producer asks not to block: shards forwarding to other shards never block, so two
 // shards feeding each other cannot deadlock (they drain their own inbox first; the sources,
@@ -26,33 +29,49 @@ class BoundedQueue {
   /// call wake() when it runs out of input (a wake-up per batch costs more than the batch).
   /// [producer threads]
   void push(T item, bool may_block = true, bool wake = true) {
-    std::unique_lock lock(mutex_);
-    if (may_block) not_full_.wait(lock, [&] { return items_.size() < capacity_ || closed_; });
-    items_.push_back(std::move(item));
-    if (consumer_waiting_ && (wake || items_.size() >= kWakeAt)) not_empty_.notify_one();
+    bool notify;
+    {
+      std::unique_lock lock(mutex_);
+      if (may_block) not_full_.wait(lock, [&] { return items_.size() < capacity_ || closed_; });
+      items_.push_back(std::move(item));
+      notify = consumer_waiting_ && (wake || items_.size() >= kWakeAt);
+    }
+    if (notify) not_empty_.notify_one();
   }
 
   /// Wakes the consumer if it sleeps while items wait. [producer threads]
   void wake() {
-    std::lock_guard lock(mutex_);
-    if (consumer_waiting_ && !items_.empty()) not_empty_.notify_one();
+    bool notify;
+    {
+      std::lock_guard lock(mutex_);
+      notify = consumer_waiting_ && !items_.empty();
+    }
+    if (notify) not_empty_.notify_one();
   }
 
   /// Moves every queued item into `out` (which must be empty), waiting for at least one.
   /// Returns false once the queue is closed and empty. [consumer thread]
   bool pop_all(std::vector<T>& out) {
-    std::unique_lock lock(mutex_);
-    consumer_waiting_ = true;
-    not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
-    consumer_waiting_ = false;
-    return take_all(out);
+    {
+      std::unique_lock lock(mutex_);
+      consumer_waiting_ = true;
+      not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
+      consumer_waiting_ = false;
+      if (!take_all(out)) return false;
+    }
+    not_full_.notify_all();
+    return true;
   }
 
   /// Moves every queued item into `out` (which must be empty) without waiting. Returns false if
   /// there was none. [consumer thread]
   bool try_pop_all(std::vector<T>& out) {
-    std::lock_guard lock(mutex_);
-    return take_all(out);
+    {
+      std::lock_guard lock(mutex_);
+      if (!take_all(out)) return false;
+    }
+    not_full_.notify_all();
+    return true;
   }
 
   /// Wakes the consumer; pop_all() returns false once everything queued has been taken.
@@ -69,11 +88,10 @@ class BoundedQueue {
   }
 
  private:
-  /// pop_all() and try_pop_all(), with the lock held.
+  /// pop_all() and try_pop_all(), with the lock held; the caller then wakes blocked producers.
   bool take_all(std::vector<T>& out) {
     if (items_.empty()) return false;
     out.swap(items_);
-    not_full_.notify_all();
     return true;
   }
 
