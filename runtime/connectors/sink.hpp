@@ -1,9 +1,12 @@
-// Sinks: where a pipeline's encoded output goes. Each sink runs on its own thread.
+// Sinks: where a pipeline's encoded output goes.
 //
-// Shards encode messages into framed byte chunks and queue them for the sink's thread, which
-// writes them in order of arrival. A sink never drops data silently: if it cannot write (a TCP
-// peer is down), it retries (reconnecting with backoff), and the bounded queue in front of it
-// fills and blocks the shards, which in turn stops the sources.
+// Shards encode messages into framed byte chunks. By default they queue them for the sink's
+// own thread, which writes them in order of arrival; with scheduling = "latency" the shard
+// that filled a chunk writes it itself, one writer at a time (engine/sink_port.hpp). Either
+// way a sink is used by one thread at a time: "[sink thread]" below means that one. A sink
+// never drops data silently: if it cannot write (a TCP peer is down), it retries (reconnecting
+// with backoff), and the queue or lock in front of it blocks the shards, which in turn stops
+// the sources.
 #pragma once
 
 #include <cstddef>
@@ -18,7 +21,7 @@ class Sink {
  public:
   virtual ~Sink() = default;
   /// Opens the output (for TCP: the first connection attempt happens lazily in write()).
-  /// Throws std::runtime_error if it cannot be opened. [sink thread]
+  /// Throws std::runtime_error if it cannot be opened. [control thread, before any write]
   virtual void open() = 0;
   /// Writes all `n` bytes; blocks (retrying) until they are written or abandon() is called.
   /// Returns false if the bytes were abandoned. [sink thread]

@@ -39,7 +39,7 @@ class FdSink final : public Sink {
 
   ~FdSink() override { close(); }  // a sink destroyed without close() still keeps its data
 
-  void open() override {  // [sink thread]
+  void open() override {  // [control thread]
     if (!path_) {
       fd_ = STDOUT_FILENO;
     } else {

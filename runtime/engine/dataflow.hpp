@@ -22,6 +22,7 @@
 #include "engine/bounded_queue.hpp"
 #include "engine/pipeline_errors.hpp"
 #include "engine/shard_router.hpp"
+#include "engine/sink_port.hpp"
 #include "metrics/pipeline_metrics.hpp"
 #include "topology/topology.hpp"
 
@@ -106,7 +107,7 @@ class Dataflow {
   topology::Scheduling scheduling;  ///< applied by every engine thread as it starts
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
-  std::vector<std::unique_ptr<BoundedQueue<EncodedChunk*>>> sinks;
+  std::vector<std::unique_ptr<SinkPort>> sinks;
   Pool<Batch> batches;
   Pool<EncodedChunk> chunks;
 

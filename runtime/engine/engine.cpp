@@ -44,7 +44,7 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
 Engine::~Engine() {
   request_stop();
   for (auto& q : flow_->inboxes) q->close();
-  for (auto& q : flow_->sinks) q->close();
+  for (auto& s : flow_->sinks) s->close();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   shards_.clear();
@@ -96,7 +96,9 @@ void Engine::build_plan() {
       p.sink = static_cast<int>(sinks_.size());
       sinks_.push_back(connectors::make_sink(*spec.sink));
       sink_pipeline_.push_back(i);
-      flow_->sinks.push_back(std::make_unique<BoundedQueue<EncodedChunk*>>(flow_->queue_batches));
+      flow_->sinks.push_back(std::make_unique<SinkPort>(
+          *sinks_.back(), p.metrics, flow_->chunks, flow_->queue_batches,
+          flow_->scheduling == topology::Scheduling::latency));
       p.sink_framing = spec.sink->framing;
     }
     if (!spec.source.start_after.empty())
@@ -151,27 +153,18 @@ void Engine::run_source(std::size_t i) {
 
 void Engine::run_sink(std::size_t i) {
   connectors::Sink& sink = *sinks_[i];
+  SinkPort& port = *flow_->sinks[i];
   PipelinePlan& p = flow_->pipelines[sink_pipeline_[i]];
   setup_thread("sink " + p.name, flow_->scheduling);
-  std::vector<EncodedChunk*> taken;
-  bool abandoned = false;
-  while (flow_->sinks[i]->pop_all(taken)) {
-    for (EncodedChunk* c : taken) {
-      if (abandoned || !sink.write(c->bytes.data(), c->bytes.size())) {
-        abandoned = true;
-        p.metrics.add(p.metrics.lost, c->messages);
-      }
-      flow_->chunks.release(c);
-    }
-    taken.clear();
-  }
+  port.drain();  // with scheduling = "latency" the workers write, and nothing is queued
+  bool lost = port.lost();
   try {
     sink.close();
   } catch (const std::exception& e) {
     spdlog::error("pipeline '{}' sink {}: {}", p.name, sink.describe(), e.what());
-    abandoned = true;
+    lost = true;
   }
-  if (abandoned) output_lost_ = true;
+  if (lost) output_lost_ = true;
 }
 
 int Engine::run() {
@@ -207,7 +200,7 @@ int Engine::run() {
   }
   for (auto& q : flow_->inboxes) q->close();
   for (auto& s : shards_) s->join();
-  for (auto& q : flow_->sinks) q->close();
+  for (auto& s : flow_->sinks) s->close();
   for (auto& t : threads_) t.join();
   threads_.clear();
 

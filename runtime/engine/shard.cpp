@@ -32,8 +32,11 @@ void Shard::join() {
 void Shard::run() {
   using Clock = std::chrono::steady_clock;
   // While more batches keep arriving, partly filled outputs are held back (a wake-up of the
-  // sink or another shard per round costs more than the round) for at most kMaxHold.
-  constexpr auto kMaxHold = std::chrono::microseconds(500);
+  // sink or another shard per round costs more than the round) for at most max_hold; with
+  // scheduling = "latency", not at all.
+  const auto max_hold = flow_.scheduling == topology::Scheduling::latency
+                            ? std::chrono::microseconds(0)
+                            : std::chrono::microseconds(500);
   BoundedQueue<Batch*>& inbox = *flow_.inboxes[index_];
   std::vector<Batch*> taken;
   std::vector<std::uint32_t> done;  // pipelines of the batches processed since the last flush
@@ -51,7 +54,7 @@ void Shard::run() {
       flow_.batches.release(b);
     }
     taken.clear();
-    if (const auto now = Clock::now(); now - flushed >= kMaxHold) {
+    if (const auto now = Clock::now(); now - flushed >= max_hold) {
       flush(done);
       flushed = now;
     }

@@ -193,7 +193,7 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
 
 void Worker::send_chunk(std::size_t sink) {
   // Sinks never feed back into shards, so blocking here cannot deadlock: it is backpressure.
-  flow_.sinks[sink]->push(chunks_[sink], true);
+  flow_.sinks[sink]->deliver(chunks_[sink]);
   chunks_[sink] = nullptr;
 }
 

@@ -54,7 +54,7 @@ def decode_result(p):
 
 
 class MarketSpreadTcp(TempDirTest):
-    def run_market_spread(self, shards, orders=20000, updates=5000):
+    def run_market_spread(self, shards, orders=20000, updates=5000, scheduling="throughput"):
         symbols = sorted({decode_nbbo(p)[0] for p in split_frames(read(INITIAL_NBBO, "rb"))})
         self.write("symbols.txt", "\n".join(s.decode().strip() for s in symbols) + "\n")
         gen("nbbo", "--symbols-file", self.path("symbols.txt"), "--count", str(updates),
@@ -68,6 +68,7 @@ class MarketSpreadTcp(TempDirTest):
         receiver = Receiver()
         topology = self.write("topology.toml", f"""
 shards = {shards}
+scheduling = "{scheduling}"
 [plugins]
 market = "{PLUGINS}/market_spread.so"
 [states.symbols]
@@ -107,6 +108,10 @@ sink = {{ kind = "tcp", connect = "127.0.0.1:{receiver.port}", encoder = "market
 
     def test_one_and_four_shards_agree(self):
         self.assertEqual(self.run_market_spread(1), self.run_market_spread(4))
+
+    def test_latency_scheduling_shards_write_the_sink(self):
+        # Four shards take turns writing the TCP sink themselves: the same results, each whole.
+        self.run_market_spread(4, scheduling="latency")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+// SinkPort: how the engine's threads hand encoded output to a sink. [any engine thread]
+//
+// With scheduling = "throughput" a worker queues each full (or flushed) chunk for the sink's
+// own thread, which writes it while the shards go on computing. With "latency" the worker that
+// filled the chunk writes it itself, the workers taking turns under a lock: one hand-off, and
+// one wake-up of a sleeping thread, less on every result's path, at the price of shards
+// waiting for the socket under full load (bench/RESULTS.md). Either way the queue or the lock
+// is the backpressure, and once the sink has given up (abandon(): a second Ctrl-C) every chunk
+// it is handed is counted as lost instead of written.
+#pragma once
+
+#include <mutex>
+#include <vector>
+
+#include "connectors/sink.hpp"
+#include "engine/batch.hpp"
+#include "engine/bounded_queue.hpp"
+#include "metrics/pipeline_metrics.hpp"
+
+namespace shardline::engine {
+
+class SinkPort {
+ public:
+  /// `direct`: workers write themselves instead of queueing for the sink's thread.
+  SinkPort(connectors::Sink& sink, metrics::PipelineMetrics& metrics, Pool<EncodedChunk>& pool,
+           std::size_t queue_chunks, bool direct)
+      : sink_(sink), metrics_(metrics), pool_(pool), queue_(queue_chunks), direct_(direct) {}
+
+  /// Hands over a chunk, which goes back to the pool once written. Blocks while the queue is
+  /// full or, when writing directly, while the sink writes. [source and shard threads]
+  void deliver(EncodedChunk* c) {
+    if (!direct_) return queue_.push(c, true);
+    std::lock_guard lock(mutex_);
+    write(c);
+  }
+
+  /// Writes the queued chunks until close() and the queue is empty. [sink thread]
+  void drain() {
+    std::vector<EncodedChunk*> taken;
+    while (queue_.pop_all(taken)) {
+      std::lock_guard lock(mutex_);
+      for (EncodedChunk* c : taken) write(c);
+      taken.clear();
+    }
+  }
+
+  /// Makes drain() return once the queue is empty. [control thread]
+  void close() { queue_.close(); }
+
+  /// Whether the sink gave up on some output. [sink thread, after drain()]
+  bool lost() {
+    std::lock_guard lock(mutex_);
+    return abandoned_;
+  }
+
+ private:
+  /// With mutex_ held.
+  void write(EncodedChunk* c) {
+    if (abandoned_ || !sink_.write(c->bytes.data(), c->bytes.size())) {
+      abandoned_ = true;
+      metrics_.add(metrics_.lost, c->messages);
+    }
+    pool_.release(c);
+  }
+
+  connectors::Sink& sink_;
+  metrics::PipelineMetrics& metrics_;
+  Pool<EncodedChunk>& pool_;
+  BoundedQueue<EncodedChunk*> queue_;
+  const bool direct_;
+  std::mutex mutex_;        ///< one writer at a time
+  bool abandoned_ = false;  ///< [mutex_]
+};
+
+}  // namespace shardline::engine
