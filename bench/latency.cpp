@@ -16,6 +16,12 @@
 // result per order out, one thread): run in place of shardline, it measures the floor that the
 // harness, loopback TCP and the machine's wake-up latency put under every number.
 //
+// With --stalls SECONDS it measures what the machine does to a thread that never sleeps: it
+// reads the clock in a loop on one thread, and every gap between two readings is time the
+// thread did not run (an interrupt, the hypervisor running something else). A message that
+// arrives during such a gap waits for the rest of it, so the share of time left in gaps over
+// 100 us bounds from below the share of messages any single hop delays by more than 100 us.
+//
 // Samples go into a log-linear ("HDR-style") histogram: fixed arrays, no allocation per
 // sample, 1/256 relative precision. The first --warmup seconds are not recorded. Prints one
 // JSON object.
@@ -229,13 +235,45 @@ int null_pipeline(const std::string& listen, const std::string& to, double timeo
   return 0;
 }
 
+/// --stalls: spins for `seconds` and prints, as JSON, how often and for how long the thread
+/// did not run (gaps between clock readings over 10 us, 100 us and 1 ms).
+int stalls(double seconds) {
+  constexpr std::uint64_t kLimits[] = {10'000, 100'000, 1'000'000};
+  std::uint64_t count[3] = {}, stalled[3] = {}, beyond[3] = {}, longest = 0;
+  const std::uint64_t start = now_ns(), end = start + static_cast<std::uint64_t>(seconds * 1e9);
+  std::uint64_t last = start;
+  while (last < end) {
+    const std::uint64_t t = now_ns(), gap = t - last;
+    last = t;
+    longest = std::max(longest, gap);
+    for (int i = 0; i < 3; ++i) {
+      if (gap <= kLimits[i]) break;
+      ++count[i];
+      stalled[i] += gap;
+      beyond[i] += gap - kLimits[i];  // the instants in this gap that wait longer than the limit
+    }
+  }
+  const double total = static_cast<double>(last - start);
+  std::printf("{\"seconds\": %.3f, \"longest_us\": %.1f", total * 1e-9,
+              static_cast<double>(longest) / 1e3);
+  const char* names[] = {"10us", "100us", "1ms"};
+  for (int i = 0; i < 3; ++i)
+    std::printf(", \"over_%s_per_s\": %.1f, \"over_%s_time_share\": %.5f, "
+                "\"wait_over_%s_share\": %.5f",
+                names[i], static_cast<double>(count[i]) / (total * 1e-9), names[i],
+                static_cast<double>(stalled[i]) / total, names[i],
+                static_cast<double>(beyond[i]) / total);
+  std::printf("}\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Sends orders over TCP at a fixed rate to a running shardline (orders pipeline) "
                "and receives its OrderResults; prints latency percentiles as JSON."};
   Options o;
-  app.add_option("--to", o.to, "The orders source, HOST:PORT")->required();
+  app.add_option("--to", o.to, "The orders source, HOST:PORT");
   app.add_option("--listen", o.listen, "Where the TCP sink connects, HOST:PORT (IPv4)");
   app.add_option("--orders", o.orders, "Framed order file (from shardline-gen orders)");
   app.add_option("--count", o.count, "Orders to send")->capture_default_str();
@@ -248,7 +286,12 @@ int main(int argc, char** argv) {
   std::string serve;
   app.add_option("--null-pipeline", serve,
                  "Instead: be the null pipeline (listen here for orders, send results to --to)");
+  double stall_seconds = 0;
+  app.add_option("--stalls", stall_seconds,
+                 "Instead: spin this many seconds and report how long the machine stops a "
+                 "running thread");
   CLI11_PARSE(app, argc, argv);
+  if (stall_seconds > 0) return stalls(stall_seconds);
   if (!serve.empty()) {
     try {
       return null_pipeline(serve, o.to, o.timeout);
@@ -257,8 +300,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (o.listen.empty() || o.orders.empty()) {
-    std::fprintf(stderr, "shardline-latency: --listen and --orders are required\n");
+  if (o.to.empty() || o.listen.empty() || o.orders.empty()) {
+    std::fprintf(stderr, "shardline-latency: --to, --listen and --orders are required\n");
     return 2;
   }
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // sleeps end on time (default slack is 50 us)

@@ -9,8 +9,9 @@ Scenarios (bench/RESULTS.md explains each and what the numbers mean):
   tcp         Market Spread over TCP on 127.0.0.1: shardline-gen send -> shardline run ->
               shardline-gen receive
   latency     orders over TCP at 50% of the maximum rate measured the same way, and at a light
-              load (shardline-latency), all orders rejected so that each is a sample; each
-              also through a null pipeline, the floor the harness and the machine set
+              load (shardline-latency), scheduling = "latency", all orders rejected so that
+              each is a sample; each also through a null pipeline, the floor the harness and
+              the machine set; and how long the machine stops a spinning thread
   wordcount   word count on a generated text (in-process driver)
   micro       Google Benchmark micro-benchmarks (micro_bench)
 
@@ -54,6 +55,7 @@ class Sizes:
             self.latency_low_rate = None
             self.latency_seconds = 0.25
             self.latency_warmup = 0.0
+            self.stall_seconds = 0.2
             self.wc_bytes = 256 * 1024
             self.wc_shards = [2]
             self.micro_min_time = "0.001"
@@ -75,6 +77,7 @@ class Sizes:
             self.latency_low_rate = 100_000  # and a light load, for the shape of the curve
             self.latency_seconds = 6.0
             self.latency_warmup = 1.0
+            self.stall_seconds = 3.0
             self.wc_bytes = 64 * 1024 * 1024
             self.wc_shards = [1, 2]
             self.micro_min_time = "0.2"
@@ -244,9 +247,11 @@ class Suite:
             stamp.write_text(params)
         return nbbo, orders
 
-    def ms_topology(self, name, nbbo_source, orders_source, sink, shards=2, with_nbbo=True):
+    def ms_topology(self, name, nbbo_source, orders_source, sink, shards=2, with_nbbo=True,
+                    scheduling="throughput"):
         """A Market Spread topology: sources and sink as TOML inline tables."""
-        text = [f"shards = {shards}", "", "[plugins]", f'market = "{self.plugin}"', "",
+        text = [f"shards = {shards}", f'scheduling = "{scheduling}"', "", "[plugins]",
+                f'market = "{self.plugin}"', "",
                 "[states.symbols]", 'factory = "market.symbol_data"', ""]
         if with_nbbo:
             text += ["[[pipelines]]", 'name = "nbbo"', f"source = {nbbo_source}",
@@ -390,7 +395,7 @@ class Suite:
             f"latency-{label}", None,
             f'{{ kind = "tcp", listen = "127.0.0.1:{p_orders}", connections = 1, decoder = "market.order" }}',
             f'{{ kind = "tcp", connect = "127.0.0.1:{p_sink}", encoder = "market.order_result" }}',
-            shards, with_nbbo=False)
+            shards, with_nbbo=False, scheduling="latency")
         tool = subprocess.Popen([str(self.latency), "--to", f"127.0.0.1:{p_orders}", "--listen",
                                  f"127.0.0.1:{p_sink}", "--orders", str(orders), "--count", str(count),
                                  "--rate", str(rate), "--warmup", str(warmup), "--timeout", "30"],
@@ -426,6 +431,14 @@ class Suite:
         _, orders = self.ms_files(self.sizes.latency_symbols)
         shards = 2
         s = self.sizes
+        # What the machine does to a thread that never sleeps: the floor under every hop.
+        st = run_json([self.latency, "--stalls", s.stall_seconds], 60, "stalls")
+        self.results[("latency", "stalls")] = st
+        self.latency_notes.append(
+            f"machine stalls of a spinning thread ({st['seconds']:.1f} s): "
+            f"{st['over_100us_per_s']:.0f}/s over 100 us, longest {st['longest_us'] / 1e3:.1f} ms; "
+            f"a message arriving at a random instant would wait > 100 us with probability "
+            f"{st['wait_over_100us_share']:.2%}, > 1 ms with {st['wait_over_1ms_share']:.2%}")
         mx = self.latency_run(orders, shards, 0, s.latency_max_count, 0, "max")
         self.results[("latency", "max")] = mx
         self.row(f"MS TCP max, all rejected, {s.latency_symbols} sym", shards, mx["received"],

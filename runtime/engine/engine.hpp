@@ -1,7 +1,8 @@
 // Engine: runs a wired topology. [control thread, except where noted]
 //
-// Threads: one per shard, one per pipeline source, one per sink; the control thread (the
-// caller of run()) waits. Lifecycle:
+// Threads: one per shard, one per pipeline source, one per sink (with scheduling = "latency"
+// the shards write the sinks themselves, and a sink's thread only closes it: SinkPort); the
+// control thread (the caller of run()) waits. Lifecycle:
 //   1. build the Dataflow (plans, router, queues), the shards and their state tables (declared
 //      keys are created now), the sinks (opened now, so a bad path fails before any input);
 //   2. start sinks, shards, then sources;
