@@ -22,6 +22,11 @@
 // arrives during such a gap waits for the rest of it, so the share of time left in gaps over
 // 100 us bounds from below the share of messages any single hop delays by more than 100 us.
 //
+// With --wakeups COUNT it measures what every hand-off between two threads costs when the
+// receiving thread sleeps: one thread stamps the time into an atomic and wakes the other
+// (a futex, as a condition variable does), every 200 us so that the other is asleep again
+// and its CPU may have gone idle; the woken thread records now - stamp.
+//
 // Samples go into a log-linear ("HDR-style") histogram: fixed arrays, no allocation per
 // sample, 1/256 relative precision. The first --warmup seconds are not recorded. Prints one
 // JSON object.
@@ -267,6 +272,38 @@ int stalls(double seconds) {
   return 0;
 }
 
+/// --wakeups: `count` futex wake-ups of a sleeping thread, 200 us apart; prints the
+/// distribution of wake -> running, as JSON.
+int wakeups(std::uint64_t count) {
+  Histogram hist;
+  std::atomic<std::uint64_t> stamp{0};  // 0: nothing to take; UINT64_MAX: stop
+  std::thread sleeper([&] {
+    for (;;) {
+      stamp.wait(0, std::memory_order_acquire);
+      const std::uint64_t t = now_ns(), s = stamp.exchange(0, std::memory_order_acq_rel);
+      if (s == UINT64_MAX) return;
+      hist.record(t - s);
+    }
+  });
+  const timespec gap{0, 200'000};
+  for (std::uint64_t i = 0; i < count; ++i) {
+    ::nanosleep(&gap, nullptr);
+    while (stamp.load(std::memory_order_acquire) != 0) ::nanosleep(&gap, nullptr);  // not taken yet
+    stamp.store(now_ns(), std::memory_order_release);
+    stamp.notify_one();
+  }
+  while (stamp.load(std::memory_order_acquire) != 0) ::nanosleep(&gap, nullptr);
+  stamp.store(UINT64_MAX, std::memory_order_release);
+  stamp.notify_one();
+  sleeper.join();
+  std::printf("{\"wakeups\": %llu, \"p50_us\": %.2f, \"p99_us\": %.2f, \"p999_us\": %.2f, "
+              "\"p9999_us\": %.2f, \"max_us\": %.2f}\n",
+              static_cast<unsigned long long>(hist.total()), hist.quantile(0.5) / 1e3,
+              hist.quantile(0.99) / 1e3, hist.quantile(0.999) / 1e3, hist.quantile(0.9999) / 1e3,
+              static_cast<double>(hist.max()) / 1e3);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -290,8 +327,16 @@ int main(int argc, char** argv) {
   app.add_option("--stalls", stall_seconds,
                  "Instead: spin this many seconds and report how long the machine stops a "
                  "running thread");
+  std::uint64_t wakeup_count = 0;
+  app.add_option("--wakeups", wakeup_count,
+                 "Instead: wake a sleeping thread this many times, 200 us apart, and report how "
+                 "long each took to run");
   CLI11_PARSE(app, argc, argv);
   if (stall_seconds > 0) return stalls(stall_seconds);
+  if (wakeup_count > 0) {
+    ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    return wakeups(wakeup_count);
+  }
   if (!serve.empty()) {
     try {
       return null_pipeline(serve, o.to, o.timeout);

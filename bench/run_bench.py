@@ -11,7 +11,8 @@ Scenarios (bench/RESULTS.md explains each and what the numbers mean):
   latency     orders over TCP at 50% of the maximum rate measured the same way, and at a light
               load (shardline-latency), scheduling = "latency", all orders rejected so that
               each is a sample; each also through a null pipeline, the floor the harness and
-              the machine set; and how long the machine stops a spinning thread
+              the machine set; how long the machine stops a spinning thread; and how long a
+              sleeping thread takes to run once woken
   wordcount   word count on a generated text (in-process driver)
   micro       Google Benchmark micro-benchmarks (micro_bench)
 
@@ -56,6 +57,7 @@ class Sizes:
             self.latency_seconds = 0.25
             self.latency_warmup = 0.0
             self.stall_seconds = 0.2
+            self.wakeups = 500
             self.wc_bytes = 256 * 1024
             self.wc_shards = [2]
             self.micro_min_time = "0.001"
@@ -78,6 +80,7 @@ class Sizes:
             self.latency_seconds = 6.0
             self.latency_warmup = 1.0
             self.stall_seconds = 3.0
+            self.wakeups = 10_000
             self.wc_bytes = 64 * 1024 * 1024
             self.wc_shards = [1, 2]
             self.micro_min_time = "0.2"
@@ -439,6 +442,13 @@ class Suite:
             f"{st['over_100us_per_s']:.0f}/s over 100 us, longest {st['longest_us'] / 1e3:.1f} ms; "
             f"a message arriving at a random instant would wait > 100 us with probability "
             f"{st['wait_over_100us_share']:.2%}, > 1 ms with {st['wait_over_1ms_share']:.2%}")
+        # ... and to a sleeping thread woken by another: the cost of every hand-off.
+        wk = run_json([self.latency, "--wakeups", s.wakeups], 60, "wakeups")
+        self.results[("latency", "wakeups")] = wk
+        self.latency_notes.append(
+            f"machine: waking a sleeping thread ({wk['wakeups']} futex wake-ups, 200 us apart): "
+            f"p50 {wk['p50_us']:.0f} us, p99 {wk['p99_us']:.0f} us, p99.9 {wk['p999_us']:.0f} us, "
+            f"p99.99 {wk['p9999_us']:.0f} us")
         mx = self.latency_run(orders, shards, 0, s.latency_max_count, 0, "max")
         self.results[("latency", "max")] = mx
         self.row(f"MS TCP max, all rejected, {s.latency_symbols} sym", shards, mx["received"],
