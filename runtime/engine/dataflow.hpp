@@ -81,18 +81,26 @@ class Dataflow {
   }
   /// A shard finished a batch of `pipeline`, and has already sent on everything it produced.
   void batch_done(std::uint32_t pipeline) {
-    const bool pipeline_idle =
-        pipelines[pipeline].in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1;
-    const bool engine_idle = in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1;
-    if (pipeline_idle || engine_idle) wake_control();
+    PipelinePlan& p = pipelines[pipeline];
+    const bool pipeline_idle = p.in_flight.fetch_sub(1) == 1;
+    const bool engine_idle = in_flight_.fetch_sub(1) == 1;
+    // The control thread waits only for a pipeline whose source has ended to drain (the end of
+    // the run, start_after) and, during a reload, for the engine to drain. Waking it for
+    // anything else would cost a wake-up of a sleeping thread after nearly every batch at a
+    // light load. (Sequentially consistent: a waiter that saw work in flight after
+    // source_done or drain_waiters_ was set is woken by the batch that ends it.)
+    if ((pipeline_idle && p.source_done.load()) || (engine_idle && drain_waiters_.load() > 0))
+      wake_control();
   }
+  /// Brackets a wait of the control thread for in_flight() == 0 while sources still run.
+  void begin_drain_wait() { drain_waiters_.fetch_add(1); }
+  void end_drain_wait() { drain_waiters_.fetch_sub(1); }
   /// True once the pipeline's source has ended and all it read has been processed.
   bool drained(std::size_t pipeline) const {
     const PipelinePlan& p = pipelines[pipeline];
-    return p.source_done.load(std::memory_order_acquire) &&
-           p.in_flight.load(std::memory_order_acquire) == 0;
+    return p.source_done.load() && p.in_flight.load() == 0;
   }
-  std::uint64_t in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+  std::uint64_t in_flight() const { return in_flight_.load(); }
 
   /// Wakes the control thread to re-check whether the run is over.
   void wake_control() {
@@ -116,6 +124,7 @@ class Dataflow {
 
  private:
   std::atomic<std::uint64_t> in_flight_{0};
+  std::atomic<int> drain_waiters_{0};
 };
 
 }  // namespace shardline::engine

@@ -227,10 +227,13 @@ ReloadReport Engine::reload(const std::string& alias) {
     report.pause_ms = ms_since(pause_started);
   };
   {
+    flow_->begin_drain_wait();
     std::unique_lock lock(flow_->control_mutex);
-    if (!flow_->control_cv.wait_for(lock, std::chrono::seconds(10),
-                                    [&] { return flow_->in_flight() == 0; })) {
-      lock.unlock();
+    const bool drained = flow_->control_cv.wait_for(lock, std::chrono::seconds(10),
+                                                    [&] { return flow_->in_flight() == 0; });
+    lock.unlock();
+    flow_->end_drain_wait();
+    if (!drained) {
       resume();
       return refuse("in-flight messages did not drain within 10 s (is a sink blocked?)");
     }
