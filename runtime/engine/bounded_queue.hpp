@@ -5,11 +5,11 @@
 // more threads than cores, spinning collapses throughput). Waiters are notified after the lock
 // is released: a thread woken while the notifier still holds it would run only to block on the
 // mutex and be woken a second time, and on a virtual machine each wake-up of an idle CPU costs
-// tens of microseconds. The consumer takes everything queued
-// in one call. push() blocks while the queue holds `capacity` items — that is the backpressure —
-// unless the producer asks not to block: shards forwarding to other shards never block, so two
-// shards feeding each other cannot deadlock (they drain their own inbox first; the sources,
-// which do block, bound how much can be in flight).
+// tens of microseconds. The consumer takes everything queued in one call. push() blocks while
+// the queue holds `capacity` items — that is the backpressure — unless the producer asks not to
+// block: shards forwarding to other shards never block, so two shards feeding each other cannot
+// deadlock (they drain their own inbox first; the sources, which do block, bound how much can
+// be in flight).
 #pragma once
 
 #include <condition_variable>
