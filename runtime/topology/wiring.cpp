@@ -185,7 +185,9 @@ std::string Wiring::describe() const {
   o << "topology " << t.file.string() << ": " << t.shards << " shard(s), " << t.key_groups
     << " key groups, batches of " << t.batch_size << ", queues of " << t.queue_batches
     << " batches, scheduling for "
-    << (t.scheduling == Scheduling::throughput ? "throughput" : "latency") << "\n";
+    << (t.scheduling == Scheduling::throughput ? "throughput (sink threads write the sinks)"
+                                               : "latency (shards write the sinks)")
+    << "\n";
   for (const auto& [alias, p] : plugins)
     o << "plugin " << alias << ": " << p->name() << " " << p->version() << " ("
       << p->file().string() << ", " << p->manifest().components.size() << " components)\n";
