@@ -14,7 +14,7 @@ StateTable::StateTable(const TypeDesc* type, StateFactory* factory, bool create_
 
 StateTable::~StateTable() {
   // States are destroyed by plugin code: this must run while the plugin is still loaded.
-  for (auto& [key, state] : index_) type_->destroy(state);
+  index_.for_each([this](std::uint64_t, void* state) { type_->destroy(state); });
 }
 
 void* StateTable::create(std::uint64_t key) {
@@ -40,8 +40,7 @@ void* StateTable::slot() {
 }
 
 std::size_t StateTable::overhead_bytes() const {
-  const std::size_t slots = index_.capacity();
-  const std::size_t index = slots * (sizeof(std::pair<std::uint64_t, void*>) + 1);
+  const std::size_t index = index_.capacity() * KeyIndex::slot_bytes();
   const std::size_t unused = (per_chunk_ - used_in_last_) * stride_;
   return index + (chunks_.empty() ? 0 : unused) + (stride_ - type_->size) * index_.size();
 }

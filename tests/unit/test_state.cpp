@@ -164,3 +164,27 @@ TEST_CASE("a small table wastes little: chunks start small and grow", "[state]")
   for (std::uint64_t k = 175; k < 5000; ++k) table.get(k * 0x9e3779b97f4a7c15ULL);
   CHECK(table.find(0) == first);
 }
+
+TEST_CASE("the key index finds every key it was given, and no other", "[state]") {
+  // Sequential keys (integer partition keys often are), key 0, and keys that differ only in
+  // their high bits, through many growths of the index.
+  shardline::state::KeyIndex index;
+  std::vector<std::uint64_t> keys;
+  for (std::uint64_t i = 0; i < 50'000; ++i) keys.push_back(i);
+  for (std::uint64_t i = 1; i < 1'000; ++i) keys.push_back(i << 40);
+  std::vector<int> states(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) index.insert(keys[i], &states[i]);
+  CHECK(index.size() == keys.size());
+  CHECK(index.capacity() * 3 >= index.size() * 4);  // at most 3/4 full
+  for (std::size_t i = 0; i < keys.size(); ++i) REQUIRE(index.find(keys[i]) == &states[i]);
+  for (std::uint64_t absent : {std::uint64_t{50'000}, ~std::uint64_t{0}, std::uint64_t{3} << 40 | 1})
+    CHECK(index.find(absent) == nullptr);
+  std::size_t visited = 0;
+  index.for_each([&](std::uint64_t key, void* state) {
+    const auto i = static_cast<std::size_t>(static_cast<int*>(state) - states.data());
+    REQUIRE(i < keys.size());
+    CHECK(keys[i] == key);
+    ++visited;
+  });
+  CHECK(visited == keys.size());
+}
