@@ -332,11 +332,9 @@ int main(int argc, char** argv) {
                  "Instead: wake a sleeping thread this many times, 200 us apart, and report how "
                  "long each took to run");
   CLI11_PARSE(app, argc, argv);
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // sleeps end on time (default slack is 50 us)
   if (stall_seconds > 0) return stalls(stall_seconds);
-  if (wakeup_count > 0) {
-    ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-    return wakeups(wakeup_count);
-  }
+  if (wakeup_count > 0) return wakeups(wakeup_count);
   if (!serve.empty()) {
     try {
       return null_pipeline(serve, o.to, o.timeout);
@@ -349,8 +347,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shardline-latency: --to, --listen and --orders are required\n");
     return 2;
   }
-  ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // sleeps end on time (default slack is 50 us)
-
   try {
     const std::vector<char> frames = load_orders(o.orders, o.count);
     std::vector<std::uint64_t> sent_at(o.count, 0);  // written by the sender before each send

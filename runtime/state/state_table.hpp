@@ -4,8 +4,8 @@
 // first, doubling up to 64 KiB), so a state never moves once created: a batch resolves all its
 // states first and the state computation then runs over the whole batch with stable pointers.
 // The index (KeyIndex) maps the 64-bit engine key to the object in 16-byte slots, at most 3/4
-// full. The table builds a state with the
-// plugin's factory the first time its key is seen, unless the topology rejects undeclared keys.
+// full. The table builds a state with the plugin's factory the first time its key is seen,
+// unless the topology rejects undeclared keys.
 #pragma once
 
 #include <cstddef>
