@@ -80,4 +80,20 @@ std::optional<std::span<const std::byte>> ElfFile::section(std::string_view name
   return std::nullopt;
 }
 
+std::vector<std::string> ElfFile::needed() const {
+  std::vector<std::string> out;
+  const auto dynamic = section(".dynamic");
+  const auto strings = section(".dynstr");
+  if (!dynamic || !strings) return out;
+  for (std::size_t off = 0; off + sizeof(Elf64_Dyn) <= dynamic->size(); off += sizeof(Elf64_Dyn)) {
+    Elf64_Dyn entry;
+    std::memcpy(&entry, dynamic->data() + off, sizeof entry);
+    if (entry.d_tag == DT_NULL) break;
+    if (entry.d_tag != DT_NEEDED || entry.d_un.d_val >= strings->size()) continue;
+    const char* name = reinterpret_cast<const char*>(strings->data() + entry.d_un.d_val);
+    out.emplace_back(name, strnlen(name, strings->size() - entry.d_un.d_val));
+  }
+  return out;
+}
+
 }  // namespace shardline::loader

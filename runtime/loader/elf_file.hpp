@@ -3,7 +3,8 @@
 // dlopen of a truncated shared object can kill the process with SIGBUS, and half of one can
 // even "load". So the loader first reads the whole file and checks that the ELF header, every
 // program header and segment, and the section header table lie inside it; then it reads the
-// plugin's ABI record from its section, all without running any of the plugin's code.
+// plugin's ABI record from its section and the libraries it needs, all without running any of
+// the plugin's code.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +26,9 @@ class ElfFile {
 
   /// The bytes of the named section, if the file has it (call after check_complete()).
   std::optional<std::span<const std::byte>> section(std::string_view name) const;
+
+  /// The libraries the file names as needed (DT_NEEDED), e.g. "libstdc++.so.6".
+  std::vector<std::string> needed() const;
 
  private:
   std::filesystem::path path_;

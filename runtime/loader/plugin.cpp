@@ -1,5 +1,6 @@
 #include "loader/plugin.hpp"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,6 +47,25 @@ void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
                       "; rebuild the plugin against this host's SDK");
 }
 
+/// AddressSanitizer's runtime must be the first library of a process: dlopen-ing a plugin that
+/// needs it into a host without it does not fail, it ends the process (the runtime prints one
+/// line and exits), which during a hot reload would take the running pipelines with it. So such
+/// a plugin is refused before dlopen. (UndefinedBehaviorSanitizer's runtime loads late without
+/// harm; ThreadSanitizer's fails dlopen cleanly.)
+void check_sanitizer_runtime(const std::filesystem::path& file, const ElfFile& elf) {
+  for (const std::string& library : elf.needed()) {
+    if (!library.starts_with("libasan.so")) continue;
+    if (void* loaded = ::dlopen(library.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+      ::dlclose(loaded);  // this host runs with it: nothing to refuse
+      continue;
+    }
+    throw PluginError(file.string() + ": built with AddressSanitizer (it needs " + library +
+                      "), but this host is not, and loading it would end the process: run it "
+                      "in a host built with the same sanitizer (the asan preset's "
+                      "build-asan/shardline), or rebuild it without -fsanitize=address");
+  }
+}
+
 /// Boost.DLL wraps the dlerror() text ("undefined symbol: ...") in its own message: keep it.
 std::string dlopen_reason(std::string_view boost_message) {
   constexpr std::string_view tag = "dlerror system message: ";
@@ -77,6 +97,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   ElfFile elf(file);
   if (auto why = elf.check_complete(); !why.empty()) throw PluginError(file.string() + ": " + why);
   check_abi(file, elf);
+  check_sanitizer_runtime(file, elf);
 
   const auto shadow = shadow_path(file);
   std::filesystem::copy_file(file, shadow, std::filesystem::copy_options::overwrite_existing, ec);

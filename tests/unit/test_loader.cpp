@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <shardline/key.hpp>
 
 #include "engine/message_buffer.hpp"
+#include "loader/elf_file.hpp"
 #include "loader/plugin.hpp"
 #include "test_support.hpp"
 
@@ -427,6 +429,26 @@ TEST_CASE("an undefined symbol fails the load, with dlerror's explanation", "[lo
   CHECK(mapped_shadow_copies() == before);
   for (const auto& entry : fs::directory_iterator(fs::temp_directory_path() / ("shardline-" + std::to_string(::getpid()))))
     CHECK_THAT(entry.path().filename().string(), !Catch::Matchers::StartsWith("undefined_symbol."));
+}
+
+TEST_CASE("a plugin built with AddressSanitizer loads only into a host that has it", "[loader]") {
+  const auto before = mapped_shadow_copies();
+  const auto file = test_plugin("asan_built");
+  const auto needed = shardline::loader::ElfFile(file).needed();
+  CHECK(std::count(needed.begin(), needed.end(), "libasan.so.8") == 1);
+  CHECK(std::count(needed.begin(), needed.end(), "libstdc++.so.6") == 1);
+#ifdef __SANITIZE_ADDRESS__
+  // These tests run under AddressSanitizer (the asan preset): the plugin loads like any other.
+  CHECK(load_error(file) == "<loaded>");
+#else
+  // Without the check, dlopen would not fail: ASan's runtime would end this process.
+  CHECK(load_error(file) ==
+        file.string() + ": built with AddressSanitizer (it needs libasan.so.8), but this host is "
+                        "not, and loading it would end the process: run it in a host built with "
+                        "the same sanitizer (the asan preset's build-asan/shardline), or rebuild "
+                        "it without -fsanitize=address");
+  CHECK(mapped_shadow_copies() == before);
+#endif
 }
 
 TEST_CASE("a registration error in the plugin refuses it", "[loader]") {
