@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   bool watch = false;
   run->add_flag("--watch", watch,
-                "Hot-reload a plugin when its file is rebuilt (state kept, no message lost); "
+                "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
+                "and check the topology file when it is edited (a restart applies it); "
                 "without it, send SIGHUP to reload every plugin");
 
   CommonOptions check_opts;

@@ -176,10 +176,12 @@ int Engine::run() {
     threads_.emplace_back([this, i] { run_source(i); });
 
   if (options_.watch) {
-    std::vector<reload::PluginWatcher::Watched> files;
-    for (const auto& [alias, plugin] : wiring_->plugins) files.push_back({alias, plugin->file()});
-    watcher_ = std::make_unique<reload::PluginWatcher>(
-        std::move(files), [this](const std::string& alias) { request_reload(alias); });
+    std::vector<reload::FileWatcher::Watched> files;
+    for (const auto& [alias, plugin] : wiring_->plugins)
+      files.push_back({plugin->file(), "plugin '" + alias + "'",
+                       [this, alias] { request_reload(alias); }});
+    files.push_back({wiring_->topology.file, "the topology", [this] { topology_edited(); }});
+    watcher_ = std::make_unique<reload::FileWatcher>(std::move(files));
   }
   for (;;) {
     serve_reloads();

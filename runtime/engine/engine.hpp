@@ -29,7 +29,7 @@
 #include "engine/dataflow.hpp"
 #include "engine/shard.hpp"
 #include "engine/source_gate.hpp"
-#include "reload/plugin_watcher.hpp"
+#include "reload/file_watcher.hpp"
 #include "topology/wiring.hpp"
 
 namespace shardline::engine {
@@ -104,6 +104,7 @@ class Engine {
   void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
   void serve_reloads();
   ReloadReport reload(const std::string& alias);
+  void topology_edited() const;
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);
@@ -125,7 +126,7 @@ class Engine {
   EngineOptions options_;
   std::mutex reload_mutex_;
   std::vector<ReloadRequest> reload_requests_;
-  std::unique_ptr<reload::PluginWatcher> watcher_;
+  std::unique_ptr<reload::FileWatcher> watcher_;
   std::mutex fail_mutex_;
   std::string failure_;
   RunSummary summary_;

@@ -152,6 +152,25 @@ std::future<ReloadReport> Engine::request_reload(std::string alias) {
   return future;
 }
 
+void Engine::topology_edited() const {  // [the watcher's thread]
+  // Only plugins are swapped while running; the pipelines, states and connectors are fixed at
+  // start. Still, the edit is read at once, so that a mistake shows while it is being made.
+  const auto& file = wiring_->topology.file;
+  try {
+    topology::parse_topology(file);
+    spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
+                 "started with: restart shardline to apply it (`shardline check {}` also loads "
+                 "its plugins)",
+                 file.string());
+  } catch (const topology::TopologyError& e) {
+    spdlog::warn("the edited topology has {} error(s); the running topology is unchanged:",
+                 e.errors.size());
+    for (const auto& error : e.errors) spdlog::warn("  {}", error);
+  } catch (const std::exception& e) {
+    spdlog::warn("the edited topology could not be read: {}", e.what());
+  }
+}
+
 void Engine::serve_reloads() {
   std::vector<ReloadRequest> requests;
   {

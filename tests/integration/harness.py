@@ -30,6 +30,12 @@ def read(path, mode="r"):
         return f.read()
 
 
+def host_has_asan():
+    """True when shardline itself was built with AddressSanitizer (the asan preset)."""
+    return "libasan.so" in subprocess.run(["ldd", SHARDLINE], capture_output=True,
+                                          text=True).stdout
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,12 +4,12 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 import unittest
 
 
 from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, Receiver, Run, TempDirTest,
-                     check, events_topology, free_port, frame, run, send_all, split_frames, summary)
+                     check, events_topology, free_port, frame, host_has_asan, run, send_all,
+                     split_frames, summary)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
@@ -160,7 +160,7 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
     def test_plugin_built_with_asan_is_refused_not_fatal(self):
         # A host without AddressSanitizer would be ended by the plugin's ASan runtime in dlopen;
         # it refuses the plugin instead. (Under the asan preset the host has ASan and loads it.)
-        if "libasan.so" in subprocess.run(["ldd", SHARDLINE], capture_output=True, text=True).stdout:
+        if host_has_asan():
             self.skipTest("this host runs with AddressSanitizer")
         status, _, err = check(self.topology_with(f"{TEST_PLUGINS}/asan_built.so"))
         self.assertEqual(status, 1, err)

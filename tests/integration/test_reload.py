@@ -11,7 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import TEST_PLUGINS, LiveRun, TempDirTest, connect, free_port, read, summary
+from harness import (TEST_PLUGINS, LiveRun, TempDirTest, connect, free_port, host_has_asan,
+                     read, summary)
 
 KEYS = 20
 
@@ -124,6 +125,9 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
             (self.path("half.so"), "truncated ELF file"),
             (self.path("junk.so"), "not an ELF file"),
             (f"{TEST_PLUGINS}/wrong_abi.so", "ABI mismatch"),
+            # Without the check, a host without ASan would be ended by this build's runtime.
+            (f"{TEST_PLUGINS}/asan_built.so", "the new version does not fit the topology: "
+             if host_has_asan() else "built with AddressSanitizer (it needs libasan.so.8)"),
             (f"{TEST_PLUGINS}/test_events_v7.so",
              "the new version does not fit the topology: ") ,
             (f"{TEST_PLUGINS}/test_events_v4.so", "and the new version has no restore()"),
@@ -141,6 +145,22 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
         self.assertIn("has no state_computation 'track'", self.run_.stderr)
 
+
+    def test_an_edited_topology_is_checked_at_once_and_the_run_goes_on(self):
+        self.start()
+        self.feeder.wait_sent(500)
+        text = read(self.path("topology.toml"))
+        self.write("topology.toml", text.replace("shards = 2", "shards = 3"))
+        self.run_.wait_for("the topology: " + self.path("topology.toml") + " changed")
+        self.run_.wait_for("the edited topology is valid, but a running host keeps the topology "
+                           "it started with: restart shardline to apply it")
+        self.write("topology.toml", text.replace("shards = 2", "shard = 3"))
+        self.run_.wait_for("the edited topology has 1 error(s); the running topology is "
+                           "unchanged")
+        self.run_.wait_for("topology.toml:2:1: unknown key 'shard' in the top level")
+        self.feeder.wait_sent(self.feeder.sent + 500)
+        lines, versions = self.finish()
+        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
 
     def test_sighup_reloads_without_a_watcher(self):
         self.start(watch=False)

@@ -1,4 +1,4 @@
-#include "reload/plugin_watcher.hpp"
+#include "reload/file_watcher.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,12 +13,11 @@
 
 namespace shardline::reload {
 
-PluginWatcher::PluginWatcher(std::vector<Watched> files, OnChange on_change,
-                             std::chrono::milliseconds debounce)
-    : on_change_(std::move(on_change)), debounce_(debounce) {
+FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds debounce)
+    : debounce_(debounce) {
   inotify_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_ < 0 || pipe2(wake_, O_CLOEXEC) != 0)
-    throw std::runtime_error(std::string("cannot watch plugin files: ") + std::strerror(errno));
+    throw std::runtime_error(std::string("cannot watch files: ") + std::strerror(errno));
   for (auto& w : files) {
     Entry e;
     e.w = std::move(w);
@@ -26,13 +25,13 @@ PluginWatcher::PluginWatcher(std::vector<Watched> files, OnChange on_change,
     e.wd = inotify_add_watch(inotify_, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
     if (e.wd < 0)
       throw std::runtime_error("cannot watch " + dir.string() + ": " + std::strerror(errno));
-    spdlog::info("watching {} for plugin '{}'", e.w.file.string(), e.w.alias);
+    spdlog::info("watching {} ({})", e.w.file.string(), e.w.what);
     entries_.push_back(std::move(e));
   }
   thread_ = std::thread([this] { run(); });
 }
 
-PluginWatcher::~PluginWatcher() {
+FileWatcher::~FileWatcher() {
   if (thread_.joinable()) {
     const char stop = 1;
     (void)!::write(wake_[1], &stop, 1);
@@ -42,7 +41,7 @@ PluginWatcher::~PluginWatcher() {
     if (fd >= 0) ::close(fd);
 }
 
-bool PluginWatcher::stable(Entry& e) {
+bool FileWatcher::stable(Entry& e) {
   struct stat st {};
   if (::stat(e.w.file.c_str(), &st) != 0) {
     e.size = -1;  // not there (yet): the build is still in progress
@@ -55,7 +54,7 @@ bool PluginWatcher::stable(Entry& e) {
   return same;
 }
 
-void PluginWatcher::run() {
+void FileWatcher::run() {
   alignas(inotify_event) char buf[16 * 1024];
   for (;;) {
     pollfd fds[2] = {{inotify_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
@@ -85,8 +84,8 @@ void PluginWatcher::run() {
       if (!stable(e)) continue;  // look again in 100 ms
       e.pending = false;
       e.size = -1;
-      spdlog::info("plugin '{}': {} changed", e.w.alias, e.w.file.string());
-      on_change_(e.w.alias);
+      spdlog::info("{}: {} changed", e.w.what, e.w.file.string());
+      e.w.on_change();
     }
   }
 }
