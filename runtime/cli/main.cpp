@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -64,7 +65,8 @@ std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std
   return nullptr;
 }
 
-int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards, bool watch) {
+int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
+                const engine::EngineOptions& options) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -77,7 +79,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards, boo
   if (!wiring) return engine::exit_startup_failed;
   std::unique_ptr<engine::Engine> engine;
   try {
-    engine = std::make_unique<engine::Engine>(std::move(wiring), engine::EngineOptions{watch});
+    engine = std::make_unique<engine::Engine>(std::move(wiring), options);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return engine::exit_startup_failed;
@@ -153,11 +155,30 @@ int main(int argc, char** argv) {
   add_common(*run, run_opts);
   run->add_option("--shards", shards, "Override the topology's shard count")
       ->check(CLI::Range(1, 1024));
-  bool watch = false;
-  run->add_flag("--watch", watch,
+  engine::EngineOptions engine_options;
+  run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
                 "and check the topology file when it is edited (a restart applies it); "
                 "without it, send SIGHUP to reload every plugin");
+  double stats_seconds = 0;
+  run->add_option("--stats", stats_seconds,
+                  "Every SECONDS, log each pipeline's counts so far and its rates (0: only the "
+                  "summary at the end)")
+      ->option_text("SECONDS")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            std::size_t used = 0;
+            double seconds = -1;
+            try {
+              seconds = std::stod(text, &used);
+            } catch (const std::exception&) {
+            }
+            if (used != text.size() || !(seconds >= 0 && seconds <= 86400))
+              return "expected a number of seconds from 0 to 86400 (e.g. 10 or 0.5), got '" +
+                     text + "'";
+            return {};
+          },
+          "SECONDS"));
 
   CommonOptions check_opts;
   std::vector<std::string> against;
@@ -171,11 +192,17 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile)
       ->excludes(check->get_option("TOPOLOGY"));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Prints the help, the version, or what is wrong; usage errors all exit with one status.
+    return app.exit(e) == 0 ? 0 : engine::exit_usage;
+  }
 
   if (*run) {
     setup_logging(run_opts.log_level);
-    return run_command(run_opts, shards, watch);
+    engine_options.stats_every = std::chrono::milliseconds(std::llround(stats_seconds * 1000));
+    return run_command(run_opts, shards, engine_options);
   }
   setup_logging(check_opts.log_level);
   if (!against.empty()) return preflight(against[0], against[1]);

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <sstream>
+#include <utility>
 
 #include "engine/ingress.hpp"
 #include "engine/thread_setup.hpp"
@@ -183,8 +184,17 @@ int Engine::run() {
     files.push_back({wiring_->topology.file, "the topology", [this] { topology_edited(); }});
     watcher_ = std::make_unique<reload::FileWatcher>(std::move(files));
   }
+  RunSummary progress{0, pipeline_counters(), {}};  // the counters at the last stats line
+  auto progress_at = started;
   for (;;) {
     serve_reloads();
+    if (const auto now = std::chrono::steady_clock::now();
+        options_.stats_every.count() > 0 && now - progress_at >= options_.stats_every) {
+      const auto before = std::exchange(progress.pipelines, pipeline_counters());
+      spdlog::info("{}", progress.progress_line(
+                             before, std::chrono::duration<double>(now - progress_at).count()));
+      progress_at = now;
+    }
     // Polls too, in case a wake-up raced with the check (cheap: a few times a second at most).
     std::unique_lock lock(flow_->control_mutex);
     if (sources_running_.load() == 0 && flow_->in_flight() == 0) break;
@@ -207,12 +217,7 @@ int Engine::run() {
   threads_.clear();
 
   summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  for (const auto& p : flow_->pipelines) {
-    using M = metrics::PipelineMetrics;
-    summary_.pipelines.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out),
-                                  M::get(p.metrics.errors), M::get(p.metrics.bad_input),
-                                  M::get(p.metrics.lost)});
-  }
+  summary_.pipelines = pipeline_counters();
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     StateSummary st{wiring_->states[s].spec->name, 0, 0};
     for (const auto& shard : shards_) {
@@ -229,16 +234,56 @@ int Engine::run() {
   return output_lost_ ? exit_output_lost : exit_ok;
 }
 
+std::vector<PipelineSummary> Engine::pipeline_counters() const {
+  std::vector<PipelineSummary> out;
+  for (const auto& p : flow_->pipelines) {
+    using M = metrics::PipelineMetrics;
+    out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
+                   M::get(p.metrics.bad_input), M::get(p.metrics.lost)});
+  }
+  return out;
+}
+
+namespace {
+/// "1234567 in (240.8k/s)": a counter and its rate over the last interval.
+std::string with_rate(std::uint64_t now, std::uint64_t before, double seconds, const char* what) {
+  double rate = seconds > 0 ? static_cast<double>(now - before) / seconds : 0;
+  const char* unit = rate >= 1e6 ? "M" : rate >= 1e3 ? "k" : "";
+  rate /= rate >= 1e6 ? 1e6 : rate >= 1e3 ? 1e3 : 1;
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%llu %s (%.*f%s/s)", static_cast<unsigned long long>(now), what,
+                *unit ? 1 : 0, rate, unit);
+  return buf;
+}
+/// ", 3 errors, 1 bad input, 2 lost": what went wrong, the last two only if it happened.
+void append_failures(std::ostringstream& o, const PipelineSummary& p) {
+  o << ", " << p.errors << " errors";
+  if (p.bad_input) o << ", " << p.bad_input << " bad input";
+  if (p.lost) o << ", " << p.lost << " lost";
+}
+}  // namespace
+
+std::string RunSummary::progress_line(const std::vector<PipelineSummary>& before,
+                                      double seconds) const {
+  std::ostringstream o;
+  o << "running";
+  for (std::size_t i = 0; i < pipelines.size() && i < before.size(); ++i) {
+    const auto& p = pipelines[i];
+    o << "; pipeline " << p.name << ": " << with_rate(p.in, before[i].in, seconds, "in") << ", "
+      << with_rate(p.out, before[i].out, seconds, "out");
+    append_failures(o, p);
+  }
+  return o.str();
+}
+
 std::string RunSummary::line() const {
   std::ostringstream o;
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.3f", seconds);
   o << "done in " << secs << " s";
   for (const auto& p : pipelines) {
-    o << "; pipeline " << p.name << ": " << p.in << " in, " << p.out << " out, " << p.errors
-      << " errors";
-    if (p.bad_input) o << ", " << p.bad_input << " bad input";
-    if (p.lost) o << ", " << p.lost << " lost";
+    o << "; pipeline " << p.name << ": " << p.in << " in, " << p.out << " out";
+    append_failures(o, p);
   }
   for (const auto& s : states) o << "; state " << s.name << ": " << s.keys << " keys";
   return o.str();

@@ -59,6 +59,9 @@ struct RunSummary {
   std::vector<PipelineSummary> pipelines;
   std::vector<StateSummary> states;
   std::string line() const;  ///< the one-line summary printed at the end of a run
+  /// The pipelines' counters, each followed by its rate since `before` (same pipelines,
+  /// `seconds` earlier): the periodic line of `shardline run --stats`.
+  std::string progress_line(const std::vector<PipelineSummary>& before, double seconds) const;
 };
 
 /// What a hot reload did (or why it was refused).
@@ -74,6 +77,8 @@ struct ReloadReport {
 
 struct EngineOptions {
   bool watch = false;  ///< reload a plugin when its file is rebuilt
+  /// Log each pipeline's counters and rates this often while running; zero: never.
+  std::chrono::milliseconds stats_every{0};
 };
 
 class Engine {
@@ -105,6 +110,8 @@ class Engine {
   void serve_reloads();
   ReloadReport reload(const std::string& alias);
   void topology_edited() const;
+  /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
+  std::vector<PipelineSummary> pipeline_counters() const;
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);

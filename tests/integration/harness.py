@@ -154,6 +154,7 @@ class LiveRun:
     def wait(self):
         status = self.proc.wait(TIMEOUT)
         self._reader.join(TIMEOUT)
+        self.proc.stderr.close()
         self.stderr = "\n".join(self.lines)
         return status
 

@@ -1,10 +1,12 @@
-"""The command line: help, check's wiring printout, topology errors with file:line:column, and
-exit statuses."""
+"""The command line: help, check's wiring printout, topology errors with file:line:column,
+run's periodic statistics, and exit statuses."""
 import os
+import socket
 import subprocess
 import unittest
 
-from harness import PLUGINS, SHARDLINE, TEST_PLUGINS, TempDirTest, check
+from harness import (PLUGINS, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest, check, connect,
+                     events_topology, free_port)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -21,11 +23,11 @@ class Cli(TempDirTest):
             self.assertIn(word, p.stdout)
         p = shardline("run", "--help")
         self.assertEqual(p.returncode, 0)
-        for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir"):
+        for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir", "--watch", "--stats"):
             self.assertIn(word, p.stdout)
 
     def test_no_subcommand_is_a_usage_error(self):
-        self.assertNotEqual(shardline().returncode, 0)
+        self.assertEqual(shardline().returncode, 2)
 
     def test_check_example_topologies(self):
         for topo in ("plugins/market_spread/topology.toml", "plugins/word_count/topology.toml"):
@@ -97,6 +99,39 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertEqual(status, 1)
         self.assertIn(f"{topo}:6:63: plugin 'market' (market_spread 1.0.0) has no decoder 'ordr'; "
                       "its decoders: nbbo, order", err)
+
+    def test_run_stats_log_counts_and_rates_while_running(self):
+        port = free_port()
+        topo = self.write("topology.toml", events_topology(2).replace(
+            'kind = "file", path = "events.txt"',
+            f'kind = "tcp", listen = "127.0.0.1:{port}", connections = 1'))
+        run = LiveRun(topo, "--stats", "0.1")
+        run.wait_for("listening on")
+        with connect(port) as s:
+            s.sendall("".join(f"{k % 3} {k // 3 + 1}\n" for k in range(300)).encode())
+            # Counted while the connection (and so the run) goes on: 300 in, 300 out.
+            line = run.wait_for("running; pipeline events: 300 in (")
+            self.assertRegex(line, r"300 in \(\d+(\.\d)?k?/s\), 300 out \(\d+(\.\d)?k?/s\), "
+                                   r"0 errors$")
+            s.shutdown(socket.SHUT_WR)
+        self.assertEqual(run.wait(), 0, run.stderr)
+        self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)
+
+    def test_usage_errors_exit_with_status_2(self):
+        topo = self.write("topology.toml", "")
+        for args, message in [
+                (["run", "--stats", "-1", topo], "--stats: expected a number of seconds from 0 to "
+                                                 "86400 (e.g. 10 or 0.5), got '-1'"),
+                (["run", "--stats", "ten", topo], "got 'ten'"),
+                (["run", "--bogus", topo], "The following argument was not expected: --bogus"),
+                (["run", "--shards", "0", topo], "--shards"),
+                (["check", "--against", "a.so"], "--against")]:
+            with self.subTest(args=args):
+                p = shardline(*args)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(message, p.stderr)
+        self.assertEqual(shardline("run", "--help").returncode, 0)
+        self.assertEqual(shardline("--version").returncode, 0)
 
 
 if __name__ == "__main__":
