@@ -32,7 +32,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "connectors/address.hpp"
+#include "topology/address.hpp"
 #include "connectors/sink.hpp"
 
 namespace shardline::connectors {
@@ -49,7 +49,7 @@ class TcpSink final : public Sink {
  public:
   /// Throws std::runtime_error if `address` is not "host:port". [control thread]
   explicit TcpSink(std::string address)
-      : address_(std::move(address)), where_(parse_host_port(address_)) {
+      : address_(std::move(address)), where_(topology::parse_host_port(address_)) {
     wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_ < 0)
       throw std::runtime_error("sink " + describe() + ": eventfd: " + std::strerror(errno));
@@ -238,7 +238,7 @@ class TcpSink final : public Sink {
   }
 
   const std::string address_;
-  const HostPort where_;
+  const topology::HostPort where_;
   int fd_ = -1;    ///< the connection, or -1
   int wake_ = -1;  ///< eventfd written by abandon()
   std::atomic<bool> abandoned_{false};

@@ -11,7 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
-#include "connectors/address.hpp"
+#include "topology/address.hpp"
 #include "connectors/frame_splitter.hpp"
 
 namespace shardline::connectors {
@@ -139,7 +139,7 @@ TcpSource::TcpSource(std::string address, Framing framing, std::uint32_t max_fra
       max_frame_(max_frame),
       connections_(connections),
       io_(std::make_unique<Io>(*this)) {
-  parse_host_port(address_);  // refuse a malformed address before any thread starts
+  topology::parse_host_port(address_);  // refuse a malformed address before any thread starts
 }
 
 TcpSource::~TcpSource() = default;
@@ -147,7 +147,7 @@ TcpSource::~TcpSource() = default;
 std::string TcpSource::describe() const { return "tcp " + address_; }
 
 void TcpSource::run(FrameHandler& handler) {
-  const HostPort where = parse_host_port(address_);
+  const topology::HostPort where = topology::parse_host_port(address_);
   Io& io = *io_;
   io.handler = &handler;
   tcp::endpoint endpoint;

@@ -6,6 +6,8 @@
 #include <shardline/key.hpp>
 #include <toml++/toml.h>
 
+#include "topology/address.hpp"
+
 namespace shardline::topology {
 
 std::string Position::str() const {
@@ -184,6 +186,17 @@ class Checker {
 
   const std::string& file() const { return file_; }
 
+  /// Reports an address that is not "host:port" (an empty one is reported already).
+  void host_port(const toml::node& n, const std::string& text) {
+    if (text.empty()) return;
+    try {
+      parse_host_port(text);
+    } catch (const std::runtime_error& e) {
+      error(n, std::string(e.what()) +
+                   " (e.g. \"127.0.0.1:7000\" or \"[::1]:7000\"; the port is 0 to 65535)");
+    }
+  }
+
  private:
   std::string file_;
   std::vector<std::string>& errors_;
@@ -273,7 +286,10 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (!t.get("kind")) c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdin");
   if (kind) s.kind = static_cast<SourceKind>(*kind);
   if (s.kind == SourceKind::tcp) {
-    if (auto a = c.string(t, "listen", where + " (tcp needs \"host:port\")", kind.has_value())) s.address = *a;
+    if (auto a = c.string(t, "listen", where + " (tcp needs \"host:port\")", kind.has_value())) {
+      s.address = *a;
+      c.host_port(*t.get("listen"), *a);
+    }
   } else if (s.kind == SourceKind::file) {
     if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
       s.address = relative_to(topo.file.parent_path(), *p).string();
@@ -312,7 +328,10 @@ SinkSpec parse_sink(Checker& c, const toml::table& t, const std::string& where,
     c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdout, discard");
   if (kind) s.kind = static_cast<SinkKind>(*kind);
   if (s.kind == SinkKind::tcp) {
-    if (auto a = c.string(t, "connect", where + " (tcp needs \"host:port\")", kind.has_value())) s.address = *a;
+    if (auto a = c.string(t, "connect", where + " (tcp needs \"host:port\")", kind.has_value())) {
+      s.address = *a;
+      c.host_port(*t.get("connect"), *a);
+    }
   } else if (s.kind == SinkKind::file) {
     if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
       s.address = relative_to(topo.file.parent_path(), *p).string();
@@ -401,6 +420,57 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
   }
 }
 
+/// Two tcp sources cannot listen on one port, and a file cannot be written by two sinks or be
+/// both a sink and a source: at run time the second would fail to start, or the data would be
+/// garbled, so it is said now, where the second use is written, naming the first.
+void check_endpoints(Checker& c, const Topology& topo) {
+  struct Use {
+    const PipelineSpec* pipeline;
+    const Position* pos;
+    std::string str() const { return "pipeline '" + pipeline->name + "' (" + pos->str() + ")"; }
+  };
+  const auto any_host = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+  const auto same_file = [](const std::string& a, const std::string& b) {
+    std::error_code ec1, ec2;
+    const auto ca = std::filesystem::weakly_canonical(a, ec1);
+    const auto cb = std::filesystem::weakly_canonical(b, ec2);
+    return ec1 || ec2 ? a == b : ca == cb;
+  };
+  std::vector<std::pair<HostPort, Use>> listening;
+  std::vector<std::pair<std::string, Use>> read, written;
+  for (const auto& p : topo.pipelines) {
+    const SourceSpec& src = p.source;
+    if (src.kind == SourceKind::file && !src.address.empty())
+      read.push_back({src.address, {&p, &src.pos}});
+    if (src.kind != SourceKind::tcp) continue;
+    HostPort at;
+    try {
+      at = parse_host_port(src.address);
+    } catch (const std::runtime_error&) {
+      continue;  // reported where it was read
+    }
+    for (const auto& [other, use] : listening)
+      if (at.port != 0 && other.port == at.port &&
+          (other.host == at.host || any_host(other.host) || any_host(at.host)))
+        c.error(src.pos, "pipeline '" + p.name + "' source listens on " + src.address + ", as " +
+                             use.str() + " does: give each tcp source its own port");
+    listening.push_back({at, {&p, &src.pos}});
+  }
+  for (const auto& p : topo.pipelines) {
+    if (!p.sink || p.sink->kind != SinkKind::file || p.sink->address.empty()) continue;
+    const std::string& path = p.sink->address;
+    for (const auto& [other, use] : written)
+      if (same_file(other, path))
+        c.error(p.sink->pos, "pipeline '" + p.name + "' sink writes " + path + ", as " +
+                                 use.str() + " does: give each file sink its own path");
+    for (const auto& [other, use] : read)
+      if (same_file(other, path))
+        c.error(p.sink->pos, "pipeline '" + p.name + "' sink would overwrite " + path +
+                                 ", the input of " + use.str());
+    written.push_back({path, {&p, &p.sink->pos}});
+  }
+}
+
 }  // namespace
 
 Topology parse_topology(const std::filesystem::path& file) {
@@ -435,6 +505,7 @@ Topology parse_topology(const std::filesystem::path& file) {
   parse_plugins(c, root, topo);
   parse_states(c, root, topo);
   parse_pipelines(c, root, topo);
+  check_endpoints(c, topo);
   if (!errors.empty()) throw TopologyError(std::move(errors));
   return topo;
 }

@@ -22,7 +22,6 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "connectors/address.hpp"
 #include "connectors/sink.hpp"
 #include "connectors/source.hpp"
 #include "connectors/tcp_source.hpp"
@@ -190,20 +189,6 @@ std::vector<std::string> with_prefix(const std::vector<std::string>& all, const 
 }
 
 }  // namespace
-
-TEST_CASE("host:port parsing", "[connectors]") {
-  auto a = parse_host_port("127.0.0.1:7000");
-  CHECK(a.host == "127.0.0.1");
-  CHECK(a.port == 7000);
-  a = parse_host_port("[::1]:0");
-  CHECK(a.host == "::1");
-  CHECK(a.port == 0);
-  CHECK(parse_host_port("localhost:65535").port == 65535);
-  for (const char* bad : {"nonsense", ":7000", "host:", "host:65536", "host:12x", "::1:80"}) {
-    INFO(bad);
-    CHECK_THROWS_WITH(parse_host_port(bad), std::string("expected host:port, got '") + bad + "'");
-  }
-}
 
 TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
   SECTION("length-prefixed, several megabytes (many reads)") {

@@ -8,6 +8,7 @@
 #include <shardline/key.hpp>
 
 #include "test_support.hpp"
+#include "topology/address.hpp"
 #include "topology/topology.hpp"
 #include "topology/wiring.hpp"
 
@@ -39,9 +40,13 @@ struct TopologyFile {
     text = replace_all(text, "@NO_ABI@", test_plugin("no_abi").string());
     file = dir.file("topology.toml", text);
   }
+  /// "FILE:LINE:COL"
+  std::string pos(int line, int column) const {
+    return file.string() + ":" + std::to_string(line) + ":" + std::to_string(column);
+  }
   /// "FILE:LINE:COL: what"
   std::string at(int line, int column, const std::string& what) const {
-    return file.string() + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + what;
+    return pos(line, column) + ": " + what;
   }
   TempDir dir;
   fs::path file;
@@ -358,6 +363,61 @@ TEST_CASE("two pipelines with the same name", "[topology]") {
   CHECK(parse_errors(t.file) == Errors{t.at(6, 1, "duplicate pipeline name 'events'")});
 }
 
+TEST_CASE("a tcp address that is not host:port", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"tcp\", listen = \"localhost:99999\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"tcp\", connect = \"collector\", encoder = \"ev.text\" }\n");
+  const std::string hint = " (e.g. \"127.0.0.1:7000\" or \"[::1]:7000\"; the port is 0 to 65535)";
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(5, 35, "expected host:port, got 'localhost:99999'" + hint),
+               t.at(6, 34, "expected host:port, got 'collector'" + hint)});
+}
+
+TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7000\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"out.txt\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"tcp\", listen = \"0.0.0.0:7000\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"./out.txt\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"c\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"in.txt\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"d\"\n"  // two hosts on one port, port 0 twice: all fine
+      "source = { kind = \"tcp\", listen = \"127.0.0.2:7001\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"g\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.3:7001\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"e\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:0\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"f\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:0\", decoder = \"ev.event_line\" }\n");
+  const std::string out = (t.file.parent_path() / "out.txt").string();
+  const std::string in = (t.file.parent_path() / "in.txt").string();
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(9, 10, "pipeline 'b' source listens on 0.0.0.0:7000, as pipeline 'a' (" +
+                               t.pos(5, 10) +
+                               ") does: give each tcp source its own port"),
+               t.at(10, 8, "pipeline 'b' sink writes " + out + ", as pipeline 'a' (" +
+                               t.pos(6, 8) +
+                               ") does: give each file sink its own path"),
+               t.at(14, 8, "pipeline 'c' sink would overwrite " + in + ", the input of pipeline 'c' (" +
+                               t.pos(13, 10) + ")")});
+}
+
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
   TopologyFile t(
       "shard = 2\n"
@@ -463,4 +523,19 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
       "  sink stdout (lines) <- encoder ev.text\n"
       "  on error: skip\n";
   CHECK(wiring->describe() == expected);
+}
+
+TEST_CASE("host:port parsing", "[topology]") {
+  using shardline::topology::parse_host_port;
+  auto a = parse_host_port("127.0.0.1:7000");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 7000);
+  a = parse_host_port("[::1]:0");
+  CHECK(a.host == "::1");
+  CHECK(a.port == 0);
+  CHECK(parse_host_port("localhost:65535").port == 65535);
+  for (const char* bad : {"nonsense", ":7000", "host:", "host:65536", "host:12x", "::1:80"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_host_port(bad), std::string("expected host:port, got '") + bad + "'");
+  }
 }

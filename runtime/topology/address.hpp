@@ -1,4 +1,5 @@
-// "host:port" as written in a topology, for the TCP source (listen) and the TCP sink (connect).
+// "host:port" as written in a topology, for the TCP source (listen) and the TCP sink (connect):
+// checked when the topology is read, split again by the connector that uses it.
 //
 // The host is kept as text and resolved by whoever uses it (a name such as "localhost" may
 // resolve differently over time). An IPv6 literal is written in brackets: "[::1]:7000".
@@ -11,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace shardline::connectors {
+namespace shardline::topology {
 
 struct HostPort {
   std::string host;  ///< without the brackets of an IPv6 literal
@@ -41,4 +42,4 @@ inline HostPort parse_host_port(std::string_view text) {
   return {std::string(host), static_cast<std::uint16_t>(value)};
 }
 
-}  // namespace shardline::connectors
+}  // namespace shardline::topology
