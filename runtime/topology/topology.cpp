@@ -421,7 +421,7 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
 }
 
 /// Two tcp sources cannot listen on one port, and a file cannot be written by two sinks or be
-/// both a sink and a source: at run time the second would fail to start, or the data would be
+/// both a sink (or a dead-letter file) and a source: at run time the second would fail to start, or the data would be
 /// garbled, so it is said now, where the second use is written, naming the first.
 void check_endpoints(Checker& c, const Topology& topo) {
   struct Use {
@@ -468,6 +468,18 @@ void check_endpoints(Checker& c, const Topology& topo) {
         c.error(p.sink->pos, "pipeline '" + p.name + "' sink would overwrite " + path +
                                  ", the input of " + use.str());
     written.push_back({path, {&p, &p.sink->pos}});
+  }
+  // Dead-letter files are appended to line by line, so pipelines may share one; but not with
+  // a sink's output or a source's input.
+  for (const auto& p : topo.pipelines) {
+    if (p.on_error != ErrorPolicy::dead_letter || p.dead_letter.empty()) continue;
+    const std::string path = p.dead_letter.string();
+    for (const auto* uses : {&written, &read})
+      for (const auto& [other, use] : *uses)
+        if (same_file(other, path))
+          c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is also " +
+                             (uses == &read ? "the input of " : "the output of ") + use.str() +
+                             ": give it a file of its own");
   }
 }
 

@@ -393,6 +393,8 @@ TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
       "name = \"c\"\n"
       "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
       "sink = { kind = \"file\", path = \"in.txt\", encoder = \"ev.text\" }\n"
+      "on_error = \"dead_letter\"\n"
+      "dead_letter = \"out.txt\"\n"
       "[[pipelines]]\n"
       "name = \"d\"\n"  // two hosts on one port, port 0 twice: all fine
       "source = { kind = \"tcp\", listen = \"127.0.0.2:7001\", decoder = \"ev.event_line\" }\n"
@@ -415,7 +417,11 @@ TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
                                t.pos(6, 8) +
                                ") does: give each file sink its own path"),
                t.at(14, 8, "pipeline 'c' sink would overwrite " + in + ", the input of pipeline 'c' (" +
-                               t.pos(13, 10) + ")")});
+                               t.pos(13, 10) + ")"),
+               t.at(11, 1, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'a' (" +
+                               t.pos(6, 8) + "): give it a file of its own"),
+               t.at(11, 1, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'b' (" +
+                               t.pos(10, 8) + "): give it a file of its own")});
 }
 
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
