@@ -277,6 +277,20 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
   }
 }
 
+/// A source's or sink's address under `key`: a file's "path" (resolved against the topology's
+/// folder) or a tcp endpoint's "host:port" (checked here). Empty if absent or wrong.
+std::string address(Checker& c, const toml::table& t, std::string_view key,
+                    const std::string& where, bool required, const Topology& topo) {
+  const bool path = key == "path";
+  const auto text =
+      c.string(t, key, where + (path ? " (file needs a path)" : " (tcp needs \"host:port\")"),
+               required);
+  if (!text) return {};
+  if (path) return relative_to(topo.file.parent_path(), *text).string();
+  c.host_port(*t.get(key), *text);
+  return *text;
+}
+
 SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& where,
                         const Topology& topo) {
   SourceSpec s;
@@ -285,15 +299,8 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   const auto kind = c.choice(t, "kind", {"tcp", "file", "stdin"});
   if (!t.get("kind")) c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdin");
   if (kind) s.kind = static_cast<SourceKind>(*kind);
-  if (s.kind == SourceKind::tcp) {
-    if (auto a = c.string(t, "listen", where + " (tcp needs \"host:port\")", kind.has_value())) {
-      s.address = *a;
-      c.host_port(*t.get("listen"), *a);
-    }
-  } else if (s.kind == SourceKind::file) {
-    if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
-      s.address = relative_to(topo.file.parent_path(), *p).string();
-  }
+  if (s.kind == SourceKind::tcp) s.address = address(c, t, "listen", where, kind.has_value(), topo);
+  if (s.kind == SourceKind::file) s.address = address(c, t, "path", where, kind.has_value(), topo);
   s.framing = s.kind == SourceKind::stdin_lines ? Framing::lines : Framing::length_prefixed;
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
   if (auto m = c.integer(t, "max_frame", 1, 1 << 30)) s.max_frame = static_cast<std::uint32_t>(*m);
@@ -327,15 +334,8 @@ SinkSpec parse_sink(Checker& c, const toml::table& t, const std::string& where,
   if (!t.get("kind"))
     c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdout, discard");
   if (kind) s.kind = static_cast<SinkKind>(*kind);
-  if (s.kind == SinkKind::tcp) {
-    if (auto a = c.string(t, "connect", where + " (tcp needs \"host:port\")", kind.has_value())) {
-      s.address = *a;
-      c.host_port(*t.get("connect"), *a);
-    }
-  } else if (s.kind == SinkKind::file) {
-    if (auto p = c.string(t, "path", where + " (file needs a path)", kind.has_value()))
-      s.address = relative_to(topo.file.parent_path(), *p).string();
-  }
+  if (s.kind == SinkKind::tcp) s.address = address(c, t, "connect", where, kind.has_value(), topo);
+  if (s.kind == SinkKind::file) s.address = address(c, t, "path", where, kind.has_value(), topo);
   s.framing = s.kind == SinkKind::stdout_lines ? Framing::lines : Framing::length_prefixed;
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
   s.encoder = c.component(t, "encoder", where, s.kind != SinkKind::discard && kind.has_value(), topo);
