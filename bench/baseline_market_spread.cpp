@@ -26,6 +26,9 @@
 #include <time.h>
 
 #include <absl/container/flat_hash_map.h>
+#include <shardline/key.hpp>
+
+#include "market_spread.hpp"  // the plugin's symbol_key, for --key xxh3
 
 #include <algorithm>
 #include <atomic>
@@ -41,9 +44,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include <CLI/CLI.hpp>
 
@@ -99,12 +99,10 @@ inline std::uint64_t symbol_key(const unsigned char* sym) {
     std::uint32_t k;
     std::memcpy(&k, sym, 4);
     return k;
-  } else {
-    std::string_view s(reinterpret_cast<const char*>(sym), 4);
-    const auto b = s.find_first_not_of(' ');
-    if (b == std::string_view::npos) return XXH3_64bits("", 0);
-    s = s.substr(b, s.find_last_not_of(' ') - b + 1);
-    return XXH3_64bits(s.data(), s.size());
+  } else {  // exactly the plugin's key: its symbol_key (trim), then shardline::key_of (XXH3)
+    char symbol[4];
+    std::memcpy(symbol, sym, 4);
+    return shardline::key_of(market_spread::symbol_key(symbol));
   }
 }
 

@@ -9,8 +9,9 @@
 //   StateTable/*     StateTable::get for existing keys, 10k and 1M keys, random order.
 //   Boundary/*       Market Spread's update_nbbo and check_order from the real market_spread.so
 //                    (loaded with loader::Plugin::load): called through the plugin boundary
-//                    once per message, once per batch of 256, and the same logic inlined here.
-//   Decode/*         the plugin's order decoder per batch vs the same decoding inlined.
+//                    once per message, once per batch of 256, and the same functions
+//                    (plugins/market_spread/market_spread.hpp) called directly here.
+//   Decode/*         the plugin's order decoder per batch vs its decode_order called directly.
 //   Split/*          FrameSplitter over 1 MiB of 57-byte length-prefixed frames, as a file
 //                    source hands them to its pipeline (items = frames).
 #include <benchmark/benchmark.h>
@@ -33,6 +34,7 @@
 #include "engine/message_buffer.hpp"
 #include "engine/shard_router.hpp"
 #include "loader/plugin.hpp"
+#include "market_spread.hpp"
 #include "state/state_table.hpp"
 
 using namespace shardline;
@@ -75,30 +77,23 @@ BENCHMARK(Queue_BatchHandoff)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime()
 
 // ---- Keys and routing.
 
-std::vector<std::array<char, 4>> symbols(std::size_t n) {
-  std::vector<std::array<char, 4>> out;
+/// n random symbols as on the wire: 1-4 letters, right-justified with spaces.
+std::vector<market_spread::Order> symbols(std::size_t n) {
+  std::vector<market_spread::Order> out(n);
   std::mt19937_64 rng(1);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::array<char, 4> s{' ', ' ', ' ', ' '};
+  for (auto& o : out) {
+    std::memset(o.symbol, ' ', sizeof o.symbol);
     const std::size_t len = 1 + rng() % 4;
-    for (std::size_t c = 0; c < len; ++c) s[3 - c] = static_cast<char>('A' + rng() % 26);
-    out.push_back(s);
+    for (std::size_t c = 0; c < len; ++c) o.symbol[3 - c] = static_cast<char>('A' + rng() % 26);
   }
   return out;
-}
-
-std::string_view trimmed(const std::array<char, 4>& s) {
-  const std::string_view v(s.data(), 4);
-  const auto b = v.find_first_not_of(' ');
-  if (b == std::string_view::npos) return {};
-  return v.substr(b, v.find_last_not_of(' ') - b + 1);
 }
 
 void Key_PluginStringKey(benchmark::State& state) {
   const auto syms = symbols(1024);
   std::size_t i = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(key_of(trimmed(syms[i++ & 1023])));
+    benchmark::DoNotOptimize(key_of(market_spread::symbol_key(syms[i++ & 1023].symbol)));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -107,7 +102,7 @@ BENCHMARK(Key_PluginStringKey);
 void Key_Xxh3Raw4(benchmark::State& state) {
   const auto syms = symbols(1024);
   std::size_t i = 0;
-  for (auto _ : state) benchmark::DoNotOptimize(key_of(std::string_view(syms[i++ & 1023].data(), 4)));
+  for (auto _ : state) benchmark::DoNotOptimize(key_of(std::string_view(syms[i++ & 1023].symbol, 4)));
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(Key_Xxh3Raw4);
@@ -117,7 +112,7 @@ void Key_Packed(benchmark::State& state) {
   std::size_t i = 0;
   for (auto _ : state) {
     std::uint32_t k;
-    std::memcpy(&k, syms[i++ & 1023].data(), 4);
+    std::memcpy(&k, syms[i++ & 1023].symbol, 4);
     benchmark::DoNotOptimize(k);
   }
   state.SetItemsProcessed(state.iterations());
@@ -127,76 +122,20 @@ BENCHMARK(Key_Packed);
 void Key_RouterShard(benchmark::State& state) {
   engine::ShardRouter router(4096, 2);
   std::vector<std::uint64_t> keys;
-  for (const auto& s : symbols(1024)) keys.push_back(key_of(trimmed(s)));
+  for (const auto& o : symbols(1024)) keys.push_back(key_of(market_spread::symbol_key(o.symbol)));
   std::size_t i = 0;
   for (auto _ : state) benchmark::DoNotOptimize(router.shard(keys[i++ & 1023]));
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(Key_RouterShard);
 
-// ---- Market Spread, the same types as the plugin (checked against its TypeDescs).
+// ---- Market Spread: the plugin's own types and functions (market_spread.hpp), loaded as the
+// plugin and also called directly, to measure the plugin boundary.
 
-struct Nbbo {
-  char symbol[4];
-  char transact_time[21];
-  double bid;
-  double offer;
-};
-struct Order {
-  std::uint8_t side;
-  std::uint32_t account;
-  char order_id[6];
-  char symbol[4];
-  double quantity;
-  double price;
-  char transact_time[21];
-};
-struct SymbolData {
-  bool should_reject_trades = true;
-  double last_bid = 0;
-  double last_offer = 0;
-};
-struct OrderResult {
-  std::uint8_t side;
-  std::uint32_t account;
-  char order_id[6];
-  char symbol[4];
-  double quantity;
-  double price;
-  double bid;
-  double offer;
-  std::uint64_t timestamp_ns;
-};
-
-inline void update_nbbo_inline(const Nbbo& m, SymbolData& s) {
-  const double diff = m.offer - m.bid;
-  const double mid = (m.bid + m.offer) / 2;
-  s.should_reject_trades = diff >= 0.05 || diff / mid >= 0.05;
-  s.last_bid = m.bid;
-  s.last_offer = m.offer;
-}
-
-inline std::uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-inline std::optional<OrderResult> check_order_inline(const Order& o, SymbolData& s) {
-  if (!s.should_reject_trades) return std::nullopt;
-  OrderResult r;
-  r.side = o.side;
-  r.account = o.account;
-  std::memcpy(r.order_id, o.order_id, sizeof r.order_id);
-  std::memcpy(r.symbol, o.symbol, sizeof r.symbol);
-  r.quantity = o.quantity;
-  r.price = o.price;
-  r.bid = s.last_bid;
-  r.offer = s.last_offer;
-  r.timestamp_ns = realtime_ns();
-  return r;
-}
+using market_spread::Nbbo;
+using market_spread::Order;
+using market_spread::OrderResult;
+using market_spread::SymbolData;
 
 void put_be(std::vector<std::byte>& v, const void* p, std::size_t n) {
   const auto* b = static_cast<const std::byte*>(p);
@@ -246,7 +185,7 @@ struct MarketSpread {
     state_type = sf->state;
     if (nbbo_type->size != sizeof(Nbbo) || order_type->size != sizeof(Order) ||
         result_type->size != sizeof(OrderResult) || state_type->size != sizeof(SymbolData))
-      throw std::runtime_error("the plugin's types differ from this benchmark's copies");
+      throw std::runtime_error("market_spread.so was built from another market_spread.hpp");
 
     std::mt19937_64 rng(7);
     for (std::size_t i = 0; i < kBatch; ++i) {
@@ -328,7 +267,7 @@ void Boundary_UpdateNbbo_Inlined(benchmark::State& state) {
   const MessageSpan all = ms.nbbos->span();
   for (auto _ : state) {
     for (std::size_t i = 0; i < MarketSpread::kBatch; ++i)
-      update_nbbo_inline(all.at<Nbbo>(i), *static_cast<SymbolData*>(ms.states[i]));
+      market_spread::update_nbbo(all.at<Nbbo>(i), *static_cast<SymbolData*>(ms.states[i]));
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
@@ -375,15 +314,15 @@ BENCHMARK(Boundary_CheckOrder_PerBatch);
 void Boundary_CheckOrder_Inlined(benchmark::State& state) {
   auto& ms = market_spread();
   reject_all(ms);
-  std::vector<OrderResult> out;
-  out.reserve(MarketSpread::kBatch);
+  std::vector<OrderResult> out(MarketSpread::kBatch);
   const MessageSpan all = ms.orders->span();
   for (auto _ : state) {
-    out.clear();
-    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i)
-      if (auto r = check_order_inline(all.at<Order>(i), *static_cast<SymbolData*>(ms.states[i])))
-        out.push_back(*r);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < MarketSpread::kBatch; ++i)  // kept as the SDK's loop keeps it
+      if (auto r = market_spread::check_order(all.at<Order>(i), *static_cast<SymbolData*>(ms.states[i])))
+        ::new (static_cast<void*>(&out[n++])) OrderResult(std::move(*r));
     benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(n);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * MarketSpread::kBatch));
 }
@@ -420,29 +359,16 @@ void Decode_Orders_PluginPerBatch(benchmark::State& state) {
 }
 BENCHMARK(Decode_Orders_PluginPerBatch);
 
-inline std::uint64_t load_be64(const std::byte* p) {
-  std::uint64_t v;
-  std::memcpy(&v, p, 8);
-  return __builtin_bswap64(v);
-}
-
 void Decode_Orders_Inlined(benchmark::State& state) {
   auto& ms = market_spread();
   std::vector<Order> out(MarketSpread::kBatch);
   for (auto _ : state) {
     std::size_t n = 0;
     for (const Frame& f : ms.order_frames) {
-      if (f.size != 53 || f.data[0] != std::byte{1}) continue;
-      Order& o = out[n++];
-      o.side = static_cast<std::uint8_t>(f.data[1]);
-      std::uint32_t a;
-      std::memcpy(&a, f.data + 2, 4);
-      o.account = __builtin_bswap32(a);
-      std::memcpy(o.order_id, f.data + 6, 6);
-      std::memcpy(o.symbol, f.data + 12, 4);
-      o.quantity = std::bit_cast<double>(load_be64(f.data + 16));
-      o.price = std::bit_cast<double>(load_be64(f.data + 24));
-      std::memcpy(o.transact_time, f.data + 32, 21);
+      shardline::Reader r(f);
+      // Built in place, as the SDK's batch loop does: a temporary copied into the slot would
+      // stall on store forwarding (its fields are written narrow, then read back 16 bytes wide).
+      ::new (static_cast<void*>(&out[n++])) Order(market_spread::decode_order(r));
     }
     benchmark::DoNotOptimize(out.data());
     benchmark::DoNotOptimize(n);
