@@ -191,6 +191,7 @@ int Engine::run() {
     if (const auto now = std::chrono::steady_clock::now();
         options_.stats_every.count() > 0 && now - progress_at >= options_.stats_every) {
       const auto before = std::exchange(progress.pipelines, pipeline_counters());
+      progress.states = state_counts(false);
       spdlog::info("{}", progress.progress_line(
                              before, std::chrono::duration<double>(now - progress_at).count()));
       progress_at = now;
@@ -218,14 +219,7 @@ int Engine::run() {
 
   summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   summary_.pipelines = pipeline_counters();
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    StateSummary st{wiring_->states[s].spec->name, 0, 0};
-    for (const auto& shard : shards_) {
-      st.keys += shard->table(s).size();
-      st.overhead_bytes += shard->table(s).overhead_bytes();
-    }
-    summary_.states.push_back(st);
-  }
+  summary_.states = state_counts(true);
   spdlog::info("{}", summary_.line());
   if (failed_) {
     spdlog::error("stopped: {}", failure_);
@@ -244,6 +238,19 @@ std::vector<PipelineSummary> Engine::pipeline_counters() const {
   return out;
 }
 
+std::vector<StateSummary> Engine::state_counts(bool overhead) const {
+  std::vector<StateSummary> out;
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    StateSummary st{wiring_->states[s].spec->name, 0, 0};
+    for (const auto& shard : shards_) {
+      st.keys += shard->table(s).keys();
+      if (overhead) st.overhead_bytes += shard->table(s).overhead_bytes();
+    }
+    out.push_back(st);
+  }
+  return out;
+}
+
 namespace {
 /// "1234567 in (240.8k/s)": a counter and its rate over the last interval.
 std::string with_rate(std::uint64_t now, std::uint64_t before, double seconds, const char* what) {
@@ -255,37 +262,36 @@ std::string with_rate(std::uint64_t now, std::uint64_t before, double seconds, c
                 *unit ? 1 : 0, rate, unit);
   return buf;
 }
-/// ", 3 errors, 1 bad input, 2 lost": what went wrong, the last two only if it happened.
-void append_failures(std::ostringstream& o, const PipelineSummary& p) {
-  o << ", " << p.errors << " errors";
-  if (p.bad_input) o << ", " << p.bad_input << " bad input";
-  if (p.lost) o << ", " << p.lost << " lost";
-}
 }  // namespace
+
+std::string RunSummary::line() const {
+  char head[48];
+  std::snprintf(head, sizeof head, "done in %.3f s", seconds);
+  return counts(head, nullptr, 0);
+}
 
 std::string RunSummary::progress_line(const std::vector<PipelineSummary>& before,
                                       double seconds) const {
-  std::ostringstream o;
-  o << "running";
-  for (std::size_t i = 0; i < pipelines.size() && i < before.size(); ++i) {
-    const auto& p = pipelines[i];
-    o << "; pipeline " << p.name << ": " << with_rate(p.in, before[i].in, seconds, "in") << ", "
-      << with_rate(p.out, before[i].out, seconds, "out");
-    append_failures(o, p);
-  }
-  return o.str();
+  return counts("running", &before, seconds);
 }
 
-std::string RunSummary::line() const {
+std::string RunSummary::counts(std::string_view head, const std::vector<PipelineSummary>* before,
+                               double seconds) const {
   std::ostringstream o;
-  char secs[32];
-  std::snprintf(secs, sizeof secs, "%.3f", seconds);
-  o << "done in " << secs << " s";
-  for (const auto& p : pipelines) {
-    o << "; pipeline " << p.name << ": " << p.in << " in, " << p.out << " out";
-    append_failures(o, p);
+  o << head;
+  for (std::size_t i = 0; i < pipelines.size(); ++i) {
+    const auto& p = pipelines[i];
+    o << "; pipeline " << p.name << ": ";
+    if (before && i < before->size())
+      o << with_rate(p.in, (*before)[i].in, seconds, "in") << ", "
+        << with_rate(p.out, (*before)[i].out, seconds, "out");
+    else
+      o << p.in << " in, " << p.out << " out";
+    o << ", " << p.errors << " errors";
+    if (p.bad_input) o << ", " << p.bad_input << " bad input";
+    if (p.lost) o << ", " << p.lost << " lost";
   }
-  for (const auto& s : states) o << "; state " << s.name << ": " << s.keys << " keys";
+  for (const auto& st : states) o << "; state " << st.name << ": " << st.keys << " keys";
   return o.str();
 }
 

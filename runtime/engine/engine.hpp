@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -60,8 +61,14 @@ struct RunSummary {
   std::vector<StateSummary> states;
   std::string line() const;  ///< the one-line summary printed at the end of a run
   /// The pipelines' counters, each followed by its rate since `before` (same pipelines,
-  /// `seconds` earlier): the periodic line of `shardline run --stats`.
+  /// `seconds` earlier), and the states' keys: the periodic line of `shardline run --stats`.
   std::string progress_line(const std::vector<PipelineSummary>& before, double seconds) const;
+
+ private:
+  /// `head`, then each pipeline's counters (with rates when `before` is given), then each
+  /// state's keys.
+  std::string counts(std::string_view head, const std::vector<PipelineSummary>* before,
+                     double seconds) const;
 };
 
 /// What a hot reload did (or why it was refused).
@@ -112,6 +119,9 @@ class Engine {
   void topology_edited() const;
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
   std::vector<PipelineSummary> pipeline_counters() const;
+  /// Every state's keys over all shards, and with `overhead` the bytes its tables use beyond
+  /// the states (only once the shards have stopped). [control thread]
+  std::vector<StateSummary> state_counts(bool overhead) const;
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);

@@ -8,6 +8,7 @@
 // unless the topology rejects undeclared keys.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,7 @@ class StateTable {
     construct(at);
     ++used_in_last_;
     index_.insert(key, at);
+    keys_.store(index_.size(), std::memory_order_relaxed);
     return at;
   }
   /// Calls f(key, state) for every state.
@@ -65,6 +67,8 @@ class StateTable {
   bool creates_unknown() const { return create_unknown_; }
 
   std::size_t size() const { return index_.size(); }
+  /// size(), for other threads (e.g. periodic statistics); it may lag by a key. [any thread]
+  std::size_t keys() const { return keys_.load(std::memory_order_relaxed); }
   /// Bytes used by the index and the chunks, beyond the state objects themselves.
   std::size_t overhead_bytes() const;
 
@@ -85,6 +89,7 @@ class StateTable {
   };
   std::vector<std::unique_ptr<std::byte, ChunkFree>> chunks_;
   KeyIndex index_;
+  std::atomic<std::size_t> keys_{0};  ///< index_.size(), published when a key is added
 };
 
 }  // namespace shardline::state

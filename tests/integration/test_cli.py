@@ -112,7 +112,7 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
             # Counted while the connection (and so the run) goes on: 300 in, 300 out.
             line = run.wait_for("running; pipeline events: 300 in (")
             self.assertRegex(line, r"300 in \(\d+(\.\d)?k?/s\), 300 out \(\d+(\.\d)?k?/s\), "
-                                   r"0 errors$")
+                                   r"0 errors; state seqs: 3 keys$")
             s.shutdown(socket.SHUT_WR)
         self.assertEqual(run.wait(), 0, run.stderr)
         self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)

@@ -68,6 +68,7 @@ TEST_CASE("a state is created the first time its key is seen, once", "[state]") 
   CHECK(table.get(6) == b);
   CHECK(factory.calls == std::vector<std::uint64_t>{5, 6});
   CHECK(table.size() == 2);
+  CHECK(table.keys() == 2);  // the count other threads read
   CHECK(reinterpret_cast<std::uintptr_t>(a) % alignof(Pair) == 0);
 }
 
@@ -116,6 +117,7 @@ TEST_CASE("a factory that throws creates nothing", "[state]") {
   auto* twelve = table.get(12);
   CHECK_THROWS_WITH(table.get(13), "no state for key 13");
   CHECK(table.size() == 1);
+  CHECK(table.keys() == 1);
   CHECK_THROWS_WITH(table.get(13), "no state for key 13");  // tried again, not half-made
   auto* fourteen = static_cast<Pair*>(table.get(14));
   REQUIRE(fourteen);
