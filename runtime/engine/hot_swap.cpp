@@ -19,6 +19,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/ingress.hpp"
+#include "engine/plugin_call.hpp"
 #include "reload/reload_plan.hpp"
 
 namespace shardline::engine {
@@ -69,24 +70,21 @@ class Canary {
     for (const auto& f : frames) views.push_back({f.data(), static_cast<std::uint32_t>(f.size())});
     MessageBuffer a(p.decoded), b;
     ErrorSink sink(&Canary::on_error, this);
-    step_ = p.decoder_name;
-    p.decoder->decode(views.data(), views.size(), a, sink);
+    in_plugin(p, p.decoder_name, [&] { p.decoder->decode(views.data(), views.size(), a, sink); });
     MessageBuffer* in = &a;
     MessageBuffer* out = &b;
     for (const StepPlan& s : p.steps) {
       out->set_type(s.output);
-      step_ = s.name;
       if (!s.stateful) {
-        s.computation->run(in->span(), *out, sink);
+        in_plugin(p, s.name, [&] { s.computation->run(in->span(), *out, sink); });
       } else {
         std::vector<std::uint64_t> keys(in->count());
-        step_ = s.partition_name;
-        s.partition->keys(in->span(), keys.data(), sink);
+        in_plugin(p, s.partition_name, [&] { s.partition->keys(in->span(), keys.data(), sink); });
         std::vector<void*> states;
         for (std::uint64_t k : keys)
           states.push_back(copy_state(s.state, k, state_types[s.state], factories[s.state]));
-        step_ = s.name;
-        s.state_computation->run(in->span(), states.data(), *out, sink);
+        in_plugin(p, s.name,
+                  [&] { s.state_computation->run(in->span(), states.data(), *out, sink); });
       }
       in->clear();
       std::swap(in, out);
@@ -95,14 +93,22 @@ class Canary {
     if (p.encoder && in->type()) {
       std::vector<std::byte> bytes;
       EncodedOutput encoded(bytes, p.sink_framing);
-      step_ = p.encoder_name;
-      p.encoder->encode(in->span(), encoded, sink);
+      in_plugin(p, p.encoder_name, [&] { p.encoder->encode(in->span(), encoded, sink); });
     }
     in->clear();
     return errors_;
   }
 
  private:
+  /// Runs one step's plugin call, naming the step for its errors and for a crash report.
+  template <class F>
+  void in_plugin(const PipelinePlan& p, const std::string& step, F&& call) {
+    step_ = step;
+    const std::string label = step + " (the reload's canary)";
+    PluginCall in(p.name, label);
+    call();
+  }
+
   static void on_error(void* self, std::size_t, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
     c->errors_.push_back("step '" + c->step_ + "': " + std::string(what));
@@ -304,6 +310,9 @@ ReloadReport Engine::reload(const std::string& alias) {
         auto table = std::make_unique<state::StateTable>(to, factory, old_table.creates_unknown());
         if (carry == reload::Carry::migrate) {
           const TypeDesc* from = old_table.type();
+          const std::string label = "save() and restore() of " + std::string(to->name) +
+                                    " (the reload's migration)";
+          PluginCall in("", label);
           old_table.for_each([&](std::uint64_t key, const void* value) {
             saved.clear();
             from->save(value, saved);

@@ -1,5 +1,6 @@
 #include "engine/shard.hpp"
 
+#include "engine/plugin_call.hpp"
 #include "engine/thread_setup.hpp"
 
 #include <spdlog/spdlog.h>
@@ -113,7 +114,10 @@ void Shard::process(Batch& b) {
   out.set_type(step.output);
   BatchErrors errors(p, step.name, &b.messages);
   ErrorSink sink = errors.sink();
-  step.state_computation->run(b.messages.span(), states_.data(), out, sink);
+  {
+    PluginCall call(p.name, step.name);
+    step.state_computation->run(b.messages.span(), states_.data(), out, sink);
+  }
   b.messages.clear();
   if (step.output) worker_.advance(p, b.step + 1, 0);
 }

@@ -1,5 +1,7 @@
 #include "engine/worker.hpp"
 
+#include "engine/plugin_call.hpp"
+
 namespace shardline::engine {
 
 namespace {
@@ -42,7 +44,10 @@ void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n) {
   out.set_type(p.decoded);
   BatchErrors errors(p, p.decoder_name, nullptr, frames);
   ErrorSink sink = errors.sink();
-  p.decoder->decode(frames, n, out, sink);
+  {
+    PluginCall call(p.name, p.decoder_name);
+    p.decoder->decode(frames, n, out, sink);
+  }
   p.metrics.add(p.metrics.in, out.count());
   advance(p, 0, 0);
 }
@@ -55,7 +60,10 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
     out.set_type(s.output);
     BatchErrors errors(p, s.name, &in);
     ErrorSink sink = errors.sink();
-    s.computation->run(in.span(), out, sink);
+    {
+      PluginCall call(p.name, s.name);
+      s.computation->run(in.span(), out, sink);
+    }
     in.clear();
     which = 1 - which;
     ++step;
@@ -75,7 +83,10 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
   shard_of_.resize(n);
   BatchErrors errors(p, step.partition_name, &msgs);
   ErrorSink sink = errors.sink();
-  step.partition->keys(msgs.span(), keys_.data(), sink);
+  {
+    PluginCall call(p.name, step.partition_name);
+    step.partition->keys(msgs.span(), keys_.data(), sink);
+  }
 
   // First every message's shard: no message depends on another, so the CPU overlaps the
   // hashing of many; then the appends, whose only dependency is each batch's fill level.
@@ -182,6 +193,7 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
     // chunk->bytes is exact once `out` is gone; most batches' outputs fit in a first 4 KiB.
     EncodedOutput out(chunk->bytes, p.sink_framing, 4096);
     ErrorSink sink = errors.sink();
+    PluginCall call(p.name, p.encoder_name);
     p.encoder->encode(msgs.span(), out, sink);
   }
   const std::size_t encoded = msgs.count() - errors.failed().size();

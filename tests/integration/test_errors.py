@@ -1,9 +1,12 @@
 """Bad input and failing plugin code: each is reported, counted and handled by the pipeline's
 error policy, and never crashes the runtime or loses the other messages."""
 import os
+import resource
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import unittest
 
 
@@ -32,6 +35,20 @@ class PluginErrors(TempDirTest):
         self.assertEqual(counts["out"], 50 - len(cursed))
         self.assertIn("pipeline 'events' step 'ev.explode': seq 7 is cursed", err)
         self.assertIn("pipeline 'events' step 'ev.event_line': ", err)
+
+    def test_a_crash_in_plugin_code_names_the_component(self):
+        # A segfault cannot be survived in-process, but the host says where it happened, then
+        # ends with the same signal. (Under the asan preset, AddressSanitizer reports it.)
+        if host_has_asan():
+            self.skipTest("AddressSanitizer reports the crash itself")
+        topo = self.topology(steps='{ computation = "ev.segfault" }, ' + TRACK)
+        no_core = lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        p = subprocess.run([SHARDLINE, "run", topo], capture_output=True, text=True, timeout=60,
+                           preexec_fn=no_core)
+        self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
+        self.assertIn("shardline: fatal SIGSEGV (invalid memory access) in plugin code: "
+                      "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
+                      "recover from a crash inside a plugin", p.stderr)
 
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))

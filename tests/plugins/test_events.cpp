@@ -118,6 +118,12 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
     if (e.seq % 7 == 0) throw std::runtime_error("seq " + std::to_string(e.seq) + " is cursed");
     return e;
   });
+  // Writes through a null pointer at seq 5 (computed from the input, so the compiler cannot
+  // turn it into a trap): a plugin that crashes the host.
+  p.computation("segfault", [](const Event& e) {
+    if (e.seq == 5) *reinterpret_cast<volatile int*>(static_cast<std::uintptr_t>(e.seq - 5)) = 1;
+    return e;
+  });
   p.computation("to_text", [](const Event& e) {
     return std::to_string(e.key) + ":" + std::to_string(e.seq);
   });

@@ -131,6 +131,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::state_computation, "track", "Event", "Tracked", "LastSeq"},
       {ComponentKind::encoder, "tracked_line", "Tracked", "", ""},
       {ComponentKind::computation, "explode", "Event", "Event", ""},
+      {ComponentKind::computation, "segfault", "Event", "Event", ""},
       {ComponentKind::computation, "to_text", "Event", "std::string", ""},
       {ComponentKind::encoder, "text", "std::string", "", ""},
       {ComponentKind::state, "picky", "", "", "LastSeq"},
@@ -160,7 +161,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
   CHECK(plugin->find(ComponentKind::decoder, "track") == nullptr);
   CHECK(plugin->find(ComponentKind::decoder, "nope") == nullptr);
   CHECK(plugin->names_of(ComponentKind::decoder) == "event_line");
-  CHECK(plugin->names_of(ComponentKind::computation) == "explode, to_text");
+  CHECK(plugin->names_of(ComponentKind::computation) == "explode, segfault, to_text");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
   CHECK(plugin->names_of(ComponentKind::state) == "last_seq, picky");
   CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text, by_key_but_13");

@@ -515,7 +515,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   const std::string expected =
       "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
       "batches, scheduling for throughput (sink threads write the sinks)\n"
-      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 11 components)\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 12 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"
       "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"

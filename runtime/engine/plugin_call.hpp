@@ -1,0 +1,34 @@
+// PluginCall: which plugin component the calling thread is running, so that a crash inside
+// plugin code is reported as such. [any engine thread; the report: the crashing thread]
+//
+// A plugin runs inside the host's process: a segmentation fault in it cannot be recovered
+// from, and ends the host with its state. What the host can do is say where it happened, since
+// "Segmentation fault" alone sends a plugin's author looking in the wrong place. Each call
+// into plugin code is bracketed by a PluginCall (one thread-local store before, one after: per
+// batch, not per message); install_crash_report() makes SIGSEGV, SIGBUS, SIGFPE and SIGILL
+// print the pipeline, the component and the thread before the process ends with the same
+// signal (so core dumps and exit statuses are unchanged). Under AddressSanitizer its own
+// report is kept instead.
+#pragma once
+
+#include <string_view>
+
+namespace shardline::engine {
+
+class PluginCall {
+ public:
+  /// `pipeline` (may be empty) and `component` must outlive the call: names held by the
+  /// pipeline's plan, or a label of the caller's.
+  PluginCall(std::string_view pipeline, std::string_view component) noexcept;
+  ~PluginCall();
+  PluginCall(const PluginCall&) = delete;
+  PluginCall& operator=(const PluginCall&) = delete;
+
+ private:
+  std::string_view outer_pipeline_, outer_component_;  ///< restored at the end (calls nest)
+};
+
+/// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]
+void install_crash_report();
+
+}  // namespace shardline::engine
