@@ -6,8 +6,9 @@
 //   3. pause the sources at the gate and wait until nothing is in flight: every message read
 //      before this point has been processed by the old code, and nothing after it has started;
 //   4. canary: run the most recent frames of each affected pipeline through the old and the new
-//      components against copies of their keys' state (results discarded); refuse if the new
-//      version fails on more of them than the old one;
+//      components against copies of their keys' state (results discarded), first in a forked
+//      copy of the process (refuse if the new version crashes it), then here (refuse if the new
+//      version fails on more of them than the old one);
 //   5. migrate states into new tables (old tables untouched, so a throwing restore() aborts
 //      cleanly), then commit: retype or replace the tables, rebind the pipelines' components;
 //   6. resume the sources; release the old version and check that its library is unmapped.
@@ -264,36 +265,48 @@ ReloadReport Engine::reload(const std::string& alias) {
     }
   }
 
-  // 4. Canary on recent input: the new version may not fail where the old one did not.
-  try {
-    std::vector<const TypeDesc*> old_types, new_types;
-    std::vector<StateFactory*> old_factories, new_factories;
-    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-      old_types.push_back(wiring_->states[s].factory->state);
-      old_factories.push_back(static_cast<StateFactory*>(wiring_->states[s].factory->impl.get()));
-      new_types.push_back(fresh->states[s].factory->state);
-      new_factories.push_back(static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
-    }
-    for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
-      const auto sample = ingresses_[i]->sample();
-      if (sample.empty()) continue;
-      PipelinePlan candidate;  // the new version's components (its routes are not used)
-      candidate.sink_framing = flow_->pipelines[i].sink_framing;
-      bind_components(candidate, fresh->pipelines[i]);
-      Canary old_run(flow_->router, shards_), new_run(flow_->router, shards_);
-      const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
-      const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
-      if (new_errors.size() > old_errors.size()) {
-        resume();
-        return refuse("canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
-                      " (" + std::to_string(new_errors.size()) + " of " +
-                      std::to_string(sample.size()) + " recent messages failed with the new "
-                      "version, " + std::to_string(old_errors.size()) + " with the old)");
+  // 4. Canary on recent input: the new version may not fail where the old one did not. It runs
+  // first in a copy of this process, where a crash of the new build ends only the copy and
+  // refuses the reload; then here, where its failures are counted against the old version's.
+  const auto canary = [&]() -> std::string {
+    try {
+      std::vector<const TypeDesc*> old_types, new_types;
+      std::vector<StateFactory*> old_factories, new_factories;
+      for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+        old_types.push_back(wiring_->states[s].factory->state);
+        old_factories.push_back(static_cast<StateFactory*>(wiring_->states[s].factory->impl.get()));
+        new_types.push_back(fresh->states[s].factory->state);
+        new_factories.push_back(static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
       }
+      for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
+        const auto sample = ingresses_[i]->sample();
+        if (sample.empty()) continue;
+        PipelinePlan candidate;  // the new version's components (its routes are not used)
+        candidate.name = flow_->pipelines[i].name;
+        candidate.sink_framing = flow_->pipelines[i].sink_framing;
+        bind_components(candidate, fresh->pipelines[i]);
+        Canary old_run(flow_->router, shards_), new_run(flow_->router, shards_);
+        const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
+        const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
+        if (new_errors.size() > old_errors.size())
+          return "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
+                 " (" + std::to_string(new_errors.size()) + " of " +
+                 std::to_string(sample.size()) + " recent messages failed with the new "
+                 "version, " + std::to_string(old_errors.size()) + " with the old)";
+      }
+    } catch (const std::exception& e) {
+      return std::string("canary: a state could not be carried over: ") + e.what();
     }
-  } catch (const std::exception& e) {
+    return {};
+  };
+  const auto crash = crash_in_copy([&] { canary(); }, std::chrono::seconds(5));
+  if (!crash) spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
+  const std::string why =
+      crash && !crash->empty() ? "canary: the new version crashed on recent messages: " + *crash
+                               : canary();
+  if (!why.empty()) {
     resume();
-    return refuse(std::string("canary: a state could not be carried over: ") + e.what());
+    return refuse(why);
   }
 
   // 5. Migrate into new tables, then commit.
@@ -313,6 +326,7 @@ ReloadReport Engine::reload(const std::string& alias) {
           const std::string label = "save() and restore() of " + std::string(to->name) +
                                     " (the reload's migration)";
           PluginCall in("", label);
+          table->reserve(old_table.size());
           old_table.for_each([&](std::uint64_t key, const void* value) {
             saved.clear();
             from->save(value, saved);

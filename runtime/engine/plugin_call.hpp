@@ -8,9 +8,14 @@
 // batch, not per message); install_crash_report() makes SIGSEGV, SIGBUS, SIGFPE and SIGILL
 // print the pipeline, the component and the thread before the process ends with the same
 // signal (so core dumps and exit statuses are unchanged). Under AddressSanitizer its own
-// report is kept instead.
+// report is kept instead. Where the host can afford a copy of itself — a reload's canary —
+// crash_in_copy() runs the plugin code in a forked copy first, and a crash ends only the copy.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace shardline::engine {
@@ -30,5 +35,14 @@ class PluginCall {
 
 /// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]
 void install_crash_report();
+
+/// Runs `run` in a copy of this process (fork: this thread only, memory copied on write), so
+/// that a crash in plugin code ends the copy instead of the host. Returns an empty string if
+/// `run` came back (having thrown or not), what crashed if the copy died ("SIGSEGV (invalid
+/// memory access) in plugin code: ev.segfault, pipeline 'events'"), or nothing if there is no
+/// verdict (no fork, or the copy did not end within `timeout`). [control thread, with the other
+/// engine threads idle: a lock held by another thread at the fork stays held in the copy]
+std::optional<std::string> crash_in_copy(const std::function<void()>& run,
+                                         std::chrono::milliseconds timeout);
 
 }  // namespace shardline::engine

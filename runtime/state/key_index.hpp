@@ -35,6 +35,14 @@ class KeyIndex {
   }
   /// Starts loading the line where `key`'s probe begins into the cache.
   void prefetch(std::uint64_t key) const { __builtin_prefetch(&slots_[home(key)]); }
+  /// Makes room for `n` keys in all without growing. Copying an index into a new one should
+  /// reserve first: for_each() yields keys in slot order, and inserting them in that order into
+  /// a smaller index piles each one onto the end of one long run of full slots (quadratic).
+  void reserve(std::size_t n) {
+    std::size_t slots = slots_.size();
+    while (n * 4 > slots * 3) slots *= 2;
+    if (slots != slots_.size()) resize(slots);
+  }
   /// Adds a key that is not in the index yet; `state` is not null.
   void insert(std::uint64_t key, void* state) {
     if ((size_ + 1) * 4 > slots_.size() * 3) resize(slots_.size() * 2);

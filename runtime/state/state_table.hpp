@@ -52,6 +52,8 @@ class StateTable {
     keys_.store(index_.size(), std::memory_order_relaxed);
     return at;
   }
+  /// Makes room in the index for `n` keys in all (before copying another table's keys in).
+  void reserve(std::size_t n) { index_.reserve(n); }
   /// Calls f(key, state) for every state.
   template <class F>
   void for_each(F&& f) const {

@@ -24,7 +24,9 @@ struct Event {
 //   4 LastSeq changes layout with no restore(): a reload must be refused;
 //   5 LastSeq changes layout and restore() throws: the migration fails;
 //   6 same layout, but track throws on every event: the canary must refuse it;
-//   7 no "track" component at all.
+//   7 no "track" component at all;
+//   8 same layout, but track crashes (SIGSEGV) on every event: the canary, run in a copy of
+//     the host first, must refuse it and the host must live on.
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -85,6 +87,13 @@ std::uint64_t parse_number(std::string_view text, std::string_view line) {
   return v;
 }
 
+/// Writes through a null pointer, read from a volatile so that the compiler cannot see it is
+/// null (and emit a trap instead): SIGSEGV, as a real bug would.
+void crash() {
+  volatile std::uintptr_t null = 0;
+  *reinterpret_cast<volatile int*>(null) = 1;
+}
+
 Event parse_event(std::string_view line) {
   const auto space = line.find(' ');
   if (space == std::string_view::npos)
@@ -103,6 +112,8 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
   p.state_computation("track", [](const Event& e, LastSeq& s) {
 #if TEST_EVENTS_VARIANT == 6
     throw std::runtime_error("version 6 rejects every event, e.g. seq " + std::to_string(e.seq));
+#elif TEST_EVENTS_VARIANT == 8
+    crash();
 #endif
     ++s.count;
     const bool in_order = e.seq > s.last;
@@ -118,10 +129,8 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
     if (e.seq % 7 == 0) throw std::runtime_error("seq " + std::to_string(e.seq) + " is cursed");
     return e;
   });
-  // Writes through a null pointer at seq 5 (computed from the input, so the compiler cannot
-  // turn it into a trap): a plugin that crashes the host.
-  p.computation("segfault", [](const Event& e) {
-    if (e.seq == 5) *reinterpret_cast<volatile int*>(static_cast<std::uintptr_t>(e.seq - 5)) = 1;
+  p.computation("segfault", [](const Event& e) {  // a plugin that crashes the host at seq 5
+    if (e.seq == 5) crash();
     return e;
   });
   p.computation("to_text", [](const Event& e) {

@@ -190,3 +190,23 @@ TEST_CASE("the key index finds every key it was given, and no other", "[state]")
   });
   CHECK(visited == keys.size());
 }
+
+TEST_CASE("a reserved key index takes another's keys, in its slot order, without growing", "[state]") {
+  // What a reload's migration does: copy every key of one index into a new one.
+  shardline::state::KeyIndex from;
+  std::vector<int> states(20'000);
+  for (std::size_t i = 0; i < states.size(); ++i) from.insert(i * 0x9E3779B97F4A7C15ull, &states[i]);
+  shardline::state::KeyIndex to;
+  to.reserve(from.size());
+  const std::size_t reserved = to.capacity();
+  CHECK(reserved * 3 >= from.size() * 4);
+  CHECK(reserved == from.capacity());  // the same size as the original: the same layout
+  from.for_each([&](std::uint64_t key, void* state) { to.insert(key, state); });
+  CHECK(to.capacity() == reserved);
+  CHECK(to.size() == from.size());
+  bool all = true;
+  from.for_each([&](std::uint64_t key, void* state) { all = all && to.find(key) == state; });
+  CHECK(all);
+  to.reserve(10);  // never shrinks
+  CHECK(to.capacity() == reserved);
+}
