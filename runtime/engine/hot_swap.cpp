@@ -15,6 +15,7 @@
 // Any failure before the commit leaves the old version running with its state untouched.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 #include <new>
 
@@ -299,8 +300,13 @@ ReloadReport Engine::reload(const std::string& alias) {
     }
     return {};
   };
-  const auto crash = crash_in_copy([&] { canary(); }, std::chrono::seconds(5));
-  if (!crash) spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
+  // (Before any input there is nothing to try, and no copy to pay for.)
+  const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
+                                     [](const auto& in) { return in->sampled(); });
+  const auto crash = any_input ? crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
+                               : std::optional<std::string>(std::string());
+  if (!crash)
+    spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
   const std::string why =
       crash && !crash->empty() ? "canary: the new version crashed on recent messages: " + *crash
                                : canary();

@@ -39,6 +39,8 @@ class Ingress final : public connectors::FrameHandler {
   }
   void on_bad_input(std::string_view what) override { p_.errors->bad_input(source_, what); }
 
+  /// Whether any frame has been seen yet. [control thread, while the gate is closed]
+  bool sampled() const { return !sample_.empty(); }
   /// The most recent frames, oldest first. [control thread, while the gate is closed]
   std::vector<std::vector<std::byte>> sample() const {
     std::vector<std::vector<std::byte>> out;
