@@ -182,7 +182,12 @@ int Engine::run() {
       files.push_back({plugin->file(), "plugin '" + alias + "'",
                        [this, alias] { request_reload(alias); }});
     files.push_back({wiring_->topology.file, "the topology", [this] { topology_edited(); }});
-    watcher_ = std::make_unique<reload::FileWatcher>(std::move(files));
+    try {
+      watcher_ = std::make_unique<reload::FileWatcher>(std::move(files));
+    } catch (const std::exception& e) {  // e.g. the inotify limits: run on, without watching
+      spdlog::error("--watch: {}; running without it (send SIGHUP to reload every plugin)",
+                    e.what());
+    }
   }
   RunSummary progress{0, pipeline_counters(), {}};  // the counters at the last stats line
   auto progress_at = started;
