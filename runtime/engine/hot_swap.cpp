@@ -113,7 +113,7 @@ class Canary {
 
   static void on_error(void* self, std::size_t, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
-    c->errors_.push_back("step '" + c->step_ + "': " + std::string(what));
+    c->errors_.push_back("step '" + c->step_ + "': " + printable(what));
   }
 
   void* copy_state(std::size_t state, std::uint64_t key, const TypeDesc* to,

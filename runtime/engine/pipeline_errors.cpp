@@ -8,6 +8,39 @@
 
 namespace shardline::engine {
 
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto escape = [&](unsigned char c) {
+    static constexpr char digits[] = "0123456789abcdef";
+    out += "\\x";
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f) escape(c); else out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: its length from the lead byte, then continuation bytes 10xxxxxx
+    // (overlong and surrogate forms are let through: the text stays printable either way).
+    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    bool valid = len != 0 && i + len <= text.size();
+    for (std::size_t k = 1; valid && k < len; ++k)
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (!valid) {
+      escape(c);
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
 PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy policy,
                                const std::filesystem::path& dead_letter,
                                metrics::PipelineMetrics& metrics, StopFn stop)
@@ -54,8 +87,8 @@ bool PipelineErrors::report(const std::string& where, const std::string& line) {
 void PipelineErrors::message_failed(std::string_view step, std::string_view what,
                                     std::span<const std::byte> payload) {
   metrics_.add(metrics_.errors, 1);
-  const std::string line =
-      "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + std::string(what);
+  const std::string error = printable(what);
+  const std::string line = "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + error;
   std::lock_guard lock(mutex_);
   if (!report(std::string(step), line) || !dead_letter_) return;
   // One line per failure: pipeline, step, error, then the message's bytes in hex.
@@ -66,11 +99,8 @@ void PipelineErrors::message_failed(std::string_view step, std::string_view what
     hex.push_back(digits[std::to_integer<unsigned>(b) >> 4]);
     hex.push_back(digits[std::to_integer<unsigned>(b) & 15]);
   }
-  std::string clean(what);
-  for (char& c : clean)
-    if (c == '\t' || c == '\n') c = ' ';
   std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
-               static_cast<int>(step.size()), step.data(), clean.c_str(), hex.c_str());
+               static_cast<int>(step.size()), step.data(), error.c_str(), hex.c_str());
   std::fflush(dead_letter_);
 }
 

@@ -25,6 +25,12 @@
 
 namespace shardline::engine {
 
+/// `text` as one printable line of valid UTF-8: control characters (tabs and newlines
+/// included) and bytes that are not UTF-8 become \xNN. A plugin's error text often quotes the
+/// bad input, which may be any bytes; logs and the dead-letter file must stay readable, one
+/// record per line. [any thread]
+std::string printable(std::string_view text);
+
 class PipelineErrors {
  public:
   using StopFn = std::function<void(const std::string& why)>;

@@ -63,6 +63,21 @@ class PluginErrors(TempDirTest):
         # The payload is the Event's bytes: key 1 (7-1 = 6 % 5), seq 7, little-endian u64s.
         self.assertEqual(bytes.fromhex(cursed[0][3]), struct.pack("<QQ", 1, 7))
 
+    def test_error_text_quoting_raw_bytes_stays_one_readable_line(self):
+        topo = self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"')
+        with open(self.path("events.txt"), "wb") as f:
+            f.write(b"1 1\n7\t8\xff\r\n2 2\n")
+        status, _, err = run(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn('got \"7\\x098\\xff\"', err)
+        dead = read(self.path("dead.tsv")).splitlines()
+        self.assertEqual(len(dead), 1)
+        fields = dead[0].split("\t")
+        self.assertEqual(len(fields), 4, dead[0])
+        self.assertEqual(fields[:2], ["events", "ev.event_line"])
+        self.assertTrue(fields[2].endswith('got "7\\x098\\xff"'), fields[2])
+        self.assertEqual(bytes.fromhex(fields[3]), b"7\t8\xff")  # the frame, exactly
+
     def test_stop_policy_exits_with_error(self):
         status, _, err = run(self.topology('on_error = "stop"'))
         self.assertEqual(status, 3, err)
