@@ -50,6 +50,38 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
         self.assertIn("congress 1", lines)
         self.assertEqual(summary(p.stderr)["words"]["out"], len(lines))
 
+    def test_a_wrong_signature_is_explained_at_compile_time(self):
+        # The first error a plugin author sees names the accepted signatures (a static_assert in
+        # the SDK), not a page of template instantiations.
+        cases = {
+            "p.state_computation(\"f\", [](const In& m, S s) { s.n += m.v; });":
+                "a state computation takes its state by non-const reference (S&): a copy would "
+                "lose every change to it",
+            "p.state_computation(\"f\", [](const In& m, S& s, int extra) { s.n += m.v + extra; });":
+                "a state computation takes (const In&, S&) and returns nothing, Out or "
+                "std::optional<Out>",
+            "p.decoder(\"d\", [](int x) { return In{x}; });":
+                "a decoder takes shardline::Reader& (a binary frame) or std::string_view",
+            "p.computation(\"c\", [](const In& a, const In& b) { return In{a.v + b.v}; });":
+                "a computation is Out(const In&), std::optional<Out>(const In&), or "
+                "void(const In&, shardline::Emit<Out>&)",
+            "p.encoder(\"e\", [](const In& m) { return m.v; });":
+                "an encoder is void(const In&, shardline::Writer&) (binary), or returns the text",
+            "p.partition(\"k\", [](const In& m) { return 1.5 * m.v; });":
+                "a partition function returns an integer or a string key",
+        }
+        for line, message in cases.items():
+            with self.subTest(line=line):
+                source = self.write("bad.cpp", "#include <shardline/plugin.hpp>\n"
+                                    "struct In { int v = 0; };\nstruct S { int n = 0; };\n"
+                                    "SHARDLINE_PLUGIN(\"bad\", \"1.0.0\", p) {\n  " + line + "\n}\n")
+                p = subprocess.run(["g++", "-std=c++20", "-fsyntax-only",
+                                    "-I", os.path.join(ROOT, "sdk", "include"), source],
+                                   capture_output=True, text=True, timeout=120)
+                self.assertNotEqual(p.returncode, 0)
+                first = next(l for l in p.stderr.splitlines() if "error:" in l)
+                self.assertIn("static assertion failed: " + message, first)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -102,6 +102,24 @@ struct emit_type<Emit<T>> {
   using type = T;
 };
 
+/// Whether argument I of F is an Emit<Out>& (the any-number-of-outputs form).
+template <class F, std::size_t I>
+constexpr bool takes_emit() {
+  if constexpr (I < arity_v<F>) {
+    using A = std::tuple_element_t<I, typename fn_traits<F>::args>;
+    return std::is_lvalue_reference_v<A> &&
+           !std::is_void_v<typename emit_type<std::remove_cvref_t<A>>::type>;
+  } else {
+    return false;
+  }
+}
+
+/// Whether F takes its first `inputs` arguments, then optionally an Emit<Out>&, and no more.
+template <class F, std::size_t inputs>
+constexpr bool inputs_then_emit() {
+  return arity_v<F> == inputs || (arity_v<F> == inputs + 1 && takes_emit<F, inputs>());
+}
+
 /// The output type of a function whose last argument may be Emit<Out>&.
 template <class F, std::size_t FixedArgs>
 struct output_of {
@@ -316,6 +334,9 @@ class PluginBuilder {
   /// Frame -> message. Throw (or let Reader throw) to reject a malformed frame.
   template <class F>
   PluginBuilder& decoder(std::string name, F fn) {
+    static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
+                  "a decoder takes shardline::Reader& (a binary frame) or std::string_view (a "
+                  "text line), and returns the message (or a std::optional of it)");
     using Out = detail::unwrap_optional_t<detail::result_t<F>>;
     static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
     return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
@@ -325,6 +346,9 @@ class PluginBuilder {
   /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& computation(std::string name, F fn) {
+    static_assert(detail::arity_v<F> >= 1 && detail::inputs_then_emit<F, 1>(),
+                  "a computation is Out(const In&), std::optional<Out>(const In&), or "
+                  "void(const In&, shardline::Emit<Out>&)");
     using In = detail::arg_t<F, 0>;
     using Out = typename detail::output_of<F, 1>::type;
     static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
@@ -335,6 +359,8 @@ class PluginBuilder {
   /// Message -> key. Return an integer for integer keys, a string(_view) for string keys.
   template <class F>
   PluginBuilder& partition(std::string name, F fn) {
+    static_assert(detail::arity_v<F> == 1,
+                  "a partition function takes the message (const In&) and returns its key");
     using In = detail::arg_t<F, 0>;
     using K = std::remove_cvref_t<detail::result_t<F>>;
     static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
@@ -354,6 +380,8 @@ class PluginBuilder {
   /// Partitioned state type S built by fn() or fn(key) for each new key.
   template <class S, class F>
   PluginBuilder& state(std::string name, F fn) {
+    static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
+                  "a state factory is S() or S(std::uint64_t key), returning the state S");
     return add(ComponentKind::state, std::move(name), nullptr, nullptr, &type_desc_v<S>,
                std::make_unique<detail::StateFactoryImpl<S, F>>(std::move(fn)));
   }
@@ -361,6 +389,16 @@ class PluginBuilder {
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& state_computation(std::string name, F fn) {
+    static_assert(detail::arity_v<F> >= 2 && detail::inputs_then_emit<F, 2>(),
+                  "a state computation takes (const In&, S&) and returns nothing, Out or "
+                  "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
+    if constexpr (detail::arity_v<F> >= 2) {
+      using StateArg = std::tuple_element_t<1, typename detail::fn_traits<F>::args>;
+      static_assert(std::is_lvalue_reference_v<StateArg> &&
+                        !std::is_const_v<std::remove_reference_t<StateArg>>,
+                    "a state computation takes its state by non-const reference (S&): a copy "
+                    "would lose every change to it");
+    }
     using In = detail::arg_t<F, 0>;
     using S = detail::arg_t<F, 1>;
     using Out = typename detail::output_of<F, 2>::type;
@@ -373,6 +411,11 @@ class PluginBuilder {
   template <class F>
   PluginBuilder& encoder(std::string name, F fn) {
     using In = detail::arg_t<F, 0>;
+    static_assert(std::is_invocable_v<F&, const In&, Writer&> ||
+                      (detail::arity_v<F> == 1 &&
+                       std::is_convertible_v<detail::result_t<F>, std::string_view>),
+                  "an encoder is void(const In&, shardline::Writer&) (binary), or returns the "
+                  "text, std::string(const In&)");
     return add(ComponentKind::encoder, std::move(name), &type_desc_v<In>, nullptr, nullptr,
                std::make_unique<detail::EncoderImpl<F, In>>(std::move(fn)));
   }
