@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "engine/engine.hpp"
-#include "engine/plugin_call.hpp"
+#include "loader/plugin_call.hpp"
 #include "loader/plugin.hpp"
 #include "reload/reload_plan.hpp"
 #include "topology/wiring.hpp"
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   // A closed stdout (`shardline run ... | head`) must be an error the stdout sink reports,
   // not a signal that kills the process before it can flush the other sinks.
   signal(SIGPIPE, SIG_IGN);
-  engine::install_crash_report();  // a crash inside a plugin names the plugin's component
+  loader::install_crash_report();  // a crash inside a plugin names the plugin's component
   CLI::App app{
       "Shardline: a sharded stream-processing runtime for C++ plugins.\n"
       "Pipelines, plugins and partitioned states are described in a topology.toml file."};

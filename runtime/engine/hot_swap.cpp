@@ -21,7 +21,7 @@
 
 #include "engine/engine.hpp"
 #include "engine/ingress.hpp"
-#include "engine/plugin_call.hpp"
+#include "loader/plugin_call.hpp"
 #include "reload/reload_plan.hpp"
 
 namespace shardline::engine {
@@ -107,7 +107,7 @@ class Canary {
   void in_plugin(const PipelinePlan& p, const std::string& step, F&& call) {
     step_ = step;
     const std::string label = step + " (the reload's canary)";
-    PluginCall in(p.name, label);
+    loader::PluginCall in(p.name, label);
     call();
   }
 
@@ -303,8 +303,9 @@ ReloadReport Engine::reload(const std::string& alias) {
   // (Before any input there is nothing to try, and no copy to pay for.)
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
-  const auto crash = any_input ? crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
-                               : std::optional<std::string>(std::string());
+  const auto crash = any_input
+                         ? loader::crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
+                         : std::optional<std::string>(std::string());
   if (!crash)
     spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
   const std::string why =
@@ -331,7 +332,7 @@ ReloadReport Engine::reload(const std::string& alias) {
           const TypeDesc* from = old_table.type();
           const std::string label = "save() and restore() of " + std::string(to->name) +
                                     " (the reload's migration)";
-          PluginCall in("", label);
+          loader::PluginCall in("", label);
           table->reserve(old_table.size());
           old_table.for_each([&](std::uint64_t key, const void* value) {
             saved.clear();

@@ -1,6 +1,6 @@
 #include "engine/shard.hpp"
 
-#include "engine/plugin_call.hpp"
+#include "loader/plugin_call.hpp"
 #include "engine/thread_setup.hpp"
 
 #include <spdlog/spdlog.h>
@@ -115,7 +115,7 @@ void Shard::process(Batch& b) {
   BatchErrors errors(p, step.name, &b.messages);
   ErrorSink sink = errors.sink();
   {
-    PluginCall call(p.name, step.name);
+    loader::PluginCall call(p.name, step.name);
     step.state_computation->run(b.messages.span(), states_.data(), out, sink);
   }
   b.messages.clear();

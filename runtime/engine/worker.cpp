@@ -1,6 +1,6 @@
 #include "engine/worker.hpp"
 
-#include "engine/plugin_call.hpp"
+#include "loader/plugin_call.hpp"
 
 namespace shardline::engine {
 
@@ -45,7 +45,7 @@ void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n) {
   BatchErrors errors(p, p.decoder_name, nullptr, frames);
   ErrorSink sink = errors.sink();
   {
-    PluginCall call(p.name, p.decoder_name);
+    loader::PluginCall call(p.name, p.decoder_name);
     p.decoder->decode(frames, n, out, sink);
   }
   p.metrics.add(p.metrics.in, out.count());
@@ -61,7 +61,7 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
     BatchErrors errors(p, s.name, &in);
     ErrorSink sink = errors.sink();
     {
-      PluginCall call(p.name, s.name);
+      loader::PluginCall call(p.name, s.name);
       s.computation->run(in.span(), out, sink);
     }
     in.clear();
@@ -84,7 +84,7 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
   BatchErrors errors(p, step.partition_name, &msgs);
   ErrorSink sink = errors.sink();
   {
-    PluginCall call(p.name, step.partition_name);
+    loader::PluginCall call(p.name, step.partition_name);
     step.partition->keys(msgs.span(), keys_.data(), sink);
   }
 
@@ -193,7 +193,7 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
     // chunk->bytes is exact once `out` is gone; most batches' outputs fit in a first 4 KiB.
     EncodedOutput out(chunk->bytes, p.sink_framing, 4096);
     ErrorSink sink = errors.sink();
-    PluginCall call(p.name, p.encoder_name);
+    loader::PluginCall call(p.name, p.encoder_name);
     p.encoder->encode(msgs.span(), out, sink);
   }
   const std::size_t encoded = msgs.count() - errors.failed().size();

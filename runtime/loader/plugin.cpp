@@ -9,6 +9,7 @@
 #include <shardline/abi.hpp>
 
 #include "loader/elf_file.hpp"
+#include "loader/plugin_call.hpp"
 
 namespace shardline::loader {
 
@@ -106,6 +107,11 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   std::shared_ptr<Plugin> plugin(new Plugin());
   plugin->file_ = file;
   plugin->shadow_ = shadow;
+  // dlopen runs the plugin's static constructors, and the entry point its registrations: plugin
+  // code, named as such if it crashes.
+  const std::string loading = "the loading of " + file.string() +
+                              " (static constructors, registrations)";
+  const PluginCall in("", loading);
   try {
     plugin->library_ = std::make_unique<boost::dll::shared_library>(
         shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);

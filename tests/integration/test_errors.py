@@ -200,6 +200,17 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
         self.assertIn("asan_built.so: built with AddressSanitizer (it needs libasan.so.8), but "
                       "this host is not", err)
 
+    def test_a_plugin_crashing_while_it_loads_is_named(self):
+        if host_has_asan():
+            self.skipTest("AddressSanitizer reports the crash itself")
+        no_core = lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        plugin = f"{TEST_PLUGINS}/crash_on_load.so"
+        p = subprocess.run([SHARDLINE, "check", self.topology_with(plugin)], capture_output=True,
+                           text=True, timeout=60, preexec_fn=no_core)
+        self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
+        self.assertIn(f"shardline: fatal SIGSEGV (invalid memory access) in plugin code: the "
+                      f"loading of {plugin} (static constructors, registrations)", p.stderr)
+
     def test_not_elf_and_truncated(self):
         self.write("not_elf.so", "this is not a shared library\n")
         data = read(EVENTS, "rb")

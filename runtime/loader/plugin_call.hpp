@@ -1,5 +1,5 @@
 // PluginCall: which plugin component the calling thread is running, so that a crash inside
-// plugin code is reported as such. [any engine thread; the report: the crashing thread]
+// plugin code is reported as such. [any thread; the report: the crashing thread]
 //
 // A plugin runs inside the host's process: a segmentation fault in it cannot be recovered
 // from, and ends the host with its state. What the host can do is say where it happened, since
@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-namespace shardline::engine {
+namespace shardline::loader {
 
 class PluginCall {
  public:
@@ -45,4 +45,4 @@ void install_crash_report();
 std::optional<std::string> crash_in_copy(const std::function<void()>& run,
                                          std::chrono::milliseconds timeout);
 
-}  // namespace shardline::engine
+}  // namespace shardline::loader

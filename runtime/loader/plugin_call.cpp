@@ -1,4 +1,4 @@
-#include "engine/plugin_call.hpp"
+#include "loader/plugin_call.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <thread>
 
-namespace shardline::engine {
+namespace shardline::loader {
 
 namespace {
 
@@ -137,4 +137,4 @@ std::optional<std::string> crash_in_copy(const std::function<void()>& run,
   return what;
 }
 
-}  // namespace shardline::engine
+}  // namespace shardline::loader
