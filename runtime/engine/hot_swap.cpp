@@ -1,6 +1,7 @@
 // Hot reload: swap a rebuilt plugin into the running engine. [control thread]
 //
-//   1. load the new build from a shadow copy beside the old one (ELF and ABI checked first);
+//   1. load the new build from a shadow copy beside the old one (ELF and ABI checked first;
+//      loaded once in a forked copy of the process before, so that a crash ends only the copy);
 //   2. wire the running topology again with it: every component still exported, every type
 //      still matching; decide for each state whether it is kept, migrated, reset or blocked;
 //   3. pause the sources at the gate and wait until nothing is in flight: every message read
@@ -217,7 +218,12 @@ ReloadReport Engine::reload(const std::string& alias) {
   if (!old_plugin) return refuse("the topology has no plugin named '" + alias + "'");
   report.old_version = old_plugin->version();
 
-  // 1-2. Load and wire the new version; decide how each state crosses over.
+  // 1-2. Load and wire the new version; decide how each state crosses over. A build whose
+  // static constructors crash would end the host inside dlopen: it is loaded in a copy first.
+  if (const auto crash = loader::crash_in_copy([&] { loader::Plugin::load(old_plugin->file()); },
+                                               std::chrono::seconds(5));
+      crash && !crash->empty())
+    return refuse("loading the new build crashed: " + *crash);
   std::unique_ptr<topology::Wiring> fresh;
   try {
     auto plugin = loader::Plugin::load(old_plugin->file());

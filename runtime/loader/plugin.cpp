@@ -81,9 +81,13 @@ std::string dlopen_reason(std::string_view boost_message) {
 
 /// A unique path for the shadow copy of a plugin (same directory for every load of a process).
 std::filesystem::path shadow_path(const std::filesystem::path& file) {
+  // The host's pid, taken once: a forked copy that tries a load (crash_in_copy) writes into the
+  // host's folder, under the name the host's own next load then overwrites, so a copy that
+  // crashes leaves nothing behind.
+  static const pid_t host = ::getpid();
   static std::atomic<unsigned> counter{0};
   const auto dir = std::filesystem::temp_directory_path() /
-                   ("shardline-" + std::to_string(::getpid()));
+                   ("shardline-" + std::to_string(host));
   std::filesystem::create_directories(dir);
   return dir / (file.stem().string() + "." + std::to_string(counter++) + ".so");
 }
@@ -104,6 +108,16 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   std::filesystem::copy_file(file, shadow, std::filesystem::copy_options::overwrite_existing, ec);
   if (ec) throw PluginError(file.string() + ": cannot make a shadow copy at " + shadow.string() +
                             ": " + ec.message());
+  // Removed however the load ends (a mapping stays valid without its file), with the folder
+  // once it is empty: nothing is left to clean up later.
+  struct RemoveShadow {
+    const std::filesystem::path& shadow;
+    ~RemoveShadow() {
+      std::error_code ignored;
+      std::filesystem::remove(shadow, ignored);
+      std::filesystem::remove(shadow.parent_path(), ignored);  // only if empty
+    }
+  } const remove_shadow{shadow};
   std::shared_ptr<Plugin> plugin(new Plugin());
   plugin->file_ = file;
   plugin->shadow_ = shadow;
@@ -116,18 +130,13 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
     plugin->library_ = std::make_unique<boost::dll::shared_library>(
         shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    std::filesystem::remove(shadow, ec);
-    // dlerror names the shadow copy, which no longer exists: name the user's file instead.
+    // dlerror names the shadow copy, which is about to go: name the user's file instead.
     std::string reason = dlopen_reason(e.what());
     for (auto at = reason.find(shadow.string()); at != std::string::npos;
          at = reason.find(shadow.string()))
       reason.replace(at, shadow.string().size(), file.string());
     throw PluginError(file.string() + ": failed to load: " + reason);
   }
-  // The mapping stays valid without the file: nothing is left to clean up later.
-  std::filesystem::remove(shadow, ec);
-  std::filesystem::remove(shadow.parent_path(), ec);  // only if empty
-
   if (!plugin->library_->has(kEntryPoint))
     throw PluginError(file.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +
                       " entry point (define the plugin with SHARDLINE_PLUGIN)");

@@ -134,7 +134,12 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
             (f"{TEST_PLUGINS}/test_events_v5.so", "cannot migrate LastSeq from schema 0"),
             (f"{TEST_PLUGINS}/test_events_v6.so",
              "canary: pipeline 'events' step 'ev.track': version 6 rejects every event"),
-            # Under ASan the copy's crash ends with AddressSanitizer's exit status instead.
+            # Under ASan a copy's crash ends with AddressSanitizer's exit status instead.
+            (f"{TEST_PLUGINS}/crash_on_load.so",
+             "loading the new build crashed: " +
+             ("exit status 1" if host_has_asan() else
+              "SIGSEGV (invalid memory access) in plugin code: the loading of " +
+              self.path("ev.so") + " (static constructors, registrations)")),
             (f"{TEST_PLUGINS}/test_events_v8.so",
              "canary: the new version crashed on recent messages: " +
              ("exit status 1" if host_has_asan() else
