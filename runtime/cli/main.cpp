@@ -114,6 +114,16 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 
 /// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.
 int preflight(const std::string& old_file, const std::string& new_file) {
+  // A build whose static constructors crash would end this command inside dlopen: try each in
+  // a copy of the process first.
+  for (const auto& file : {old_file, new_file}) {
+    const auto crash = loader::crash_in_copy([&] { loader::Plugin::load(file); },
+                                             std::chrono::seconds(5));
+    if (crash && !crash->empty()) {
+      std::fprintf(stderr, "%s: crashes while it loads: %s\n", file.c_str(), crash->c_str());
+      return engine::exit_startup_failed;
+    }
+  }
   try {
     const auto from = loader::Plugin::load(old_file);
     const auto to = loader::Plugin::load(new_file);

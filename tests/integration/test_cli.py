@@ -6,7 +6,7 @@ import subprocess
 import unittest
 
 from harness import (PLUGINS, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest, check, connect,
-                     events_topology, free_port)
+                     events_topology, free_port, host_has_asan)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -75,6 +75,14 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertEqual(p.returncode, 1)
         self.assertIn("state 'last_seq': blocked: LastSeq (schema 0, 16 bytes) changed to LastSeq "
                       "(schema 4, 24 bytes), and the new version has no restore()", p.stdout)
+        # A build that crashes while it loads is reported, not fatal to the command.
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/crash_on_load.so")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(f"{TEST_PLUGINS}/crash_on_load.so: crashes while it loads: ", p.stderr)
+        if not host_has_asan():
+            self.assertIn("SIGSEGV (invalid memory access) in plugin code: the loading of "
+                          f"{TEST_PLUGINS}/crash_on_load.so", p.stderr)
 
     def test_topology_errors_name_file_line_column(self):
         topo = self.write("t.toml", f"""shard = 2
