@@ -117,10 +117,8 @@ int preflight(const std::string& old_file, const std::string& new_file) {
   // A build whose static constructors crash would end this command inside dlopen: try each in
   // a copy of the process first.
   for (const auto& file : {old_file, new_file}) {
-    const auto crash = loader::crash_in_copy([&] { loader::Plugin::load(file); },
-                                             std::chrono::seconds(5));
-    if (crash && !crash->empty()) {
-      std::fprintf(stderr, "%s: crashes while it loads: %s\n", file.c_str(), crash->c_str());
+    if (const auto crash = loader::Plugin::crash_while_loading(file); !crash.empty()) {
+      std::fprintf(stderr, "%s: crashes while it loads: %s\n", file.c_str(), crash.c_str());
       return engine::exit_startup_failed;
     }
   }

@@ -220,10 +220,8 @@ ReloadReport Engine::reload(const std::string& alias) {
 
   // 1-2. Load and wire the new version; decide how each state crosses over. A build whose
   // static constructors crash would end the host inside dlopen: it is loaded in a copy first.
-  if (const auto crash = loader::crash_in_copy([&] { loader::Plugin::load(old_plugin->file()); },
-                                               std::chrono::seconds(5));
-      crash && !crash->empty())
-    return refuse("loading the new build crashed: " + *crash);
+  if (const auto crash = loader::Plugin::crash_while_loading(old_plugin->file()); !crash.empty())
+    return refuse("loading the new build crashed: " + crash);
   std::unique_ptr<topology::Wiring> fresh;
   try {
     auto plugin = loader::Plugin::load(old_plugin->file());

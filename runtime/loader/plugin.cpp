@@ -152,6 +152,10 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   return plugin;
 }
 
+std::string Plugin::crash_while_loading(const std::filesystem::path& file) {
+  return crash_in_copy([&] { load(file); }, std::chrono::seconds(5)).value_or("");
+}
+
 Plugin::~Plugin() = default;
 
 const ComponentInfo* Plugin::find(ComponentKind kind, std::string_view name) const {

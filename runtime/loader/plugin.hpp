@@ -33,6 +33,9 @@ class Plugin {
  public:
   /// Loads `file` (steps 1-4 above). Throws PluginError with a one-line explanation.
   static std::shared_ptr<Plugin> load(const std::filesystem::path& file);
+  /// What crashed if loading `file` (its static constructors, its registrations) crashes a
+  /// copy of this process; empty if it does not, or if there is no verdict. [control thread]
+  static std::string crash_while_loading(const std::filesystem::path& file);
   ~Plugin();
 
   const std::filesystem::path& file() const { return file_; }
