@@ -1,6 +1,5 @@
 #include "engine/shard.hpp"
 
-#include "loader/plugin_call.hpp"
 #include "engine/thread_setup.hpp"
 
 #include <spdlog/spdlog.h>
@@ -113,11 +112,9 @@ void Shard::process(Batch& b) {
   MessageBuffer& out = worker_.scratch(0);
   out.set_type(step.output);
   BatchErrors errors(p, step.name, &b.messages);
-  ErrorSink sink = errors.sink();
-  {
-    loader::PluginCall call(p.name, step.name);
+  errors.run([&](ErrorSink& sink) {
     step.state_computation->run(b.messages.span(), states_.data(), out, sink);
-  }
+  });
   b.messages.clear();
   if (step.output) worker_.advance(p, b.step + 1, 0);
 }

@@ -1,7 +1,5 @@
 #include "engine/worker.hpp"
 
-#include "loader/plugin_call.hpp"
-
 namespace shardline::engine {
 
 namespace {
@@ -43,11 +41,7 @@ void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n) {
   MessageBuffer& out = scratch_[0];
   out.set_type(p.decoded);
   BatchErrors errors(p, p.decoder_name, nullptr, frames);
-  ErrorSink sink = errors.sink();
-  {
-    loader::PluginCall call(p.name, p.decoder_name);
-    p.decoder->decode(frames, n, out, sink);
-  }
+  errors.run([&](ErrorSink& sink) { p.decoder->decode(frames, n, out, sink); });
   p.metrics.add(p.metrics.in, out.count());
   advance(p, 0, 0);
 }
@@ -59,11 +53,7 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
     MessageBuffer& out = scratch_[1 - which];
     out.set_type(s.output);
     BatchErrors errors(p, s.name, &in);
-    ErrorSink sink = errors.sink();
-    {
-      loader::PluginCall call(p.name, s.name);
-      s.computation->run(in.span(), out, sink);
-    }
+    errors.run([&](ErrorSink& sink) { s.computation->run(in.span(), out, sink); });
     in.clear();
     which = 1 - which;
     ++step;
@@ -82,11 +72,7 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
   keys_.resize(n);
   shard_of_.resize(n);
   BatchErrors errors(p, step.partition_name, &msgs);
-  ErrorSink sink = errors.sink();
-  {
-    loader::PluginCall call(p.name, step.partition_name);
-    step.partition->keys(msgs.span(), keys_.data(), sink);
-  }
+  errors.run([&](ErrorSink& sink) { step.partition->keys(msgs.span(), keys_.data(), sink); });
 
   // First every message's shard: no message depends on another, so the CPU overlaps the
   // hashing of many; then the appends, whose only dependency is each batch's fill level.
@@ -192,9 +178,7 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
   {
     // chunk->bytes is exact once `out` is gone; most batches' outputs fit in a first 4 KiB.
     EncodedOutput out(chunk->bytes, p.sink_framing, 4096);
-    ErrorSink sink = errors.sink();
-    loader::PluginCall call(p.name, p.encoder_name);
-    p.encoder->encode(msgs.span(), out, sink);
+    errors.run([&](ErrorSink& sink) { p.encoder->encode(msgs.span(), out, sink); });
   }
   const std::size_t encoded = msgs.count() - errors.failed().size();
   chunk->messages += encoded;

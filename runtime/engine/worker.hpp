@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/dataflow.hpp"
+#include "loader/plugin_call.hpp"
 
 namespace shardline::engine {
 
@@ -24,7 +25,14 @@ class BatchErrors {
   BatchErrors(PipelinePlan& p, std::string_view step, const MessageBuffer* input,
               const Frame* frames = nullptr)
       : p_(p), step_(step), input_(input), frames_(frames) {}
-  ErrorSink sink() { return ErrorSink(&BatchErrors::report, this); }
+  /// Runs call(ErrorSink&), the step's call into plugin code, with the sink that reports its
+  /// failures here, and labelled with the pipeline and the step for a crash report.
+  template <class Call>
+  void run(Call&& call) {
+    ErrorSink sink(&BatchErrors::report, this);
+    const loader::PluginCall in(p_.name, step_);
+    call(sink);
+  }
   /// Indices of the failed messages, ascending.
   const std::vector<std::size_t>& failed() const { return failed_; }
   /// Records a failure the host itself found (e.g. an undeclared key).
