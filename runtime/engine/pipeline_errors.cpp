@@ -8,14 +8,21 @@
 
 namespace shardline::engine {
 
+namespace {
+/// Appends the byte as two lowercase hex digits.
+void append_hex(std::string& out, unsigned char byte) {
+  static constexpr char digits[] = "0123456789abcdef";
+  out += digits[byte >> 4];
+  out += digits[byte & 15];
+}
+}  // namespace
+
 std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   const auto escape = [&](unsigned char c) {
-    static constexpr char digits[] = "0123456789abcdef";
     out += "\\x";
-    out += digits[c >> 4];
-    out += digits[c & 15];
+    append_hex(out, c);
   };
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -26,7 +33,10 @@ std::string printable(std::string_view text) {
     }
     // A UTF-8 sequence: its length from the lead byte, then continuation bytes 10xxxxxx
     // (overlong and surrogate forms are let through: the text stays printable either way).
-    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4
+                            : c >= 0xe0 && c < 0xf0 ? 3
+                            : c >= 0xc2 && c < 0xe0 ? 2
+                                                    : 0;
     bool valid = len != 0 && i + len <= text.size();
     for (std::size_t k = 1; valid && k < len; ++k)
       valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
@@ -88,17 +98,14 @@ void PipelineErrors::message_failed(std::string_view step, std::string_view what
                                     std::span<const std::byte> payload) {
   metrics_.add(metrics_.errors, 1);
   const std::string error = printable(what);
-  const std::string line = "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + error;
+  const std::string line =
+      "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + error;
   std::lock_guard lock(mutex_);
   if (!report(std::string(step), line) || !dead_letter_) return;
   // One line per failure: pipeline, step, error, then the message's bytes in hex.
   std::string hex;
   hex.reserve(payload.size() * 2);
-  static constexpr char digits[] = "0123456789abcdef";
-  for (std::byte b : payload) {
-    hex.push_back(digits[std::to_integer<unsigned>(b) >> 4]);
-    hex.push_back(digits[std::to_integer<unsigned>(b) & 15]);
-  }
+  for (std::byte b : payload) append_hex(hex, std::to_integer<unsigned char>(b));
   std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
                static_cast<int>(step.size()), step.data(), error.c_str(), hex.c_str());
   std::fflush(dead_letter_);

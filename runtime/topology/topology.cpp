@@ -421,8 +421,9 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
 }
 
 /// Two tcp sources cannot listen on one port, and a file cannot be written by two sinks or be
-/// both a sink (or a dead-letter file) and a source: at run time the second would fail to start, or the data would be
-/// garbled, so it is said now, where the second use is written, naming the first.
+/// both a sink (or a dead-letter file) and a source: at run time the second would fail to
+/// start, or the data would be garbled, so it is said now, where the second use is written,
+/// naming the first.
 void check_endpoints(Checker& c, const Topology& topo) {
   struct Use {
     const PipelineSpec* pipeline;

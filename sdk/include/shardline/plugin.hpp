@@ -346,7 +346,7 @@ class PluginBuilder {
   /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& computation(std::string name, F fn) {
-    static_assert(detail::arity_v<F> >= 1 && detail::inputs_then_emit<F, 1>(),
+    static_assert(detail::inputs_then_emit<F, 1>(),
                   "a computation is Out(const In&), std::optional<Out>(const In&), or "
                   "void(const In&, shardline::Emit<Out>&)");
     using In = detail::arg_t<F, 0>;
@@ -389,7 +389,7 @@ class PluginBuilder {
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& state_computation(std::string name, F fn) {
-    static_assert(detail::arity_v<F> >= 2 && detail::inputs_then_emit<F, 2>(),
+    static_assert(detail::inputs_then_emit<F, 2>(),
                   "a state computation takes (const In&, S&) and returns nothing, Out or "
                   "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
     if constexpr (detail::arity_v<F> >= 2) {
