@@ -17,6 +17,12 @@ from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, Receiver, Ru
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
 
+def run_to_crash(*args):
+    """Runs shardline expecting it to crash: no core file is written."""
+    return subprocess.run([SHARDLINE, *args], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+
+
 class PluginErrors(TempDirTest):
     def topology(self, on_error="", lines=50, steps='{ computation = "ev.explode" }, ' + TRACK):
         self.write("events.txt", "".join(f"{k % 5} {k + 1}\n" for k in range(lines)) + "garbage\n")
@@ -42,9 +48,7 @@ class PluginErrors(TempDirTest):
         if host_has_asan():
             self.skipTest("AddressSanitizer reports the crash itself")
         topo = self.topology(steps='{ computation = "ev.segfault" }, ' + TRACK)
-        no_core = lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        p = subprocess.run([SHARDLINE, "run", topo], capture_output=True, text=True, timeout=60,
-                           preexec_fn=no_core)
+        p = run_to_crash("run", topo)
         self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
         self.assertIn("shardline: fatal SIGSEGV (invalid memory access) in plugin code: "
                       "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
@@ -203,10 +207,8 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
     def test_a_plugin_crashing_while_it_loads_is_named(self):
         if host_has_asan():
             self.skipTest("AddressSanitizer reports the crash itself")
-        no_core = lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         plugin = f"{TEST_PLUGINS}/crash_on_load.so"
-        p = subprocess.run([SHARDLINE, "check", self.topology_with(plugin)], capture_output=True,
-                           text=True, timeout=60, preexec_fn=no_core)
+        p = run_to_crash("check", self.topology_with(plugin))
         self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
         self.assertIn(f"shardline: fatal SIGSEGV (invalid memory access) in plugin code: the "
                       f"loading of {plugin} (static constructors, registrations)", p.stderr)
