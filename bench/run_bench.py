@@ -159,6 +159,24 @@ def summary_counts(text, pipeline):
     return tuple(int(x) for x in m.groups())
 
 
+_UNITS_US = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def summary_latency(text, pipeline):
+    """{"p50_us": .., "p99_us": .., "p999_us": .., "p9999_us": .., "max_us": ..} from the last
+    "latency of PIPELINE (source to sink): p50 152us, ..." of a run's log (None if absent)."""
+    found = re.findall(rf"latency of {pipeline} \(source to sink\): ([^;\n]+)", text)
+    if not found:
+        return None
+    out = {}
+    for part in found[-1].split(", "):
+        name, value = part.split(" ")
+        m = re.fullmatch(r"([\d.]+)(ns|us|ms|s)", value)
+        key = "max_us" if name == "max" else name.replace(".", "") + "_us"
+        out[key] = float(m.group(1)) * _UNITS_US[m.group(2)]
+    return out
+
+
 def fmt_count(n):
     if n is None:
         return "-"
@@ -428,6 +446,12 @@ class Suite:
             raise Failed(f"latency {label}: sent {r['sent']}, received {r['received']}, "
                          f"unmatched {r['unmatched']}")
         r["max_rss_kb"] = ru.ru_maxrss
+        if not null:
+            # Shardline's own measure: source arrival to sink write, without the loopback hops
+            # and the harness's threads (over the whole run, warm-up included).
+            r["engine"] = summary_latency(log_path.read_text(), "orders")
+            if not r["engine"]:
+                raise Failed(f"latency {label}: no latency in the summary of {log_path}")
         return r
 
     def run_latency(self):
@@ -466,6 +490,11 @@ class Suite:
                      r["max_rss_kb"])
             self.latency_notes.append(f"latency @ {fmt_rate(rate)}/s: p99.99 {r['p9999_us']:.0f} us, "
                                       f"max {r['max_us']:.0f} us")
+            e = r["engine"]
+            self.row("  inside Shardline: source arrival to sink write", shards, None, None,
+                     e["p50_us"], e["p99_us"], e["p999_us"])
+            self.latency_notes.append(f"inside Shardline @ {fmt_rate(rate)}/s: p99.99 "
+                                      f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
             # The floor under these numbers: the same load through a pipeline that does nothing.
             f = self.latency_run(orders, shards, rate, count, s.latency_warmup, name + "-floor",
                                  null=True)

@@ -172,8 +172,8 @@ int main(int argc, char** argv) {
                 "without it, send SIGHUP to reload every plugin");
   double stats_seconds = 0;
   run->add_option("--stats", stats_seconds,
-                  "Every SECONDS, log each pipeline's counts so far and its rates (0: only the "
-                  "summary at the end)")
+                  "Every SECONDS, log each pipeline's counts so far, its rates and its latency "
+                  "over the interval (0: only the summary at the end)")
       ->option_text("SECONDS")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {

@@ -15,6 +15,7 @@ namespace shardline::engine {
 struct Batch {
   std::uint32_t pipeline = 0;
   std::uint32_t step = 0;
+  std::uint64_t arrived_ns = 0;  ///< when the source read the oldest of them (metrics::now_ns)
   MessageBuffer messages;
   std::vector<std::uint64_t> keys;  ///< keys[i] is the key of messages.at(i)
 };
@@ -23,6 +24,7 @@ struct Batch {
 struct EncodedChunk {
   std::vector<std::byte> bytes;
   std::uint64_t messages = 0;
+  std::uint64_t arrived_ns = 0;  ///< when the source read the oldest message encoded in it
 };
 
 /// A free list of reusable objects. [any thread]

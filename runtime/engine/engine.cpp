@@ -238,7 +238,8 @@ std::vector<PipelineSummary> Engine::pipeline_counters() const {
   for (const auto& p : flow_->pipelines) {
     using M = metrics::PipelineMetrics;
     out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
-                   M::get(p.metrics.bad_input), M::get(p.metrics.lost)});
+                   M::get(p.metrics.bad_input), M::get(p.metrics.lost),
+                   p.metrics.latency.snapshot()});
   }
   return out;
 }
@@ -266,6 +267,23 @@ std::string with_rate(std::uint64_t now, std::uint64_t before, double seconds, c
   std::snprintf(buf, sizeof buf, "%llu %s (%.*f%s/s)", static_cast<unsigned long long>(now), what,
                 *unit ? 1 : 0, rate, unit);
   return buf;
+}
+
+/// "152us", "2.1ms", "1.20s": a duration in ns, to two or three significant digits.
+std::string duration(double ns) {
+  char buf[32];
+  if (ns < 1e3) std::snprintf(buf, sizeof buf, "%.0fns", ns);
+  else if (ns < 1e6) std::snprintf(buf, sizeof buf, "%.*fus", ns < 1e4 ? 1 : 0, ns / 1e3);
+  else if (ns < 1e9) std::snprintf(buf, sizeof buf, "%.*fms", ns < 1e7 ? 1 : 0, ns / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.2fs", ns / 1e9);
+  return buf;
+}
+
+/// "p50 152us, p99 2.1ms, p99.9 4.0ms, p99.99 6.1ms, max 7.2ms".
+std::string percentiles(const metrics::LatencySnapshot& l) {
+  return "p50 " + duration(l.quantile(0.5)) + ", p99 " + duration(l.quantile(0.99)) +
+         ", p99.9 " + duration(l.quantile(0.999)) + ", p99.99 " + duration(l.quantile(0.9999)) +
+         ", max " + duration(l.max());
 }
 }  // namespace
 
@@ -295,6 +313,12 @@ std::string RunSummary::counts(std::string_view head, const std::vector<Pipeline
     o << ", " << p.errors << " errors";
     if (p.bad_input) o << ", " << p.bad_input << " bad input";
     if (p.lost) o << ", " << p.lost << " lost";
+  }
+  for (std::size_t i = 0; i < pipelines.size(); ++i) {
+    const auto& p = pipelines[i];
+    const metrics::LatencySnapshot l =
+        before && i < before->size() ? p.latency.since((*before)[i].latency) : p.latency;
+    if (l.total()) o << "; latency of " << p.name << " (source to sink): " << percentiles(l);
   }
   for (const auto& st : states) o << "; state " << st.name << ": " << st.keys << " keys";
   return o.str();

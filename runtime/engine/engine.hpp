@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,7 +26,6 @@
 
 #include "connectors/sink.hpp"
 #include "connectors/source.hpp"
-#include <future>
 
 #include "engine/dataflow.hpp"
 #include "engine/shard.hpp"
@@ -49,6 +49,7 @@ enum ExitStatus : int {
 struct PipelineSummary {
   std::string name;
   std::uint64_t in, out, errors, bad_input, lost;
+  metrics::LatencySnapshot latency;  ///< source arrival -> sink write, per message written
 };
 struct StateSummary {
   std::string name;
@@ -61,12 +62,13 @@ struct RunSummary {
   std::vector<StateSummary> states;
   std::string line() const;  ///< the one-line summary printed at the end of a run
   /// The pipelines' counters, each followed by its rate since `before` (same pipelines,
-  /// `seconds` earlier), and the states' keys: the periodic line of `shardline run --stats`.
+  /// `seconds` earlier), their latency since `before`, and the states' keys: the periodic line
+  /// of `shardline run --stats`.
   std::string progress_line(const std::vector<PipelineSummary>& before, double seconds) const;
 
  private:
   /// `head`, then each pipeline's counters (with rates when `before` is given), then each
-  /// state's keys.
+  /// pipeline's latency (since `before`, when given), then each state's keys.
   std::string counts(std::string_view head, const std::vector<PipelineSummary>* before,
                      double seconds) const;
 };

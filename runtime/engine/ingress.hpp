@@ -30,7 +30,7 @@ class Ingress final : public connectors::FrameHandler {
       gate_.enter();
       inside_ = true;
     }
-    worker_.ingest(p_, frames, n);
+    worker_.ingest(p_, frames, n, metrics::now_ns());
     keep_sample(frames, n);
     if (gate_.pause_requested()) leave();
   }

@@ -116,7 +116,7 @@ void Shard::process(Batch& b) {
     step.state_computation->run(b.messages.span(), states_.data(), out, sink);
   });
   b.messages.clear();
-  if (step.output) worker_.advance(p, b.step + 1, 0);
+  if (step.output) worker_.advance(p, b.step + 1, 0, b.arrived_ns);
 }
 
 }  // namespace shardline::engine

@@ -59,6 +59,8 @@ class SinkPort {
     if (abandoned_ || !sink_.write(c->bytes.data(), c->bytes.size())) {
       abandoned_ = true;
       metrics_.add(metrics_.lost, c->messages);
+    } else if (c->messages) {
+      metrics_.latency.record(metrics::now_ns() - c->arrived_ns, c->messages);
     }
     pool_.release(c);
   }

@@ -1,5 +1,7 @@
 #include "engine/worker.hpp"
 
+#include <algorithm>
+
 namespace shardline::engine {
 
 namespace {
@@ -37,16 +39,17 @@ Worker::~Worker() {
     if (c) flow_.chunks.release(c);
 }
 
-void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n) {
+void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n,
+                    std::uint64_t arrived_ns) {
   MessageBuffer& out = scratch_[0];
   out.set_type(p.decoded);
   BatchErrors errors(p, p.decoder_name, nullptr, frames);
   errors.run([&](ErrorSink& sink) { p.decoder->decode(frames, n, out, sink); });
   p.metrics.add(p.metrics.in, out.count());
-  advance(p, 0, 0);
+  advance(p, 0, 0, arrived_ns);
 }
 
-void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
+void Worker::advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t arrived_ns) {
   while (step < p.steps.size() && !p.steps[step].stateful) {
     const StepPlan& s = p.steps[step];
     MessageBuffer& in = scratch_[which];
@@ -61,13 +64,14 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which) {
   MessageBuffer& msgs = scratch_[which];
   if (msgs.empty()) return;
   if (step == p.steps.size()) {
-    emit(p, msgs);
+    emit(p, msgs, arrived_ns);
   } else {
-    route(p, p.steps[step], msgs);
+    route(p, p.steps[step], msgs, arrived_ns);
   }
 }
 
-void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
+void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
+                   std::uint64_t arrived_ns) {
   const std::size_t n = msgs.count();
   keys_.resize(n);
   shard_of_.resize(n);
@@ -82,29 +86,39 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
     msgs.destroy_one(i);
     shard_of_[i] = kSkip;
   }
-  if (step.input->trivial) scatter_trivial(p, step, msgs);
-  else scatter_moving(p, step, msgs);
+  if (step.input->trivial) scatter_trivial(p, step, msgs, arrived_ns);
+  else scatter_moving(p, step, msgs, arrived_ns);
   msgs.forget_all();
 }
 
-Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step) {
+Batch** Worker::open_batches(const StepPlan& step, std::uint64_t arrived_ns) {
+  const std::uint32_t shards = flow_.router.shards();
+  Batch** open = &open_[std::size_t{step.route} * shards];
+  for (std::uint32_t s = 0; s < shards; ++s)
+    if (open[s]) open[s]->arrived_ns = std::min(open[s]->arrived_ns, arrived_ns);
+  return open;
+}
+
+Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns) {
   Batch* b = flow_.batches.acquire();
   b->pipeline = p.index;
   b->step = static_cast<std::uint32_t>(&step - p.steps.data());
+  b->arrived_ns = arrived_ns;
   b->messages.set_type(step.input);
   b->messages.reserve(flow_.batch_size);
   b->keys.resize(flow_.batch_size);  // keys[i] for i < messages.count() are used
   return b;
 }
 
-void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs) {
+void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
+                             std::uint64_t arrived_ns) {
   // Messages are plain bytes: each is copied straight into its batch through a cursor kept in
   // this loop, not through the batch's bookkeeping per message. A batch is sent the moment it
   // is full, so an open batch always has room; the counts of the ones left open are written
   // back at the end.
   const std::uint32_t shards = flow_.router.shards();
   const std::size_t batch_size = flow_.batch_size;
-  Batch** open = &open_[std::size_t{step.route} * shards];
+  Batch** open = open_batches(step, arrived_ns);
   cursors_.resize(shards);
   Cursor* cursor = cursors_.data();
   for (std::uint32_t s = 0; s < shards; ++s) {
@@ -120,7 +134,7 @@ void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const Messag
     if (s == kSkip) continue;
     Cursor& c = cursor[s];
     if (c.room == 0) {  // no batch open for this shard
-      open[s] = open_batch(p, step);
+      open[s] = open_batch(p, step, arrived_ns);
       c = {open[s]->messages.at(0), open[s]->keys.data(), batch_size};
     }
     std::memcpy(c.message, from + i * stride, size);
@@ -136,15 +150,15 @@ void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const Messag
     if (open[s]) open[s]->messages.set_count(batch_size - cursor[s].room);
 }
 
-void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs) {
-  const std::uint32_t shards = flow_.router.shards();
-  Batch** open = &open_[std::size_t{step.route} * shards];
+void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
+                            std::uint64_t arrived_ns) {
+  Batch** open = open_batches(step, arrived_ns);
   const std::size_t n = msgs.count();
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t shard = shard_of_[i];
     if (shard == kSkip) continue;
     Batch*& b = open[shard];
-    if (!b) b = open_batch(p, step);
+    if (!b) b = open_batch(p, step, arrived_ns);
     b->keys[b->messages.count()] = keys_[i];
     b->messages.take(msgs, i);
     if (b->messages.count() == flow_.batch_size) {
@@ -160,10 +174,13 @@ void Worker::send_batch(std::uint32_t shard, Batch* b) {
   unwoken_[shard] = 1;
 }
 
-void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
+void Worker::emit(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns) {
   if (!p.encoder) {
-    // No sink (count nothing), or a discard sink without an encoder (count as delivered).
-    if (p.sink >= 0) p.metrics.add(p.metrics.out, msgs.count());
+    // No sink (count nothing), or a discard sink without an encoder (delivered now).
+    if (p.sink >= 0) {
+      p.metrics.add(p.metrics.out, msgs.count());
+      p.metrics.latency.record(metrics::now_ns() - arrived_ns, msgs.count());
+    }
     msgs.clear();
     return;
   }
@@ -173,7 +190,9 @@ void Worker::emit(PipelinePlan& p, MessageBuffer& msgs) {
     chunk->bytes.clear();
     chunk->bytes.reserve(kChunkBytes + 64 * 1024);  // once per pooled chunk, not by doubling
     chunk->messages = 0;
+    chunk->arrived_ns = arrived_ns;
   }
+  chunk->arrived_ns = std::min(chunk->arrived_ns, arrived_ns);
   BatchErrors errors(p, p.encoder_name, &msgs);
   {
     // chunk->bytes is exact once `out` is gone; most batches' outputs fit in a first 4 KiB.

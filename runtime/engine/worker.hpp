@@ -55,22 +55,29 @@ class Worker {
   Worker(Dataflow& flow, bool on_source_thread);
   ~Worker();
 
-  /// Decodes frames of pipeline `p` and carries the messages as far as this thread goes.
-  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n);
-  /// Carries the messages in scratch(which) through steps [step, end) of pipeline p.
-  void advance(PipelinePlan& p, std::size_t step, int which);
+  /// Decodes frames of pipeline `p`, which the source read at `arrived_ns` (metrics::now_ns),
+  /// and carries the messages as far as this thread goes.
+  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns);
+  /// Carries the messages in scratch(which) through steps [step, end) of pipeline p. The
+  /// batches and chunks they go into keep the oldest `arrived_ns` of what they hold.
+  void advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t arrived_ns);
   /// Sends every partly filled batch and chunk.
   void flush();
 
   MessageBuffer& scratch(int which) { return scratch_[which]; }
 
  private:
-  void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
-  void scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs);
-  void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs);
-  Batch* open_batch(PipelinePlan& p, const StepPlan& step);
+  void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs, std::uint64_t arrived_ns);
+  /// The open batches of `step`'s route, one per shard, each stamped with the older of its
+  /// own arrival and `arrived_ns` (the messages about to be scattered into them).
+  Batch** open_batches(const StepPlan& step, std::uint64_t arrived_ns);
+  void scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
+                       std::uint64_t arrived_ns);
+  void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
+                      std::uint64_t arrived_ns);
+  Batch* open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);
   void send_batch(std::uint32_t shard, Batch* b);
-  void emit(PipelinePlan& p, MessageBuffer& msgs);
+  void emit(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns);
   void send_chunk(std::size_t sink);
 
   Dataflow& flow_;

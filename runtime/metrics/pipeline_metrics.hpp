@@ -1,9 +1,12 @@
 // Counters of one pipeline, updated once per batch by source and shard threads (relaxed
-// atomics: they are statistics, not synchronisation) and read by the control thread.
+// atomics: they are statistics, not synchronisation) and read by the control thread; and its
+// latency, recorded once per chunk of output written.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+
+#include "metrics/latency_histogram.hpp"
 
 namespace shardline::metrics {
 
@@ -13,6 +16,12 @@ struct PipelineMetrics {
   std::atomic<std::uint64_t> errors{0};     ///< messages a plugin function failed on
   std::atomic<std::uint64_t> bad_input{0};  ///< unframeable input (oversized, truncated)
   std::atomic<std::uint64_t> lost{0};       ///< encoded messages a sink had to abandon
+  /// From the moment the source read a message to the moment its output was written to the
+  /// sink (or reached a discard sink). Stamps travel with batches and chunks, not messages:
+  /// each message counts with the arrival of the oldest message written with it, so the
+  /// figures are upper bounds, at the cost of one clock read per chunk read and per chunk
+  /// written.
+  LatencyHistogram latency;
 
   void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
     if (n) counter.fetch_add(n, std::memory_order_relaxed);

@@ -181,6 +181,21 @@ def summary(stderr):
     return result
 
 
+def latency(line, pipeline):
+    """{"p50": us, "p99": us, "p99.9": us, "p99.99": us, "max": us} from a summary or --stats
+    line's "latency of PIPELINE (source to sink): p50 152us, ..."; None if it has none."""
+    m = re.search(rf"latency of {pipeline} \(source to sink\): ([^;\n]+)", line)
+    if not m:
+        return None
+    units = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+    result = {}
+    for part in m.group(1).split(", "):
+        name, value = part.split(" ")
+        number, unit = re.fullmatch(r"([\d.]+)(ns|us|ms|s)", value).groups()
+        result[name] = float(number) * units[unit]
+    return result
+
+
 TRACK = '{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }'
 
 

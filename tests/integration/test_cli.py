@@ -6,7 +6,7 @@ import subprocess
 import unittest
 
 from harness import (PLUGINS, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest, check, connect,
-                     events_topology, free_port, host_has_asan)
+                     events_topology, free_port, host_has_asan, latency)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -120,7 +120,12 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
             # Counted while the connection (and so the run) goes on: 300 in, 300 out.
             line = run.wait_for("running; pipeline events: 300 in (")
             self.assertRegex(line, r"300 in \(\d+(\.\d)?k?/s\), 300 out \(\d+(\.\d)?k?/s\), "
-                                   r"0 errors; state seqs: 3 keys$")
+                                   r"0 errors; (latency of events \(source to sink\): [^;]+; )?"
+                                   r"state seqs: 3 keys$")
+            # The interval in which the results were written (this one or a later one) reports
+            # their latency.
+            line = run.wait_for("latency of events (source to sink): p50 ")
+            self.assertLessEqual(latency(line, "events")["p50"], latency(line, "events")["max"])
             s.shutdown(socket.SHUT_WR)
         self.assertEqual(run.wait(), 0, run.stderr)
         self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)

@@ -5,8 +5,8 @@ import os
 import struct
 import unittest
 
-from harness import (read, DATA, PLUGINS, Receiver, Run, TempDirTest, free_port, gen, send_all,
-                     split_frames, summary)
+from harness import (read, DATA, PLUGINS, Receiver, Run, TempDirTest, free_port, gen, latency,
+                     send_all, split_frames, summary)
 
 INITIAL_NBBO = os.path.join(DATA, "market-spread", "350-symbols_initial-nbbo-fixish.msg")
 
@@ -101,6 +101,13 @@ sink = {{ kind = "tcp", connect = "127.0.0.1:{receiver.port}", encoder = "market
         self.assertEqual(counts["orders"]["in"], orders)
         self.assertEqual(counts["orders"]["out"], len(expected))
         self.assertEqual(counts["state:symbols"], len(symbols))
+        # Each pipeline that writes a sink reports how long its messages took inside the run.
+        done = [l for l in run.stderr.splitlines() if "done in" in l][-1]
+        self.assertIsNone(latency(done, "nbbo"), "the nbbo pipeline writes no sink")
+        took = latency(done, "orders")
+        self.assertEqual(list(took), ["p50", "p99", "p99.9", "p99.99", "max"])
+        self.assertGreater(took["p50"], 0)
+        self.assertEqual(sorted(took.values()), list(took.values()))
         return sorted(r for r, _ in got)
 
     def test_two_shards(self):
