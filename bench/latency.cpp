@@ -27,9 +27,9 @@
 // (a futex, as a condition variable does), every 200 us so that the other is asleep again
 // and its CPU may have gone idle; the woken thread records now - stamp.
 //
-// Samples go into a log-linear ("HDR-style") histogram: fixed arrays, no allocation per
-// sample, 1/256 relative precision. The first --warmup seconds are not recorded. Prints one
-// JSON object.
+// Samples go into the engine's own log-linear ("HDR-style") histogram
+// (metrics::LatencyHistogram): fixed arrays, no allocation per sample, 1/64 relative
+// precision. The first --warmup seconds are not recorded. Prints one JSON object.
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -58,6 +58,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "metrics/latency_histogram.hpp"
+
 namespace {
 
 std::uint64_t now_ns() {
@@ -68,59 +70,6 @@ std::uint64_t now_ns() {
 }
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-/// Log-linear histogram of nanosecond values: exact below 2^kSubBits, then 2^kSubBits linear
-/// sub-buckets per power of two (relative error < 2^-kSubBits), up to 2^kMaxBits ns (~ 68 s).
-class Histogram {
- public:
-  static constexpr unsigned kSubBits = 8;
-  static constexpr unsigned kMaxBits = 36;
-  static constexpr std::size_t kSub = std::size_t(1) << kSubBits;
-  static constexpr std::size_t kBuckets = kSub + (kMaxBits - kSubBits) * kSub;
-
-  void record(std::uint64_t v) {
-    ++counts_[index(v)];
-    ++total_;
-    max_ = std::max(max_, v);
-    min_ = std::min(min_, v);
-  }
-  std::uint64_t total() const { return total_; }
-  std::uint64_t max() const { return max_; }
-  std::uint64_t min() const { return total_ ? min_ : 0; }
-  /// The value at quantile q (0..1): the middle of the bucket holding the rank-th sample.
-  double quantile(double q) const {
-    if (total_ == 0) return 0;
-    const auto rank = static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(total_)));
-    std::uint64_t seen = 0;
-    for (std::size_t i = 0; i < kBuckets; ++i) {
-      seen += counts_[i];
-      if (seen >= std::max<std::uint64_t>(rank, 1)) {
-        const auto [lo, width] = bucket(i);
-        return std::min(static_cast<double>(max_), static_cast<double>(lo) + static_cast<double>(width - 1) / 2.0);
-      }
-    }
-    return static_cast<double>(max_);
-  }
-
- private:
-  static std::size_t index(std::uint64_t v) {
-    if (v < kSub) return static_cast<std::size_t>(v);
-    const unsigned e = 63 - static_cast<unsigned>(std::countl_zero(v));  // >= kSubBits
-    if (e >= kMaxBits) return kBuckets - 1;
-    const std::uint64_t sub = (v >> (e - kSubBits)) - kSub;  // the kSubBits bits below the top
-    return kSub + (e - kSubBits) * kSub + static_cast<std::size_t>(sub);
-  }
-  static std::pair<std::uint64_t, std::uint64_t> bucket(std::size_t i) {
-    if (i < kSub) return {i, 1};
-    const std::size_t e = (i - kSub) / kSub + kSubBits;
-    const std::uint64_t sub = (i - kSub) % kSub;
-    return {(kSub + sub) << (e - kSubBits), std::uint64_t(1) << (e - kSubBits)};
-  }
-  std::array<std::uint64_t, kBuckets> counts_{};
-  std::uint64_t total_ = 0;
-  std::uint64_t max_ = 0;
-  std::uint64_t min_ = UINT64_MAX;
-};
 
 struct Options {
   std::string to;        // the orders source
@@ -275,14 +224,14 @@ int stalls(double seconds) {
 /// --wakeups: `count` futex wake-ups of a sleeping thread, 200 us apart; prints the
 /// distribution of wake -> running, as JSON.
 int wakeups(std::uint64_t count) {
-  Histogram hist;
+  shardline::metrics::LatencyHistogram histogram;
   std::atomic<std::uint64_t> stamp{0};  // 0: nothing to take; UINT64_MAX: stop
   std::thread sleeper([&] {
     for (;;) {
       stamp.wait(0, std::memory_order_acquire);
       const std::uint64_t t = now_ns(), s = stamp.exchange(0, std::memory_order_acq_rel);
       if (s == UINT64_MAX) return;
-      hist.record(t - s);
+      histogram.record(t - s);
     }
   });
   const timespec gap{0, 200'000};
@@ -296,11 +245,12 @@ int wakeups(std::uint64_t count) {
   stamp.store(UINT64_MAX, std::memory_order_release);
   stamp.notify_one();
   sleeper.join();
+  const auto hist = histogram.snapshot();
   std::printf("{\"wakeups\": %llu, \"p50_us\": %.2f, \"p99_us\": %.2f, \"p999_us\": %.2f, "
               "\"p9999_us\": %.2f, \"max_us\": %.2f}\n",
               static_cast<unsigned long long>(hist.total()), hist.quantile(0.5) / 1e3,
               hist.quantile(0.99) / 1e3, hist.quantile(0.999) / 1e3, hist.quantile(0.9999) / 1e3,
-              static_cast<double>(hist.max()) / 1e3);
+              hist.max() / 1e3);
   return 0;
 }
 
@@ -362,7 +312,7 @@ int main(int argc, char** argv) {
       throw std::runtime_error(errno_text("cannot listen on " + o.listen));
     std::fprintf(stderr, "listening on %s\n", o.listen.c_str());
 
-    Histogram hist;
+    shardline::metrics::LatencyHistogram histogram;
     std::uint64_t received = 0, unmatched = 0, first_send = 0, last_recv = 0;
     std::uint64_t warmup_until_seq = 0;  // set by the sender once the warm-up has passed
     std::atomic<std::uint64_t> warm_seq{UINT64_MAX};
@@ -401,7 +351,7 @@ int main(int argc, char** argv) {
               std::memcpy(&seq, buf.data() + at + 4 + 1, 4);  // OrderResult: account at 1
               seq = ntohl(seq);
               if (seq < published_now) {
-                if (seq >= warm) hist.record(t - sent_at[seq]);
+                if (seq >= warm) histogram.record(t - sent_at[seq]);
               } else {
                 ++unmatched;
               }
@@ -469,6 +419,7 @@ int main(int argc, char** argv) {
     ::close(listener);
     if (receiver_failed) throw std::runtime_error("receiver: " + receiver_error);
 
+    const auto hist = histogram.snapshot();
     const double send_s = static_cast<double>(send_end - first_send) * 1e-9;
     const double total_s = static_cast<double>(last_recv - first_send) * 1e-9;
     std::printf("{\"sent\": %llu, \"received\": %llu, \"unmatched\": %llu, \"samples\": %llu, "
@@ -483,7 +434,7 @@ int main(int argc, char** argv) {
                 total_s > 0 ? static_cast<double>(received) / total_s : 0.0,
                 hist.quantile(0.5) / 1e3, hist.quantile(0.9) / 1e3, hist.quantile(0.99) / 1e3,
                 hist.quantile(0.999) / 1e3, hist.quantile(0.9999) / 1e3,
-                static_cast<double>(hist.min()) / 1e3, static_cast<double>(hist.max()) / 1e3);
+                hist.min() / 1e3, hist.max() / 1e3);
     return received == sent ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardline-latency: %s\n", e.what());
