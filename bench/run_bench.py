@@ -48,6 +48,7 @@ class Sizes:
             self.oversub = []
             self.baseline_xxh3 = []
             self.limit = [(350, 2)]
+            self.pairs = [350]
             self.tcp_shards = [2]
             self.tcp_symbols = 350
             self.latency_symbols = 350
@@ -71,6 +72,7 @@ class Sizes:
             self.oversub = [(10_000, 8, "encode")]
             self.baseline_xxh3 = [10_000]
             self.limit = [(s, n) for s in (350, 10_000) for n in (1, 2, 4)]
+            self.pairs = [350, 10_000]
             self.tcp_shards = [1, 2, 4]
             self.tcp_symbols = 10_000
             self.latency_symbols = 10_000
@@ -214,6 +216,7 @@ class Suite:
         self.data = self.build / ("bench-data-tiny" if sizes.tiny else "bench-data")
         self.rows = []
         self.latency_notes = []
+        self.pair_notes = []
         self.failures = []
         self.results = {}
         self.shardline = self.build / "shardline"
@@ -315,23 +318,25 @@ class Suite:
 
     # ---- 1. Market Spread in-process
 
+    def inproc_once(self, symbols, shards, sink_kind):
+        """One in-process Market Spread run (JSON of market_spread_inproc)."""
+        nbbo, orders = self.ms_files(symbols)
+        sink = ('{ kind = "discard", encoder = "market.order_result" }' if sink_kind == "encode"
+                else '{ kind = "discard" }')
+        topo = self.ms_topology(
+            f"inproc-{symbols}-{sink_kind}",
+            f'{{ kind = "file", path = "{nbbo}", decoder = "market.nbbo" }}',
+            f'{{ kind = "file", path = "{orders}", decoder = "market.order", start_after = "nbbo" }}',
+            sink)
+        return run_json([self.inproc, "--topology", topo, "--shards", shards,
+                         "--phase-file", orders, "--count-pipeline", "orders",
+                         "--warm", nbbo, "--warm", orders], 300,
+                        f"inproc {symbols} sym {shards} shards {sink_kind}")
+
     def run_inproc(self):
         configs = self.sizes.inproc + self.sizes.oversub
         for symbols, shards, sink_kind in configs:
-            nbbo, orders = self.ms_files(symbols)
-            sink = ('{ kind = "discard", encoder = "market.order_result" }' if sink_kind == "encode"
-                    else '{ kind = "discard" }')
-            topo = self.ms_topology(
-                f"inproc-{symbols}-{sink_kind}",
-                f'{{ kind = "file", path = "{nbbo}", decoder = "market.nbbo" }}',
-                f'{{ kind = "file", path = "{orders}", decoder = "market.order", start_after = "nbbo" }}',
-                sink)
-            runs = []
-            for _ in range(self.sizes.reps):
-                runs.append(run_json([self.inproc, "--topology", topo, "--shards", shards,
-                                      "--phase-file", orders, "--count-pipeline", "orders",
-                                      "--warm", nbbo, "--warm", orders], 300,
-                                     f"inproc {symbols} sym {shards} shards {sink_kind}"))
+            runs = [self.inproc_once(symbols, shards, sink_kind) for _ in range(self.sizes.reps)]
             runs.sort(key=lambda r: r["msgs_per_s"])
             r = runs[len(runs) // 2]  # the median run
             r["all_rates"] = [x["msgs_per_s"] for x in runs]
@@ -347,6 +352,28 @@ class Suite:
                      r["msgs_per_s"], rss=r["max_rss_kb"],
                      vs_base=r["msgs_per_s"] / base["msgs_per_s"] if base else None,
                      allocs=r["allocs_per_msg"])
+
+    def run_pairs(self):
+        """The targets' ratio measured in pairs: the loop and 2 shards alternate run by run, so
+        both see the same moment of a shared machine; the median of the pairs' ratios."""
+        for symbols in self.sizes.pairs:
+            nbbo, orders = self.ms_files(symbols)
+            ratios = []
+            for _ in range(self.sizes.reps):
+                base = run_json([self.baseline, "--nbbo", nbbo, "--orders", orders, "--reps", 1,
+                                 "--key", "packed"], 300, f"baseline {symbols} (paired)")
+                run = self.inproc_once(symbols, 2, "encode")
+                if run["out"] != base["rejected"]:
+                    raise Failed(f"paired {symbols} sym: {run['out']} orders rejected, the loop "
+                                 f"rejected {base['rejected']}")
+                ratios.append((run["msgs_per_s"] / base["msgs_per_s"], run["msgs_per_s"]))
+            ratios.sort()
+            median, rate = ratios[len(ratios) // 2]
+            self.results[("pairs", symbols)] = {"ratios": [r for r, _ in ratios], "median": median}
+            self.pair_notes.append(
+                f"paired with the loop, 2 shards, {symbols} sym, encode+discard: median "
+                f"{median:.2f}x at {fmt_rate(rate)}/s ({ratios[0][0]:.2f}-{ratios[-1][0]:.2f}x over "
+                f"{len(ratios)} alternating pairs)")
 
     # ---- 2. Market Spread over TCP
 
@@ -593,6 +620,7 @@ class Suite:
 
     def run(self):
         steps = [("baseline", self.run_baseline), ("inproc", self.run_inproc),
+                 ("pairs", self.run_pairs),
                  ("tcp", self.run_tcp), ("latency", self.run_latency),
                  ("wordcount", self.run_wordcount), ("micro", self.run_micro)]
         for name, fn in steps:
@@ -654,7 +682,7 @@ def main():
     table = suite.table()
     print(table)
     elapsed = time.monotonic() - started
-    notes = suite.latency_notes + suite.derived()
+    notes = suite.pair_notes + suite.latency_notes + suite.derived()
     if notes:
         print("\n" + "\n".join(notes))
     print(f"\n({'tiny' if args.tiny else 'full'} run, {elapsed:.0f} s; messages/s: orders for Market "
