@@ -192,7 +192,11 @@ void Engine::serve_reloads() {
       continue;
     }
     ReloadReport all{true, "", "", "", 0, 0, 0, 0, 0, true};
-    for (const auto& [alias, plugin] : std::vector(wiring_->plugins)) {
+    // The aliases only: a copy of the plugin handles would keep each old version loaded until
+    // the loop ends (and its reload would say so).
+    std::vector<std::string> aliases;
+    for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
+    for (const auto& alias : aliases) {
       ReloadReport one = reload(alias);
       all.ok = all.ok && one.ok;
       all.message += (all.message.empty() ? "" : "\n") + one.message;

@@ -26,11 +26,13 @@ class Ingress final : public connectors::FrameHandler {
   Ingress(Dataflow& flow, PipelinePlan& p, SourceGate& gate, std::string source)
       : worker_(flow, true), p_(p), gate_(gate), source_(std::move(source)) {}
   void on_frames(const Frame* frames, std::size_t n) override {
+    // Stamped before the gate: time the frames wait here during a reload counts as latency.
+    const std::uint64_t arrived_ns = metrics::now_ns();
     if (!inside_) {
       gate_.enter();
       inside_ = true;
     }
-    worker_.ingest(p_, frames, n, metrics::now_ns());
+    worker_.ingest(p_, frames, n, arrived_ns);
     keep_sample(frames, n);
     if (gate_.pause_requested()) leave();
   }

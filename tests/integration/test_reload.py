@@ -180,6 +180,7 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.run_.proc.send_signal(signal.SIGHUP)
         line = self.run_.wait_for("reloaded plugin 'ev'")
         self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.assertIn("old library unloaded", line)
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
