@@ -125,7 +125,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   // code, named as such if it crashes.
   const std::string loading = "the loading of " + file.string() +
                               " (static constructors, registrations)";
-  const PluginCall in("", loading);
+  const PluginCall in("", loading, shadow.c_str());
   try {
     plugin->library_ = std::make_unique<boost::dll::shared_library>(
         shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);

@@ -23,14 +23,19 @@ namespace shardline::loader {
 class PluginCall {
  public:
   /// `pipeline` (may be empty) and `component` must outlive the call: names held by the
-  /// pipeline's plan, or a label of the caller's.
-  PluginCall(std::string_view pipeline, std::string_view component) noexcept;
+  /// pipeline's plan, or a label of the caller's. `remove_on_crash` (may be null, must outlive
+  /// the call): a temporary file the call works on, such as the shadow copy being loaded, that
+  /// the crash report removes (with its folder, if that is then empty), since no destructor
+  /// will run to do it.
+  PluginCall(std::string_view pipeline, std::string_view component,
+             const char* remove_on_crash = nullptr) noexcept;
   ~PluginCall();
   PluginCall(const PluginCall&) = delete;
   PluginCall& operator=(const PluginCall&) = delete;
 
  private:
   std::string_view outer_pipeline_, outer_component_;  ///< restored at the end (calls nest)
+  const char* outer_remove_;
 };
 
 /// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]

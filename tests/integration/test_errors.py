@@ -17,9 +17,9 @@ from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, Receiver, Ru
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
 
-def run_to_crash(*args):
+def run_to_crash(*args, env=None):
     """Runs shardline expecting it to crash: no core file is written."""
-    return subprocess.run([SHARDLINE, *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([SHARDLINE, *args], capture_output=True, text=True, timeout=60, env=env,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
 
 
@@ -208,10 +208,13 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
         if host_has_asan():
             self.skipTest("AddressSanitizer reports the crash itself")
         plugin = f"{TEST_PLUGINS}/crash_on_load.so"
-        p = run_to_crash("check", self.topology_with(plugin))
+        tmp = self.path("tmp")  # where the host makes its shadow copies
+        os.mkdir(tmp)
+        p = run_to_crash("check", self.topology_with(plugin), env={**os.environ, "TMPDIR": tmp})
         self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
         self.assertIn(f"shardline: fatal SIGSEGV (invalid memory access) in plugin code: the "
                       f"loading of {plugin} (static constructors, registrations)", p.stderr)
+        self.assertEqual(os.listdir(tmp), [], "the crash leaves no shadow copy behind")
 
     def test_not_elf_and_truncated(self):
         self.write("not_elf.so", "this is not a shared library\n")
