@@ -245,6 +245,15 @@ class Suite:
                           "-" if vs_base is None else f"{vs_base:.2f}x",
                           "-" if allocs is None else f"{allocs:.2g}"])
 
+    @staticmethod
+    def engine_latency(text, pipeline):
+        """The engine's own latency of `pipeline` from a run's summary: in the throughput rows,
+        source arrival to sink write at full speed."""
+        lat = summary_latency(text, pipeline)
+        if not lat:
+            raise Failed(f"no latency of {pipeline} in the summary:\n{text[-2000:]}")
+        return lat
+
     def attempt(self, name, fn, *args):
         try:
             fn(*args)
@@ -348,8 +357,10 @@ class Suite:
             if r["status"] != 0 or r["errors"]:
                 raise Failed(f"inproc: status {r['status']}, {r['errors']} errors")
             sink_label = "encode+discard" if sink_kind == "encode" else "count only"
+            lat = self.engine_latency(r["summary"], "orders")
             self.row(f"MS in-process, {symbols} sym, {sink_label}", shards, r["messages"],
-                     r["msgs_per_s"], rss=r["max_rss_kb"],
+                     r["msgs_per_s"], lat["p50_us"], lat["p99_us"], lat["p999_us"],
+                     rss=r["max_rss_kb"],
                      vs_base=r["msgs_per_s"] / base["msgs_per_s"] if base else None,
                      allocs=r["allocs_per_msg"])
 
@@ -431,7 +442,9 @@ class Suite:
             rate = o_in / (ended - connected)
             self.results[("tcp", shards)] = {"orders": o_in, "out": o_out, "seconds": ended - connected,
                                              "msgs_per_s": rate, "max_rss_kb": ru.ru_maxrss}
-            self.row(f"MS over TCP, {symbols} sym", shards, o_in, rate, rss=ru.ru_maxrss,
+            lat = self.engine_latency(text, "orders")
+            self.row(f"MS over TCP, {symbols} sym", shards, o_in, rate, lat["p50_us"],
+                     lat["p99_us"], lat["p999_us"], rss=ru.ru_maxrss,
                      vs_base=rate / base["msgs_per_s"] if base else None)
 
     # ---- 4. latency at a fixed offered load
@@ -476,9 +489,7 @@ class Suite:
         if not null:
             # Shardline's own measure: source arrival to sink write, without the loopback hops
             # and the harness's threads (over the whole run, warm-up included).
-            r["engine"] = summary_latency(log_path.read_text(), "orders")
-            if not r["engine"]:
-                raise Failed(f"latency {label}: no latency in the summary of {log_path}")
+            r["engine"] = self.engine_latency(log_path.read_text(), "orders")
         return r
 
     def run_latency(self):
@@ -588,9 +599,11 @@ class Suite:
                 raise Failed(f"word count: {r['messages']} words counted, expected {expected}")
             self.results[("wordcount", shards)] = r
             mb = text.stat().st_size / 2**20
+            lat = self.engine_latency(r["summary"], "word_count")
             self.row(f"word count, {mb:.0f} MiB text ({r['state_keys']} words)" if mb >= 1
                      else f"word count, {text.stat().st_size // 1024} KiB text ({r['state_keys']} words)",
-                     shards, r["messages"], r["msgs_per_s"], rss=r["max_rss_kb"],
+                     shards, r["messages"], r["msgs_per_s"], lat["p50_us"], lat["p99_us"],
+                     lat["p999_us"], rss=r["max_rss_kb"],
                      allocs=r["allocs_per_msg"])
 
     # ---- 6. micro-benchmarks
@@ -687,7 +700,10 @@ def main():
         print("\n" + "\n".join(notes))
     print(f"\n({'tiny' if args.tiny else 'full'} run, {elapsed:.0f} s; messages/s: orders for Market "
           f"Spread, words for word count; 'vs baseline': msg/s over the single-threaded loop's "
-          f"on the same data; allocs/msg: operator new calls per message in the steady state)")
+          f"on the same data; p50/p99/p99.9: Shardline's own latency from source arrival to "
+          f"sink write (upper bounds; at full speed mostly time in queues and output chunks), "
+          f"except the 'MS TCP max' and 'MS TCP latency' rows: send -> receive through the "
+          f"harness; allocs/msg: operator new calls per message in the steady state)")
     results = suite.data / "results.json"
     with open(results, "w") as f:
         json.dump({"rows": suite.rows, "failures": suite.failures,
