@@ -58,6 +58,7 @@ std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std
     if (topo.key_groups < topo.shards) topo.key_groups = topo.shards;
     topology::WireOptions options;
     options.plugin_dir = o.plugin_dir;
+    options.try_in_copy = true;  // a plugin that crashes while it loads is an error, not the end
     return topology::wire_topology(std::move(topo), options);
   } catch (const topology::TopologyError& e) {
     for (const auto& line : e.errors) std::fprintf(stderr, "%s\n", line.c_str());
@@ -117,8 +118,8 @@ int preflight(const std::string& old_file, const std::string& new_file) {
   // A build whose static constructors crash would end this command inside dlopen: try each in
   // a copy of the process first.
   for (const auto& file : {old_file, new_file}) {
-    if (const auto crash = loader::Plugin::crash_while_loading(file); !crash.empty()) {
-      std::fprintf(stderr, "%s: crashes while it loads: %s\n", file.c_str(), crash.c_str());
+    if (const auto tried = loader::Plugin::crash_while_loading(file); tried.failed()) {
+      std::fprintf(stderr, "%s: loading it %s\n", file.c_str(), tried.failure().c_str());
       return engine::exit_startup_failed;
     }
   }

@@ -224,8 +224,8 @@ ReloadReport Engine::reload(const std::string& alias) {
 
   // 1-2. Load and wire the new version; decide how each state crosses over. A build whose
   // static constructors crash would end the host inside dlopen: it is loaded in a copy first.
-  if (const auto crash = loader::Plugin::crash_while_loading(old_plugin->file()); !crash.empty())
-    return refuse("loading the new build crashed: " + crash);
+  if (const auto tried = loader::Plugin::crash_while_loading(old_plugin->file()); tried.failed())
+    return refuse("loading the new build " + tried.failure());
   std::unique_ptr<topology::Wiring> fresh;
   try {
     auto plugin = loader::Plugin::load(old_plugin->file());
@@ -311,14 +311,15 @@ ReloadReport Engine::reload(const std::string& alias) {
   // (Before any input there is nothing to try, and no copy to pay for.)
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
-  const auto crash = any_input
-                         ? loader::crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
-                         : std::optional<std::string>(std::string());
-  if (!crash)
+  using End = loader::CopyOutcome::End;
+  const auto tried = any_input ? loader::crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
+                               : loader::CopyOutcome{End::returned, {}};
+  if (tried.end == End::no_copy)
     spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
   const std::string why =
-      crash && !crash->empty() ? "canary: the new version crashed on recent messages: " + *crash
-                               : canary();
+      tried.end == End::crashed ? "canary: the new version crashed on recent messages: " + tried.what
+      : tried.end == End::hung  ? "canary: on recent messages, the new version " + tried.what
+                                : canary();
   if (!why.empty()) {
     resume();
     return refuse(why);

@@ -152,8 +152,8 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   return plugin;
 }
 
-std::string Plugin::crash_while_loading(const std::filesystem::path& file) {
-  return crash_in_copy([&] { load(file); }, std::chrono::seconds(5)).value_or("");
+CopyOutcome Plugin::crash_while_loading(const std::filesystem::path& file) {
+  return crash_in_copy([&] { load(file); }, std::chrono::seconds(5));
 }
 
 Plugin::~Plugin() = default;

@@ -21,6 +21,7 @@
 #include <shardline/abi.hpp>
 #include <shardline/boundary.hpp>
 
+#include "loader/plugin_call.hpp"
 #include "loader/plugin_error.hpp"
 
 namespace boost::dll {
@@ -33,9 +34,10 @@ class Plugin {
  public:
   /// Loads `file` (steps 1-4 above). Throws PluginError with a one-line explanation.
   static std::shared_ptr<Plugin> load(const std::filesystem::path& file);
-  /// What crashed if loading `file` (its static constructors, its registrations) crashes a
-  /// copy of this process; empty if it does not, or if there is no verdict. [control thread]
-  static std::string crash_while_loading(const std::filesystem::path& file);
+  /// How loading `file` (its static constructors, its registrations) ends in a copy of this
+  /// process: if it crashes or hangs there (failed()), the host must not load it. [control
+  /// thread]
+  static CopyOutcome crash_while_loading(const std::filesystem::path& file);
   ~Plugin();
 
   const std::filesystem::path& file() const { return file_; }

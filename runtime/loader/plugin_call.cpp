@@ -110,15 +110,15 @@ void install_crash_report() {
 #endif
 }
 
-std::optional<std::string> crash_in_copy(const std::function<void()>& run,
-                                         std::chrono::milliseconds timeout) {
+CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds timeout) {
+  using End = CopyOutcome::End;
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return std::nullopt;
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {End::no_copy, {}};
   const pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fds[0]);
     ::close(fds[1]);
-    return std::nullopt;
+    return {End::no_copy, {}};
   }
   if (pid == 0) {
     // The copy: only this thread exists. It must not flush, log or run destructors, which
@@ -139,21 +139,22 @@ std::optional<std::string> crash_in_copy(const std::function<void()>& run,
   while ((done = ::waitpid(pid, &status, WNOHANG)) == 0 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::microseconds(200));
-  if (done != pid) {  // stuck (e.g. on a lock another thread held at the fork): no verdict
+  if (done != pid) {  // the host would be stuck the same way: never run it there
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
     ::close(fds[0]);
-    return std::nullopt;
+    return {End::hung, "did not finish within " + std::to_string(timeout.count()) +
+                           " s (an endless loop, or a wait that never ends)"};
   }
   char buf[1024];
   std::string what;
   for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) what.append(buf, std::size_t(n));
   ::close(fds[0]);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::string();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {End::returned, {}};
   if (what.empty())  // e.g. AddressSanitizer's report, which ends with an exit status
     what = WIFSIGNALED(status) ? std::string("signal ") + std::to_string(WTERMSIG(status))
                                : "exit status " + std::to_string(WEXITSTATUS(status));
-  return what;
+  return {End::crashed, what};
 }
 
 }  // namespace shardline::loader

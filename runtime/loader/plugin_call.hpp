@@ -41,13 +41,29 @@ class PluginCall {
 /// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]
 void install_crash_report();
 
+/// How plugin code run by crash_in_copy() ended.
+struct CopyOutcome {
+  enum class End {
+    returned,  ///< `run` came back (having thrown or not)
+    crashed,   ///< the copy died: `what` says how
+    hung,      ///< the copy did not end within the timeout, and was killed: `what` says when
+    no_copy,   ///< no copy could be made (fork failed): no verdict
+  };
+  End end = End::no_copy;
+  /// crashed: "SIGSEGV (invalid memory access) in plugin code: ev.segfault, pipeline 'events'";
+  /// hung: "did not finish within 5 s (an endless loop, or a wait that never ends)".
+  std::string what;
+
+  /// Whether the host must not run the same code itself.
+  bool failed() const { return end == End::crashed || end == End::hung; }
+  /// "crashed: WHAT" or "did not finish within ...", to follow a subject ("loading it ...").
+  std::string failure() const { return end == End::crashed ? "crashed: " + what : what; }
+};
+
 /// Runs `run` in a copy of this process (fork: this thread only, memory copied on write), so
-/// that a crash in plugin code ends the copy instead of the host. Returns an empty string if
-/// `run` came back (having thrown or not), what crashed if the copy died ("SIGSEGV (invalid
-/// memory access) in plugin code: ev.segfault, pipeline 'events'"), or nothing if there is no
-/// verdict (no fork, or the copy did not end within `timeout`). [control thread, with the other
-/// engine threads idle: a lock held by another thread at the fork stays held in the copy]
-std::optional<std::string> crash_in_copy(const std::function<void()>& run,
-                                         std::chrono::milliseconds timeout);
+/// that a crash or an endless loop in plugin code ends the copy instead of stopping the host.
+/// [control thread, with the other engine threads idle: a lock held by another thread at the
+/// fork would stay held in the copy]
+CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds timeout);
 
 }  // namespace shardline::loader

@@ -58,6 +58,10 @@ struct WireOptions {
   /// Plugins already loaded, by alias: used as they are instead of loading their files (a
   /// reload wires the running topology again with one plugin replaced).
   std::vector<std::pair<std::string, std::shared_ptr<loader::Plugin>>> loaded;
+  /// Load each plugin in a copy of the process first (loader::Plugin::crash_while_loading): a
+  /// plugin whose static constructors crash or never return is then one more error in the
+  /// list, instead of the end of the process. A few milliseconds per plugin.
+  bool try_in_copy = false;
 };
 
 /// Loads the plugins and binds the topology. Throws TopologyError listing every problem.

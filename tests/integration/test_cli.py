@@ -79,7 +79,7 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
                       f"{TEST_PLUGINS}/crash_on_load.so")
         self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertIn(f"{TEST_PLUGINS}/crash_on_load.so: crashes while it loads: ", p.stderr)
+        self.assertIn(f"{TEST_PLUGINS}/crash_on_load.so: loading it crashed: ", p.stderr)
         if not host_has_asan():
             self.assertIn("SIGSEGV (invalid memory access) in plugin code: the loading of "
                           f"{TEST_PLUGINS}/crash_on_load.so", p.stderr)

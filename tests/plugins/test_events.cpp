@@ -26,7 +26,9 @@ struct Event {
 //   6 same layout, but track throws on every event: the canary must refuse it;
 //   7 no "track" component at all;
 //   8 same layout, but track crashes (SIGSEGV) on every event: the canary, run in a copy of
-//     the host first, must refuse it and the host must live on.
+//     the host first, must refuse it and the host must live on;
+//   9 same layout, but track never returns: the canary's copy is given up on, the reload
+//     refused, and the host must not run the same code itself.
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -114,6 +116,9 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
     throw std::runtime_error("version 6 rejects every event, e.g. seq " + std::to_string(e.seq));
 #elif TEST_EVENTS_VARIANT == 8
     crash();
+#elif TEST_EVENTS_VARIANT == 9
+    for (volatile bool forever = true; forever;) {
+    }
 #endif
     ++s.count;
     const bool in_order = e.seq > s.last;
