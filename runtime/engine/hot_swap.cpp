@@ -251,6 +251,9 @@ ReloadReport Engine::reload(const std::string& alias) {
     carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
     if (carries.back().carry == reload::Carry::blocked)
       return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
+    if (carries.back().carry == reload::Carry::keep && !from.trivial)
+      spdlog::warn("reload of {}: state '{}': {}", who, wiring_->states[s].spec->name,
+                   carries.back().why);
   }
 
   // 3. Pause the sources; drain everything already read.

@@ -9,9 +9,25 @@ std::string type_str(const TypeDesc* t) { return t ? std::string(t->name) : "not
 
 StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allowed) {
   const std::string name(to.name);
-  if (from.fingerprint == to.fingerprint && !from.polymorphic && !to.polymorphic)
+  const bool same_layout =
+      from.fingerprint == to.fingerprint && !from.polymorphic && !to.polymorphic;
+  const bool can_migrate = from.save && to.restore;
+  // A value that is not trivially copyable may hold something made by the old library's code
+  // (a std::function, a shared_ptr's control block, a member with virtual functions) that
+  // would outlive it: such a value is rebuilt by the new code whenever it can be.
+  if (same_layout && from.trivial)
     return {Carry::keep, name + " has the same layout (" + version_str(to) + "): kept as is"};
-  if (from.save && to.restore)
+  if (same_layout && !can_migrate)
+    return {Carry::keep,
+            name + " has the same layout (" + version_str(to) + "): kept as is; it is not "
+                   "trivially copyable, so if it holds anything made by the plugin's code (a "
+                   "std::function, a shared_ptr, an object with virtual functions), give it "
+                   "save() and restore(), or the host will crash once the old code is gone"};
+  if (same_layout)
+    return {Carry::migrate, name + " (" + version_str(to) + ") is not trivially copyable: every "
+                                   "value saved by the old code and restored by the new, so none "
+                                   "holds anything of the old code"};
+  if (can_migrate)
     return {Carry::migrate, std::string(from.name) + " (" + version_str(from) + ") -> " + name +
                                 " (" + version_str(to) + "): every value saved and restored"};
   std::string why;

@@ -1,0 +1,57 @@
+// plan_state: how a state's values cross a reload, from the two versions' type descriptions.
+#include <catch2/catch.hpp>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "reload/reload_plan.hpp"
+
+using shardline::TypeDesc;
+using shardline::reload::Carry;
+using shardline::reload::plan_state;
+
+namespace {
+void save(const void*, std::vector<std::byte>&) {}
+void restore(void*, const std::byte*, std::size_t, std::uint32_t) {}
+
+TypeDesc desc(bool trivial, std::uint64_t fingerprint, bool can_save) {
+  TypeDesc t{};
+  t.name = "S";
+  t.size = 16;
+  t.align = 8;
+  t.trivial = trivial;
+  t.fingerprint = fingerprint;
+  t.save = can_save ? save : nullptr;
+  t.restore = can_save ? restore : nullptr;
+  return t;
+}
+}  // namespace
+
+TEST_CASE("a trivially copyable state with the same layout is kept as is", "[reload]") {
+  const auto c = plan_state(desc(true, 1, true), desc(true, 1, true), false);
+  REQUIRE(c.carry == Carry::keep);
+  REQUIRE(c.why == "S has the same layout (schema 0): kept as is");
+}
+
+TEST_CASE("a state that is not trivially copyable is rebuilt by the new code when it can be",
+          "[reload]") {
+  // It may hold a std::function or a shared_ptr made by the old code, which would outlive it.
+  const auto c = plan_state(desc(false, 1, true), desc(false, 1, true), false);
+  REQUIRE(c.carry == Carry::migrate);
+  REQUIRE(c.why.find("not trivially copyable") != std::string::npos);
+}
+
+TEST_CASE("a state that is not trivially copyable and cannot be saved is kept, with a warning",
+          "[reload]") {
+  const auto c = plan_state(desc(false, 1, false), desc(false, 1, false), false);
+  REQUIRE(c.carry == Carry::keep);
+  REQUIRE(c.why.find("give it save() and restore()") != std::string::npos);
+}
+
+TEST_CASE("a changed layout migrates, resets or is refused", "[reload]") {
+  REQUIRE(plan_state(desc(true, 1, true), desc(true, 2, true), false).carry == Carry::migrate);
+  REQUIRE(plan_state(desc(true, 1, false), desc(true, 2, true), true).carry == Carry::reset);
+  const auto c = plan_state(desc(true, 1, false), desc(true, 2, true), false);
+  REQUIRE(c.carry == Carry::blocked);
+  REQUIRE(c.why.find("the running version has no save()") != std::string::npos);
+}
