@@ -1,7 +1,11 @@
 #include "topology/topology.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <shardline/key.hpp>
 #include <toml++/toml.h>
@@ -424,6 +428,28 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
 /// both a sink (or a dead-letter file) and a source: at run time the second would fail to
 /// start, or the data would be garbled, so it is said now, where the second use is written,
 /// naming the first.
+/// The addresses a listening host name stands for ("localhost": 127.0.0.1 and ::1), as text;
+/// the name itself if it does not resolve (reported when the source starts).
+std::set<std::string> addresses_of(const std::string& host) {
+  std::set<std::string> out;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) == 0) {
+    for (const addrinfo* a = found; a; a = a->ai_next) {
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* at = a->ai_family == AF_INET
+                           ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+                           : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+      if (::inet_ntop(a->ai_family, at, text, sizeof text)) out.insert(text);
+    }
+    ::freeaddrinfo(found);
+  }
+  if (out.empty()) out.insert(host);
+  return out;
+}
+
 void check_endpoints(Checker& c, const Topology& topo) {
   struct Use {
     const PipelineSpec* pipeline;
@@ -432,17 +458,33 @@ void check_endpoints(Checker& c, const Topology& topo) {
   };
   const auto any_host = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
   const auto same_file = [](const std::string& a, const std::string& b) {
+    // Absolute first: weakly_canonical leaves a relative path whose first part does not exist
+    // as it is ("out.bin" and "../here/out.bin" would then differ).
     std::error_code ec1, ec2;
-    const auto ca = std::filesystem::weakly_canonical(a, ec1);
-    const auto cb = std::filesystem::weakly_canonical(b, ec2);
+    const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec1), ec1);
+    const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec2), ec2);
     return ec1 || ec2 ? a == b : ca == cb;
+  };
+  const auto same_host = [](const std::string& a, const std::string& b) {
+    if (a == b) return true;
+    const auto as = addresses_of(a), bs = addresses_of(b);
+    return std::any_of(as.begin(), as.end(), [&](const std::string& x) { return bs.count(x); });
   };
   std::vector<std::pair<HostPort, Use>> listening;
   std::vector<std::pair<std::string, Use>> read, written;
+  std::optional<Use> stdin_use;
   for (const auto& p : topo.pipelines) {
     const SourceSpec& src = p.source;
     if (src.kind == SourceKind::file && !src.address.empty())
       read.push_back({src.address, {&p, &src.pos}});
+    if (src.kind == SourceKind::stdin_lines) {
+      if (stdin_use)
+        c.error(src.pos, "pipeline '" + p.name + "' source reads stdin, as " + stdin_use->str() +
+                             " does: two sources would split its lines between them; give one "
+                             "of them another source");
+      else
+        stdin_use = Use{&p, &src.pos};
+    }
     if (src.kind != SourceKind::tcp) continue;
     HostPort at;
     try {
@@ -452,7 +494,7 @@ void check_endpoints(Checker& c, const Topology& topo) {
     }
     for (const auto& [other, use] : listening)
       if (at.port != 0 && other.port == at.port &&
-          (other.host == at.host || any_host(other.host) || any_host(at.host)))
+          (any_host(other.host) || any_host(at.host) || same_host(other.host, at.host)))
         c.error(src.pos, "pipeline '" + p.name + "' source listens on " + src.address + ", as " +
                              use.str() + " does: give each tcp source its own port");
     listening.push_back({at, {&p, &src.pos}});

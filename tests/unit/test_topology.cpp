@@ -2,6 +2,8 @@
 // errors at once, and the description of a valid wiring.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -422,6 +424,47 @@ TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
                                t.pos(6, 8) + "): give it a file of its own"),
                t.at(11, 1, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'b' (" +
                                t.pos(10, 8) + "): give it a file of its own")});
+}
+
+TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7100\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"new.bin\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"tcp\", listen = \"localhost:7100\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"../@DIR@/new.bin\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"c\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"d\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+  {
+    std::ifstream in(t.file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    std::ofstream(t.file) << replace_all(text, "@DIR@", t.file.parent_path().filename().string());
+  }
+  // Given as a relative path, as `shardline check topology.toml` in its folder does: the sink
+  // paths stay relative, and new.bin does not exist yet.
+  const auto was = fs::current_path();
+  fs::current_path(t.file.parent_path());
+  const auto errors = parse_errors("topology.toml");
+  fs::current_path(was);
+  REQUIRE(errors.size() == 3);
+  CHECK(errors[0] == "topology.toml:9:10: pipeline 'b' source listens on localhost:7100, as "
+                     "pipeline 'a' (topology.toml:5:10) does: give each tcp source its own port");
+  CHECK(errors[1] == "topology.toml:16:10: pipeline 'd' source reads stdin, as pipeline 'c' "
+                     "(topology.toml:13:10) does: two sources would split its lines between "
+                     "them; give one of them another source");
+  CHECK(errors[2].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
+  CHECK(errors[2].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
+                       "its own path") != std::string::npos);
 }
 
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
