@@ -95,6 +95,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
   std::map<std::size_t, std::pair<KeyKind, const StepSpec*>> state_keys;
 
   for (const auto& p : topo.pipelines) {
+    const std::size_t errors_before = errors.size();
     WiredPipeline wp{&p, nullptr, {}, nullptr, {}};
     std::shared_ptr<loader::Plugin> owner;
     wp.decoder = b.resolve(p.source.decoder, ComponentKind::decoder, &owner);
@@ -168,6 +169,11 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
                                             " produces " + type_str(current));
       }
     }
+    // (Unless something before is already wrong: the output's type may then be a mistake.)
+    if (!p.sink && known && current && errors.size() == errors_before)
+      b.error(p.pos, "pipeline '" + p.name + "' has no sink, but " + producer + " produces " +
+                         type_str(current) + ", which would be dropped; add a sink (kind = "
+                         "\"discard\" drops the output on purpose)");
     w->pipelines.push_back(std::move(wp));
   }
   if (!errors.empty()) throw TopologyError(std::move(errors));

@@ -283,6 +283,7 @@ TEST_CASE("pipelines sharing a state must key it the same way", "[topology]") {
       "name = \"by_number\"\n"
       "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
       "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n"
       "[[pipelines]]\n"
       "name = \"by_text\"\n"
       "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
@@ -291,9 +292,25 @@ TEST_CASE("pipelines sharing a state must key it the same way", "[topology]") {
       "  { state_computation = \"extra.observe_text\", state = \"seqs\", partition = \"ev.by_text\" },\n"
       "]\n");
   CHECK(wire_errors(t.file) ==
-        Errors{t.at(15, 75, "partition 'ev.by_text' returns string keys, but 'ev.by_key' keys the same "
+        Errors{t.at(16, 75, "partition 'ev.by_text' returns string keys, but 'ev.by_key' keys the same "
                             "state 'seqs' with integer keys; every pipeline sharing a state must key it "
                             "the same way")});
+}
+
+TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(5, 1, "pipeline 'events' has no sink, but step 1 'ev.track' produces Tracked, "
+                          "which would be dropped; add a sink (kind = \"discard\" drops the "
+                          "output on purpose)")});
 }
 
 TEST_CASE("a step or a sink after a step that emits nothing", "[topology]") {
