@@ -118,7 +118,9 @@ class Engine {
   void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
   void serve_reloads();
   ReloadReport reload(const std::string& alias);
-  void topology_edited() const;
+  /// Reads the topology file again after an edit, wires it against the running plugins, and
+  /// logs whether it is valid. [control thread, asked by the watcher through topology_edited_]
+  void check_edited_topology() const;
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
   std::vector<PipelineSummary> pipeline_counters() const;
   /// Every state's keys over all shards, and with `overhead` the bytes its tables use beyond
@@ -146,6 +148,7 @@ class Engine {
   std::mutex reload_mutex_;
   std::vector<ReloadRequest> reload_requests_;
   std::unique_ptr<reload::FileWatcher> watcher_;
+  std::atomic<bool> topology_edited_{false};  ///< set by the watcher's thread
   std::mutex fail_mutex_;
   std::string failure_;
   RunSummary summary_;

@@ -161,16 +161,18 @@ std::future<ReloadReport> Engine::request_reload(std::string alias) {
   return future;
 }
 
-void Engine::topology_edited() const {  // [the watcher's thread]
+void Engine::check_edited_topology() const {
   // Only plugins are swapped while running; the pipelines, states and connectors are fixed at
-  // start. Still, the edit is read at once, so that a mistake shows while it is being made.
+  // start. Still, the edit is read at once, so that a mistake shows while it is being made:
+  // wired against the running plugins (a plugin the edit adds is loaded, in a copy first).
   const auto& file = wiring_->topology.file;
   try {
-    topology::parse_topology(file);
+    topology::WireOptions options;
+    options.loaded = wiring_->plugins;
+    options.try_in_copy = true;
+    topology::wire_topology(topology::parse_topology(file), options);
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
-                 "started with: restart shardline to apply it (`shardline check {}` also loads "
-                 "its plugins)",
-                 file.string());
+                 "started with: restart shardline to apply it");
   } catch (const topology::TopologyError& e) {
     spdlog::warn("the edited topology has {} error(s); the running topology is unchanged:",
                  e.errors.size());
@@ -186,6 +188,7 @@ void Engine::serve_reloads() {
     std::lock_guard lock(reload_mutex_);
     requests.swap(reload_requests_);
   }
+  if (topology_edited_.exchange(false)) check_edited_topology();
   for (auto& r : requests) {
     if (r.alias != "*") {
       r.done.set_value(reload(r.alias));

@@ -172,6 +172,10 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.run_.wait_for("the edited topology has 1 error(s); the running topology is "
                            "unchanged")
         self.run_.wait_for("topology.toml:2:1: unknown key 'shard' in the top level")
+        # Wired against the running plugins: a component they do not export is an error too.
+        self.write("topology.toml", text.replace('"ev.track"', '"ev.trak"'))
+        self.run_.wait_for("the edited topology has 1 error(s)", 2)
+        self.run_.wait_for("plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'")
         self.feeder.wait_sent(self.feeder.sent + 500)
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
