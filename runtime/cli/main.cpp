@@ -184,9 +184,9 @@ int main(int argc, char** argv) {
               seconds = std::stod(text, &used);
             } catch (const std::exception&) {
             }
-            if (used != text.size() || !(seconds >= 0 && seconds <= 86400))
-              return "expected a number of seconds from 0 to 86400 (e.g. 10 or 0.5), got '" +
-                     text + "'";
+            if (used != text.size() || !(seconds == 0 || (seconds >= 0.01 && seconds <= 86400)))
+              return "expected 0 or a number of seconds from 0.01 to 86400 (e.g. 10 or 0.5), "
+                     "got '" + text + "'";
             return {};
           },
           "SECONDS"));

@@ -193,21 +193,25 @@ int Engine::run() {
     }
   }
   RunSummary progress{0, pipeline_counters(), {}};  // the counters at the last stats line
-  auto progress_at = started;
+  const bool stats = options_.stats_every.count() > 0;
+  auto progress_at = started;                            // when the last stats line was taken
+  auto progress_due = started + options_.stats_every;    // on a fixed grid: no drift
   for (;;) {
     serve_reloads();
-    if (const auto now = std::chrono::steady_clock::now();
-        options_.stats_every.count() > 0 && now - progress_at >= options_.stats_every) {
+    if (const auto now = std::chrono::steady_clock::now(); stats && now >= progress_due) {
       const auto before = std::exchange(progress.pipelines, pipeline_counters());
       progress.states = state_counts(false);
       spdlog::info("{}", progress.progress_line(
                              before, std::chrono::duration<double>(now - progress_at).count()));
       progress_at = now;
+      while (progress_due <= now) progress_due += options_.stats_every;
     }
     // Polls too, in case a wake-up raced with the check (cheap: a few times a second at most).
     std::unique_lock lock(flow_->control_mutex);
     if (sources_running_.load() == 0 && flow_->in_flight() == 0) break;
-    flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+    auto wait = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    if (stats) wait = std::min(wait, progress_due);
+    flow_->control_cv.wait_until(lock, wait);
   }
   watcher_.reset();
   {

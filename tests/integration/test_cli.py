@@ -133,8 +133,9 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
     def test_usage_errors_exit_with_status_2(self):
         topo = self.write("topology.toml", "")
         for args, message in [
-                (["run", "--stats", "-1", topo], "--stats: expected a number of seconds from 0 to "
-                                                 "86400 (e.g. 10 or 0.5), got '-1'"),
+                (["run", "--stats", "-1", topo], "--stats: expected 0 or a number of seconds from "
+                                                 "0.01 to 86400 (e.g. 10 or 0.5), got '-1'"),
+                (["run", "--stats", "0.00001", topo], "got '0.00001'"),
                 (["run", "--stats", "ten", topo], "got 'ten'"),
                 (["run", "--bogus", topo], "The following argument was not expected: --bogus"),
                 (["run", "--shards", "0", topo], "--shards"),
