@@ -229,6 +229,7 @@ int Engine::run() {
   for (auto& t : threads_) t.join();
   threads_.clear();
 
+  for (auto& p : flow_->pipelines) p.errors->flush_held_back();
   summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   summary_.pipelines = pipeline_counters();
   summary_.states = state_counts(true);

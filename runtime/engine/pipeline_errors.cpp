@@ -73,6 +73,7 @@ void PipelineErrors::log_limited(const std::string& where, const std::string& li
   const auto now = std::chrono::steady_clock::now();
   if (now - lim.last < std::chrono::seconds(1)) {
     ++lim.held_back;
+    lim.last_held_back = line;
     return;
   }
   if (lim.held_back)
@@ -81,6 +82,16 @@ void PipelineErrors::log_limited(const std::string& where, const std::string& li
     spdlog::warn("{}", line);
   lim.last = now;
   lim.held_back = 0;
+}
+
+void PipelineErrors::flush_held_back() {
+  std::lock_guard lock(mutex_);
+  for (auto& [where, lim] : limiters_) {
+    if (!lim.held_back) continue;
+    spdlog::warn("{} (the last of {} similar line(s) held back)", lim.last_held_back,
+                 lim.held_back);
+    lim.held_back = 0;
+  }
 }
 
 bool PipelineErrors::report(const std::string& where, const std::string& line) {

@@ -45,6 +45,9 @@ class PipelineErrors {
                       std::span<const std::byte> payload);
   /// Input a source could not frame.
   void bad_input(std::string_view source, std::string_view what);
+  /// Logs the last of the lines held back since the last one shown, with their number, for
+  /// each kind of error. [control thread, at the end of the run]
+  void flush_held_back();
 
  private:
   void log_limited(const std::string& where, const std::string& line);
@@ -60,6 +63,7 @@ class PipelineErrors {
   struct Limiter {
     std::chrono::steady_clock::time_point last{};
     std::uint64_t held_back = 0;
+    std::string last_held_back;  ///< the most recent line held back
   };
   std::map<std::string, Limiter, std::less<>> limiters_;
 };

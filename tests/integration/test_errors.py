@@ -41,6 +41,8 @@ class PluginErrors(TempDirTest):
         self.assertEqual(counts["out"], 50 - len(cursed))
         self.assertIn("pipeline 'events' step 'ev.explode': seq 7 is cursed", err)
         self.assertIn("pipeline 'events' step 'ev.event_line': ", err)
+        # Lines held back are not lost at the end of the run: the last is shown, with their number.
+        self.assertIn("pipeline 'events' step 'ev.explode': seq 49 is cursed", err)
 
     def test_a_crash_in_plugin_code_names_the_component(self):
         # A segfault cannot be survived in-process, but the host says where it happened, then
