@@ -227,15 +227,31 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
 }
 
 void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topology& topo) {
+  // A state is keyed one way (the partition functions' KeyKind): mixing is a mistake.
+  const auto kind = [&](KeyKind k, const toml::node& at) {
+    if (!state.keys_kind) {
+      state.keys_kind = k;
+      state.keys_pos = c.pos(at);
+    } else if (*state.keys_kind != k) {
+      c.error(at, "a state's keys are all strings or all integers (as its partition function "
+                  "returns them); this one mixes both");
+    }
+  };
   if (const toml::node* n = t.get("keys")) {
     const toml::array* arr = n->as_array();
     if (!arr) {
       c.error(*n, "'keys' must be an array of strings or integers, not " + Checker::type_of(*n));
     } else {
       for (const auto& k : *arr) {
-        if (auto s = k.value_exact<std::string>()) state.keys.push_back(key_of(*s));
-        else if (auto i = k.value_exact<std::int64_t>()) state.keys.push_back(static_cast<std::uint64_t>(*i));
-        else c.error(k, "a key must be a string or an integer, not " + Checker::type_of(k));
+        if (auto s = k.value_exact<std::string>()) {
+          state.keys.push_back(key_of(*s));
+          kind(KeyKind::string, k);
+        } else if (auto i = k.value_exact<std::int64_t>()) {
+          state.keys.push_back(static_cast<std::uint64_t>(*i));
+          kind(KeyKind::integer, k);
+        } else {
+          c.error(k, "a key must be a string or an integer, not " + Checker::type_of(k));
+        }
       }
     }
   }
@@ -252,6 +268,7 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
         const auto e = line.find_last_not_of(" \t\r");
         state.keys.push_back(key_of(std::string_view(line).substr(b, e - b + 1)));
       }
+      kind(KeyKind::string, *t.get("keys_file"));
     }
   }
 }

@@ -51,6 +51,9 @@ struct StateSpec {
   std::string name;
   ComponentRef factory;
   std::vector<std::uint64_t> keys;   ///< pre-declared keys, already as engine keys
+  /// Whether they were written as strings or integers (keys_file: strings); where they were.
+  std::optional<KeyKind> keys_kind;
+  Position keys_pos;
   bool reject_unknown_keys = false;  ///< unknown_keys = "reject"
   bool reset_on_reload = false;      ///< on_reload = "reset": a reload may start it afresh
   Position pos;

@@ -176,6 +176,17 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
                          "\"discard\" drops the output on purpose)");
     w->pipelines.push_back(std::move(wp));
   }
+  // Declared keys of the other kind would make states no message ever reaches.
+  for (const auto& [state, keyed] : state_keys) {
+    const StateSpec& spec = topo.states[state];
+    if (spec.keys_kind && *spec.keys_kind != keyed.first) {
+      const auto kind = [](KeyKind k) { return k == KeyKind::string ? "string" : "integer"; };
+      b.error(spec.keys_pos, "state '" + spec.name + "' declares " + kind(*spec.keys_kind) +
+                                 " keys, but partition '" + keyed.second->partition.str() +
+                                 "' keys it with " + kind(keyed.first) +
+                                 " keys: no message would reach the declared states");
+    }
+  }
   if (!errors.empty()) throw TopologyError(std::move(errors));
   return w;
 }

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include <shardline/key.hpp>
 
 #include "test_support.hpp"
 #include "topology/address.hpp"
@@ -297,6 +296,33 @@ TEST_CASE("pipelines sharing a state must key it the same way", "[topology]") {
                             "the same way")});
 }
 
+TEST_CASE("declared keys are of the kind the state's partition returns", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [\"a\", \"b\"]\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(5, 9, "state 'seqs' declares string keys, but partition 'ev.by_key' keys it "
+                          "with integer keys: no message would reach the declared states")});
+  TopologyFile mixed(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [1, \"a\"]\n");
+  CHECK(parse_errors(mixed.file) ==
+        Errors{mixed.at(5, 12, "a state's keys are all strings or all integers (as its "
+                               "partition function returns them); this one mixes both"),
+               mixed.at(1, 1, "no [[pipelines]]; a topology needs at least one pipeline")});
+}
+
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
@@ -529,7 +555,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
       "\n"
       "[states.seqs]\n"
       "factory = \"ev.last_seq\"\n"
-      "keys = [1, 2, \"three\"]\n"
+      "keys = [1, 2, 3]\n"
       "\n"
       "[[pipelines]]\n"
       "name = \"events\"\n"
@@ -551,7 +577,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   CHECK(topology.shards == 2);
   CHECK(topology.key_groups == 64);
   REQUIRE(topology.states.size() == 1);
-  CHECK(topology.states[0].keys == std::vector<std::uint64_t>{1, 2, shardline::key_of("three")});
+  CHECK(topology.states[0].keys == std::vector<std::uint64_t>{1, 2, 3});
   REQUIRE(topology.pipelines.size() == 2);
   CHECK(topology.pipelines[1].source.start_after == "events");
   CHECK(topology.pipelines[0].source.address == (t.dir.path / "in.txt").string());
