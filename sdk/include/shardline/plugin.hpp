@@ -75,6 +75,20 @@ struct fn_traits<R (C::*)(A...) const> : fn_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct fn_traits<R (C::*)(A...)> : fn_traits<R (*)(A...)> {};
 
+/// Whether the SDK can read F's parameter types: a function, or a lambda or function object
+/// with one operator() whose parameters are written out (not a generic lambda's `auto`), taking
+/// at least `min_args`. Checked first by every registration, so that a callable it cannot read
+/// gets one clear error instead of a page of template instantiations.
+template <class F, std::size_t min_args>
+constexpr bool readable() {
+  using G = std::remove_cvref_t<F>;
+  if constexpr (std::is_function_v<std::remove_pointer_t<G>> ||
+                requires { &G::operator(); })
+    return std::tuple_size_v<typename fn_traits<F>::args> >= min_args;
+  else
+    return false;
+}
+
 template <class F, std::size_t I>
 using arg_t = std::remove_cvref_t<std::tuple_element_t<I, typename fn_traits<F>::args>>;
 template <class F>
@@ -334,41 +348,55 @@ class PluginBuilder {
   /// Frame -> message. Throw (or let Reader throw) to reject a malformed frame.
   template <class F>
   PluginBuilder& decoder(std::string name, F fn) {
-    static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
-                  "a decoder takes shardline::Reader& (a binary frame) or std::string_view (a "
-                  "text line), and returns the message (or a std::optional of it)");
-    using Out = detail::unwrap_optional_t<detail::result_t<F>>;
-    static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
-    return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
-               std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
+    if constexpr (!readable<F, 1>()) {
+      return *this;
+    } else {
+      static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
+                    "a decoder takes shardline::Reader& (a binary frame) or std::string_view (a "
+                    "text line), and returns the message (or a std::optional of it)");
+      using Out = detail::unwrap_optional_t<detail::result_t<F>>;
+      static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
+      return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
+                 std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
+    }
   }
 
   /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& computation(std::string name, F fn) {
-    static_assert(detail::inputs_then_emit<F, 1>(),
-                  "a computation is Out(const In&), std::optional<Out>(const In&), or "
-                  "void(const In&, shardline::Emit<Out>&)");
-    using In = detail::arg_t<F, 0>;
-    using Out = typename detail::output_of<F, 1>::type;
-    static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
-    return add(ComponentKind::computation, std::move(name), &type_desc_v<In>, &type_desc_v<Out>,
-               nullptr, std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
+    if constexpr (!readable<F, 1>()) {
+      return *this;
+    } else {
+      static_assert(detail::inputs_then_emit<F, 1>(),
+                    "a computation is Out(const In&), std::optional<Out>(const In&), or "
+                    "void(const In&, shardline::Emit<Out>&)");
+      using In = detail::arg_t<F, 0>;
+      using Out = typename detail::output_of<F, 1>::type;
+      static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
+      return add(ComponentKind::computation, std::move(name), &type_desc_v<In>,
+                 &type_desc_v<Out>, nullptr,
+                 std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
+    }
   }
 
   /// Message -> key. Return an integer for integer keys, a string(_view) for string keys.
   template <class F>
   PluginBuilder& partition(std::string name, F fn) {
-    static_assert(detail::arity_v<F> == 1,
-                  "a partition function takes the message (const In&) and returns its key");
-    using In = detail::arg_t<F, 0>;
-    using K = std::remove_cvref_t<detail::result_t<F>>;
-    static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
-                  "a partition function returns an integer or a string key");
-    auto& info = add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr,
-                     nullptr, std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)));
-    m_.components.back().key_kind = std::is_integral_v<K> ? KeyKind::integer : KeyKind::string;
-    return info;
+    if constexpr (!readable<F, 1>()) {
+      return *this;
+    } else {
+      static_assert(detail::arity_v<F> == 1,
+                    "a partition function takes the message (const In&) and returns its key");
+      using In = detail::arg_t<F, 0>;
+      using K = std::remove_cvref_t<detail::result_t<F>>;
+      static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
+                    "a partition function returns an integer or a string key");
+      auto& info = add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr,
+                       nullptr, std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)));
+      m_.components.back().key_kind =
+          std::is_integral_v<K> ? KeyKind::integer : KeyKind::string;
+      return info;
+    }
   }
 
   /// Partitioned state type S: default-constructed for each new key.
@@ -389,6 +417,33 @@ class PluginBuilder {
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& state_computation(std::string name, F fn) {
+    if constexpr (!readable<F, 2>()) {
+      return *this;
+    } else {
+      return add_state_computation(std::move(name), std::move(fn));
+    }
+  }
+
+  /// Message -> bytes, written with a Writer, or returned as text.
+  template <class F>
+  PluginBuilder& encoder(std::string name, F fn) {
+    if constexpr (!readable<F, 1>()) {
+      return *this;
+    } else {
+      using In = detail::arg_t<F, 0>;
+      static_assert(std::is_invocable_v<F&, const In&, Writer&> ||
+                        (detail::arity_v<F> == 1 &&
+                         std::is_convertible_v<detail::result_t<F>, std::string_view>),
+                    "an encoder is void(const In&, shardline::Writer&) (binary), or returns the "
+                    "text, std::string(const In&)");
+      return add(ComponentKind::encoder, std::move(name), &type_desc_v<In>, nullptr, nullptr,
+                 std::make_unique<detail::EncoderImpl<F, In>>(std::move(fn)));
+    }
+  }
+
+ private:
+  template <class F>
+  PluginBuilder& add_state_computation(std::string name, F fn) {
     static_assert(detail::inputs_then_emit<F, 2>(),
                   "a state computation takes (const In&, S&) and returns nothing, Out or "
                   "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
@@ -407,20 +462,17 @@ class PluginBuilder {
                std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
   }
 
-  /// Message -> bytes, written with a Writer, or returned as text.
-  template <class F>
-  PluginBuilder& encoder(std::string name, F fn) {
-    using In = detail::arg_t<F, 0>;
-    static_assert(std::is_invocable_v<F&, const In&, Writer&> ||
-                      (detail::arity_v<F> == 1 &&
-                       std::is_convertible_v<detail::result_t<F>, std::string_view>),
-                  "an encoder is void(const In&, shardline::Writer&) (binary), or returns the "
-                  "text, std::string(const In&)");
-    return add(ComponentKind::encoder, std::move(name), &type_desc_v<In>, nullptr, nullptr,
-               std::make_unique<detail::EncoderImpl<F, In>>(std::move(fn)));
+  /// Used as `if constexpr (!readable<F, n>()) return *this; else ...`: the one error for a
+  /// callable whose types cannot be read, and nothing else instantiated after it.
+  template <class F, std::size_t min_args>
+  static constexpr bool readable() {
+    static_assert(detail::readable<F, min_args>(),
+                  "write out the function's parameter types, e.g. [](const In& m) { ... }: the "
+                  "SDK reads the message and state types from them, so a generic lambda (auto "
+                  "parameters) or a function without the message cannot be registered");
+    return detail::readable<F, min_args>();
   }
 
- private:
   PluginBuilder& add(ComponentKind kind, std::string name, const TypeDesc* in,
                      const TypeDesc* out, const TypeDesc* state,
                      std::unique_ptr<Component> impl) {
