@@ -5,9 +5,10 @@
 // from, and ends the host with its state. What the host can do is say where it happened, since
 // "Segmentation fault" alone sends a plugin's author looking in the wrong place. Each call
 // into plugin code is bracketed by a PluginCall (one thread-local store before, one after: per
-// batch, not per message); install_crash_report() makes SIGSEGV, SIGBUS, SIGFPE and SIGILL
-// print the pipeline, the component and the thread before the process ends with the same
-// signal (so core dumps and exit statuses are unchanged). Under AddressSanitizer its own
+// batch, not per message); install_crash_report() makes SIGSEGV, SIGBUS, SIGFPE, SIGILL and
+// SIGABRT (a failed assert, std::terminate) print the pipeline, the component and the thread
+// before the process ends with the same signal (so core dumps and exit statuses are
+// unchanged). Under AddressSanitizer its own
 // report is kept instead. Where the host can afford a copy of itself — a reload's canary —
 // crash_in_copy() runs the plugin code in a forked copy first, and a crash ends only the copy.
 #pragma once
