@@ -76,6 +76,17 @@ std::vector<std::string> wire_errors(const fs::path& file) {
 
 using Errors = std::vector<std::string>;
 
+/// Lines 1-7 of most topologies below: test_events, its state "seqs", and a pipeline "events"
+/// reading stdin; each test adds its steps and sink from line 8 on.
+const std::string kEventsHead =
+    "[plugins]\n"
+    "ev = \"@EV@\"\n"
+    "[states.seqs]\n"
+    "factory = \"ev.last_seq\"\n"
+    "[[pipelines]]\n"
+    "name = \"events\"\n"
+    "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n";
+
 }  // namespace
 
 TEST_CASE("a missing topology file", "[topology]") {
@@ -222,13 +233,7 @@ TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[to
 
 TEST_CASE("a step that consumes another type than the step before produces", "[topology]") {
   TopologyFile t(
-      "[plugins]\n"
-      "ev = \"@EV@\"\n"
-      "[states.seqs]\n"
-      "factory = \"ev.last_seq\"\n"
-      "[[pipelines]]\n"
-      "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      kEventsHead +
       "steps = [\n"
       "  { computation = \"ev.to_text\" },\n"
       "  { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" },\n"
@@ -242,13 +247,7 @@ TEST_CASE("a step that consumes another type than the step before produces", "[t
 
 TEST_CASE("a partition that keys another type than its step consumes", "[topology]") {
   TopologyFile t(
-      "[plugins]\n"
-      "ev = \"@EV@\"\n"
-      "[states.seqs]\n"
-      "factory = \"ev.last_seq\"\n"
-      "[[pipelines]]\n"
-      "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      kEventsHead +
       "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_text\" } ]\n");
   CHECK(wire_errors(t.file) ==
         Errors{t.at(8, 73, "partition 'ev.by_text' keys std::string, but pipeline 'events' step 1 "
@@ -325,13 +324,7 @@ TEST_CASE("declared keys are of the kind the state's partition returns", "[topol
 
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
   TopologyFile t(
-      "[plugins]\n"
-      "ev = \"@EV@\"\n"
-      "[states.seqs]\n"
-      "factory = \"ev.last_seq\"\n"
-      "[[pipelines]]\n"
-      "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      kEventsHead +
       "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n");
   CHECK(wire_errors(t.file) ==
         Errors{t.at(5, 1, "pipeline 'events' has no sink, but step 1 'ev.track' produces Tracked, "
