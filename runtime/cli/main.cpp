@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run the pipelines of a topology until their inputs end "
                                         "(or SIGINT/SIGTERM), then print a summary");
   add_common(*run, run_opts);
-  run->add_option("--shards", shards, "Override the topology's shard count")
+  run->add_option("--shards", shards,
+                  "Override the topology's shard count (key_groups is raised to it if lower)")
       ->check(CLI::Range(1, 1024));
   engine::EngineOptions engine_options;
   run->add_flag("--watch", engine_options.watch,

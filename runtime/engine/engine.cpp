@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 #include <utility>
 
@@ -14,6 +16,7 @@ namespace shardline::engine {
 Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     : wiring_(std::move(wiring)), options_(options) {
   const topology::Topology& t = wiring_->topology;
+  if (options_.watch) topology_text_ = file_text(t.file);
   flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches,
                                      t.scheduling);
   build_plan();
@@ -239,6 +242,11 @@ int Engine::run() {
     return exit_stopped_on_error;
   }
   return output_lost_ ? exit_output_lost : exit_ok;
+}
+
+std::string Engine::file_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::vector<PipelineSummary> Engine::pipeline_counters() const {

@@ -121,6 +121,8 @@ class Engine {
   /// Reads the topology file again after an edit, wires it against the running plugins, and
   /// logs whether it is valid. [control thread, asked by the watcher through topology_edited_]
   void check_edited_topology() const;
+  /// The whole text of a file; empty if it cannot be read.
+  static std::string file_text(const std::filesystem::path& file);
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
   std::vector<PipelineSummary> pipeline_counters() const;
   /// Every state's keys over all shards, and with `overhead` the bytes its tables use beyond
@@ -149,6 +151,7 @@ class Engine {
   std::vector<ReloadRequest> reload_requests_;
   std::unique_ptr<reload::FileWatcher> watcher_;
   std::atomic<bool> topology_edited_{false};  ///< set by the watcher's thread
+  std::string topology_text_;  ///< the topology file as the run started with it
   std::mutex fail_mutex_;
   std::string failure_;
   RunSummary summary_;

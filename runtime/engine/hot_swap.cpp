@@ -166,6 +166,10 @@ void Engine::check_edited_topology() const {
   // start. Still, the edit is read at once, so that a mistake shows while it is being made:
   // wired against the running plugins (a plugin the edit adds is loaded, in a copy first).
   const auto& file = wiring_->topology.file;
+  if (file_text(file) == topology_text_) {
+    spdlog::info("the topology file is back to the one running: nothing to apply");
+    return;
+  }
   try {
     topology::WireOptions options;
     options.loaded = wiring_->plugins;

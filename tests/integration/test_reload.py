@@ -176,6 +176,8 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.write("topology.toml", text.replace('"ev.track"', '"ev.trak"'))
         self.run_.wait_for("the edited topology has 1 error(s)", 2)
         self.run_.wait_for("plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'")
+        self.write("topology.toml", text)  # the edit undone
+        self.run_.wait_for("the topology file is back to the one running: nothing to apply")
         self.feeder.wait_sent(self.feeder.sent + 500)
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
