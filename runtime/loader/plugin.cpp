@@ -79,17 +79,24 @@ std::string dlopen_reason(std::string_view boost_message) {
   return std::string(reason);
 }
 
-/// A unique path for the shadow copy of a plugin (same directory for every load of a process).
-std::filesystem::path shadow_path(const std::filesystem::path& file) {
+/// Numbers the shadow copies of this process.
+std::atomic<unsigned> g_shadows{0};
+
+/// The path of shadow copy number `n` of a plugin (same directory for every load of a process).
+std::filesystem::path shadow_path(const std::filesystem::path& file, unsigned n) {
   // The host's pid, taken once: a forked copy that tries a load (crash_in_copy) writes into the
-  // host's folder, under the name the host's own next load then overwrites, so a copy that
-  // crashes leaves nothing behind.
+  // host's folder, under the name of the host's own next load, which the host removes if the
+  // copy could not (crash_while_loading).
   static const pid_t host = ::getpid();
-  static std::atomic<unsigned> counter{0};
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("shardline-" + std::to_string(host));
-  std::filesystem::create_directories(dir);
-  return dir / (file.stem().string() + "." + std::to_string(counter++) + ".so");
+  return std::filesystem::temp_directory_path() / ("shardline-" + std::to_string(host)) /
+         (file.stem().string() + "." + std::to_string(n) + ".so");
+}
+
+/// Removes a file, then its folder if that is empty.
+void remove_with_folder(const std::filesystem::path& file) {
+  std::error_code ignored;
+  std::filesystem::remove(file, ignored);
+  std::filesystem::remove(file.parent_path(), ignored);  // only if empty
 }
 
 }  // namespace
@@ -104,7 +111,8 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   check_abi(file, elf);
   check_sanitizer_runtime(file, elf);
 
-  const auto shadow = shadow_path(file);
+  const auto shadow = shadow_path(file, g_shadows++);
+  std::filesystem::create_directories(shadow.parent_path(), ec);
   std::filesystem::copy_file(file, shadow, std::filesystem::copy_options::overwrite_existing, ec);
   if (ec) throw PluginError(file.string() + ": cannot make a shadow copy at " + shadow.string() +
                             ": " + ec.message());
@@ -112,11 +120,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   // once it is empty: nothing is left to clean up later.
   struct RemoveShadow {
     const std::filesystem::path& shadow;
-    ~RemoveShadow() {
-      std::error_code ignored;
-      std::filesystem::remove(shadow, ignored);
-      std::filesystem::remove(shadow.parent_path(), ignored);  // only if empty
-    }
+    ~RemoveShadow() { remove_with_folder(shadow); }
   } const remove_shadow{shadow};
   std::shared_ptr<Plugin> plugin(new Plugin());
   plugin->file_ = file;
@@ -153,7 +157,12 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
 }
 
 CopyOutcome Plugin::crash_while_loading(const std::filesystem::path& file) {
-  return crash_in_copy([&] { load(file); }, std::chrono::seconds(5));
+  // The copy's shadow copy: removed by the copy's crash report, but not if the copy was killed
+  // (a hang) or ended by AddressSanitizer's report.
+  const auto copys_shadow = shadow_path(file, g_shadows.load());
+  auto outcome = crash_in_copy([&] { load(file); }, std::chrono::seconds(5));
+  if (outcome.failed()) remove_with_folder(copys_shadow);
+  return outcome;
 }
 
 Plugin::~Plugin() = default;
