@@ -120,11 +120,22 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         for (std::size_t k = 0; k < topo.states.size(); ++k)
           if (topo.states[k].name == s.state) step.state = k;
         const WiredState& ws = w->states[step.state];
-        if (step.component && ws.factory && !same_type(step.component->state, ws.factory->state))
-          b.error(s.component.pos, label + " updates a " + type_str(step.component->state) +
-                                       ", but state '" + s.state + "' holds " +
-                                       type_str(ws.factory->state) + " (built by '" +
-                                       ws.spec->factory.str() + "')");
+        if (step.component && ws.factory && !same_type(step.component->state, ws.factory->state)) {
+          const TypeDesc* updates = step.component->state;
+          const TypeDesc* holds = ws.factory->state;
+          if (updates && holds && updates->name == holds->name)  // two builds of one type
+            b.error(s.component.pos,
+                    label + " updates " + type_str(updates) + " of " +
+                        std::to_string(updates->size) + " bytes, but state '" + s.state +
+                        "' holds " + type_str(holds) + " of " + std::to_string(holds->size) +
+                        " bytes (built by '" + ws.spec->factory.str() +
+                        "'): two builds of one type. Keep a state's type and every computation "
+                        "that updates it in one plugin, so that they change together");
+          else
+            b.error(s.component.pos, label + " updates a " + type_str(updates) + ", but state '" +
+                                         s.state + "' holds " + type_str(holds) + " (built by '" +
+                                         ws.spec->factory.str() + "')");
+        }
         if (step.component && step.partition &&
             !same_type(step.partition->input, step.component->input))
           b.error(s.partition.pos, "partition '" + s.partition.str() + "' keys " +

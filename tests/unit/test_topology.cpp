@@ -38,6 +38,7 @@ struct TopologyFile {
   explicit TopologyFile(std::string text) {
     text = replace_all(text, "@EV@", test_plugin("test_events").string());
     text = replace_all(text, "@EXTRA@", test_plugin("test_extra").string());
+    text = replace_all(text, "@EV3@", test_plugin("test_events_v3").string());
     text = replace_all(text, "@NO_ABI@", test_plugin("no_abi").string());
     file = dir.file("topology.toml", text);
   }
@@ -320,6 +321,29 @@ TEST_CASE("declared keys are of the kind the state's partition returns", "[topol
         Errors{mixed.at(5, 12, "a state's keys are all strings or all integers (as its "
                                "partition function returns them); this one mixes both"),
                mixed.at(1, 1, "no [[pipelines]]; a topology needs at least one pipeline")});
+}
+
+TEST_CASE("a state updated by another build of its type", "[topology]") {
+  // What a reload of one of two plugins sharing a state type meets: test_events_v3's LastSeq
+  // has a field more.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "ev3 = \"@EV3@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev3.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  const auto errors = wire_errors(t.file);
+  REQUIRE(!errors.empty());
+  CHECK(errors.front() ==
+        t.at(9, 33, "pipeline 'events' step 1 'ev3.track' updates LastSeq of 24 bytes, but state 'seqs' holds "
+                    "LastSeq of 16 bytes (built by 'ev.last_seq'): two builds of one type. Keep a "
+                    "state's type and every computation that updates it in one plugin, so that "
+                    "they change together"));
 }
 
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
