@@ -129,7 +129,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   // code, named as such if it crashes.
   const std::string loading = "the loading of " + file.string() +
                               " (static constructors, registrations)";
-  const PluginCall in("", loading, shadow.c_str());
+  const PluginCall in("", loading);
   try {
     plugin->library_ = std::make_unique<boost::dll::shared_library>(
         shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -157,8 +157,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
 }
 
 CopyOutcome Plugin::crash_while_loading(const std::filesystem::path& file) {
-  // The copy's shadow copy: removed by the copy's crash report, but not if the copy was killed
-  // (a hang) or ended by AddressSanitizer's report.
+  // A copy that crashed or was killed (a hang) could not remove its shadow copy: the host does.
   const auto copys_shadow = shadow_path(file, g_shadows.load());
   auto outcome = crash_in_copy([&] { load(file); }, std::chrono::seconds(5));
   if (outcome.failed()) remove_with_folder(copys_shadow);

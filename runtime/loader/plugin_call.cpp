@@ -18,7 +18,6 @@ namespace {
 // (initial-exec TLS), written only by PluginCall.
 thread_local std::string_view tl_pipeline;
 thread_local std::string_view tl_component;
-thread_local const char* tl_remove_on_crash = nullptr;
 // In a copy made by crash_in_copy(): where the handler writes what crashed. [that copy only]
 int g_probe_fd = -1;
 
@@ -33,21 +32,7 @@ struct Message {
   }
 };
 
-/// Removes a file and then its folder if empty (unlink and rmdir are async-signal-safe).
-void remove_with_folder(const char* file) {
-  ::unlink(file);
-  char folder[4096];
-  const std::size_t n = std::min(std::strlen(file), sizeof folder - 1);
-  std::memcpy(folder, file, n);
-  folder[n] = '\0';
-  if (char* slash = std::strrchr(folder, '/'); slash && slash != folder) {
-    *slash = '\0';
-    ::rmdir(folder);
-  }
-}
-
 [[maybe_unused]] void on_fatal_signal(int sig) {  // unused under AddressSanitizer
-  if (tl_remove_on_crash) remove_with_folder(tl_remove_on_crash);
   // "SIGSEGV (invalid memory access) in plugin code: ev.segfault, pipeline 'events'"
   Message what;
   what.add("SIG");
@@ -85,19 +70,15 @@ void remove_with_folder(const char* file) {
 
 }  // namespace
 
-PluginCall::PluginCall(std::string_view pipeline, std::string_view component,
-                       const char* remove_on_crash) noexcept
-    : outer_pipeline_(tl_pipeline), outer_component_(tl_component),
-      outer_remove_(tl_remove_on_crash) {
+PluginCall::PluginCall(std::string_view pipeline, std::string_view component) noexcept
+    : outer_pipeline_(tl_pipeline), outer_component_(tl_component) {
   tl_pipeline = pipeline;
   tl_component = component;
-  tl_remove_on_crash = remove_on_crash;
 }
 
 PluginCall::~PluginCall() {
   tl_pipeline = outer_pipeline_;
   tl_component = outer_component_;
-  tl_remove_on_crash = outer_remove_;
 }
 
 void install_crash_report() {

@@ -8,14 +8,13 @@
 // batch, not per message); install_crash_report() makes SIGSEGV, SIGBUS, SIGFPE, SIGILL and
 // SIGABRT (a failed assert, std::terminate) print the pipeline, the component and the thread
 // before the process ends with the same signal (so core dumps and exit statuses are
-// unchanged). Under AddressSanitizer its own
-// report is kept instead. Where the host can afford a copy of itself — a reload's canary —
-// crash_in_copy() runs the plugin code in a forked copy first, and a crash ends only the copy.
+// unchanged). Under AddressSanitizer its own report is kept instead. Where the host can afford
+// a copy of itself — loading a plugin, a reload's canary — crash_in_copy() runs the plugin
+// code in a forked copy first, and a crash or a hang ends only the copy.
 #pragma once
 
 #include <chrono>
 #include <functional>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,19 +23,14 @@ namespace shardline::loader {
 class PluginCall {
  public:
   /// `pipeline` (may be empty) and `component` must outlive the call: names held by the
-  /// pipeline's plan, or a label of the caller's. `remove_on_crash` (may be null, must outlive
-  /// the call): a temporary file the call works on, such as the shadow copy being loaded, that
-  /// the crash report removes (with its folder, if that is then empty), since no destructor
-  /// will run to do it.
-  PluginCall(std::string_view pipeline, std::string_view component,
-             const char* remove_on_crash = nullptr) noexcept;
+  /// pipeline's plan, or a label of the caller's.
+  PluginCall(std::string_view pipeline, std::string_view component) noexcept;
   ~PluginCall();
   PluginCall(const PluginCall&) = delete;
   PluginCall& operator=(const PluginCall&) = delete;
 
  private:
   std::string_view outer_pipeline_, outer_component_;  ///< restored at the end (calls nest)
-  const char* outer_remove_;
 };
 
 /// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]
