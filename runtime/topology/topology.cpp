@@ -441,10 +441,6 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
   }
 }
 
-/// Two tcp sources cannot listen on one port, and a file cannot be written by two sinks or be
-/// both a sink (or a dead-letter file) and a source: at run time the second would fail to
-/// start, or the data would be garbled, so it is said now, where the second use is written,
-/// naming the first.
 /// The addresses a listening host name stands for ("localhost": 127.0.0.1 and ::1), as text;
 /// the name itself if it does not resolve (reported when the source starts).
 std::set<std::string> addresses_of(const std::string& host) {
@@ -467,6 +463,10 @@ std::set<std::string> addresses_of(const std::string& host) {
   return out;
 }
 
+/// Two tcp sources cannot listen on one port, two sources read stdin, and a file cannot be
+/// written by two sinks or be both a sink (or a dead-letter file) and a source: at run time
+/// the second would fail to start, or the data would be garbled, so it is said now, where the
+/// second use is written, naming the first.
 void check_endpoints(Checker& c, const Topology& topo) {
   struct Use {
     const PipelineSpec* pipeline;

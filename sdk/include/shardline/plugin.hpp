@@ -420,7 +420,20 @@ class PluginBuilder {
     if constexpr (!readable<F, 2>()) {
       return *this;
     } else {
-      return add_state_computation(std::move(name), std::move(fn));
+      static_assert(detail::inputs_then_emit<F, 2>(),
+                    "a state computation takes (const In&, S&) and returns nothing, Out or "
+                    "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
+      using StateArg = std::tuple_element_t<1, typename detail::fn_traits<F>::args>;
+      static_assert(std::is_lvalue_reference_v<StateArg> &&
+                        !std::is_const_v<std::remove_reference_t<StateArg>>,
+                    "a state computation takes its state by non-const reference (S&): a copy "
+                    "would lose every change to it");
+      using In = detail::arg_t<F, 0>;
+      using S = detail::arg_t<F, 1>;
+      using Out = typename detail::output_of<F, 2>::type;
+      return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
+                 detail::desc_or_null<Out>(), &type_desc_v<S>,
+                 std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
     }
   }
 
@@ -442,26 +455,6 @@ class PluginBuilder {
   }
 
  private:
-  template <class F>
-  PluginBuilder& add_state_computation(std::string name, F fn) {
-    static_assert(detail::inputs_then_emit<F, 2>(),
-                  "a state computation takes (const In&, S&) and returns nothing, Out or "
-                  "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
-    if constexpr (detail::arity_v<F> >= 2) {
-      using StateArg = std::tuple_element_t<1, typename detail::fn_traits<F>::args>;
-      static_assert(std::is_lvalue_reference_v<StateArg> &&
-                        !std::is_const_v<std::remove_reference_t<StateArg>>,
-                    "a state computation takes its state by non-const reference (S&): a copy "
-                    "would lose every change to it");
-    }
-    using In = detail::arg_t<F, 0>;
-    using S = detail::arg_t<F, 1>;
-    using Out = typename detail::output_of<F, 2>::type;
-    return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
-               detail::desc_or_null<Out>(), &type_desc_v<S>,
-               std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
-  }
-
   /// Used as `if constexpr (!readable<F, n>()) return *this; else ...`: the one error for a
   /// callable whose types cannot be read, and nothing else instantiated after it.
   template <class F, std::size_t min_args>
