@@ -183,7 +183,7 @@ int Engine::run() {
     std::vector<reload::FileWatcher::Watched> files;
     for (const auto& [alias, plugin] : wiring_->plugins)
       files.push_back({plugin->file(), "plugin '" + alias + "'",
-                       [this, alias] { request_reload(alias); }});
+                       [this, alias] { request_reload(alias, true); }});
     files.push_back({wiring_->topology.file, "the topology", [this] {
                        topology_edited_ = true;  // checked by the control thread, which owns wiring_
                        flow_->wake_control();
@@ -221,7 +221,8 @@ int Engine::run() {
     std::lock_guard lock(reload_mutex_);
     for (auto& r : reload_requests_) {
       ReloadReport late;
-      late.message = "reload of plugin '" + r.alias + "' not done: the run has ended";
+      late.message = "reload of " + (r.alias == "*" ? "every plugin" : "plugin '" + r.alias + "'") +
+                     " not done: the run has ended";
       r.done.set_value(std::move(late));
     }
     reload_requests_.clear();

@@ -76,8 +76,9 @@ struct RunSummary {
 /// What a hot reload did (or why it was refused).
 struct ReloadReport {
   bool ok = false;
+  bool misfit = false;        ///< refused because a new build does not fit the running topology
   std::string message;        ///< the log line
-  std::string old_version, new_version;
+  std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
   double pause_ms = 0;        ///< sources paused -> resumed
   double total_ms = 0;        ///< request taken -> done
@@ -103,21 +104,30 @@ class Engine {
   void request_stop();
   /// Gives up on output a sink cannot deliver (a second Ctrl-C). [any thread]
   void abandon_output();
-  /// Asks the control thread to reload plugin `alias` ("*": every plugin) from its file; the
-  /// future gets the report. Without a running engine the request waits. [any thread]
-  std::future<ReloadReport> request_reload(std::string alias);
+  /// Asks the control thread to reload plugin `alias` from its file; the future gets the
+  /// report. Without a running engine the request waits. [any thread]
+  ///  - "*" reloads every plugin at once, in one pause: all or none of them.
+  ///  - A new build that does not fit the running plugins alone (a type it shares with another
+  ///    plugin changed) is tried again together with every plugin rebuilt since it was loaded.
+  ///  - With `if_rebuilt` (the watcher), a file that holds the build already running (it was
+  ///    reloaded together with another plugin's) is left alone.
+  std::future<ReloadReport> request_reload(std::string alias, bool if_rebuilt = false);
   /// Counters after run() returned.
   const RunSummary& summary() const { return summary_; }
 
  private:
   struct ReloadRequest {
     std::string alias;
+    bool if_rebuilt = false;
     std::promise<ReloadReport> done;
   };
   void build_plan();
   void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
   void serve_reloads();
-  ReloadReport reload(const std::string& alias);
+  /// Carries out one request (see request_reload) and logs its outcome. [control thread]
+  ReloadReport serve_reload(const ReloadRequest& r);
+  /// Reloads these plugins together, in one pause; refused as a whole. Logs nothing.
+  ReloadReport reload(const std::vector<std::string>& aliases);
   /// Reads the topology file again after an edit, wires it against the running plugins, and
   /// logs whether it is valid. [control thread, asked by the watcher through topology_edited_]
   void check_edited_topology() const;

@@ -150,8 +150,8 @@ class Canary {
 
 }  // namespace
 
-std::future<ReloadReport> Engine::request_reload(std::string alias) {
-  ReloadRequest r{std::move(alias), {}};
+std::future<ReloadReport> Engine::request_reload(std::string alias, bool if_rebuilt) {
+  ReloadRequest r{std::move(alias), if_rebuilt, {}};
   auto future = r.done.get_future();
   {
     std::lock_guard lock(reload_mutex_);
@@ -193,60 +193,96 @@ void Engine::serve_reloads() {
     requests.swap(reload_requests_);
   }
   if (topology_edited_.exchange(false)) check_edited_topology();
-  for (auto& r : requests) {
-    if (r.alias != "*") {
-      r.done.set_value(reload(r.alias));
-      continue;
-    }
-    ReloadReport all{true, "", "", "", 0, 0, 0, 0, 0, true};
-    // The aliases only: a copy of the plugin handles would keep each old version loaded until
-    // the loop ends (and its reload would say so).
-    std::vector<std::string> aliases;
-    for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
-    for (const auto& alias : aliases) {
-      ReloadReport one = reload(alias);
-      all.ok = all.ok && one.ok;
-      all.message += (all.message.empty() ? "" : "\n") + one.message;
-    }
-    r.done.set_value(std::move(all));
-  }
+  for (auto& r : requests) r.done.set_value(serve_reload(r));
 }
 
-ReloadReport Engine::reload(const std::string& alias) {
-  const auto started = Clock::now();
-  ReloadReport report;
-  auto old_plugin = wiring_->plugin(alias);
-  const std::string who = "plugin '" + alias + "'";
-  auto refuse = [&](const std::string& why) {
-    report.ok = false;
-    report.total_ms = ms_since(started);
-    report.message = "reload of " + who + " refused, still running " +
-                     (old_plugin ? old_plugin->name() + " " + old_plugin->version() : "nothing") +
-                     ": " + why;
-    spdlog::error("{}", report.message);
+ReloadReport Engine::serve_reload(const ReloadRequest& r) {
+  const auto logged = [](ReloadReport report) {
+    if (!report.ok) spdlog::error("{}", report.message);
+    else if (report.old_unloaded) spdlog::info("{}", report.message);
+    else spdlog::warn("{} (something still holds the old version)", report.message);
     return report;
   };
-  if (!old_plugin) return refuse("the topology has no plugin named '" + alias + "'");
-  report.old_version = old_plugin->version();
+  std::vector<std::string> aliases;  // names only: a copy of the handles would keep them loaded
+  for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
+  if (r.alias == "*") return logged(reload(aliases));
 
-  // 1-2. Load and wire the new version; decide how each state crosses over. A build whose
+  if (const auto plugin = wiring_->plugin(r.alias); plugin && r.if_rebuilt && !plugin->rebuilt()) {
+    ReloadReport same{};
+    same.ok = same.old_unloaded = true;
+    same.message = "plugin '" + r.alias + "': " + plugin->file().string() +
+                   " holds the build already running; nothing to reload";
+    spdlog::info("{}", same.message);
+    return same;
+  }  // (the handle goes here: held any longer, it would keep the old version loaded)
+  ReloadReport alone = reload({r.alias});
+  if (alone.ok || !alone.misfit) return logged(std::move(alone));
+  // A type this plugin shares with others may have changed in all of them: one build alone
+  // cannot fit, so the plugins rebuilt since they were loaded go in together.
+  std::vector<std::string> group{r.alias};
+  for (const auto& alias : aliases)
+    if (alias != r.alias && wiring_->plugin(alias)->rebuilt()) group.push_back(alias);
+  if (group.size() == 1) {
+    alone.message += "; if another plugin shares the changed type, rebuild it too: plugins "
+                     "rebuilt since they were loaded are reloaded together";
+    return logged(std::move(alone));
+  }
+  ReloadReport together = reload(group);
+  if (!together.ok) together.message = alone.message + "; and " + together.message;
+  return logged(std::move(together));
+}
+
+ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
+  const auto started = Clock::now();
+  ReloadReport report;
+  std::vector<std::shared_ptr<loader::Plugin>> olds;
+  for (const auto& alias : aliases) olds.push_back(wiring_->plugin(alias));
+  std::string who = aliases.size() == 1 ? "plugin " : "plugins ";
+  for (std::size_t i = 0; i < aliases.size(); ++i)
+    who += (i == 0 ? "'" : i + 1 == aliases.size() ? " and '" : ", '") + aliases[i] + "'";
+  if (aliases.size() > 1) who += " together";
+  auto refuse = [&](const std::string& why) {
+    std::string running;
+    for (std::size_t i = 0; i < olds.size(); ++i)
+      running += (i == 0 ? "" : i + 1 == olds.size() ? " and " : ", ") +
+                 (olds[i] ? olds[i]->name() + " " + olds[i]->version() : "nothing");
+    report.ok = false;
+    report.total_ms = ms_since(started);
+    report.message = "reload of " + who + " refused, still running " + running + ": " + why;
+    return report;
+  };
+  for (std::size_t i = 0; i < aliases.size(); ++i)
+    if (!olds[i]) return refuse("the topology has no plugin named '" + aliases[i] + "'");
+
+  // 1-2. Load and wire the new versions; decide how each state crosses over. A build whose
   // static constructors crash would end the host inside dlopen: it is loaded in a copy first.
-  if (const auto tried = loader::Plugin::crash_while_loading(old_plugin->file()); tried.failed())
-    return refuse("loading the new build " + tried.failure());
+  topology::WireOptions options;
+  options.loaded = wiring_->plugins;
+  for (std::size_t i = 0; i < aliases.size(); ++i) {
+    const std::string whose = aliases.size() == 1 ? "" : "plugin '" + aliases[i] + "': ";
+    if (const auto tried = loader::Plugin::crash_while_loading(olds[i]->file()); tried.failed())
+      return refuse(whose + "loading the new build " + tried.failure());
+    try {
+      auto plugin = loader::Plugin::load(olds[i]->file());
+      report.versions += (i == 0 ? "" : ", ") + olds[i]->name() + " " + olds[i]->version() +
+                         " -> " + plugin->version();
+      for (auto& [alias, loaded] : options.loaded)
+        if (alias == aliases[i]) loaded = std::move(plugin);
+    } catch (const loader::PluginError& e) {
+      return refuse(whose + e.what());
+    }
+  }
   std::unique_ptr<topology::Wiring> fresh;
   try {
-    auto plugin = loader::Plugin::load(old_plugin->file());
-    report.new_version = plugin->version();
-    topology::WireOptions options;
-    for (const auto& [a, p] : wiring_->plugins) options.loaded.emplace_back(a, a == alias ? plugin : p);
     fresh = topology::wire_topology(wiring_->topology, options);
-  } catch (const loader::PluginError& e) {
-    return refuse(e.what());
   } catch (const topology::TopologyError& e) {
     std::string all;
     for (const auto& line : e.errors) all += (all.empty() ? "" : "; ") + line;
-    return refuse("the new version does not fit the topology: " + all);
+    report.misfit = true;
+    return refuse((aliases.size() == 1 ? "the new version does not fit the topology: "
+                                       : "the new builds do not fit the topology: ") + all);
   }
+  options.loaded.clear();  // the new builds are held by `fresh` alone
   std::vector<reload::StateCarry> carries;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     const TypeDesc& from = *wiring_->states[s].factory->state;
@@ -397,24 +433,24 @@ ReloadReport Engine::reload(const std::string& alias) {
   std::unique_ptr<topology::Wiring> old = std::move(wiring_);
   wiring_ = std::move(fresh);
 
-  // 6. Resume, then let the old version go.
+  // 6. Resume, then let the old versions go.
   resume();
-  const auto shadow = old_plugin->shadow();
-  const std::string old_name = old_plugin->name();
   old.reset();
-  const long users = old_plugin.use_count();
-  old_plugin.reset();
-  report.old_unloaded = users == 1 && !mapped(shadow);
+  report.old_unloaded = true;
+  for (auto& plugin : olds) {
+    const auto shadow = plugin->shadow();
+    const long users = plugin.use_count();
+    plugin.reset();
+    report.old_unloaded = report.old_unloaded && users == 1 && !mapped(shadow);
+  }
   report.ok = true;
   report.total_ms = ms_since(started);
   report.message = fmt::format(
-      "reloaded {}: {} {} -> {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total "
-      "{:.2f} ms; old library {}",
-      who, old_name, report.old_version, report.new_version, report.keys_kept,
-      report.keys_migrated, report.keys_reset, report.pause_ms, report.total_ms,
+      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; "
+      "old {} {}",
+      who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
+      report.pause_ms, report.total_ms, olds.size() == 1 ? "library" : "libraries",
       report.old_unloaded ? "unloaded" : "STILL MAPPED");
-  if (report.old_unloaded) spdlog::info("{}", report.message);
-  else spdlog::warn("{} (something still holds the old version)", report.message);
   return report;
 }
 

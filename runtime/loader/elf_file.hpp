@@ -30,6 +30,9 @@ class ElfFile {
   /// The libraries the file names as needed (DT_NEEDED), e.g. "libstdc++.so.6".
   std::vector<std::string> needed() const;
 
+  /// The whole file as it was read.
+  const std::vector<std::byte>& bytes() const { return bytes_; }
+
  private:
   std::filesystem::path path_;
   std::vector<std::byte> bytes_;

@@ -6,7 +6,10 @@
 #include <atomic>
 #include <boost/dll/shared_library.hpp>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <shardline/abi.hpp>
+#include <string_view>
 
 #include "loader/elf_file.hpp"
 #include "loader/plugin_call.hpp"
@@ -92,6 +95,12 @@ std::filesystem::path shadow_path(const std::filesystem::path& file, unsigned n)
          (file.stem().string() + "." + std::to_string(n) + ".so");
 }
 
+/// Tells builds of a plugin apart.
+std::size_t hash_of(const std::vector<std::byte>& bytes) {
+  return std::hash<std::string_view>()(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
 /// Removes a file, then its folder if that is empty.
 void remove_with_folder(const std::filesystem::path& file) {
   std::error_code ignored;
@@ -113,9 +122,20 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
 
   const auto shadow = shadow_path(file, g_shadows++);
   std::filesystem::create_directories(shadow.parent_path(), ec);
-  std::filesystem::copy_file(file, shadow, std::filesystem::copy_options::overwrite_existing, ec);
-  if (ec) throw PluginError(file.string() + ": cannot make a shadow copy at " + shadow.string() +
-                            ": " + ec.message());
+  {
+    // The bytes checked above, not the file again: a build landing meanwhile is never mapped
+    // unchecked.
+    std::ofstream out(shadow, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(elf.bytes().data()),
+              static_cast<std::streamsize>(elf.bytes().size()));
+    out.close();
+    if (!out) {
+      const std::string why = std::strerror(errno);
+      remove_with_folder(shadow);
+      throw PluginError(file.string() + ": cannot make a shadow copy at " + shadow.string() +
+                        ": " + why);
+    }
+  }
   // Removed however the load ends (a mapping stays valid without its file), with the folder
   // once it is empty: nothing is left to clean up later.
   struct RemoveShadow {
@@ -125,6 +145,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   std::shared_ptr<Plugin> plugin(new Plugin());
   plugin->file_ = file;
   plugin->shadow_ = shadow;
+  plugin->build_hash_ = hash_of(elf.bytes());
   // dlopen runs the plugin's static constructors, and the entry point its registrations: plugin
   // code, named as such if it crashes.
   const std::string loading = "the loading of " + file.string() +
@@ -165,6 +186,14 @@ CopyOutcome Plugin::crash_while_loading(const std::filesystem::path& file) {
 }
 
 Plugin::~Plugin() = default;
+
+bool Plugin::rebuilt() const {
+  try {
+    return hash_of(ElfFile(file_).bytes()) != build_hash_;
+  } catch (const PluginError&) {
+    return false;  // gone or unreadable: not a build to load
+  }
+}
 
 const ComponentInfo* Plugin::find(ComponentKind kind, std::string_view name) const {
   for (const auto& c : manifest_->components)

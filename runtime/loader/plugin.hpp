@@ -5,7 +5,7 @@
 //   1. read the file; check it is a complete ELF shared object (a half-written build is
 //      refused, not mapped);
 //   2. read the ABI record from the `shardline_abi` section and compare it with the host's;
-//   3. copy the file to a unique shadow path and dlopen that copy (RTLD_NOW | RTLD_LOCAL), so
+//   3. write the bytes just checked to a unique shadow path and dlopen that copy (RTLD_NOW | RTLD_LOCAL), so
 //      a rebuilt file at the same path can later be loaded beside this one (dlopen of the same
 //      path would return the already-open old library); the shadow copy is unlinked at once;
 //   4. call the entry point and read the manifest.
@@ -46,6 +46,9 @@ class Plugin {
   const std::string& name() const { return manifest_->plugin_name; }
   const std::string& version() const { return manifest_->plugin_version; }
   const Manifest& manifest() const { return *manifest_; }
+  /// Whether file() now holds another build than the one loaded (false if it cannot be read).
+  /// [control thread]
+  bool rebuilt() const;
 
   /// The component of that kind and name, or null.
   const ComponentInfo* find(ComponentKind kind, std::string_view name) const;
@@ -56,6 +59,7 @@ class Plugin {
   Plugin() = default;
   std::filesystem::path file_;
   std::filesystem::path shadow_;
+  std::size_t build_hash_ = 0;  ///< of the bytes loaded
   std::unique_ptr<boost::dll::shared_library> library_;
   const Manifest* manifest_ = nullptr;
 };

@@ -14,6 +14,15 @@ bool same_type(const TypeDesc* a, const TypeDesc* b) {
   return a && b && a->name == b->name && a->size == b->size && a->align == b->align;
 }
 
+/// What to say after "`wants` ..., but ... `has`" when the two are different builds of one type
+/// (plugins compiled from different versions of a shared definition); empty otherwise.
+std::string two_builds(const TypeDesc* wants, const TypeDesc* has) {
+  if (!wants || !has || wants->name != has->name) return "";
+  return "; two builds of " + std::string(wants->name) + ", of " + std::to_string(wants->size) +
+         " and " + std::to_string(has->size) + " bytes: rebuild every plugin that uses it from "
+         "the same definition";
+}
+
 class Binder {
  public:
   Binder(Wiring& w, std::vector<std::string>& errors) : w_(w), errors_(errors) {}
@@ -123,24 +132,16 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         if (step.component && ws.factory && !same_type(step.component->state, ws.factory->state)) {
           const TypeDesc* updates = step.component->state;
           const TypeDesc* holds = ws.factory->state;
-          if (updates && holds && updates->name == holds->name)  // two builds of one type
-            b.error(s.component.pos,
-                    label + " updates " + type_str(updates) + " of " +
-                        std::to_string(updates->size) + " bytes, but state '" + s.state +
-                        "' holds " + type_str(holds) + " of " + std::to_string(holds->size) +
-                        " bytes (built by '" + ws.spec->factory.str() +
-                        "'): two builds of one type. Keep a state's type and every computation "
-                        "that updates it in one plugin, so that they change together");
-          else
-            b.error(s.component.pos, label + " updates a " + type_str(updates) + ", but state '" +
-                                         s.state + "' holds " + type_str(holds) + " (built by '" +
-                                         ws.spec->factory.str() + "')");
+          b.error(s.component.pos, label + " updates a " + type_str(updates) + ", but state '" +
+                                       s.state + "' holds " + type_str(holds) + " (built by '" +
+                                       ws.spec->factory.str() + "')" + two_builds(updates, holds));
         }
         if (step.component && step.partition &&
             !same_type(step.partition->input, step.component->input))
           b.error(s.partition.pos, "partition '" + s.partition.str() + "' keys " +
                                        type_str(step.partition->input) + ", but " + label +
-                                       " consumes " + type_str(step.component->input));
+                                       " consumes " + type_str(step.component->input) +
+                                       two_builds(step.partition->input, step.component->input));
         if (step.partition) {
           auto [it, fresh] = state_keys.try_emplace(step.state, step.partition->key_kind, &s);
           if (!fresh && it->second.first != step.partition->key_kind)
@@ -158,7 +159,8 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
           b.error(s.pos, label + " has no input: " + producer + " emits nothing");
         } else if (!same_type(current, step.component->input)) {
           b.error(s.component.pos, label + " consumes " + type_str(step.component->input) +
-                                       ", but " + producer + " produces " + type_str(current));
+                                       ", but " + producer + " produces " + type_str(current) +
+                                       two_builds(step.component->input, current));
         }
       }
       known = known && step.component;
@@ -177,7 +179,8 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         else if (!same_type(current, wp.encoder->input))
           b.error(p.sink->encoder->pos, "encoder '" + p.sink->encoder->str() + "' consumes " +
                                             type_str(wp.encoder->input) + ", but " + producer +
-                                            " produces " + type_str(current));
+                                            " produces " + type_str(current) +
+                                            two_builds(wp.encoder->input, current));
       }
     }
     // (Unless something before is already wrong: the output's type may then be a mistake.)

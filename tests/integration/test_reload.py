@@ -40,22 +40,27 @@ class Feeder(threading.Thread):
             time.sleep(0.01)
 
 
-class HotReload(TempDirTest):
-    def start(self, extra_state="", watch=True):
-        shutil.copy(f"{TEST_PLUGINS}/test_events.so", self.path("ev.so"))
+class ReloadTest(TempDirTest):
+    """A live run fed by a Feeder; its plugins are copied beside the topology first."""
+
+    def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
+               'state = "seqs", partition = "ev.by_key" }', watch=True):
+        for name, built in plugins.items():
+            shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{name}.so"))
         self.port = free_port()
+        aliases = "".join(f'{name} = "{name}.so"\n' for name in plugins)
         topology = self.write("topology.toml", f"""
 shards = 2
 batch_size = 32
 [plugins]
-ev = "ev.so"
+{aliases}
 [states.seqs]
 factory = "ev.last_seq"
 {extra_state}
 [[pipelines]]
 name = "events"
 source = {{ kind = "tcp", listen = "127.0.0.1:{self.port}", connections = 1, framing = "lines", decoder = "ev.event_line" }}
-steps = [ {{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }} ]
+steps = [ {steps} ]
 sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
 """)
         self.run_ = LiveRun(topology, *(["--watch"] if watch else []))
@@ -63,10 +68,10 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.feeder = Feeder(self.port)
         self.feeder.start()
 
-    def publish(self, plugin_file):
-        """Replaces ev.so the way a build does: write a new file, then rename it over."""
-        shutil.copy(plugin_file, self.path("ev.so.tmp"))
-        os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
+    def publish(self, plugin_file, name="ev.so"):
+        """Replaces a plugin the way a build does: write a new file, then rename it over."""
+        shutil.copy(plugin_file, self.path(name + ".tmp"))
+        os.rename(self.path(name + ".tmp"), self.path(name))
 
     def finish(self, counters_continue=True):
         self.feeder.stop.set()
@@ -83,6 +88,11 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
             self.assertEqual(int(count), int(seq), f"the counter did not continue: {line}")
             versions.setdefault(key, []).append(tag[0] if tag else "v1")
         return lines, versions
+
+
+class HotReload(ReloadTest):
+    def start(self, extra_state="", watch=True):
+        self.launch({"ev": "test_events.so"}, extra_state=extra_state, watch=watch)
 
     def test_swaps_keep_state_and_lose_nothing(self):
         self.start()
@@ -211,6 +221,57 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
                 restarts[key] = restarts.get(key, 0) + 1
         self.assertEqual(set(restarts.values()), {1})
         self.assertEqual(len(restarts), KEYS)
+
+
+class SharedTypeReload(ReloadTest):
+    """Two plugins that share a message type: test_events decodes Event, test_extra's relay step
+    passes it on to test_events' track. A new layout of Event has to reach both at once."""
+
+    def start(self, watch=True):
+        self.launch({"ev": "test_events.so", "x": "test_extra.so"},
+                    steps='{ computation = "x.relay" }, { state_computation = "ev.track", '
+                          'state = "seqs", partition = "ev.by_key" }', watch=watch)
+
+    def check_versions(self, versions):
+        for key, vs in versions.items():
+            self.assertEqual(vs, sorted(vs, key=lambda v: v != "v1"), f"key {key} went back")
+            self.assertEqual(vs[-1], "v10")
+
+    def test_a_rebuild_of_both_is_reloaded_together(self):
+        self.start()
+        self.feeder.wait_sent(1000)
+        # One of the two rebuilt: it cannot fit alone, and the old pair keeps serving.
+        self.publish(f"{TEST_PLUGINS}/test_events_v10.so")
+        refused = self.run_.wait_for("reload of plugin 'ev' refused")
+        self.assertIn("still running test_events 1.0.0: the new version does not fit the "
+                      "topology: ", refused)
+        self.assertIn("two builds of Event, of 16 and 24 bytes: rebuild every plugin that uses "
+                      "it from the same definition", refused)
+        self.assertIn("plugins rebuilt since they were loaded are reloaded together", refused)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        # The other one rebuilt too: both go in, in one pause, and the state carries over.
+        self.publish(f"{TEST_PLUGINS}/test_extra_v2.so", "x.so")
+        line = self.run_.wait_for("reloaded plugins 'x' and 'ev' together")
+        self.assertIn("test_extra 0.2.0 -> 0.3.0, test_events 1.0.0 -> 10.0.0; keys kept 20",
+                      line)
+        self.assertIn("old libraries unloaded", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.check_versions(versions)
+
+    def test_sighup_reloads_every_plugin_at_once(self):
+        self.start(watch=False)
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v10.so")
+        self.publish(f"{TEST_PLUGINS}/test_extra_v2.so", "x.so")
+        self.run_.proc.send_signal(signal.SIGHUP)
+        line = self.run_.wait_for("reloaded plugins 'ev' and 'x' together")
+        self.assertIn("test_events 1.0.0 -> 10.0.0, test_extra 0.2.0 -> 0.3.0; keys kept 20",
+                      line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.check_versions(versions)
+        self.assertNotIn("refused", self.run_.stderr)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,6 @@
 
 #include <shardline/plugin.hpp>
 
-struct Event {
-  std::uint64_t key;
-  std::uint64_t seq;
-};
-
 // Built once per TEST_EVENTS_VARIANT for the hot-reload tests (default 1):
 //   1 the base version;  2 same state layout, tags its output " v2";
 //   3 LastSeq gains a field (schema 3) and restores any earlier version, tags " v3";
@@ -28,10 +23,20 @@ struct Event {
 //   8 same layout, but track crashes (SIGSEGV) on every event: the canary, run in a copy of
 //     the host first, must refuse it and the host must live on;
 //   9 same layout, but track never returns: the canary's copy is given up on, the reload
-//     refused, and the host must not run the same code itself.
+//     refused, and the host must not run the same code itself;
+//  10 Event gains a field, as in test_extra_v2 (a message type two plugins share changes in
+//     both): this build alone does not fit a host running test_extra; tags " v10".
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
+
+struct Event {
+  std::uint64_t key;
+  std::uint64_t seq;
+#if TEST_EVENTS_VARIANT == 10
+  std::uint64_t hops = 0;
+#endif
+};
 #define TEST_EVENTS_STR2(x) #x
 #define TEST_EVENTS_STR(x) TEST_EVENTS_STR2(x)
 
@@ -68,6 +73,8 @@ struct LastSeq {
 constexpr const char* kTag = " v2";
 #elif TEST_EVENTS_VARIANT == 3
 constexpr const char* kTag = " v3";
+#elif TEST_EVENTS_VARIANT == 10
+constexpr const char* kTag = " v10";
 #else
 constexpr const char* kTag = "";
 #endif

@@ -507,3 +507,21 @@ TEST_CASE("a plugin's library is unmapped when the last reference goes", "[loade
   CHECK(mapped_shadow_copies().count(loaded[0]) == 0);
   CHECK(mapped_shadow_copies() == before);
 }
+
+TEST_CASE("a plugin knows whether its file now holds another build", "[loader]") {
+  TempDir dir;
+  const auto file = dir.path / "ev.so";
+  fs::copy_file(test_plugin("test_events"), file);
+  const auto plugin = Plugin::load(file);
+  CHECK_FALSE(plugin->rebuilt());
+  // Another build renamed over it, as a build system does.
+  fs::copy_file(test_plugin("test_events_v2"), dir.path / "ev.so.tmp");
+  fs::rename(dir.path / "ev.so.tmp", file);
+  CHECK(plugin->rebuilt());
+  // The same bytes as the build running, in a new file: not a rebuild.
+  fs::copy_file(test_plugin("test_events"), file, fs::copy_options::overwrite_existing);
+  CHECK_FALSE(plugin->rebuilt());
+  // Gone: nothing to load.
+  fs::remove(file);
+  CHECK_FALSE(plugin->rebuilt());
+}

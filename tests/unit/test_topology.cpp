@@ -340,10 +340,9 @@ TEST_CASE("a state updated by another build of its type", "[topology]") {
   const auto errors = wire_errors(t.file);
   REQUIRE(!errors.empty());
   CHECK(errors.front() ==
-        t.at(9, 33, "pipeline 'events' step 1 'ev3.track' updates LastSeq of 24 bytes, but state 'seqs' holds "
-                    "LastSeq of 16 bytes (built by 'ev.last_seq'): two builds of one type. Keep a "
-                    "state's type and every computation that updates it in one plugin, so that "
-                    "they change together"));
+        t.at(9, 33, "pipeline 'events' step 1 'ev3.track' updates a LastSeq, but state 'seqs' "
+                    "holds LastSeq (built by 'ev.last_seq'); two builds of LastSeq, of 24 and 16 "
+                    "bytes: rebuild every plugin that uses it from the same definition"));
 }
 
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
