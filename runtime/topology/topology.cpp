@@ -77,6 +77,12 @@ class Checker {
   void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
   void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
 
+  /// Reports key `key` of `t`, if present, as meaningless unless `applies` (to `what`).
+  void only_for(const toml::table& t, std::string_view key, bool applies, std::string_view what) {
+    if (const toml::node* n = t.get(key); n && !applies)
+      error(*n, "'" + std::string(key) + "' applies to " + std::string(what) + "; remove it");
+  }
+
   /// Reports every key of `t` that is not in `allowed`, suggesting the closest allowed key.
   void only_keys(const toml::table& t, std::string_view where,
                  std::initializer_list<std::string_view> allowed) {
@@ -216,6 +222,10 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   if (!plugins) return;
   const auto dir = topo.file.parent_path();
   for (const auto& [key, value] : *plugins) {
+    // Components are named "plugin.component": the first dot ends the plugin's name.
+    if (key.str().find('.') != std::string_view::npos)
+      c.error(value, "plugin name '" + std::string(key.str()) + "' contains a dot, but "
+                     "components are named \"plugin.component\"; name the plugin without one");
     if (auto s = value.value<std::string>()) {
       topo.plugins.push_back({std::string(key.str()), relative_to(dir, *s), c.pos(value)});
     } else {
@@ -326,8 +336,11 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
   if (auto m = c.integer(t, "max_frame", 1, 1 << 30)) s.max_frame = static_cast<std::uint32_t>(*m);
   if (auto n = c.integer(t, "connections", 0, 1 << 20)) s.connections = static_cast<std::uint32_t>(*n);
-  if (t.get("connections") && s.kind != SourceKind::tcp)
-    c.error(*t.get("connections"), "'connections' applies to tcp sources only");
+  if (kind) {
+    c.only_for(t, "listen", s.kind == SourceKind::tcp, "tcp sources only");
+    c.only_for(t, "connections", s.kind == SourceKind::tcp, "tcp sources only");
+    c.only_for(t, "path", s.kind == SourceKind::file, "file sources only");
+  }
   if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;
   if (auto a = c.string(t, "start_after", where, false)) {
     // Only an earlier pipeline: that keeps the waits free of cycles.
@@ -359,6 +372,11 @@ SinkSpec parse_sink(Checker& c, const toml::table& t, const std::string& where,
   if (s.kind == SinkKind::file) s.address = address(c, t, "path", where, kind.has_value(), topo);
   s.framing = s.kind == SinkKind::stdout_lines ? Framing::lines : Framing::length_prefixed;
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
+  if (kind) {
+    c.only_for(t, "connect", s.kind == SinkKind::tcp, "tcp sinks only");
+    c.only_for(t, "path", s.kind == SinkKind::file, "file sinks only");
+    c.only_for(t, "framing", s.kind != SinkKind::discard, "sinks that write, not to discard");
+  }
   s.encoder = c.component(t, "encoder", where, s.kind != SinkKind::discard && kind.has_value(), topo);
   return s;
 }
@@ -405,6 +423,10 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     return;
   }
   const toml::array* arr = n->as_array();
+  if (arr && arr->empty()) {
+    c.error(*n, "'pipelines' is empty; a topology needs at least one [[pipelines]] section");
+    return;
+  }
   if (!arr || !arr->is_array_of_tables()) {
     c.error(*n, "'pipelines' must be an array of tables ([[pipelines]] sections)");
     return;

@@ -181,6 +181,47 @@ TEST_CASE("a pipeline without a source", "[topology]") {
   CHECK(parse_errors(t.file) == Errors{t.at(4, 1, "missing table 'source' in pipeline 'events'")});
 }
 
+TEST_CASE("an empty pipelines array", "[topology]") {
+  TopologyFile t(
+      "pipelines = []\n"
+      "[plugins]\n"
+      "ev = \"@EV@\"\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(1, 13, "'pipelines' is empty; a topology needs at least one [[pipelines]] "
+                           "section")});
+}
+
+TEST_CASE("a key that does not apply to the source's or the sink's kind", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\", path = \"in.txt\" }\n"
+      "sink = { kind = \"discard\", framing = \"lines\" }\n"
+      "[[pipelines]]\n"
+      "name = \"more\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", listen = \"127.0.0.1:9000\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"out.txt\", connect = \"127.0.0.1:9001\", encoder = \"ev.text\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(5, 62, "'path' applies to file sources only; remove it"),
+               t.at(6, 38, "'framing' applies to sinks that write, not to discard; remove it"),
+               t.at(9, 53, "'listen' applies to tcp sources only; remove it"),
+               t.at(10, 53, "'connect' applies to tcp sinks only; remove it")});
+}
+
+TEST_CASE("a plugin name with a dot", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "\"e.v\" = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"e.v.event_line\" }\n");
+  CHECK(parse_errors(t.file).front() ==
+        t.at(2, 9, "plugin name 'e.v' contains a dot, but components are named "
+                   "\"plugin.component\"; name the plugin without one"));
+}
+
 TEST_CASE("a component of an unknown plugin alias", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
