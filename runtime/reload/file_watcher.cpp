@@ -13,6 +13,12 @@
 
 namespace shardline::reload {
 
+namespace {
+/// A file written in place or renamed into the directory; the directory itself removed or moved.
+constexpr std::uint32_t kMask =
+    IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF;
+}  // namespace
+
 FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds debounce)
     : debounce_(debounce) {
   inotify_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -21,10 +27,10 @@ FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds d
   for (auto& w : files) {
     Entry e;
     e.w = std::move(w);
-    const auto dir = std::filesystem::absolute(e.w.file).parent_path();
-    e.wd = inotify_add_watch(inotify_, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+    e.dir = std::filesystem::absolute(e.w.file).parent_path();
+    e.wd = inotify_add_watch(inotify_, e.dir.c_str(), kMask);
     if (e.wd < 0)
-      throw std::runtime_error("cannot watch " + dir.string() + ": " + std::strerror(errno));
+      throw std::runtime_error("cannot watch " + e.dir.string() + ": " + std::strerror(errno));
     spdlog::info("watching {} ({})", e.w.file.string(), e.w.what);
     entries_.push_back(std::move(e));
   }
@@ -60,7 +66,9 @@ void FileWatcher::run() {
     pollfd fds[2] = {{inotify_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     const bool any_pending =
         std::any_of(entries_.begin(), entries_.end(), [](const Entry& e) { return e.pending; });
-    const int timeout_ms = any_pending ? 100 : -1;
+    const bool any_lost =
+        std::any_of(entries_.begin(), entries_.end(), [](const Entry& e) { return e.wd < 0; });
+    const int timeout_ms = any_pending ? 100 : any_lost ? static_cast<int>(debounce_.count()) : -1;
     if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) return;
     if (fds[1].revents) return;
     if (fds[0].revents & POLLIN) {
@@ -69,15 +77,11 @@ void FileWatcher::run() {
         for (char* p = buf; p < buf + n;) {
           const auto* ev = reinterpret_cast<const inotify_event*>(p);
           p += sizeof(inotify_event) + ev->len;
-          if (!ev->len) continue;
-          for (auto& e : entries_)
-            if (e.wd == ev->wd && e.w.file.filename() == ev->name) {
-              e.pending = true;
-              e.last_event = std::chrono::steady_clock::now();
-            }
+          on_event(*ev);
         }
       }
     }
+    if (any_lost) rewatch();
     const auto now = std::chrono::steady_clock::now();
     for (auto& e : entries_) {
       if (!e.pending || now - e.last_event < debounce_) continue;
@@ -86,6 +90,42 @@ void FileWatcher::run() {
       e.size = -1;
       spdlog::info("{}: {} changed", e.w.what, e.w.file.string());
       e.w.on_change();
+    }
+  }
+}
+
+void FileWatcher::on_event(const inotify_event& ev) {
+  if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+    // The directory is gone, or now elsewhere (a moved directory keeps its watch: drop it).
+    if (ev.mask & IN_MOVE_SELF) inotify_rm_watch(inotify_, ev.wd);
+    for (auto& e : entries_) {
+      if (e.wd != ev.wd) continue;
+      e.wd = -1;
+      e.pending = false;
+      spdlog::warn("{}: the folder {} was removed or moved; watching for it to come back",
+                   e.w.what, e.dir.string());
+    }
+    return;
+  }
+  if (!ev.len) return;
+  for (auto& e : entries_)
+    if (e.wd == ev.wd && e.w.file.filename() == ev.name) {
+      e.pending = true;
+      e.last_event = std::chrono::steady_clock::now();
+    }
+}
+
+void FileWatcher::rewatch() {
+  for (auto& e : entries_) {
+    if (e.wd >= 0) continue;
+    e.wd = inotify_add_watch(inotify_, e.dir.c_str(), kMask);
+    if (e.wd < 0) continue;  // not back yet
+    spdlog::info("watching {} again ({})", e.w.file.string(), e.w.what);
+    // Its new version may have been written before the directory was watched again.
+    struct stat st {};
+    if (::stat(e.w.file.c_str(), &st) == 0) {
+      e.pending = true;
+      e.last_event = std::chrono::steady_clock::now();
     }
   }
 }

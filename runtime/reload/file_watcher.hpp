@@ -7,9 +7,12 @@
 // IN_CLOSE_WRITE and IN_MOVED_TO on a watched file name, waits until nothing has happened to the
 // file for the debounce time, and then until its size and mtime are the same on two looks in a
 // row. Only then does it run the action (for a plugin, a reload request; the loader still checks
-// that the file is a complete ELF before mapping it).
+// that the file is a complete ELF before mapping it). A watched directory that is removed or
+// moved away (a clean rebuild: `rm -rf build`) is looked for again every debounce period until
+// it is back; the file is then treated as changed, since its new build may already be there.
 #pragma once
 
+#include <sys/inotify.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -38,7 +41,8 @@ class FileWatcher {
  private:
   struct Entry {
     Watched w;
-    int wd = -1;
+    std::filesystem::path dir;  ///< the absolute directory watched
+    int wd = -1;                ///< -1 while the directory is gone
     bool pending = false;
     std::chrono::steady_clock::time_point last_event{};
     off_t size = -1;
@@ -46,6 +50,10 @@ class FileWatcher {
   };
   void run();
   bool stable(Entry& e);
+  /// Handles one inotify event. [the watcher's thread]
+  void on_event(const inotify_event& ev);
+  /// Watches again the directories that have come back. [the watcher's thread]
+  void rewatch();
 
   std::vector<Entry> entries_;
   std::chrono::milliseconds debounce_;

@@ -44,11 +44,12 @@ class ReloadTest(TempDirTest):
     """A live run fed by a Feeder; its plugins are copied beside the topology first."""
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
-               'state = "seqs", partition = "ev.by_key" }', watch=True):
+               'state = "seqs", partition = "ev.by_key" }', watch=True, folder="."):
+        os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
-            shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{name}.so"))
+            shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{folder}/{name}.so"))
         self.port = free_port()
-        aliases = "".join(f'{name} = "{name}.so"\n' for name in plugins)
+        aliases = "".join(f'{name} = "{folder}/{name}.so"\n' for name in plugins)
         topology = self.write("topology.toml", f"""
 shards = 2
 batch_size = 32
@@ -191,6 +192,22 @@ class HotReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 500)
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
+
+    def test_a_plugin_folder_removed_and_built_again_is_watched_again(self):
+        # A clean rebuild: the build folder goes, then comes back with a new build in it.
+        self.launch({"ev": "test_events.so"}, folder="build")
+        self.feeder.wait_sent(1000)
+        shutil.rmtree(self.path("build"))
+        self.run_.wait_for("plugin 'ev': the folder " + self.path("build") + " was removed or "
+                           "moved; watching for it to come back")
+        os.makedirs(self.path("build"))
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so", "build/ev.so")
+        self.run_.wait_for("watching " + self.path("build/ev.so") + " again (plugin 'ev')")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
 
     def test_sighup_reloads_without_a_watcher(self):
         self.start(watch=False)
