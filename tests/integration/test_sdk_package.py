@@ -73,6 +73,14 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
                 "write out the function's parameter types, e.g. [](const In& m) { ... }",
             "p.encoder(\"e\", []() { return std::string(); });":
                 "write out the function's parameter types, e.g. [](const In& m) { ... }",
+            # A view into the frame would dangle once the source reads on.
+            "p.decoder(\"d\", [](std::string_view line) { return line; });":
+                "a message must own its data: a view or a pointer would point into a frame",
+            "p.computation(\"c\", [](const In& m) { return &m; });":
+                "a message must own its data",
+            "p.state_computation(\"f\", [](const In& m, S& s, shardline::Emit<std::span<const int>>& e) "
+            "{ e(std::span<const int>(&s.n, 1)); });":
+                "a message must own its data",
         }
         for line, message in cases.items():
             with self.subTest(line=line):

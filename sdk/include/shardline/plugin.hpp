@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -146,6 +147,18 @@ struct output_of {
   }
   using type = typename decltype(deduce())::type;
 };
+
+/// Whether a message of type T holds its own data. A view or a pointer would point into the
+/// frame or the message it was made from, whose memory the host reuses while the message still
+/// waits in a batch for its shard.
+template <class T>
+struct is_view : std::false_type {};
+template <class C, class Traits>
+struct is_view<std::basic_string_view<C, Traits>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_view<std::span<T, N>> : std::true_type {};
+template <class T>
+constexpr bool owns_its_data_v = !is_view<T>::value && !std::is_pointer_v<T>;
 
 template <class T>
 const TypeDesc* desc_or_null() {
@@ -356,6 +369,11 @@ class PluginBuilder {
                     "text line), and returns the message (or a std::optional of it)");
       using Out = detail::unwrap_optional_t<detail::result_t<F>>;
       static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
+      static_assert(detail::owns_its_data_v<Out>,
+                    "a message must own its data: a view or a pointer would point into a frame or a message "
+                    "whose memory is reused while this one is still on its way; return "
+                    "std::string rather than std::string_view, a std::vector rather than a "
+                    "std::span or a pointer");
       return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
                  std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
     }
@@ -373,6 +391,11 @@ class PluginBuilder {
       using In = detail::arg_t<F, 0>;
       using Out = typename detail::output_of<F, 1>::type;
       static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
+      static_assert(detail::owns_its_data_v<Out>,
+                    "a message must own its data: a view or a pointer would point into a frame or a message "
+                    "whose memory is reused while this one is still on its way; return "
+                    "std::string rather than std::string_view, a std::vector rather than a "
+                    "std::span or a pointer");
       return add(ComponentKind::computation, std::move(name), &type_desc_v<In>,
                  &type_desc_v<Out>, nullptr,
                  std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
@@ -431,6 +454,11 @@ class PluginBuilder {
       using In = detail::arg_t<F, 0>;
       using S = detail::arg_t<F, 1>;
       using Out = typename detail::output_of<F, 2>::type;
+      static_assert(detail::owns_its_data_v<Out>,
+                    "a message must own its data: a view or a pointer would point into a frame or a message "
+                    "whose memory is reused while this one is still on its way; return "
+                    "std::string rather than std::string_view, a std::vector rather than a "
+                    "std::span or a pointer");
       return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
                  detail::desc_or_null<Out>(), &type_desc_v<S>,
                  std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
