@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "Shardline: a sharded stream-processing runtime for C++ plugins.\n"
       "Pipelines, plugins and partitioned states are described in a topology.toml file."};
+  app.name("shardline");  // in usage lines, however the binary was invoked
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("shardline ") + SHARDLINE_SDK_VERSION + " (" +
                                         loader::describe(kAbiRecord) + ")");
@@ -204,6 +205,10 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile)
       ->excludes(check->get_option("TOPOLOGY"));
 
+  if (argc == 1) {  // no subcommand at all: show what there is, rather than one line of error
+    std::cerr << app.help();
+    return engine::exit_usage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -26,8 +26,11 @@ class Cli(TempDirTest):
         for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir", "--watch", "--stats"):
             self.assertIn(word, p.stdout)
 
-    def test_no_subcommand_is_a_usage_error(self):
-        self.assertEqual(shardline().returncode, 2)
+    def test_no_subcommand_is_a_usage_error_that_shows_the_help(self):
+        p = shardline()
+        self.assertEqual(p.returncode, 2)
+        for word in ("Subcommands:", "run", "check"):
+            self.assertIn(word, p.stderr)
 
     def test_check_example_topologies(self):
         for topo in ("plugins/market_spread/topology.toml", "plugins/word_count/topology.toml"):
