@@ -8,6 +8,11 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <optional>
+#include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -88,10 +93,40 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   }
 
   std::thread signal_thread([&] {
+    // After an interrupt the engine is given kPatience to stop. Past it, plugin code that does
+    // not return (an endless loop, a wait that never ends) is the usual cause: every thread in
+    // plugin code is named, once after the first interrupt, and after the second the process
+    // ends without draining, since the threads in plugin code cannot be stopped from outside.
+    constexpr auto kPatience = std::chrono::seconds(5);
     int received = 0;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
     for (;;) {
       int sig = 0;
-      if (sigwait(&signals, &sig) != 0 || sig == SIGUSR1) return;
+      if (deadline) {
+        const auto left = std::max(*deadline - std::chrono::steady_clock::now(),
+                                   std::chrono::steady_clock::duration::zero());
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        const timespec wait{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+        sig = sigtimedwait(&signals, nullptr, &wait);
+        if (sig < 0 && errno == EINTR) continue;
+        if (sig < 0) {  // the engine has not stopped in time
+          deadline.reset();
+          if (received == 1) {
+            spdlog::warn("still draining {} s after the interrupt; threads in plugin code, if "
+                         "any, follow (interrupt again to stop without draining)", kPatience.count());
+            loader::report_plugin_calls();
+            continue;
+          }
+          spdlog::error("still not stopped {} s after the second interrupt; threads in plugin "
+                        "code, if any, follow; ending without draining", kPatience.count());
+          loader::report_plugin_calls();
+          spdlog::default_logger()->flush();
+          std::_Exit(engine::exit_output_lost);
+        }
+      } else if (sigwait(&signals, &sig) != 0) {
+        return;
+      }
+      if (sig == SIGUSR1) return;
       if (sig == SIGHUP) {
         spdlog::info("SIGHUP: reloading every plugin from its file");
         engine->request_reload("*");  // the report is logged by the engine
@@ -105,6 +140,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
         spdlog::warn("{}: abandoning output that cannot be delivered", strsignal(sig));
         engine->abandon_output();
       }
+      deadline = std::chrono::steady_clock::now() + kPatience;
     }
   });
   const int status = engine->run();

@@ -3,21 +3,26 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 namespace shardline::loader {
 
 namespace {
 
-// Read by the signal handler on the same thread: plain thread-locals of the executable
-// (initial-exec TLS), written only by PluginCall.
-thread_local std::string_view tl_pipeline;
-thread_local std::string_view tl_component;
+// The innermost PluginCall of this thread, read by the signal handlers on the same thread: a
+// plain thread-local of the executable (initial-exec TLS), written only by PluginCall, in one
+// store, after the call's names (so a handler never sees half of an update).
+thread_local const PluginCall* tl_call = nullptr;
 // In a copy made by crash_in_copy(): where the handler writes what crashed. [that copy only]
 int g_probe_fd = -1;
 
@@ -32,20 +37,46 @@ struct Message {
   }
 };
 
+/// "ev.track, pipeline 'events'"
+void add_call(Message& m, const PluginCall& call) {
+  m.add(call.component());
+  if (!call.pipeline().empty()) {
+    m.add(", pipeline '");
+    m.add(call.pipeline());
+    m.add("'");
+  }
+}
+
+/// The signal report_plugin_calls() sends: a real-time one, which nothing else here uses.
+int where_signal() { return SIGRTMIN + 1; }
+
+/// Answers report_plugin_calls() on the thread it interrupted.
+void on_where_signal(int) {
+  const PluginCall* call = tl_call;
+  if (!call) return;
+  const int saved_errno = errno;
+  Message m;
+  char thread[17] = {};
+  prctl(PR_GET_NAME, thread);
+  m.add("shardline: thread '");
+  m.add(thread);
+  m.add("' is in plugin code: ");
+  add_call(m, *call);
+  m.add("\n");
+  (void)!::write(STDERR_FILENO, m.text, m.n);
+  errno = saved_errno;
+}
+
 [[maybe_unused]] void on_fatal_signal(int sig) {  // unused under AddressSanitizer
   // "SIGSEGV (invalid memory access) in plugin code: ev.segfault, pipeline 'events'"
   Message what;
   what.add("SIG");
   what.add(sigabbrev_np(sig) ? sigabbrev_np(sig) : "NAL");
   what.add(sig == SIGSEGV || sig == SIGBUS ? " (invalid memory access)" : "");
-  if (!tl_component.empty()) {
+  const PluginCall* call = tl_call;
+  if (call) {
     what.add(" in plugin code: ");
-    what.add(tl_component);
-    if (!tl_pipeline.empty()) {
-      what.add(", pipeline '");
-      what.add(tl_pipeline);
-      what.add("'");
-    }
+    add_call(what, *call);
   }
   if (g_probe_fd >= 0) {  // a copy of the host: the host itself reports it
     (void)!::write(g_probe_fd, what.text, what.n);
@@ -59,7 +90,7 @@ struct Message {
   prctl(PR_GET_NAME, thread);
   m.add(", thread '");
   m.add(thread);
-  m.add(tl_component.empty()
+  m.add(!call
             ? "'.\n"
             : "'. The host cannot recover from a crash inside a plugin, and its state is lost; "
               "to find the cause, run the same topology with the asan preset's "
@@ -71,15 +102,12 @@ struct Message {
 }  // namespace
 
 PluginCall::PluginCall(std::string_view pipeline, std::string_view component) noexcept
-    : outer_pipeline_(tl_pipeline), outer_component_(tl_component) {
-  tl_pipeline = pipeline;
-  tl_component = component;
+    : pipeline_(pipeline), component_(component), outer_(tl_call) {
+  std::atomic_signal_fence(std::memory_order_release);  // the names first, then the pointer
+  tl_call = this;
 }
 
-PluginCall::~PluginCall() {
-  tl_pipeline = outer_pipeline_;
-  tl_component = outer_component_;
-}
+PluginCall::~PluginCall() { tl_call = outer_; }
 
 void install_crash_report() {
 #ifndef __SANITIZE_ADDRESS__
@@ -89,6 +117,21 @@ void install_crash_report() {
   sigemptyset(&action.sa_mask);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &action, nullptr);
 #endif
+  struct sigaction where {};
+  where.sa_handler = on_where_signal;
+  where.sa_flags = SA_RESTART;  // interrupted system calls go on as if nothing happened
+  sigemptyset(&where.sa_mask);
+  sigaction(where_signal(), &where, nullptr);
+}
+
+void report_plugin_calls() {
+  const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    const pid_t tid = static_cast<pid_t>(std::atol(task.path().filename().c_str()));
+    if (tid > 0 && tid != self) ::syscall(SYS_tgkill, ::getpid(), tid, where_signal());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds timeout) {

@@ -29,12 +29,23 @@ class PluginCall {
   PluginCall(const PluginCall&) = delete;
   PluginCall& operator=(const PluginCall&) = delete;
 
+  std::string_view pipeline() const { return pipeline_; }
+  std::string_view component() const { return component_; }
+
  private:
-  std::string_view outer_pipeline_, outer_component_;  ///< restored at the end (calls nest)
+  std::string_view pipeline_, component_;
+  const PluginCall* outer_;  ///< the call this one is nested in, current again at the end
 };
 
-/// Installs the fatal-signal handlers that report the running PluginCall. [main thread, once]
+/// Installs the fatal-signal handlers that report the running PluginCall, and the handler that
+/// report_plugin_calls() uses. [main thread, once]
 void install_crash_report();
+
+/// Makes every other thread of the process that is running plugin code say so on stderr, one
+/// line each: "shardline: thread 'shard 1' is in plugin code: ev.track, pipeline 'events'".
+/// For a host that does not stop, it names what keeps it. Returns after the threads have had
+/// 100 ms to answer. [any thread, after install_crash_report()]
+void report_plugin_calls();
 
 /// How plugin code run by crash_in_copy() ended.
 struct CopyOutcome {

@@ -10,7 +10,7 @@ import subprocess
 import unittest
 
 
-from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, Receiver, Run, TempDirTest,
+from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, LiveRun, Receiver, Run, TempDirTest,
                      check, events_topology, free_port, frame, host_has_asan, run, send_all,
                      split_frames, summary)
 
@@ -55,6 +55,32 @@ class PluginErrors(TempDirTest):
         self.assertIn("shardline: fatal SIGSEGV (invalid memory access) in plugin code: "
                       "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
                       "recover from a crash inside a plugin", p.stderr)
+
+    def test_plugin_code_that_never_returns_is_named_and_a_second_interrupt_ends_the_run(self):
+        # test_events_v9's track never returns: the shard cannot drain, and cannot be stopped.
+        self.write("events.txt", "1 1\n2 1\n")
+        topo = self.write("topology.toml", f"""
+shards = 1
+[plugins]
+ev = "{TEST_PLUGINS}/test_events_v9.so"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+""")
+        live = LiveRun(topo, "--stats", "0.1")
+        live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
+        live.proc.send_signal(signal.SIGINT)
+        live.wait_for("still draining 5 s after the interrupt")
+        live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
+        live.proc.send_signal(signal.SIGINT)
+        self.assertEqual(live.wait(), 4, live.stderr)
+        self.assertIn("still not stopped 5 s after the second interrupt; threads in plugin code, "
+                      "if any, follow; ending without draining", live.stderr)
+        self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 2)
 
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
