@@ -301,8 +301,11 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
 
   // 3. Pause the sources; drain everything already read.
   const auto pause_started = Clock::now();
-  if (!gate_.pause(std::chrono::seconds(5)))
-    return refuse("the sources did not pause within 5 s (is a sink blocked?)");
+  if (!gate_.pause(std::chrono::seconds(5))) {
+    loader::report_plugin_calls();
+    return refuse("the sources did not pause within 5 s (a sink that is blocked, or plugin code "
+                  "that does not return: the threads in plugin code, if any, are named above)");
+  }
   auto resume = [&] {
     gate_.resume();
     report.pause_ms = ms_since(pause_started);
@@ -315,8 +318,11 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     lock.unlock();
     flow_->end_drain_wait();
     if (!drained) {
+      loader::report_plugin_calls();
       resume();
-      return refuse("in-flight messages did not drain within 10 s (is a sink blocked?)");
+      return refuse("in-flight messages did not drain within 10 s (a sink that is blocked, or "
+                    "plugin code that does not return: the threads in plugin code, if any, are "
+                    "named above)");
     }
   }
 

@@ -56,13 +56,13 @@ class PluginErrors(TempDirTest):
                       "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
                       "recover from a crash inside a plugin", p.stderr)
 
-    def test_plugin_code_that_never_returns_is_named_and_a_second_interrupt_ends_the_run(self):
-        # test_events_v9's track never returns: the shard cannot drain, and cannot be stopped.
+    def stuck_topology(self, plugin):
+        """One shard; test_events_v9's track never returns, so the shard never drains."""
         self.write("events.txt", "1 1\n2 1\n")
-        topo = self.write("topology.toml", f"""
+        return self.write("topology.toml", f"""
 shards = 1
 [plugins]
-ev = "{TEST_PLUGINS}/test_events_v9.so"
+ev = "{plugin}"
 [states.seqs]
 factory = "ev.last_seq"
 [[pipelines]]
@@ -71,6 +71,16 @@ source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev
 steps = [ {TRACK} ]
 sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
 """)
+
+    def stop_stuck(self, live):
+        """Two interrupts end a run whose plugin code never returns, without draining."""
+        live.proc.send_signal(signal.SIGINT)
+        live.wait_for("stopping the sources and draining")  # one at a time: pending ones merge
+        live.proc.send_signal(signal.SIGINT)
+        self.assertEqual(live.wait(), 4, live.stderr)
+
+    def test_plugin_code_that_never_returns_is_named_and_a_second_interrupt_ends_the_run(self):
+        topo = self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so")
         live = LiveRun(topo, "--stats", "0.1")
         live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
         live.proc.send_signal(signal.SIGINT)
@@ -81,6 +91,19 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.assertIn("still not stopped 5 s after the second interrupt; threads in plugin code, "
                       "if any, follow; ending without draining", live.stderr)
         self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 2)
+
+    def test_a_reload_that_cannot_drain_names_the_plugin_code_that_holds_it(self):
+        shutil.copy(f"{TEST_PLUGINS}/test_events_v9.so", self.path("ev.so"))
+        live = LiveRun(self.stuck_topology(self.path("ev.so")), "--watch", "--stats", "0.1")
+        live.wait_for("pipeline events: 2 in")
+        shutil.copy(f"{TEST_PLUGINS}/test_events_v2.so", self.path("ev.so.tmp"))
+        os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
+        refused = live.wait_for("reload of plugin 'ev' refused")
+        self.assertIn("still running test_events 9.0.0: in-flight messages did not drain within "
+                      "10 s (a sink that is blocked, or plugin code that does not return: the "
+                      "threads in plugin code, if any, are named above)", refused)
+        live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
+        self.stop_stuck(live)
 
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
