@@ -10,8 +10,14 @@
 
 #include "engine/ingress.hpp"
 #include "engine/thread_setup.hpp"
+#include "loader/plugin_call.hpp"
 
 namespace shardline::engine {
+
+namespace {
+/// How long one plugin call may run before the control thread names it in a warning.
+constexpr std::chrono::seconds kStuckCall{10};
+}  // namespace
 
 Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     : wiring_(std::move(wiring)), options_(options) {
@@ -199,8 +205,18 @@ int Engine::run() {
   const bool stats = options_.stats_every.count() > 0;
   auto progress_at = started;                            // when the last stats line was taken
   auto progress_due = started + options_.stats_every;    // on a fixed grid: no drift
+  auto stuck_check_due = started;
   for (;;) {
     serve_reloads();
+    if (const auto now = std::chrono::steady_clock::now(); now >= stuck_check_due) {
+      // A plugin call that never returns stalls its pipeline without any error: say so.
+      stuck_check_due = now + std::chrono::seconds(1);
+      if (loader::stuck_plugin_call(kStuckCall)) {
+        spdlog::warn("plugin code has not returned for {} s (an endless loop, or a wait that never "
+                     "ends?); its pipeline makes no progress meanwhile:", kStuckCall.count());
+        loader::report_plugin_calls();
+      }
+    }
     if (const auto now = std::chrono::steady_clock::now(); stats && now >= progress_due) {
       const auto before = std::exchange(progress.pipelines, pipeline_counters());
       progress.states = state_counts(false);

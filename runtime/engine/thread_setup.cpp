@@ -9,6 +9,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "loader/plugin_call.hpp"
+
 namespace shardline::engine {
 
 void setup_thread(std::string_view name, topology::Scheduling scheduling) {
@@ -17,6 +19,7 @@ void setup_thread(std::string_view name, topology::Scheduling scheduling) {
   std::memcpy(shown, name.data(), n);
   shown[n] = '\0';
   pthread_setname_np(pthread_self(), shown);
+  loader::watch_plugin_calls();  // the control thread notices a plugin call that never returns
 
   if (scheduling != topology::Scheduling::throughput) return;
   const sched_param param{};  // SCHED_BATCH takes no priority

@@ -8,7 +8,8 @@
 
 namespace shardline::engine {
 
-/// Names the calling thread (what top -H, perf and gdb show; Linux keeps 15 characters) and
+/// Names the calling thread (what top -H, perf and gdb show; Linux keeps 15 characters), has
+/// its plugin calls watched (loader::watch_plugin_calls), and
 /// applies the topology's scheduling. With "throughput", the thread runs under SCHED_BATCH:
 /// on a machine with fewer cores than busy threads, a shard woken by its source no longer
 /// preempts the source at once, which saves most context switches (measured in

@@ -13,6 +13,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <vector>
 #include <thread>
 
 namespace shardline::loader {
@@ -23,6 +26,19 @@ namespace {
 // plain thread-local of the executable (initial-exec TLS), written only by PluginCall, in one
 // store, after the call's names (so a handler never sees half of an update).
 thread_local const PluginCall* tl_call = nullptr;
+/// The plugin calls of one watched thread. [written by that thread, read by the watcher]
+struct CallCounter {
+  std::atomic<std::uint64_t> begun{0};  ///< outermost calls begun
+  std::atomic<bool> inside{false};      ///< in an outermost call now
+  // [the watcher's only]
+  std::uint64_t seen = 0;  ///< `begun` at the last look
+  std::chrono::steady_clock::time_point since{};  ///< when `seen` was first found inside
+  bool told = false;
+};
+thread_local std::shared_ptr<CallCounter> tl_counter;  // null: not watched
+std::mutex g_counters_mutex;
+std::vector<std::weak_ptr<CallCounter>> g_counters;
+
 // In a copy made by crash_in_copy(): where the handler writes what crashed. [that copy only]
 int g_probe_fd = -1;
 
@@ -105,9 +121,45 @@ PluginCall::PluginCall(std::string_view pipeline, std::string_view component) no
     : pipeline_(pipeline), component_(component), outer_(tl_call) {
   std::atomic_signal_fence(std::memory_order_release);  // the names first, then the pointer
   tl_call = this;
+  if (!outer_ && tl_counter) {
+    tl_counter->begun.fetch_add(1, std::memory_order_relaxed);
+    tl_counter->inside.store(true, std::memory_order_relaxed);
+  }
 }
 
-PluginCall::~PluginCall() { tl_call = outer_; }
+PluginCall::~PluginCall() {
+  tl_call = outer_;
+  if (!outer_ && tl_counter) tl_counter->inside.store(false, std::memory_order_relaxed);
+}
+
+void watch_plugin_calls() {
+  tl_counter = std::make_shared<CallCounter>();  // freed with the thread; the list holds it weakly
+  std::lock_guard lock(g_counters_mutex);
+  g_counters.push_back(tl_counter);
+}
+
+bool stuck_plugin_call(std::chrono::seconds patience) {
+  const auto now = std::chrono::steady_clock::now();
+  bool stuck = false;
+  std::lock_guard lock(g_counters_mutex);
+  std::erase_if(g_counters, [](const auto& c) { return c.expired(); });
+  for (const auto& weak : g_counters) {
+    const auto c = weak.lock();
+    if (!c) continue;
+    const std::uint64_t begun = c->begun.load(std::memory_order_relaxed);
+    if (!c->inside.load(std::memory_order_relaxed) || begun != c->seen) {
+      c->seen = begun;  // another call (or none) since the last look
+      c->since = now;
+      c->told = false;
+      continue;
+    }
+    if (!c->told && now - c->since >= patience) {
+      c->told = true;
+      stuck = true;
+    }
+  }
+  return stuck;
+}
 
 void install_crash_report() {
 #ifndef __SANITIZE_ADDRESS__

@@ -37,6 +37,15 @@ class PluginCall {
   const PluginCall* outer_;  ///< the call this one is nested in, current again at the end
 };
 
+/// Lets stuck_plugin_call() watch the calling thread's plugin calls (a counter per call, no
+/// clock read). [each engine thread, once, when it starts]
+void watch_plugin_calls();
+
+/// Whether a watched thread has been inside one and the same plugin call for at least
+/// `patience` (each such call is told once). Call it regularly: a call counts as the same one
+/// from the first look that finds it. [one thread: the engine's control thread]
+bool stuck_plugin_call(std::chrono::seconds patience);
+
 /// Installs the fatal-signal handlers that report the running PluginCall, and the handler that
 /// report_plugin_calls() uses. [main thread, once]
 void install_crash_report();

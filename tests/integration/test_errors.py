@@ -81,8 +81,11 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
 
     def test_plugin_code_that_never_returns_is_named_and_a_second_interrupt_ends_the_run(self):
         topo = self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so")
-        live = LiveRun(topo, "--stats", "0.1")
-        live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
+        live = LiveRun(topo)
+        # While running: the pipeline stalls without an error, so the host says why.
+        live.wait_for("plugin code has not returned for 10 s (an endless loop, or a wait that "
+                      "never ends?); its pipeline makes no progress meanwhile:")
+        live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
         live.proc.send_signal(signal.SIGINT)
         live.wait_for("still draining 5 s after the interrupt")
         live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
@@ -90,12 +93,13 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         self.assertEqual(live.wait(), 4, live.stderr)
         self.assertIn("still not stopped 5 s after the second interrupt; threads in plugin code, "
                       "if any, follow; ending without draining", live.stderr)
-        self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 2)
+        self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 3)
+        self.assertEqual(live.stderr.count("plugin code has not returned"), 1)  # told once
 
     def test_a_reload_that_cannot_drain_names_the_plugin_code_that_holds_it(self):
         shutil.copy(f"{TEST_PLUGINS}/test_events_v9.so", self.path("ev.so"))
         live = LiveRun(self.stuck_topology(self.path("ev.so")), "--watch", "--stats", "0.1")
-        live.wait_for("pipeline events: 2 in")
+        live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
         shutil.copy(f"{TEST_PLUGINS}/test_events_v2.so", self.path("ev.so.tmp"))
         os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
         refused = live.wait_for("reload of plugin 'ev' refused")
