@@ -4,6 +4,8 @@
 #include <netdb.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -269,7 +271,8 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
     const auto path = relative_to(topo.file.parent_path(), *file);
     std::ifstream in(path);
     if (!in) {
-      c.error(*t.get("keys_file"), "cannot open keys_file " + path.string());
+      c.error(*t.get("keys_file"), "cannot open keys_file " + path.string() + ": " +
+                                       std::strerror(errno));
     } else {
       std::string line;
       while (std::getline(in, line)) {

@@ -210,6 +210,23 @@ TEST_CASE("a key that does not apply to the source's or the sink's kind", "[topo
                t.at(10, 53, "'connect' applies to tcp sinks only; remove it")});
 }
 
+TEST_CASE("a keys_file that cannot be opened", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys_file = \"no-such-keys.txt\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(5, 13, "cannot open keys_file " + (t.file.parent_path() / "no-such-keys.txt").string() +
+                               ": No such file or directory")});
+}
+
 TEST_CASE("a plugin name with a dot", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
