@@ -25,16 +25,27 @@ FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds d
   if (inotify_ < 0 || pipe2(wake_, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("cannot watch files: ") + std::strerror(errno));
   for (auto& w : files) {
-    Entry e;
-    e.w = std::move(w);
-    e.dir = std::filesystem::absolute(e.w.file).parent_path();
-    e.wd = inotify_add_watch(inotify_, e.dir.c_str(), kMask);
-    if (e.wd < 0)
-      throw std::runtime_error("cannot watch " + e.dir.string() + ": " + std::strerror(errno));
-    spdlog::info("watching {} ({})", e.w.file.string(), e.w.what);
-    entries_.push_back(std::move(e));
+    // A symbolic link (plugins/app.so -> ../build/app.so) is watched where it is, for a link
+    // made anew, and where it leads, for a rebuild of its target.
+    std::error_code ec;
+    const auto target = std::filesystem::canonical(w.file, ec);
+    const bool link = !ec && target != std::filesystem::absolute(w.file).lexically_normal();
+    spdlog::info("watching {} ({}){}", w.file.string(), w.what,
+                 link ? ", a link to " + target.string() : "");
+    if (link) add(Watched{target, w.what, w.on_change});
+    add(std::move(w));
   }
   thread_ = std::thread([this] { run(); });
+}
+
+void FileWatcher::add(Watched w) {
+  Entry e;
+  e.w = std::move(w);
+  e.dir = std::filesystem::absolute(e.w.file).parent_path();
+  e.wd = inotify_add_watch(inotify_, e.dir.c_str(), kMask);
+  if (e.wd < 0)
+    throw std::runtime_error("cannot watch " + e.dir.string() + ": " + std::strerror(errno));
+  entries_.push_back(std::move(e));
 }
 
 FileWatcher::~FileWatcher() {

@@ -10,6 +10,7 @@
 // that the file is a complete ELF before mapping it). A watched directory that is removed or
 // moved away (a clean rebuild: `rm -rf build`) is looked for again every debounce period until
 // it is back; the file is then treated as changed, since its new build may already be there.
+// A file that is a symbolic link is watched both as the link and as the file it leads to.
 #pragma once
 
 #include <sys/inotify.h>
@@ -48,6 +49,8 @@ class FileWatcher {
     off_t size = -1;
     std::int64_t mtime_ns = -1;
   };
+  /// Watches `w.file`'s directory. [constructor]
+  void add(Watched w);
   void run();
   bool stable(Entry& e);
   /// Handles one inotify event. [the watcher's thread]

@@ -44,12 +44,16 @@ class ReloadTest(TempDirTest):
     """A live run fed by a Feeder; its plugins are copied beside the topology first."""
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
-               'state = "seqs", partition = "ev.by_key" }', watch=True, folder="."):
+               'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None):
+        """With `link`, the topology names each plugin through a symbolic link in that folder."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
             shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{folder}/{name}.so"))
+            if link:
+                os.makedirs(self.path(link), exist_ok=True)
+                os.symlink(f"../{folder}/{name}.so", self.path(f"{link}/{name}.so"))
         self.port = free_port()
-        aliases = "".join(f'{name} = "{folder}/{name}.so"\n' for name in plugins)
+        aliases = "".join(f'{name} = "{link or folder}/{name}.so"\n' for name in plugins)
         topology = self.write("topology.toml", f"""
 shards = 2
 batch_size = 32
@@ -203,6 +207,18 @@ class HotReload(ReloadTest):
         os.makedirs(self.path("build"))
         self.publish(f"{TEST_PLUGINS}/test_events_v2.so", "build/ev.so")
         self.run_.wait_for("watching " + self.path("build/ev.so") + " again (plugin 'ev')")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
+    def test_a_plugin_named_through_a_link_is_reloaded_when_its_target_is_rebuilt(self):
+        self.launch({"ev": "test_events.so"}, folder="build", link="plugins")
+        self.run_.wait_for("watching " + self.path("plugins/ev.so") + " (plugin 'ev'), a link to " +
+                           os.path.realpath(self.path("build/ev.so")))
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so", "build/ev.so")  # the build's output
         line = self.run_.wait_for("reloaded plugin 'ev'")
         self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
         self.feeder.wait_sent(self.feeder.sent + 1000)
