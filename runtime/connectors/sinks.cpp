@@ -1,11 +1,12 @@
 // The local sinks: a file, standard output, and discard (for benchmarks). [sink thread]
 //
-// File and stdout write the chunks the shards encoded, in order, with write(2). The file sink
-// gathers chunks into a 1 MiB buffer first, since shards may hand over small chunks and a
-// system call per chunk would dominate; stdout writes each chunk at once, so that someone
-// watching the output sees it as it is produced. A write error other than an interruption is
-// not retried (a full disk or a closed pipe does not heal by itself here): it is logged as an
-// error, and write() returns false from then on, so the loss is never silent.
+// File and stdout write each chunk the shards encoded as it comes, in order, with write(2):
+// someone watching the output (tail -f) sees it as it is produced, and a chunk that cannot be
+// written is counted as lost with its messages. Chunks are up to 256 KiB, and at most a few
+// thousand per second reach a sink when traffic is light, so a system call per chunk costs
+// little. A write error other than an interruption is not retried (a full disk or a closed pipe
+// does not heal by itself here): it is logged as an error, and write() returns false from then
+// on, so the loss is never silent.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +18,6 @@
 #include <optional>
 #include <stdexcept>
 #include <utility>
-#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -27,17 +27,15 @@ namespace shardline::connectors {
 
 namespace {
 
-constexpr std::size_t kFileBuffer = std::size_t(1) << 20;
 constexpr int kAbandonCheckMs = 100;
 
 class FdSink final : public Sink {
  public:
   /// Writes to `path` (created or truncated), or to standard output when `path` is nullopt.
-  /// `buffer` bytes are gathered before a write; 0 writes every chunk at once. [control thread]
-  FdSink(std::optional<std::string> path, std::size_t buffer)
-      : path_(std::move(path)), buffer_limit_(buffer) {}
+  /// [control thread]
+  explicit FdSink(std::optional<std::string> path) : path_(std::move(path)) {}
 
-  ~FdSink() override { close(); }  // a sink destroyed without close() still keeps its data
+  ~FdSink() override { close(); }
 
   void open() override {  // [control thread]
     if (!path_) {
@@ -47,20 +45,15 @@ class FdSink final : public Sink {
       if (fd_ < 0)
         throw std::runtime_error("cannot open sink file " + *path_ + ": " + std::strerror(errno));
     }
-    buffer_.reserve(buffer_limit_);  // once: chunks are copied in without allocating
   }
 
   bool write(const std::byte* data, std::size_t n) override {  // [sink thread]
     if (failed_ || fd_ < 0) return false;
-    if (buffer_.size() + n > buffer_limit_ && !flush()) return false;
-    if (n >= buffer_limit_) return write_all(data, n);  // too big to gather: skip the copy
-    buffer_.insert(buffer_.end(), data, data + n);
-    return true;
+    return write_all(data, n);
   }
 
   void close() override {  // [sink thread]
     if (fd_ < 0) return;
-    flush();
     if (path_ && ::close(fd_) != 0)
       spdlog::error("sink {}: closing failed: {}", describe(), std::strerror(errno));
     fd_ = -1;
@@ -73,13 +66,6 @@ class FdSink final : public Sink {
   }
 
  private:
-  bool flush() {
-    if (buffer_.empty()) return true;
-    const bool ok = write_all(buffer_.data(), buffer_.size());
-    buffer_.clear();
-    return ok;
-  }
-
   bool write_all(const std::byte* p, std::size_t n) {
     while (n > 0) {
       const ssize_t w = ::write(fd_, p, n);
@@ -104,10 +90,8 @@ class FdSink final : public Sink {
   }
 
   const std::optional<std::string> path_;
-  const std::size_t buffer_limit_;
   int fd_ = -1;
   bool failed_ = false;
-  std::vector<std::byte> buffer_;
   std::atomic<bool> abandoned_{false};
 };
 
@@ -134,11 +118,11 @@ class DiscardSink final : public Sink {
 
 // Declared in factory.cpp, the only caller.
 std::unique_ptr<Sink> make_file_sink(const topology::SinkSpec& spec) {
-  return std::make_unique<FdSink>(spec.address, kFileBuffer);
+  return std::make_unique<FdSink>(spec.address);
 }
 
 std::unique_ptr<Sink> make_stdout_sink(const topology::SinkSpec&) {
-  return std::make_unique<FdSink>(std::nullopt, 0);
+  return std::make_unique<FdSink>(std::nullopt);
 }
 
 std::unique_ptr<Sink> make_discard_sink(const topology::SinkSpec&) {

@@ -109,6 +109,17 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
         self.stop_stuck(live)
 
+    def test_output_that_cannot_be_written_is_counted_lost_and_ends_with_status_4(self):
+        self.write("events.txt", "1 1\n2 1\n3 1\n")
+        topo = self.write("topology.toml", events_topology(2).replace('path = "out.txt"',
+                                                                      'path = "/dev/full"'))
+        status, _, err = run(topo)
+        self.assertEqual(status, 4, err)
+        self.assertIn("sink file /dev/full: cannot write: No space left on device; the rest of "
+                      "the output is lost", err)
+        counts = summary(err)["events"]
+        self.assertEqual((counts["out"], counts["lost"]), (3, 3))
+
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
         self.assertEqual(status, 0, err)

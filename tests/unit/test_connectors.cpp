@@ -382,7 +382,7 @@ TEST_CASE("tcp source reports an address it cannot listen on", "[connectors]") {
 }
 
 TEST_CASE("file sink, discard sink", "[connectors]") {
-  SECTION("file: small chunks are gathered, large ones written through, order kept") {
+  SECTION("file: every chunk is in the file once write() returns, in order") {
     const auto path = temp_path("out.bin");
     topology::SinkSpec spec;
     spec.kind = topology::SinkKind::file;
@@ -395,9 +395,21 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
       const std::string chunk(size, char('a' + expected.size() % 26));
       CHECK(sink->write(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()));
       expected += chunk;
+      CHECK(read_file(path) == expected);  // visible to a reader (tail -f) before close()
     }
     sink->close();
     CHECK(read_file(path) == expected);
+  }
+  SECTION("file: a write that fails is reported, and so is every later one") {
+    topology::SinkSpec spec;
+    spec.kind = topology::SinkKind::file;
+    spec.address = "/dev/full";  // every write: ENOSPC
+    auto sink = make_sink(spec);
+    sink->open();
+    const std::byte b[3]{};
+    CHECK_FALSE(sink->write(b, 3));
+    CHECK_FALSE(sink->write(b, 3));
+    sink->close();
   }
   SECTION("file: cannot open") {
     topology::SinkSpec spec;
