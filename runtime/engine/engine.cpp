@@ -249,7 +249,10 @@ int Engine::run() {
   for (auto& t : threads_) t.join();
   threads_.clear();
 
-  for (auto& p : flow_->pipelines) p.errors->flush_held_back();
+  for (auto& p : flow_->pipelines) {
+    p.errors->flush_held_back();
+    if (p.errors->dead_letter_failed()) output_lost_ = true;
+  }
   summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   summary_.pipelines = pipeline_counters();
   summary_.states = state_counts(true);

@@ -56,6 +56,7 @@ PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy polic
                                metrics::PipelineMetrics& metrics, StopFn stop)
     : pipeline_(std::move(pipeline)), policy_(policy), metrics_(metrics), stop_(std::move(stop)) {
   if (policy_ == topology::ErrorPolicy::dead_letter) {
+    dead_letter_path_ = dead_letter.string();
     dead_letter_ = std::fopen(dead_letter.c_str(), "a");
     if (!dead_letter_)
       throw std::runtime_error("pipeline '" + pipeline_ + "': cannot open dead-letter file " +
@@ -117,9 +118,18 @@ void PipelineErrors::message_failed(std::string_view step, std::string_view what
   std::string hex;
   hex.reserve(payload.size() * 2);
   for (std::byte b : payload) append_hex(hex, std::to_integer<unsigned char>(b));
-  std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
-               static_cast<int>(step.size()), step.data(), error.c_str(), hex.c_str());
-  std::fflush(dead_letter_);
+  const bool written =
+      std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
+                   static_cast<int>(step.size()), step.data(), error.c_str(), hex.c_str()) >= 0 &&
+      std::fflush(dead_letter_) == 0;
+  if (written) return;
+  // A full disk: the message is neither processed nor kept.
+  metrics_.add(metrics_.lost, 1);
+  if (!dead_letter_failed_)
+    spdlog::error("pipeline '{}': cannot write the dead-letter file {}: {}; failed messages are "
+                  "counted as lost from now on", pipeline_, dead_letter_path_, std::strerror(errno));
+  dead_letter_failed_ = true;
+  std::clearerr(dead_letter_);
 }
 
 void PipelineErrors::bad_input(std::string_view source, std::string_view what) {

@@ -48,6 +48,12 @@ class PipelineErrors {
   /// Logs the last of the lines held back since the last one shown, with their number, for
   /// each kind of error. [control thread, at the end of the run]
   void flush_held_back();
+  /// Whether some failed message could not be written to the dead-letter file (then counted
+  /// as lost). [any thread]
+  bool dead_letter_failed() {
+    std::lock_guard lock(mutex_);
+    return dead_letter_failed_;
+  }
 
  private:
   void log_limited(const std::string& where, const std::string& line);
@@ -60,6 +66,8 @@ class PipelineErrors {
   StopFn stop_;
   std::mutex mutex_;
   std::FILE* dead_letter_ = nullptr;
+  std::string dead_letter_path_;
+  bool dead_letter_failed_ = false;  ///< [mutex_]
   struct Limiter {
     std::chrono::steady_clock::time_point last{};
     std::uint64_t held_back = 0;

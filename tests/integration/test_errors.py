@@ -133,6 +133,14 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.trac
         # The payload is the Event's bytes: key 1 (7-1 = 6 % 5), seq 7, little-endian u64s.
         self.assertEqual(bytes.fromhex(cursed[0][3]), struct.pack("<QQ", 1, 7))
 
+    def test_a_dead_letter_file_that_cannot_be_written_counts_the_messages_lost(self):
+        status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "/dev/full"'))
+        self.assertEqual(status, 4, err)
+        self.assertEqual(err.count("cannot write the dead-letter file /dev/full: No space left on "
+                                   "device; failed messages are counted as lost from now on"), 1)
+        counts = summary(err)["events"]
+        self.assertEqual((counts["errors"], counts["lost"]), (1 + 7, 1 + 7))
+
     def test_error_text_quoting_raw_bytes_stays_one_readable_line(self):
         topo = self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"')
         with open(self.path("events.txt"), "wb") as f:
