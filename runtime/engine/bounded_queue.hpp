@@ -12,6 +12,7 @@
 // be in flight).
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
@@ -34,7 +35,9 @@ class BoundedQueue {
       std::unique_lock lock(mutex_);
       if (may_block) not_full_.wait(lock, [&] { return items_.size() < capacity_ || closed_; });
       items_.push_back(std::move(item));
-      notify = consumer_waiting_ && (wake || items_.size() >= kWakeAt);
+      // A full queue always wakes its consumer: otherwise a producer that blocks on it next
+      // would wait for a consumer that waits for it.
+      notify = consumer_waiting_ && (wake || items_.size() >= std::min(kWakeAt, capacity_));
     }
     if (notify) not_empty_.notify_one();
   }
@@ -100,7 +103,7 @@ class BoundedQueue {
   std::condition_variable not_full_;
   std::vector<T> items_;
   std::size_t capacity_;
-  static constexpr std::size_t kWakeAt = 4;  ///< below capacity, so a blocked push always wakes
+  static constexpr std::size_t kWakeAt = 4;  ///< queued items that wake a sleeping consumer
   bool consumer_waiting_ = false;
   bool closed_ = false;
 };

@@ -20,11 +20,24 @@ class Ordering(TempDirTest):
                 del pending[k]
         return lines
 
-    def run_events(self, shards, lines, steps=TRACK, extra=""):
+    def run_events(self, shards, lines, steps=TRACK, extra="", batch_size=64, queue_batches=None):
         self.write("events.txt", "\n".join(lines) + "\n")
-        topology = self.write("topology.toml", events_topology(shards, steps, batch_size=64, extra=extra))
+        text = events_topology(shards, steps, batch_size=batch_size, extra=extra)
+        if queue_batches is not None:
+            text = f"queue_batches = {queue_batches}\n" + text
+        topology = self.write("topology.toml", text)
         status, _, err = run(topology)
         return status, read(self.path("out.txt")).splitlines(), err
+
+    def test_the_smallest_batches_and_queues(self):
+        # One message per batch and one batch per queue: the source blocks on a full queue after
+        # every message, and each such queue must wake its shard (below the usual wake-up
+        # threshold of 4 batches). Everything comes out, in order per key.
+        lines = self.events(keys=50, per_key=40)
+        status, out, err = self.run_events(4, lines, batch_size=1, queue_batches=1)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(len(out), len(lines))
+        self.assertFalse([l for l in out if not l.endswith(" ok")], "events seen out of order")
 
     def test_per_key_order_on_four_shards(self):
         lines = self.events()

@@ -65,6 +65,32 @@ TEST_CASE("items of each producer arrive in order, none lost", "[queue]") {
   CHECK(batches <= received);
 }
 
+TEST_CASE("a producer that does not wake the consumer still never waits on a full queue for "
+          "nothing, at any capacity", "[queue]") {
+  // The source pushes with wake = false and wakes the shard only when it runs out of input; a
+  // queue smaller than the wake-up threshold must wake a sleeping consumer once it is full, or
+  // the producer blocks on it forever.
+  for (std::size_t capacity : {1u, 2u, 3u, 4u, 5u}) {
+    INFO("capacity " << capacity);
+    constexpr int items = 2000;
+    BoundedQueue<int> q(capacity);
+    auto producer = std::async(std::launch::async, [&q] {
+      for (int i = 0; i < items; ++i) q.push(i, true, false);
+      q.wake();  // out of input: as the source does
+    });
+    CloseOnExit<int> closer{q};
+    int received = 0;
+    std::vector<int> out;
+    while (received < items) {
+      out.clear();
+      REQUIRE(q.pop_all(out));
+      received += static_cast<int>(out.size());
+    }
+    REQUIRE(producer.wait_for(kGenerous) == std::future_status::ready);
+    CHECK(received == items);
+  }
+}
+
 TEST_CASE("pop_all takes everything queued, in order", "[queue]") {
   BoundedQueue<int> q(8);
   for (int i = 0; i < 5; ++i) q.push(i);
