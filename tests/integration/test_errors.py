@@ -59,18 +59,7 @@ class PluginErrors(TempDirTest):
     def stuck_topology(self, plugin):
         """One shard; test_events_v9's track never returns, so the shard never drains."""
         self.write("events.txt", "1 1\n2 1\n")
-        return self.write("topology.toml", f"""
-shards = 1
-[plugins]
-ev = "{plugin}"
-[states.seqs]
-factory = "ev.last_seq"
-[[pipelines]]
-name = "events"
-source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
-steps = [ {TRACK} ]
-sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
-""")
+        return self.write("topology.toml", events_topology(1).replace(EVENTS, plugin))
 
     def stop_stuck(self, live):
         """Two interrupts end a run whose plugin code never returns, without draining."""
