@@ -275,7 +275,7 @@ std::vector<PipelineSummary> Engine::pipeline_counters() const {
     using M = metrics::PipelineMetrics;
     out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
                    M::get(p.metrics.bad_input), M::get(p.metrics.lost),
-                   p.metrics.latency.snapshot()});
+                   M::get(p.metrics.dropped), p.metrics.latency.snapshot()});
   }
   return out;
 }
@@ -349,6 +349,7 @@ std::string RunSummary::counts(std::string_view head, const std::vector<Pipeline
     o << ", " << p.errors << " errors";
     if (p.bad_input) o << ", " << p.bad_input << " bad input";
     if (p.lost) o << ", " << p.lost << " lost";
+    if (p.dropped) o << ", " << p.dropped << " dropped by the decoder";
   }
   for (std::size_t i = 0; i < pipelines.size(); ++i) {
     const auto& p = pipelines[i];

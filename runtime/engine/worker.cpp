@@ -46,6 +46,8 @@ void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n,
   BatchErrors errors(p, p.decoder_name, nullptr, frames);
   errors.run([&](ErrorSink& sink) { p.decoder->decode(frames, n, out, sink); });
   p.metrics.add(p.metrics.in, out.count());
+  // At most one message per frame: the rest failed (counted as errors) or were dropped.
+  p.metrics.add(p.metrics.dropped, n - out.count() - errors.failed().size());
   advance(p, 0, 0, arrived_ns);
 }
 

@@ -12,6 +12,7 @@ namespace shardline::metrics {
 
 struct PipelineMetrics {
   std::atomic<std::uint64_t> in{0};         ///< messages decoded from the source
+  std::atomic<std::uint64_t> dropped{0};    ///< frames the decoder chose to drop (nullopt)
   std::atomic<std::uint64_t> out{0};        ///< messages encoded for the sink
   std::atomic<std::uint64_t> errors{0};     ///< messages a plugin function failed on
   std::atomic<std::uint64_t> bad_input{0};  ///< unframeable input (oversized, truncated)

@@ -109,6 +109,17 @@ class PluginErrors(TempDirTest):
         counts = summary(err)["events"]
         self.assertEqual((counts["out"], counts["lost"]), (3, 3))
 
+    def test_frames_a_decoder_drops_on_purpose_are_counted_apart_from_errors(self):
+        self.write("events.txt", "# a comment\n1 1\n2 1\n# another\nnot an event\n1 2\n")
+        topo = self.write("topology.toml", events_topology(1, steps=TRACK).replace(
+            'decoder = "ev.event_line"', 'decoder = "x.event_or_comment"').replace(
+            "[plugins]", f'[plugins]\nx = "{TEST_PLUGINS}/test_extra.so"'))
+        status, _, err = run(topo)
+        self.assertEqual(status, 0, err)
+        counts = summary(err)["events"]
+        self.assertEqual((counts["in"], counts["errors"], counts["dropped_by_the_decoder"],
+                          counts["out"]), (3, 1, 2, 3))
+
     def test_dead_letter_file(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"'))
         self.assertEqual(status, 0, err)

@@ -3,8 +3,12 @@
 // and LastSeq have the same names and layouts as test_events' own, so the host matches them.
 // TEST_EXTRA_VARIANT 2 (version 0.3.0) has the Event of test_events_v10, with a field more:
 // the two plugins reload together.
+#include <charconv>
 #include <cstdint>
+#include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <shardline/plugin.hpp>
 
@@ -31,6 +35,18 @@ struct Counter {
 
 SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 2 ? "0.3.0" : "0.2.0", p) {
   p.computation("relay", [](const Event& e) { return e; });
+  // "KEY SEQ" lines, where a line starting with '#' is a comment, dropped on purpose.
+  p.decoder("event_or_comment", [](std::string_view line) -> std::optional<Event> {
+    if (line.starts_with('#')) return std::nullopt;
+    Event e{};
+    const auto space = line.find(' ');
+    const char* end = line.data() + line.size();
+    if (space == std::string_view::npos ||
+        std::from_chars(line.data(), line.data() + space, e.key).ptr != line.data() + space ||
+        std::from_chars(line.data() + space + 1, end, e.seq).ptr != end)
+      throw shardline::DecodeError("expected \"KEY SEQ\" or a # comment");
+    return e;
+  });
   p.state<Counter>("counter");
   p.state_computation("observe", [](const Event& e, LastSeq& s) {
     ++s.count;
