@@ -43,7 +43,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMinBackoffMs = 10;
 constexpr int kMaxBackoffMs = 1000;
 constexpr int kConnectTimeoutMs = 3000;
-constexpr auto kWarnInterval = std::chrono::seconds(1);
+constexpr auto kWarnInterval = std::chrono::seconds(30);  // an outage of hours stays readable
 
 class TcpSink final : public Sink {
  public:
