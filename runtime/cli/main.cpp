@@ -112,8 +112,9 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
         if (sig < 0) {  // the engine has not stopped in time
           deadline.reset();
           if (received == 1) {
-            spdlog::warn("still draining {} s after the interrupt; threads in plugin code, if "
-                         "any, follow (interrupt again to stop without draining)", kPatience.count());
+            spdlog::warn("still draining {} s after the interrupt: a sink that cannot deliver, "
+                         "or plugin code that does not return (threads in plugin code, if any, "
+                         "follow); interrupt again to stop without draining", kPatience.count());
             loader::report_plugin_calls();
             continue;
           }
