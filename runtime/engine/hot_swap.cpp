@@ -34,6 +34,14 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
+/// "a", "a and b", "a, b and c".
+std::string listed(const std::vector<std::string>& items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
+  return out;
+}
+
 bool mapped(const std::filesystem::path& shadow) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -236,20 +244,25 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   const auto started = Clock::now();
   ReloadReport report;
   std::vector<std::shared_ptr<loader::Plugin>> olds;
-  for (const auto& alias : aliases) olds.push_back(wiring_->plugin(alias));
-  std::string who = aliases.size() == 1 ? "plugin " : "plugins ";
-  for (std::size_t i = 0; i < aliases.size(); ++i)
-    who += (i == 0 ? "'" : i + 1 == aliases.size() ? " and '" : ", '") + aliases[i] + "'";
-  if (aliases.size() > 1) who += " together";
+  std::vector<std::string> quoted, running;
+  for (const auto& alias : aliases) {
+    olds.push_back(wiring_->plugin(alias));
+    quoted.push_back("'" + alias + "'");
+    running.push_back(olds.back() ? olds.back()->name() + " " + olds.back()->version() : "nothing");
+  }
+  const std::string who = (aliases.size() == 1 ? "plugin " : "plugins ") + listed(quoted) +
+                          (aliases.size() == 1 ? "" : " together");
   auto refuse = [&](const std::string& why) {
-    std::string running;
-    for (std::size_t i = 0; i < olds.size(); ++i)
-      running += (i == 0 ? "" : i + 1 == olds.size() ? " and " : ", ") +
-                 (olds[i] ? olds[i]->name() + " " + olds[i]->version() : "nothing");
     report.ok = false;
     report.total_ms = ms_since(started);
-    report.message = "reload of " + who + " refused, still running " + running + ": " + why;
+    report.message = "reload of " + who + " refused, still running " + listed(running) + ": " + why;
     return report;
+  };
+  // A pause or drain that does not end: the threads in plugin code, if any, are named first.
+  auto stalled = [&](const std::string& what) {
+    loader::report_plugin_calls();
+    return what + " (a sink that is blocked, or plugin code that does not return: the threads "
+                  "in plugin code, if any, are named above)";
   };
   for (std::size_t i = 0; i < aliases.size(); ++i)
     if (!olds[i]) return refuse("the topology has no plugin named '" + aliases[i] + "'");
@@ -301,11 +314,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
 
   // 3. Pause the sources; drain everything already read.
   const auto pause_started = Clock::now();
-  if (!gate_.pause(std::chrono::seconds(5))) {
-    loader::report_plugin_calls();
-    return refuse("the sources did not pause within 5 s (a sink that is blocked, or plugin code "
-                  "that does not return: the threads in plugin code, if any, are named above)");
-  }
+  if (!gate_.pause(std::chrono::seconds(5)))
+    return refuse(stalled("the sources did not pause within 5 s"));
   auto resume = [&] {
     gate_.resume();
     report.pause_ms = ms_since(pause_started);
@@ -318,11 +328,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     lock.unlock();
     flow_->end_drain_wait();
     if (!drained) {
-      loader::report_plugin_calls();
+      const std::string why = stalled("in-flight messages did not drain within 10 s");
       resume();
-      return refuse("in-flight messages did not drain within 10 s (a sink that is blocked, or "
-                    "plugin code that does not return: the threads in plugin code, if any, are "
-                    "named above)");
+      return refuse(why);
     }
   }
 

@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <vector>
 #include <thread>
+#include <vector>
 
 namespace shardline::loader {
 

@@ -369,11 +369,7 @@ class PluginBuilder {
                     "text line), and returns the message (or a std::optional of it)");
       using Out = detail::unwrap_optional_t<detail::result_t<F>>;
       static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
-      static_assert(detail::owns_its_data_v<Out>,
-                    "a message must own its data: a view or a pointer would point into a frame or a message "
-                    "whose memory is reused while this one is still on its way; return "
-                    "std::string rather than std::string_view, a std::vector rather than a "
-                    "std::span or a pointer");
+      owns_its_data<Out>();
       return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
                  std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
     }
@@ -391,11 +387,7 @@ class PluginBuilder {
       using In = detail::arg_t<F, 0>;
       using Out = typename detail::output_of<F, 1>::type;
       static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
-      static_assert(detail::owns_its_data_v<Out>,
-                    "a message must own its data: a view or a pointer would point into a frame or a message "
-                    "whose memory is reused while this one is still on its way; return "
-                    "std::string rather than std::string_view, a std::vector rather than a "
-                    "std::span or a pointer");
+      owns_its_data<Out>();
       return add(ComponentKind::computation, std::move(name), &type_desc_v<In>,
                  &type_desc_v<Out>, nullptr,
                  std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
@@ -454,11 +446,7 @@ class PluginBuilder {
       using In = detail::arg_t<F, 0>;
       using S = detail::arg_t<F, 1>;
       using Out = typename detail::output_of<F, 2>::type;
-      static_assert(detail::owns_its_data_v<Out>,
-                    "a message must own its data: a view or a pointer would point into a frame or a message "
-                    "whose memory is reused while this one is still on its way; return "
-                    "std::string rather than std::string_view, a std::vector rather than a "
-                    "std::span or a pointer");
+      owns_its_data<Out>();
       return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
                  detail::desc_or_null<Out>(), &type_desc_v<S>,
                  std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
@@ -492,6 +480,17 @@ class PluginBuilder {
                   "SDK reads the message and state types from them, so a generic lambda (auto "
                   "parameters) or a function without the message cannot be registered");
     return detail::readable<F, min_args>();
+  }
+
+  /// Checks that a message type Out (void: none) holds its own data; see
+  /// detail::owns_its_data_v. [decoder, computation, state_computation]
+  template <class Out>
+  static constexpr void owns_its_data() {
+    static_assert(detail::owns_its_data_v<Out>,
+                  "a message must own its data: a view or a pointer would point into a frame or "
+                  "a message whose memory is reused while this one is still on its way; return "
+                  "std::string rather than std::string_view, a std::vector rather than a "
+                  "std::span or a pointer");
   }
 
   PluginBuilder& add(ComponentKind kind, std::string name, const TypeDesc* in,
