@@ -319,19 +319,27 @@ int main(int argc, char** argv) {
     std::atomic<bool> receiver_failed{false};
     std::string receiver_error;
 
+    std::atomic<bool> sender_failed{false};
+    // Waits until `fd` is readable, for at most --timeout seconds, and gives up as soon as the
+    // sender has failed (so that it can be joined). [receiver thread]
+    const auto wait_readable = [&](int fd, const char* what) {
+      for (double waited = 0;; waited += 0.1) {
+        if (sender_failed.load()) throw std::runtime_error("the sender failed");
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) > 0) return;
+        if (waited >= o.timeout) throw std::runtime_error(what);
+      }
+    };
+
     std::thread receiver([&] {
       try {
-        pollfd p{listener, POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(o.timeout * 1000)) <= 0)
-          throw std::runtime_error("no connection from the sink");
+        wait_readable(listener, "no connection from the sink");
         const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) throw std::runtime_error(errno_text("accept"));
         std::vector<unsigned char> buf(1 << 20);
         std::size_t have = 0;
         while (received < o.count) {
-          pollfd q{fd, POLLIN, 0};
-          if (::poll(&q, 1, static_cast<int>(o.timeout * 1000)) <= 0)
-            throw std::runtime_error("timed out waiting for results");
+          wait_readable(fd, "timed out waiting for results");
           const ssize_t n = ::recv(fd, buf.data() + have, buf.size() - have, 0);
           if (n < 0 && errno == EINTR) continue;
           if (n < 0) throw std::runtime_error(errno_text("recv"));
@@ -372,52 +380,62 @@ int main(int argc, char** argv) {
       }
     });
 
-    const int fd = connect_retry(o.to, o.timeout);
-    constexpr std::size_t kFrame = 57;
-    const std::uint64_t start = now_ns();
-    first_send = start;
-    const std::uint64_t warm_ns = static_cast<std::uint64_t>(o.warmup * 1e9);
-    const std::uint64_t burst_ns = static_cast<std::uint64_t>(o.burst_us * 1e3);
-    std::uint64_t sent = 0;
-    bool warm_published = o.warmup <= 0;
-    if (warm_published) warm_seq = 0;
-    // A burst's worth of orders (at least one): the sender waits until that many are due, so
-    // that it makes one send(2) per --burst-us period, not one each time a few more are due
-    // while the previous send was in the kernel (that took 5x the syscalls, and the CPU they
-    // cost was taken from the pipeline being measured).
-    const std::uint64_t per_burst = std::max<std::uint64_t>(
-        1, static_cast<std::uint64_t>(o.rate * static_cast<double>(burst_ns) * 1e-9));
-    while (sent < o.count && !receiver_failed.load()) {
-      std::uint64_t t = now_ns();
-      std::uint64_t due = o.count;
-      if (o.rate > 0) {
-        due = std::min<std::uint64_t>(
-            o.count, static_cast<std::uint64_t>(static_cast<double>(t - start) * 1e-9 * o.rate) + 1);
-        if (due < std::min(sent + per_burst, o.count)) {
-          // Sleep until the burst's last order is due.
-          const auto wake = start + static_cast<std::uint64_t>(
-                                        static_cast<double>(sent + per_burst - 1) / o.rate * 1e9);
-          if (wake > t) {
-            const std::uint64_t d = wake - t;
-            timespec ts{static_cast<time_t>(d / 1'000'000'000u), static_cast<long>(d % 1'000'000'000u)};
-            ::nanosleep(&ts, nullptr);
+    // If the sender fails (no connection, the peer gone), the receiver must stop before its
+    // thread is joined.
+    int fd = -1;
+    std::uint64_t sent = 0, send_end = 0;
+    try {
+      fd = connect_retry(o.to, o.timeout);
+      constexpr std::size_t kFrame = 57;
+      const std::uint64_t start = now_ns();
+      first_send = start;
+      const std::uint64_t warm_ns = static_cast<std::uint64_t>(o.warmup * 1e9);
+      const std::uint64_t burst_ns = static_cast<std::uint64_t>(o.burst_us * 1e3);
+      bool warm_published = o.warmup <= 0;
+      if (warm_published) warm_seq = 0;
+      // A burst's worth of orders (at least one): the sender waits until that many are due, so
+      // that it makes one send(2) per --burst-us period, not one each time a few more are due
+      // while the previous send was in the kernel (that took 5x the syscalls, and the CPU they
+      // cost was taken from the pipeline being measured).
+      const std::uint64_t per_burst = std::max<std::uint64_t>(
+          1, static_cast<std::uint64_t>(o.rate * static_cast<double>(burst_ns) * 1e-9));
+      while (sent < o.count && !receiver_failed.load()) {
+        std::uint64_t t = now_ns();
+        std::uint64_t due = o.count;
+        if (o.rate > 0) {
+          due = std::min<std::uint64_t>(
+              o.count, static_cast<std::uint64_t>(static_cast<double>(t - start) * 1e-9 * o.rate) + 1);
+          if (due < std::min(sent + per_burst, o.count)) {
+            // Sleep until the burst's last order is due.
+            const auto wake = start + static_cast<std::uint64_t>(
+                                          static_cast<double>(sent + per_burst - 1) / o.rate * 1e9);
+            if (wake > t) {
+              const std::uint64_t d = wake - t;
+              timespec ts{static_cast<time_t>(d / 1'000'000'000u), static_cast<long>(d % 1'000'000'000u)};
+              ::nanosleep(&ts, nullptr);
+            }
+            continue;
           }
-          continue;
         }
+        const std::uint64_t n = std::min<std::uint64_t>(due - sent, 4096);  // <= 228 KiB a call
+        if (!warm_published && t - start >= warm_ns) {
+          warm_seq = sent;
+          warmup_until_seq = sent;
+          warm_published = true;
+        }
+        t = now_ns();
+        for (std::uint64_t i = sent; i < sent + n; ++i) sent_at[i] = t;
+        published.store(sent + n, std::memory_order_release);
+        send_all(fd, frames.data() + sent * kFrame, n * kFrame);
+        sent += n;
       }
-      const std::uint64_t n = std::min<std::uint64_t>(due - sent, 4096);  // <= 228 KiB a call
-      if (!warm_published && t - start >= warm_ns) {
-        warm_seq = sent;
-        warmup_until_seq = sent;
-        warm_published = true;
-      }
-      t = now_ns();
-      for (std::uint64_t i = sent; i < sent + n; ++i) sent_at[i] = t;
-      published.store(sent + n, std::memory_order_release);
-      send_all(fd, frames.data() + sent * kFrame, n * kFrame);
-      sent += n;
+      send_end = now_ns();
+    } catch (...) {
+      sender_failed = true;
+      receiver.join();
+      if (fd >= 0) ::close(fd);
+      throw;
     }
-    const std::uint64_t send_end = now_ns();
     ::shutdown(fd, SHUT_WR);
     receiver.join();
     ::close(fd);
