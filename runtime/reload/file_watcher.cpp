@@ -27,25 +27,39 @@ FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds d
   for (auto& w : files) {
     // A symbolic link (plugins/app.so -> ../build/app.so) is watched where it is, for a link
     // made anew, and where it leads, for a rebuild of its target.
-    std::error_code ec;
-    const auto target = std::filesystem::canonical(w.file, ec);
-    const bool link = !ec && target != std::filesystem::absolute(w.file).lexically_normal();
+    const auto target = follow_link(w);
     spdlog::info("watching {} ({}){}", w.file.string(), w.what,
-                 link ? ", a link to " + target.string() : "");
-    if (link) add(Watched{target, w.what, w.on_change});
+                 target.empty() ? "" : ", a link to " + target.string());
     add(std::move(w));
   }
   thread_ = std::thread([this] { run(); });
 }
 
-void FileWatcher::add(Watched w) {
+void FileWatcher::add(Watched w, std::filesystem::path link) {
   Entry e;
   e.w = std::move(w);
   e.dir = std::filesystem::absolute(e.w.file).parent_path();
+  e.link = std::move(link);
   e.wd = inotify_add_watch(inotify_, e.dir.c_str(), kMask);
   if (e.wd < 0)
     throw std::runtime_error("cannot watch " + e.dir.string() + ": " + std::strerror(errno));
   entries_.push_back(std::move(e));
+}
+
+std::filesystem::path FileWatcher::follow_link(const Watched& w) {
+  std::error_code ec;
+  auto target = std::filesystem::canonical(w.file, ec);
+  if (ec || target == std::filesystem::absolute(w.file).lexically_normal()) target.clear();
+  const auto old = std::find_if(entries_.begin(), entries_.end(),
+                                [&](const Entry& e) { return e.link == w.file; });
+  if (old != entries_.end()) {
+    if (old->w.file == target) return target;
+    // Its directory stays watched: other entries may share the watch (one per directory).
+    entries_.erase(old);
+  }
+  if (target.empty()) return target;
+  add(Watched{target, w.what, w.on_change}, w.file);
+  return target;
 }
 
 FileWatcher::~FileWatcher() {
@@ -94,14 +108,34 @@ void FileWatcher::run() {
     }
     if (any_lost) rewatch();
     const auto now = std::chrono::steady_clock::now();
+    std::vector<std::pair<Watched, bool>> changed;  // bool: the file the topology names
     for (auto& e : entries_) {
       if (!e.pending || now - e.last_event < debounce_) continue;
       if (!stable(e)) continue;  // look again in 100 ms
       e.pending = false;
       e.size = -1;
       spdlog::info("{}: {} changed", e.w.what, e.w.file.string());
-      e.w.on_change();
+      changed.emplace_back(e.w, e.link.empty());
     }
+    for (const auto& [w, named] : changed) {
+      if (named) relink(w);  // a link made anew may lead to another file
+      w.on_change();
+    }
+  }
+}
+
+void FileWatcher::relink(const Watched& w) {
+  const auto before = std::find_if(entries_.begin(), entries_.end(),
+                                   [&](const Entry& e) { return e.link == w.file; });
+  const auto was = before == entries_.end() ? std::filesystem::path{} : before->w.file;
+  try {
+    const auto now = follow_link(w);
+    if (now != was && !now.empty())
+      spdlog::info("{}: {} now leads to {}; watching that file", w.what, w.file.string(),
+                   now.string());
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: {}; a rebuild of the file {} leads to will not be noticed", w.what,
+                 e.what(), w.file.string());
   }
 }
 

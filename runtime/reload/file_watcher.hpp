@@ -10,7 +10,8 @@
 // that the file is a complete ELF before mapping it). A watched directory that is removed or
 // moved away (a clean rebuild: `rm -rf build`) is looked for again every debounce period until
 // it is back; the file is then treated as changed, since its new build may already be there.
-// A file that is a symbolic link is watched both as the link and as the file it leads to.
+// A file that is a symbolic link is watched both as the link and as the file it leads to; when
+// the link changes, the file it now leads to is watched instead.
 #pragma once
 
 #include <sys/inotify.h>
@@ -48,9 +49,16 @@ class FileWatcher {
     std::chrono::steady_clock::time_point last_event{};
     off_t size = -1;
     std::int64_t mtime_ns = -1;
+    std::filesystem::path link;  ///< for the file a link leads to: the link (else empty)
   };
-  /// Watches `w.file`'s directory. [constructor]
-  void add(Watched w);
+  /// Watches `w.file`'s directory. Throws std::runtime_error if it cannot.
+  void add(Watched w, std::filesystem::path link = {});
+  /// Watches the file the link `w.file` leads to now, instead of the one it led to (if any);
+  /// does nothing for a file that is not a link. Returns the file watched through the link.
+  /// [constructor, the watcher's thread]
+  std::filesystem::path follow_link(const Watched& w);
+  /// follow_link() after the link changed, saying so in the log. [the watcher's thread]
+  void relink(const Watched& w);
   void run();
   bool stable(Entry& e);
   /// Handles one inotify event. [the watcher's thread]

@@ -225,6 +225,29 @@ class HotReload(ReloadTest):
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
 
+    def test_a_link_pointed_elsewhere_is_followed_to_its_new_target(self):
+        self.launch({"ev": "test_events.so"}, folder="build", link="plugins")
+        self.feeder.wait_sent(1000)
+        # The link now leads to another build folder's output (ln -sfn, done atomically).
+        os.makedirs(self.path("build2"))
+        shutil.copy(f"{TEST_PLUGINS}/test_events_v2.so", self.path("build2/ev.so"))
+        os.symlink("../build2/ev.so", self.path("plugins/ev.so.new"))
+        os.rename(self.path("plugins/ev.so.new"), self.path("plugins/ev.so"))
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.run_.wait_for("plugin 'ev': " + self.path("plugins/ev.so") + " now leads to " +
+                           os.path.realpath(self.path("build2/ev.so")) + "; watching that file")
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        # A rebuild in the new folder is noticed; one in the old folder no longer is.
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so", "build/ev.so")
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so", "build2/ev.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.assertIn("test_events 2.0.0 -> 3.0.0", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v3" for vs in versions.values()))
+        self.assertNotIn(self.path("build/ev.so") + " changed", self.run_.stderr)
+
     def test_sighup_reloads_without_a_watcher(self):
         self.start(watch=False)
         self.feeder.wait_sent(1000)
