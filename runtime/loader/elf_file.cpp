@@ -96,4 +96,19 @@ std::vector<std::string> ElfFile::needed() const {
   return out;
 }
 
+std::vector<std::string> ElfFile::unique_symbols() const {
+  std::vector<std::string> out;
+  const auto symbols = section(".dynsym");
+  const auto strings = section(".dynstr");
+  if (!symbols || !strings) return out;
+  for (std::size_t off = 0; off + sizeof(Elf64_Sym) <= symbols->size(); off += sizeof(Elf64_Sym)) {
+    Elf64_Sym sym;
+    std::memcpy(&sym, symbols->data() + off, sizeof sym);
+    if (ELF64_ST_BIND(sym.st_info) != STB_GNU_UNIQUE || sym.st_name >= strings->size()) continue;
+    const char* name = reinterpret_cast<const char*>(strings->data() + sym.st_name);
+    out.emplace_back(name, strnlen(name, strings->size() - sym.st_name));
+  }
+  return out;
+}
+
 }  // namespace shardline::loader

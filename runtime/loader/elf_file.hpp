@@ -30,6 +30,11 @@ class ElfFile {
   /// The libraries the file names as needed (DT_NEEDED), e.g. "libstdc++.so.6".
   std::vector<std::string> needed() const;
 
+  /// The dynamic symbols bound STB_GNU_UNIQUE (mangled names). g++ gives that binding to some
+  /// inline statics unless built with -fno-gnu-unique, and a library that has one is never
+  /// unmapped by dlclose.
+  std::vector<std::string> unique_symbols() const;
+
   /// The whole file as it was read.
   const std::vector<std::byte>& bytes() const { return bytes_; }
 

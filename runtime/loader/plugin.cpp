@@ -1,10 +1,12 @@
 #include "loader/plugin.hpp"
 
+#include <cxxabi.h>
 #include <dlfcn.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/dll/shared_library.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -70,6 +72,24 @@ void check_sanitizer_runtime(const std::filesystem::path& file, const ElfFile& e
   }
 }
 
+/// A library with an STB_GNU_UNIQUE symbol stays mapped after dlclose, and the next build of it
+/// would be bound to the old copy's unique objects: a reload would run new code against the old
+/// build's data (type descriptions, statics), silently. So such a build is refused before it is
+/// ever loaded. shardline_add_plugin() builds with -fno-gnu-unique; other build systems need it.
+void check_unloadable(const std::filesystem::path& file, const ElfFile& elf) {
+  const auto unique = elf.unique_symbols();
+  if (unique.empty()) return;
+  int status = 0;
+  char* readable = abi::__cxa_demangle(unique.front().c_str(), nullptr, nullptr, &status);
+  const std::string example = status == 0 && readable ? readable : unique.front();
+  std::free(readable);
+  throw PluginError(file.string() + ": has " + std::to_string(unique.size()) +
+                    " STB_GNU_UNIQUE symbol(s) (e.g. " + example +
+                    "), so it could never be unloaded and a hot reload would mix two builds' "
+                    "data: build it with shardline_add_plugin(), or compile it with "
+                    "-fno-gnu-unique and -fvisibility=hidden");
+}
+
 /// Boost.DLL wraps the dlerror() text ("undefined symbol: ...") in its own message: keep it.
 std::string dlopen_reason(std::string_view boost_message) {
   constexpr std::string_view tag = "dlerror system message: ";
@@ -119,6 +139,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   if (auto why = elf.check_complete(); !why.empty()) throw PluginError(file.string() + ": " + why);
   check_abi(file, elf);
   check_sanitizer_runtime(file, elf);
+  check_unloadable(file, elf);
 
   const auto shadow = shadow_path(file, g_shadows++);
   std::filesystem::create_directories(shadow.parent_path(), ec);

@@ -386,6 +386,24 @@ TEST_CASE("a shared library without an ABI record is not a Shardline plugin", "[
                                 "with SHARDLINE_PLUGIN and build it with shardline_add_plugin())");
 }
 
+TEST_CASE("a plugin with STB_GNU_UNIQUE symbols is refused before it is loaded", "[loader]") {
+  // Such a library stays mapped after dlclose, and the next build would share its unique
+  // objects: a reload between two such builds once kept the old build's type descriptions and
+  // ran the new code on wrong state layouts, silently.
+  const auto before = mapped_shadow_copies();
+  const auto file = test_plugin("gnu_unique");
+  const std::string msg = load_error(file);
+  CHECK_THAT(msg, Catch::Matchers::StartsWith(file.string() + ": has "));
+  CHECK_THAT(msg, Catch::Matchers::Contains(" STB_GNU_UNIQUE symbol(s) (e.g. "));
+  CHECK_THAT(msg, Catch::Matchers::EndsWith(
+                      "), so it could never be unloaded and a hot reload would mix two builds' "
+                      "data: build it with shardline_add_plugin(), or compile it with "
+                      "-fno-gnu-unique and -fvisibility=hidden"));
+  CHECK(mapped_shadow_copies() == before);
+  // Built the same way with -fno-gnu-unique (shardline_add_plugin), it loads.
+  CHECK(shardline::loader::Plugin::load(test_plugin("test_extra")) != nullptr);
+}
+
 TEST_CASE("an ABI mismatch names both sides", "[loader]") {
   using shardline::kAbiRecord;
   using shardline::loader::describe;
