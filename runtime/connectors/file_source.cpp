@@ -37,7 +37,7 @@ class FileSource final : public Source {
   void run(FrameHandler& handler) override {  // [source thread]
     const Input input(open_input());
     const int fd = input.fd;
-    FrameSplitter splitter(framing_, max_frame_, describe());
+    FrameSplitter splitter(framing_, max_frame_, describe(), &stop_);
     while (!stop_.load(std::memory_order_relaxed)) {
       pollfd p{fd, POLLIN, 0};
       const int ready = ::poll(&p, 1, kStopCheckMs);

@@ -17,10 +17,12 @@ std::uint32_t read_be32(const std::byte* p) {
 
 }  // namespace
 
-FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin)
+FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin,
+                             const std::atomic<bool>* stop)
     : framing_(framing),
       max_frame_(max_frame),
       origin_(std::move(origin)),
+      stop_(stop),
       frames_(std::make_unique_for_overwrite<Frame[]>(kFramesPerCall)) {}
 
 std::span<std::byte> FrameSplitter::write_space(std::size_t min) {
@@ -48,7 +50,7 @@ std::span<std::byte> FrameSplitter::write_space(std::size_t min) {
 void FrameSplitter::commit(std::size_t n) { end_ += std::min(n, capacity_ - end_); }
 
 bool FrameSplitter::deliver(FrameHandler& handler) {
-  if (broken_) return false;
+  if (broken_ || stop_requested()) return false;
   if (framing_ == Framing::length_prefixed) {
     split_length_prefixed(handler);
   } else {
@@ -60,7 +62,7 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
     base_offset_ += end_;
     begin_ = end_ = 0;
   }
-  return !broken_;
+  return !broken_ && !stop_requested();
 }
 
 void FrameSplitter::finish(FrameHandler& handler) {
@@ -120,6 +122,7 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
     if (framed == kFramesPerCall) {
       handler.on_frames(frames, framed);
       framed = 0;
+      if (stop_requested()) break;
     }
   }
   framed_ = framed;
@@ -155,6 +158,7 @@ void FrameSplitter::split_lines(FrameHandler& handler) {
       push(handler, b + pos, len);
     }
     pos = newline + 1;
+    if (framed_ == 0 && stop_requested()) break;  // a chunk was just handed over
   }
   begin_ = pos;
 }

@@ -17,6 +17,7 @@
 // bounded by max_frame plus the read size.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,7 +38,11 @@ class FrameSplitter {
 
   /// `origin` names the stream in error messages, e.g. "file in.bin" or
   /// "tcp 0.0.0.0:7000 connection from 10.0.0.5:40312".
-  FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin = "input");
+  /// With `stop`, delivery ends after the chunk of frames during which it became true (a run
+  /// stopping, e.g. on_error = "stop" or Ctrl-C): the frames after it stay in the buffer,
+  /// unread as far as the pipeline is concerned, instead of the rest of a 1 MiB read.
+  FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin = "input",
+                const std::atomic<bool>* stop = nullptr);
 
   /// Free space after the buffered bytes, at least `min` bytes (the buffer is compacted or
   /// grown to make room). Read into it, then commit() what was read.
@@ -45,8 +50,8 @@ class FrameSplitter {
   /// Marks `n` bytes of the last write_space() as filled.
   void commit(std::size_t n);
   /// Hands every complete frame to `handler`. Returns false when the stream is unrecoverable
-  /// (an oversized length prefix, already reported): the caller closes the stream and calls
-  /// nothing else on this splitter.
+  /// (an oversized length prefix, already reported) or a stop was requested: the caller closes
+  /// the stream and calls nothing else on this splitter.
   bool deliver(FrameHandler& handler);
   /// End of stream: delivers what is left (lines: a last line without a newline), or reports
   /// a truncated frame. The buffer is empty afterwards.
@@ -57,6 +62,7 @@ class FrameSplitter {
   const std::string& origin() const { return origin_; }
 
  private:
+  bool stop_requested() const { return stop_ && stop_->load(std::memory_order_relaxed); }
   void split_length_prefixed(FrameHandler& handler);
   void split_lines(FrameHandler& handler);
   void push(FrameHandler& handler, const std::byte* data, std::size_t size);
@@ -66,6 +72,7 @@ class FrameSplitter {
   Framing framing_;
   std::uint32_t max_frame_;
   std::string origin_;
+  const std::atomic<bool>* stop_;
 
   std::unique_ptr<std::byte[]> buf_;
   std::size_t capacity_ = 0;

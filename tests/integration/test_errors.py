@@ -161,6 +161,19 @@ class PluginErrors(TempDirTest):
         self.assertEqual(status, 3, err)
         self.assertIn("stopping (on_error = \"stop\")", err)
 
+    def test_stop_policy_stops_at_the_failing_frames_chunk_not_after_the_whole_read(self):
+        # A bad line near the start of a large file: the run stops within the chunk of 1,024
+        # frames that held it, instead of processing the rest of its 1 MiB read (and the reads
+        # after it) first.
+        topo = self.topology('on_error = "stop"', steps=TRACK)
+        self.write("events.txt", "1 1\nbad\n" + "".join(f"{i % 5} {i // 5 + 2}\n"
+                                                       for i in range(300_000)))
+        status, _, err = run(topo)
+        self.assertEqual(status, 3, err)
+        counts = summary(err)["events"]
+        self.assertEqual(counts["errors"], 1)
+        self.assertEqual(counts["in"], 1023, err)  # the failing frame's chunk, less itself
+
     def test_state_factory_throwing(self):
         topo = self.topology(steps=TRACK)
         text = read(topo).replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
