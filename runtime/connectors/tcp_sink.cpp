@@ -66,7 +66,8 @@ class TcpSink final : public Sink {
     for (;;) {
       if (abandoned_.load(std::memory_order_relaxed)) return false;
       if (fd_ >= 0 && peer_closed()) {
-        failure("connection closed by the peer");
+        failure("connection closed by the peer (whatever it had not read yet of the results "
+                "written to it is lost with it)");
         disconnect();
       }
       if (fd_ >= 0 || connect()) {
