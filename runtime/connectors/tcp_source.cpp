@@ -139,37 +139,48 @@ TcpSource::TcpSource(std::string address, Framing framing, std::uint32_t max_fra
       max_frame_(max_frame),
       connections_(connections),
       io_(std::make_unique<Io>(*this)) {
-  topology::parse_host_port(address_);  // refuse a malformed address before any thread starts
+  const topology::HostPort where = topology::parse_host_port(address_);
+  // Listening here, before any thread starts, makes a port in use a startup error (like a sink
+  // file that cannot be opened), and lets clients connect while a start_after source waits:
+  // the kernel queues them.
+  Io& io = *io_;
+  try {
+    tcp::resolver resolver(io.io);
+    const tcp::endpoint endpoint =
+        resolver
+            .resolve(where.host, std::to_string(where.port),
+                     tcp::resolver::passive | tcp::resolver::numeric_service)
+            .begin()
+            ->endpoint();
+    io.acceptor.open(endpoint.protocol());
+    io.acceptor.set_option(tcp::acceptor::reuse_address(true));
+    io.acceptor.bind(endpoint);
+    io.acceptor.listen(asio::socket_base::max_listen_connections);
+  } catch (const boost::system::system_error& e) {
+    const bool in_use = e.code() == asio::error::address_in_use;
+    throw std::runtime_error("source " + describe() + ": cannot listen on " + address_ + ": " +
+                             e.code().message() +
+                             (in_use ? " (another process listens there: `ss -ltnp` names it)"
+                                     : ""));
+  }
 }
 
 TcpSource::~TcpSource() = default;
 
 std::string TcpSource::describe() const { return "tcp " + address_; }
 
+std::uint16_t TcpSource::port() const {
+  error_code ec;  // closed once run() has returned
+  const auto endpoint = io_->acceptor.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
 void TcpSource::run(FrameHandler& handler) {
-  const topology::HostPort where = topology::parse_host_port(address_);
   Io& io = *io_;
   io.handler = &handler;
-  tcp::endpoint endpoint;
-  try {
-    tcp::resolver resolver(io.io);
-    endpoint = resolver
-                   .resolve(where.host, std::to_string(where.port),
-                            tcp::resolver::passive | tcp::resolver::numeric_service)
-                   .begin()
-                   ->endpoint();
-    io.acceptor.open(endpoint.protocol());
-    io.acceptor.set_option(tcp::acceptor::reuse_address(true));
-    io.acceptor.bind(endpoint);
-    io.acceptor.listen(asio::socket_base::max_listen_connections);
-    endpoint = io.acceptor.local_endpoint();
-  } catch (const boost::system::system_error& e) {
-    publish_port(0);
-    throw std::runtime_error("cannot listen on " + address_ + ": " + e.code().message());
-  }
+  const tcp::endpoint endpoint = io.acceptor.local_endpoint();
   spdlog::info("source {}: listening on {}:{}", describe(), endpoint.address().to_string(),
                endpoint.port());
-  publish_port(endpoint.port());
 
   io.start_accept();
   io.io.run();
@@ -183,21 +194,6 @@ void TcpSource::run(FrameHandler& handler) {
 void TcpSource::stop() {
   Io* io = io_.get();
   asio::post(io->io, [io] { io->shut_down(); });
-}
-
-void TcpSource::publish_port(std::uint16_t port) {
-  {
-    std::lock_guard lock(port_mutex_);
-    port_known_ = true;
-    port_ = port;
-  }
-  port_cv_.notify_all();
-}
-
-std::uint16_t TcpSource::wait_for_port() {
-  std::unique_lock lock(port_mutex_);
-  port_cv_.wait(lock, [this] { return port_known_; });
-  return port_;
 }
 
 }  // namespace shardline::connectors

@@ -133,6 +133,20 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertEqual(run.wait(), 0, run.stderr)
         self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)
 
+    def test_a_port_in_use_is_refused_at_startup(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            topo = self.write("topology.toml", events_topology(2).replace(
+                'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"'))
+            r = shardline("run", topo)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"source tcp 127.0.0.1:{port}: cannot listen on 127.0.0.1:{port}: Address "
+                      "already in use (another process listens there: `ss -ltnp` names it)",
+                      r.stderr)
+        self.assertNotIn("done in", r.stderr)  # refused before anything ran
+
     def test_usage_errors_exit_with_status_2(self):
         topo = self.write("topology.toml", "")
         for args, message in [
