@@ -128,6 +128,11 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
         return;
       }
       if (sig == SIGUSR1) return;
+      if (sig == SIGHUP && received > 0) {
+        spdlog::warn("SIGHUP ignored: the run is stopping, and nothing is reloaded while it "
+                     "drains");
+        continue;
+      }
       if (sig == SIGHUP) {
         spdlog::info("SIGHUP: reloading every plugin from its file");
         engine->request_reload("*");  // the report is logged by the engine

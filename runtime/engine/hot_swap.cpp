@@ -387,10 +387,12 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
 
   // 5. Migrate into new tables, then commit.
   std::vector<std::vector<std::unique_ptr<state::StateTable>>> migrated(wiring_->states.size());
+  std::string migrating;  // the state whose values are being carried over, for the error
   try {
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
       const reload::Carry carry = carries[s].carry;
       if (carry == reload::Carry::keep) continue;
+      migrating = wiring_->states[s].spec->name;
       const TypeDesc* to = fresh->states[s].factory->state;
       auto* factory = static_cast<StateFactory*>(fresh->states[s].factory->impl.get());
       std::vector<std::byte> saved;
@@ -420,7 +422,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   } catch (const std::exception& e) {
     migrated.clear();  // destroyed by the new version's code, which is still loaded
     resume();
-    return refuse(std::string("migrating state failed: ") + e.what());
+    return refuse("migrating state '" + migrating + "' failed: " + e.what());
   }
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     std::uint64_t keys = 0;

@@ -88,7 +88,9 @@ void Shard::process(Batch& b) {
     try {
       states_[i] = table.get(b.keys[i]);
       __builtin_prefetch(states_[i]);
-      if (!states_[i]) lookup.add(i, "key is not declared in [states] and unknown_keys = \"reject\"");
+      if (!states_[i])
+        lookup.add(i, "key " + std::to_string(b.keys[i]) +
+                          " is not declared in [states] and unknown_keys = \"reject\"");
     } catch (const std::exception& e) {
       lookup.add(i, std::string("the state factory threw: ") + e.what());
     } catch (...) {

@@ -50,7 +50,13 @@ class Binder {
       try {
         w_.plugins.emplace_back(spec.alias, loader::Plugin::load(file));
       } catch (const loader::PluginError& e) {
-        error(spec.pos, "plugin '" + spec.alias + "': " + e.what());
+        std::error_code ec;
+        const bool missing = !std::filesystem::exists(file, ec);
+        error(spec.pos, "plugin '" + spec.alias + "': " + e.what() +
+                            (missing ? " (a relative path is taken from the topology file's "
+                                       "folder; --plugin-dir DIR looks for " +
+                                           file.filename().string() + " in DIR first)"
+                                     : ""));
       }
     }
   }

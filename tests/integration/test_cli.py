@@ -110,6 +110,13 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertEqual(status, 1)
         self.assertIn(f"{topo}:6:63: plugin 'market' (market_spread 1.0.0) has no decoder 'ordr'; "
                       "its decoders: nbbo, order", err)
+        # A plugin file that is not there: where relative paths start, and --plugin-dir.
+        topo = self.write("t.toml", fixed.replace(f"{PLUGINS}/market_spread.so", "build/ms.so"))
+        status, out, err = check(topo)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{topo}:3:10: plugin 'market': {self.path('build/ms.so')}: no such plugin "
+                      "file (a relative path is taken from the topology file's folder; "
+                      "--plugin-dir DIR looks for ms.so in DIR first)", err)
 
     def test_run_stats_log_counts_and_rates_while_running(self):
         port = free_port()

@@ -85,6 +85,18 @@ class PluginErrors(TempDirTest):
         self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 3)
         self.assertEqual(live.stderr.count("plugin code has not returned"), 1)  # told once
 
+    def test_sighup_while_the_run_drains_is_ignored_and_says_so(self):
+        live = LiveRun(self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so"), "--stats", "0.1")
+        live.wait_for("pipeline events: 2 in")  # both read, and the shard stuck on the first
+        live.proc.send_signal(signal.SIGINT)
+        live.wait_for("stopping the sources and draining")
+        live.proc.send_signal(signal.SIGHUP)
+        live.wait_for("SIGHUP ignored: the run is stopping, and nothing is reloaded while it "
+                      "drains")
+        live.proc.send_signal(signal.SIGINT)
+        self.assertEqual(live.wait(), 4, live.stderr)
+        self.assertNotIn("SIGHUP: reloading", live.stderr)
+
     def test_a_reload_that_cannot_drain_names_the_plugin_code_that_holds_it(self):
         shutil.copy(f"{TEST_PLUGINS}/test_events_v9.so", self.path("ev.so"))
         live = LiveRun(self.stuck_topology(self.path("ev.so")), "--watch", "--stats", "0.1")
@@ -210,7 +222,7 @@ class PluginErrors(TempDirTest):
         self.assertEqual(status, 0, err)
         self.assertEqual(sorted(read(self.path("out.txt")).split("\n"))[1:],
                          ["1 1 1 ok", "1 2 2 ok", "2 1 1 ok"])
-        self.assertIn("key is not declared", err)
+        self.assertIn("key 3 is not declared in [states] and unknown_keys = \"reject\"", err)
 
 
 class BadFrames(TempDirTest):
