@@ -4,7 +4,10 @@ namespace shardline::reload {
 
 namespace {
 std::string version_str(const TypeDesc& t) { return "schema " + std::to_string(t.schema_version); }
-std::string type_str(const TypeDesc* t) { return t ? std::string(t->name) : "nothing"; }
+std::string type_str(const TypeDesc* t) {
+  if (!t) return "nothing";
+  return std::string(t->name) + " (" + std::to_string(t->size) + " bytes, " + version_str(*t) + ")";
+}
 }  // namespace
 
 StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allowed) {
@@ -55,12 +58,14 @@ std::vector<std::string> compare_plugins(const loader::Plugin& from, const loade
       continue;
     }
     auto same = [](const TypeDesc* a, const TypeDesc* b) {
-      return (!a && !b) || (a && b && a->name == b->name && a->size == b->size);
+      return (!a && !b) || (a && b && a->fingerprint == b->fingerprint);
     };
     if (!same(c.input, n->input) || !same(c.output, n->output))
       lines.push_back(what + ": types changed from " + type_str(c.input) + " -> " +
                       type_str(c.output) + " to " + type_str(n->input) + " -> " +
-                      type_str(n->output));
+                      type_str(n->output) +
+                      "; every plugin it exchanges them with must be rebuilt with the new "
+                      "definition and reloaded with it");
     if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind)
       lines.push_back(what + ": key kind changed (states it keys would be keyed differently)");
     if (c.kind == ComponentKind::state) {

@@ -78,6 +78,15 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertEqual(p.returncode, 1)
         self.assertIn("state 'last_seq': blocked: LastSeq (schema 0, 16 bytes) changed to LastSeq "
                       "(schema 4, 24 bytes), and the new version has no restore()", p.stdout)
+        # A message type's new layout: both layouts shown, and what the reload then needs.
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v10.so")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("decoder 'event_line': types changed from nothing -> Event (16 bytes, "
+                      "schema 0) to nothing -> Event (24 bytes, schema 0); every plugin it "
+                      "exchanges them with must be rebuilt with the new definition and reloaded "
+                      "with it", p.stdout)
+        self.assertIn("state 'last_seq': keep: LastSeq has the same layout", p.stdout)
         # A build that crashes while it loads is reported, not fatal to the command.
         p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
                       f"{TEST_PLUGINS}/crash_on_load.so")
