@@ -10,17 +10,24 @@ namespace {
 
 std::string type_str(const TypeDesc* t) { return t ? std::string(t->name) : "nothing"; }
 
+/// The same type, built from the same definition: name, size, alignment, triviality and
+/// schema_version (the fingerprint). The members themselves cannot be compared, which is why
+/// a changed layout needs a schema_version bump (docs/sdk.md).
 bool same_type(const TypeDesc* a, const TypeDesc* b) {
-  return a && b && a->name == b->name && a->size == b->size && a->align == b->align;
+  return a && b && a->fingerprint == b->fingerprint;
 }
 
 /// What to say after "`wants` ..., but ... `has`" when the two are different builds of one type
 /// (plugins compiled from different versions of a shared definition); empty otherwise.
 std::string two_builds(const TypeDesc* wants, const TypeDesc* has) {
   if (!wants || !has || wants->name != has->name) return "";
+  const std::string schemas = wants->schema_version == has->schema_version
+                                  ? ""
+                                  : " (schema " + std::to_string(wants->schema_version) +
+                                        " and " + std::to_string(has->schema_version) + ")";
   return "; two builds of " + std::string(wants->name) + ", of " + std::to_string(wants->size) +
-         " and " + std::to_string(has->size) + " bytes: rebuild every plugin that uses it from "
-         "the same definition";
+         " and " + std::to_string(has->size) + " bytes" + schemas +
+         ": rebuild every plugin that uses it from the same definition";
 }
 
 class Binder {

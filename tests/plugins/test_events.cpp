@@ -31,6 +31,9 @@
 #endif
 
 struct Event {
+#if TEST_EVENTS_VARIANT == 11
+  static constexpr std::uint32_t schema_version = 2;  // a new layout of the same size
+#endif
   std::uint64_t key;
   std::uint64_t seq;
 #if TEST_EVENTS_VARIANT == 10

@@ -32,13 +32,14 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-/// A topology file in its own folder. In the text, @EV@, @EXTRA@ and @NO_ABI@ stand for the
-/// absolute paths of the test plugins.
+/// A topology file in its own folder. In the text, @EV@, @EXTRA@, @EV3@, @EV11@ and @NO_ABI@
+/// stand for the absolute paths of the test plugins.
 struct TopologyFile {
   explicit TopologyFile(std::string text) {
     text = replace_all(text, "@EV@", test_plugin("test_events").string());
     text = replace_all(text, "@EXTRA@", test_plugin("test_extra").string());
     text = replace_all(text, "@EV3@", test_plugin("test_events_v3").string());
+    text = replace_all(text, "@EV11@", test_plugin("test_events_v11").string());
     text = replace_all(text, "@NO_ABI@", test_plugin("no_abi").string());
     file = dir.file("topology.toml", text);
   }
@@ -400,7 +401,28 @@ TEST_CASE("a state updated by another build of its type", "[topology]") {
   CHECK(errors.front() ==
         t.at(9, 33, "pipeline 'events' step 1 'ev3.track' updates a LastSeq, but state 'seqs' "
                     "holds LastSeq (built by 'ev.last_seq'); two builds of LastSeq, of 24 and 16 "
-                    "bytes: rebuild every plugin that uses it from the same definition"));
+                    "bytes (schema 3 and 0): rebuild every plugin that uses it from the same definition"));
+}
+
+TEST_CASE("a message type of the same size but another schema_version does not wire",
+          "[topology]") {
+  // test_events_v11's Event declares schema_version 2 (its layout changed, its size did not);
+  // test_extra's relay was built with the Event of schema 0.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV11@\"\n"
+      "x = \"@EXTRA@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { computation = \"x.relay\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  const auto errors = wire_errors(t.file);
+  REQUIRE(!errors.empty());
+  CHECK_THAT(errors.front(),
+             Catch::Matchers::Contains("two builds of Event, of 16 and 16 bytes (schema 0 and 2): "
+                                       "rebuild every plugin that uses it from the same "
+                                       "definition"));
 }
 
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
