@@ -30,6 +30,23 @@ T load(const std::vector<std::byte>& b, std::size_t off) {
 bool inside(std::uint64_t off, std::uint64_t len, std::size_t size) {
   return off <= size && len <= size - off;
 }
+/// Calls f(entry) for each whole entry of type T in `section` (ELF tables of fixed-size
+/// records), until f returns false.
+template <class T, class F>
+void for_each_entry(std::span<const std::byte> section, F f) {
+  for (std::size_t off = 0; off + sizeof(T) <= section.size(); off += sizeof(T)) {
+    T entry;
+    std::memcpy(&entry, section.data() + off, sizeof entry);
+    if (!f(entry)) return;
+  }
+}
+/// The NUL-terminated name at `offset` of a string table (cut at the table's end); empty if
+/// the offset is outside it.
+std::string name_at(std::span<const std::byte> strings, std::uint64_t offset) {
+  if (offset >= strings.size()) return {};
+  const char* name = reinterpret_cast<const char*>(strings.data() + offset);
+  return {name, strnlen(name, strings.size() - offset)};
+}
 }  // namespace
 
 std::string ElfFile::check_complete() const {
@@ -85,14 +102,11 @@ std::vector<std::string> ElfFile::needed() const {
   const auto dynamic = section(".dynamic");
   const auto strings = section(".dynstr");
   if (!dynamic || !strings) return out;
-  for (std::size_t off = 0; off + sizeof(Elf64_Dyn) <= dynamic->size(); off += sizeof(Elf64_Dyn)) {
-    Elf64_Dyn entry;
-    std::memcpy(&entry, dynamic->data() + off, sizeof entry);
-    if (entry.d_tag == DT_NULL) break;
-    if (entry.d_tag != DT_NEEDED || entry.d_un.d_val >= strings->size()) continue;
-    const char* name = reinterpret_cast<const char*>(strings->data() + entry.d_un.d_val);
-    out.emplace_back(name, strnlen(name, strings->size() - entry.d_un.d_val));
-  }
+  for_each_entry<Elf64_Dyn>(*dynamic, [&](const Elf64_Dyn& entry) {
+    if (entry.d_tag == DT_NEEDED && entry.d_un.d_val < strings->size())
+      out.push_back(name_at(*strings, entry.d_un.d_val));
+    return entry.d_tag != DT_NULL;
+  });
   return out;
 }
 
@@ -101,13 +115,11 @@ std::vector<std::string> ElfFile::unique_symbols() const {
   const auto symbols = section(".dynsym");
   const auto strings = section(".dynstr");
   if (!symbols || !strings) return out;
-  for (std::size_t off = 0; off + sizeof(Elf64_Sym) <= symbols->size(); off += sizeof(Elf64_Sym)) {
-    Elf64_Sym sym;
-    std::memcpy(&sym, symbols->data() + off, sizeof sym);
-    if (ELF64_ST_BIND(sym.st_info) != STB_GNU_UNIQUE || sym.st_name >= strings->size()) continue;
-    const char* name = reinterpret_cast<const char*>(strings->data() + sym.st_name);
-    out.emplace_back(name, strnlen(name, strings->size() - sym.st_name));
-  }
+  for_each_entry<Elf64_Sym>(*symbols, [&](const Elf64_Sym& sym) {
+    if (ELF64_ST_BIND(sym.st_info) == STB_GNU_UNIQUE && sym.st_name < strings->size())
+      out.push_back(name_at(*strings, sym.st_name));
+    return true;
+  });
   return out;
 }
 
