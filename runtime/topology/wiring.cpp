@@ -104,8 +104,9 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
   w->topology = std::move(topology);
   std::vector<std::string> errors;
   Binder b(*w, errors);
+  // A plugin that did not load is reported once; the components of the others are still
+  // checked (references to it resolve to nothing, silently), so one round shows every error.
   b.load_plugins(options);
-  if (!errors.empty()) throw TopologyError(std::move(errors));
 
   const Topology& topo = w->topology;
   for (const auto& s : topo.states) {

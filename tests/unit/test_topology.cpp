@@ -284,11 +284,16 @@ TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[to
       "bad = \"@NO_ABI@\"\n"
       "[[pipelines]]\n"
       "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"bad.event_line\" }\n");
+      "source = { kind = \"stdin\", decoder = \"bad.event_line\" }\n"
+      "steps = [ { computation = \"ev.nope\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  // The other plugins' components are still checked: one round shows every error.
   CHECK(wire_errors(t.file) ==
         Errors{t.at(3, 7, "plugin 'bad': " + test_plugin("no_abi").string() +
                               ": not a Shardline plugin: it has no shardline_abi record (define it with "
-                              "SHARDLINE_PLUGIN and build it with shardline_add_plugin())")});
+                              "SHARDLINE_PLUGIN and build it with shardline_add_plugin())"),
+               t.at(7, 27, "plugin 'ev' (test_events 1.0.0) has no computation 'nope'; its "
+                           "computations: explode, segfault, to_text")});
 }
 
 TEST_CASE("a step that consumes another type than the step before produces", "[topology]") {
