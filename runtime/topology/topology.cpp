@@ -583,8 +583,14 @@ Topology parse_topology(const std::filesystem::path& file) {
     root = toml::parse_file(name);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
+    const std::string_view what = e.description();
+    // TOML++ meets the end of the line inside the string, and names the newline it finds.
+    const bool unclosed = what.find("parsing string") != std::string_view::npos &&
+                          what.find("control characters") != std::string_view::npos;
     throw TopologyError({name + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
-                         ": TOML syntax error: " + std::string(e.description())});
+                         ": TOML syntax error: " + std::string(what) +
+                         (unclosed ? " (is a string missing its closing quote on this line?)"
+                                   : "")});
   }
   std::vector<std::string> errors;
   Checker c(name, errors);

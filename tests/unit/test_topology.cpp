@@ -103,6 +103,15 @@ TEST_CASE("a TOML syntax error is reported at its position", "[topology]") {
       "key_groups = = 64\n");
   CHECK(parse_errors(t.file) ==
         Errors{t.at(2, 14, "TOML syntax error: Error while parsing value: could not determine value type")});
+  // A string left open runs into the end of its line, which TOML++ names as a control character.
+  TopologyFile unclosed(
+      "[plugins]\n"
+      "ev = \"/x.so\n");
+  CHECK(parse_errors(unclosed.file) ==
+        Errors{unclosed.at(2, 12, "TOML syntax error: Error while parsing string: unescaped "
+                                  "control characters other than TAB (U+0009) are explicitly "
+                                  "prohibited (is a string missing its closing quote on this "
+                                  "line?)")});
 }
 
 TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
