@@ -4,6 +4,7 @@
 // engine. SIGINT and SIGTERM are blocked in every thread and taken by a small signal thread:
 // the first asks the engine to stop reading and drain, a second gives up on output that a sink
 // cannot deliver.
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -24,6 +25,7 @@
 #include "loader/plugin_call.hpp"
 #include "loader/plugin.hpp"
 #include "reload/reload_plan.hpp"
+#include "topology/address.hpp"
 #include "topology/wiring.hpp"
 
 using namespace shardline;
@@ -155,6 +157,27 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   return status;
 }
 
+/// `check`: a TCP sink whose host does not resolve here is a warning, not an error (it may
+/// resolve where the topology runs, and `run` keeps retrying a peer it cannot reach).
+void warn_unresolved_sinks(const topology::Topology& topo) {
+  for (const auto& p : topo.pipelines) {
+    if (!p.sink || p.sink->kind != topology::SinkKind::tcp) continue;
+    const auto where = topology::parse_host_port(p.sink->address);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (const int rc = ::getaddrinfo(where.host.c_str(), nullptr, &hints, &found)) {
+      std::fprintf(stderr,
+                   "%s: warning: sink tcp %s: cannot resolve %s here (%s); `shardline run` "
+                   "would keep retrying it\n",
+                   p.sink->pos.str().c_str(), p.sink->address.c_str(), where.host.c_str(),
+                   ::gai_strerror(rc));
+      continue;
+    }
+    ::freeaddrinfo(found);
+  }
+}
+
 /// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.
 int preflight(const std::string& old_file, const std::string& new_file) {
   // A build whose static constructors crash would end this command inside dlopen: try each in
@@ -272,6 +295,7 @@ int main(int argc, char** argv) {
   auto wiring = load(check_opts, std::nullopt);
   if (!wiring) return engine::exit_startup_failed;
   std::cout << wiring->describe();
+  warn_unresolved_sinks(wiring->topology);
   std::cout << "ok: " << check_opts.topology << " is valid\n";
   return 0;
 }

@@ -149,6 +149,15 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertEqual(run.wait(), 0, run.stderr)
         self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)
 
+    def test_check_warns_about_a_sink_host_that_does_not_resolve(self):
+        topo = self.write("topology.toml", events_topology(2).replace(
+            'kind = "file", path = "out.txt"', 'kind = "tcp", connect = "no-such-host.invalid:80"'))
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)  # it may resolve where the topology runs
+        self.assertIn(": warning: sink tcp no-such-host.invalid:80: cannot resolve "
+                      "no-such-host.invalid here (", err)
+        self.assertIn("is valid", out)
+
     def test_a_port_in_use_is_refused_at_startup(self):
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
