@@ -42,17 +42,16 @@ class FileSource final : public Source {
       pollfd p{fd, POLLIN, 0};
       const int ready = ::poll(&p, 1, kStopCheckMs);
       if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
-      if (ready < 0) {
-        spdlog::error("source {}: poll failed: {}; stopping", describe(), std::strerror(errno));
-        break;
-      }
+      // A failure to read ends the run with an error (exit 3): pipelines that start after this
+      // one (start_after) must not run as if its input had been read.
+      if (ready < 0) throw std::runtime_error(std::string("poll failed: ") + std::strerror(errno));
       const auto space = splitter.write_space(kReadSize);
       const ssize_t n = ::read(fd, space.data(), space.size());
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
-        spdlog::error("source {}: read failed after {} bytes: {}; stopping", describe(),
-                      splitter.bytes_received(), std::strerror(errno));
-        break;
+        throw std::runtime_error("read failed after " +
+                                 std::to_string(splitter.bytes_received()) +
+                                 " bytes: " + std::strerror(errno));
       }
       if (n == 0) {
         splitter.finish(handler);

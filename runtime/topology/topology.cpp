@@ -505,7 +505,11 @@ void check_endpoints(Checker& c, const Topology& topo) {
     std::error_code ec1, ec2;
     const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a, ec1), ec1);
     const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b, ec2), ec2);
-    return ec1 || ec2 ? a == b : ca == cb;
+    if (ec1 || ec2 ? a == b : ca == cb) return true;
+    // Two names of one existing file (a hard link, /dev/stdin and /proc/self/fd/0): the same
+    // device and inode.
+    std::error_code ec;
+    return std::filesystem::equivalent(a, b, ec) && !ec;
   };
   const auto same_host = [](const std::string& a, const std::string& b) {
     if (a == b) return true;

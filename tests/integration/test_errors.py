@@ -168,6 +168,33 @@ class PluginErrors(TempDirTest):
         self.assertTrue(fields[2].endswith('got "7\\x098\\xff"'), fields[2])
         self.assertEqual(bytes.fromhex(fields[3]), b"7\t8\xff")  # the frame, exactly
 
+    def test_a_source_that_fails_while_reading_stops_the_run_before_start_after(self):
+        # A directory opens, then fails to read: the pipeline waiting for it must not run as
+        # if its input had been read, and the run ends with status 3.
+        os.makedirs(self.path("somedir"))
+        self.write("events.txt", "1 1\n2 1\n")
+        self.write("topology.toml", f"""
+[plugins]
+ev = "{TEST_PLUGINS}/test_events.so"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "file", path = "somedir", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "discard" }}
+[[pipelines]]
+name = "after"
+source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "discard" }}
+""")
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 3, err)
+        self.assertIn(f"stopped: pipeline 'events' source file {self.path('somedir')}: read "
+                      "failed after 0 bytes: Is a directory", err)
+        self.assertEqual(summary(err)["after"]["in"], 0)
+
     def test_stop_policy_exits_with_error(self):
         status, _, err = run(self.topology('on_error = "stop"'))
         self.assertEqual(status, 3, err)

@@ -439,6 +439,23 @@ TEST_CASE("a message type of the same size but another schema_version does not w
                                        "definition"));
 }
 
+TEST_CASE("a file sink that is a hard link to a source's input is refused", "[topology]") {
+  // Another name of the same file (same device and inode) would have the input truncated.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"c\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"link.txt\", encoder = \"ev.text\" }\n");
+  const auto dir = t.file.parent_path();
+  std::ofstream(dir / "in.txt") << "1 1\n";
+  std::filesystem::create_hard_link(dir / "in.txt", dir / "link.txt");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(6, 8, "pipeline 'c' sink would overwrite " + (dir / "link.txt").string() +
+                              ", the input of pipeline 'c' (" + t.pos(5, 10) + ")")});
+}
+
 TEST_CASE("a pipeline whose last step emits needs a sink", "[topology]") {
   TopologyFile t(
       kEventsHead +
