@@ -50,9 +50,7 @@ std::filesystem::path FileWatcher::follow_link(const Watched& w) {
   std::error_code ec;
   auto target = std::filesystem::canonical(w.file, ec);
   if (ec || target == std::filesystem::absolute(w.file).lexically_normal()) target.clear();
-  const auto old = std::find_if(entries_.begin(), entries_.end(),
-                                [&](const Entry& e) { return e.link == w.file; });
-  if (old != entries_.end()) {
+  if (const auto old = target_of(w.file); old != entries_.end()) {
     if (old->w.file == target) return target;
     // Its directory stays watched: other entries may share the watch (one per directory).
     entries_.erase(old);
@@ -124,9 +122,14 @@ void FileWatcher::run() {
   }
 }
 
+std::vector<FileWatcher::Entry>::iterator FileWatcher::target_of(
+    const std::filesystem::path& link) {
+  return std::find_if(entries_.begin(), entries_.end(),
+                      [&](const Entry& e) { return e.link == link; });
+}
+
 void FileWatcher::relink(const Watched& w) {
-  const auto before = std::find_if(entries_.begin(), entries_.end(),
-                                   [&](const Entry& e) { return e.link == w.file; });
+  const auto before = target_of(w.file);
   const auto was = before == entries_.end() ? std::filesystem::path{} : before->w.file;
   try {
     const auto now = follow_link(w);

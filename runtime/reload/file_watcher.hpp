@@ -59,6 +59,8 @@ class FileWatcher {
   std::filesystem::path follow_link(const Watched& w);
   /// follow_link() after the link changed, saying so in the log. [the watcher's thread]
   void relink(const Watched& w);
+  /// The entry watching the file that `link` leads to, or end().
+  std::vector<Entry>::iterator target_of(const std::filesystem::path& link);
   void run();
   bool stable(Entry& e);
   /// Handles one inotify event. [the watcher's thread]

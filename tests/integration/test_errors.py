@@ -173,16 +173,7 @@ class PluginErrors(TempDirTest):
         # if its input had been read, and the run ends with status 3.
         os.makedirs(self.path("somedir"))
         self.write("events.txt", "1 1\n2 1\n")
-        self.write("topology.toml", f"""
-[plugins]
-ev = "{TEST_PLUGINS}/test_events.so"
-[states.seqs]
-factory = "ev.last_seq"
-[[pipelines]]
-name = "events"
-source = {{ kind = "file", path = "somedir", framing = "lines", decoder = "ev.event_line" }}
-steps = [ {TRACK} ]
-sink = {{ kind = "discard" }}
+        self.write("topology.toml", events_topology(1).replace('"events.txt"', '"somedir"') + f"""
 [[pipelines]]
 name = "after"
 source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}
