@@ -516,6 +516,15 @@ void check_endpoints(Checker& c, const Topology& topo) {
     const auto as = addresses_of(a), bs = addresses_of(b);
     return std::any_of(as.begin(), as.end(), [&](const std::string& x) { return bs.count(x); });
   };
+  // The names by which a file source or sink reaches the process's own stdin or stdout
+  // (compared as written: resolving them would lead to whatever stdin happens to be now).
+  const auto names_fd = [](const std::string& path, int fd) {
+    std::error_code ec;
+    const auto p = std::filesystem::absolute(path, ec).lexically_normal();
+    const std::string n = std::to_string(fd);
+    return !ec && (p == (fd == 0 ? "/dev/stdin" : "/dev/stdout") || p == "/dev/fd/" + n ||
+                   p == "/proc/self/fd/" + n);
+  };
   std::vector<std::pair<HostPort, Use>> listening;
   std::vector<std::pair<std::string, Use>> read, written;
   std::optional<Use> stdin_use;
@@ -523,10 +532,11 @@ void check_endpoints(Checker& c, const Topology& topo) {
     const SourceSpec& src = p.source;
     if (src.kind == SourceKind::file && !src.address.empty())
       read.push_back({src.address, {&p, &src.pos}});
-    if (src.kind == SourceKind::stdin_lines) {
+    if (src.kind == SourceKind::stdin_lines ||
+        (src.kind == SourceKind::file && names_fd(src.address, 0))) {
       if (stdin_use)
         c.error(src.pos, "pipeline '" + p.name + "' source reads stdin, as " + stdin_use->str() +
-                             " does: two sources would split its lines between them; give one "
+                             " does: two sources would split its input between them; give one "
                              "of them another source");
       else
         stdin_use = Use{&p, &src.pos};
@@ -545,9 +555,19 @@ void check_endpoints(Checker& c, const Topology& topo) {
                              use.str() + " does: give each tcp source its own port");
     listening.push_back({at, {&p, &src.pos}});
   }
+  // stdout sinks write whole chunks of frames; a file sink opened on stdout would put its own
+  // between them, in its own framing.
+  std::optional<Use> stdout_use;
+  for (const auto& p : topo.pipelines)
+    if (p.sink && p.sink->kind == SinkKind::stdout_lines && !stdout_use)
+      stdout_use = Use{&p, &p.sink->pos};
   for (const auto& p : topo.pipelines) {
     if (!p.sink || p.sink->kind != SinkKind::file || p.sink->address.empty()) continue;
     const std::string& path = p.sink->address;
+    if (stdout_use && names_fd(path, 1))
+      c.error(p.sink->pos, "pipeline '" + p.name + "' sink writes " + path + ", which is stdout, " +
+                               "as the stdout sink of " + stdout_use->str() +
+                               " does: their output would be mixed; give the file sink a file");
     for (const auto& [other, use] : written)
       if (same_file(other, path))
         c.error(p.sink->pos, "pipeline '" + p.name + "' sink writes " + path + ", as " +

@@ -630,11 +630,36 @@ TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
   CHECK(errors[0] == "topology.toml:9:10: pipeline 'b' source listens on localhost:7100, as "
                      "pipeline 'a' (topology.toml:5:10) does: give each tcp source its own port");
   CHECK(errors[1] == "topology.toml:16:10: pipeline 'd' source reads stdin, as pipeline 'c' "
-                     "(topology.toml:13:10) does: two sources would split its lines between "
+                     "(topology.toml:13:10) does: two sources would split its input between "
                      "them; give one of them another source");
   CHECK(errors[2].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
   CHECK(errors[2].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
                        "its own path") != std::string::npos);
+}
+
+TEST_CASE("stdin and stdout are recognised under their file names", "[topology]") {
+  // A file source at /dev/stdin reads the same input as a stdin source, and a file sink at
+  // /dev/fd/1 writes between a stdout sink's lines.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"file\", path = \"/dev/stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"/dev/fd/1\", encoder = \"ev.text\" }\n");
+  const auto errors = parse_errors(t.file);
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0] == t.at(9, 10, "pipeline 'b' source reads stdin, as pipeline 'a' (" +
+                                     t.pos(5, 10) + ") does: two sources would split its input between them; "
+                                     "give one of them another source"));
+  CHECK(errors[1] == t.at(10, 8, "pipeline 'b' sink writes /dev/fd/1, which is stdout, as the "
+                                 "stdout sink of pipeline 'a' (" + t.pos(6, 8) +
+                                     ") does: their output would be mixed; give the file sink a "
+                                     "file"));
 }
 
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
