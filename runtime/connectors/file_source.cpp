@@ -3,7 +3,8 @@
 // Both are finite: run() returns at end of input (after delivering a last line without a
 // newline, or reporting a truncated frame). The descriptor is polled with a short timeout
 // before each read so that stop() is honoured even when stdin (or a FIFO) stays silent; for a
-// regular file the poll returns at once and costs one system call per megabyte.
+// regular file the poll returns at once and costs one system call per megabyte. With a `rate`,
+// a Pacer between the splitter and the pipeline hands the frames on at that rate.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "connectors/frame_splitter.hpp"
+#include "connectors/pacer.hpp"
 #include "connectors/source.hpp"
 
 namespace shardline::connectors {
@@ -31,10 +33,14 @@ constexpr int kStopCheckMs = 100;
 class FileSource final : public Source {
  public:
   /// Reads `path`, or standard input when `path` is nullopt. [control thread]
-  FileSource(std::optional<std::string> path, Framing framing, std::uint32_t max_frame)
-      : path_(std::move(path)), framing_(framing), max_frame_(max_frame) {}
+  FileSource(std::optional<std::string> path, Framing framing, std::uint32_t max_frame,
+             std::uint64_t rate)
+      : path_(std::move(path)), framing_(framing), max_frame_(max_frame), rate_(rate) {}
 
-  void run(FrameHandler& handler) override {  // [source thread]
+  void run(FrameHandler& next) override {  // [source thread]
+    std::optional<Pacer> pacer;
+    if (rate_) pacer.emplace(next, rate_, stop_);
+    FrameHandler& handler = pacer ? static_cast<FrameHandler&>(*pacer) : next;
     const Input input(open_input());
     const int fd = input.fd;
     FrameSplitter splitter(framing_, max_frame_, describe(), &stop_);
@@ -94,6 +100,7 @@ class FileSource final : public Source {
   const std::optional<std::string> path_;
   const Framing framing_;
   const std::uint32_t max_frame_;
+  const std::uint64_t rate_;  ///< frames per second, 0: as fast as they can be read
   std::atomic<bool> stop_{false};
 };
 
@@ -101,11 +108,11 @@ class FileSource final : public Source {
 
 // Declared in factory.cpp, the only caller.
 std::unique_ptr<Source> make_file_source(const topology::SourceSpec& spec) {
-  return std::make_unique<FileSource>(spec.address, spec.framing, spec.max_frame);
+  return std::make_unique<FileSource>(spec.address, spec.framing, spec.max_frame, spec.rate);
 }
 
 std::unique_ptr<Source> make_stdin_source(const topology::SourceSpec& spec) {
-  return std::make_unique<FileSource>(std::nullopt, spec.framing, spec.max_frame);
+  return std::make_unique<FileSource>(std::nullopt, spec.framing, spec.max_frame, spec.rate);
 }
 
 }  // namespace shardline::connectors

@@ -6,6 +6,8 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "metrics/latency_histogram.hpp"
+
 namespace shardline::connectors {
 
 namespace {
@@ -51,6 +53,7 @@ void FrameSplitter::commit(std::size_t n) { end_ += std::min(n, capacity_ - end_
 
 bool FrameSplitter::deliver(FrameHandler& handler) {
   if (broken_ || stop_requested()) return false;
+  arrived_ns_ = metrics::now_ns();
   if (framing_ == Framing::length_prefixed) {
     split_length_prefixed(handler);
   } else {
@@ -120,7 +123,7 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
     frames[framed++] = Frame{b + pos + 4, len};
     pos += 4 + std::size_t(len);
     if (framed == kFramesPerCall) {
-      handler.on_frames(frames, framed);
+      handler.on_frames(frames, framed, arrived_ns_);
       framed = 0;
       if (stop_requested()) break;
     }
@@ -170,7 +173,7 @@ void FrameSplitter::push(FrameHandler& handler, const std::byte* data, std::size
 
 void FrameSplitter::flush(FrameHandler& handler) {
   if (framed_ == 0) return;
-  handler.on_frames(frames_.get(), framed_);
+  handler.on_frames(frames_.get(), framed_, arrived_ns_);
   framed_ = 0;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,7 +23,9 @@ class FrameHandler {
  public:
   virtual ~FrameHandler() = default;
   /// `n` complete frames; they point into the source's buffer and are valid during the call.
-  virtual void on_frames(const Frame* frames, std::size_t n) = 0;
+  /// `arrived_ns` (metrics::now_ns) is when they arrived: the read that brought them in, or,
+  /// from a source replaying at a fixed rate, when the first of them was due.
+  virtual void on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) = 0;
   /// Every frame read so far has been handed over: the source is about to read again, and may
   /// wait for input. A handler that holds partly filled batches sends them now.
   virtual void on_caught_up() {}

@@ -25,9 +25,9 @@ class Ingress final : public connectors::FrameHandler {
 
   Ingress(Dataflow& flow, PipelinePlan& p, SourceGate& gate, std::string source)
       : worker_(flow, true), p_(p), gate_(gate), source_(std::move(source)) {}
-  void on_frames(const Frame* frames, std::size_t n) override {
-    // Stamped before the gate: time the frames wait here during a reload counts as latency.
-    const std::uint64_t arrived_ns = metrics::now_ns();
+  void on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override {
+    // Stamped by the source before the gate: time the frames wait here during a reload counts
+    // as latency.
     if (!inside_) {
       gate_.enter();
       inside_ = true;

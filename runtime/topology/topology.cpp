@@ -329,7 +329,7 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
                         const Topology& topo) {
   SourceSpec s;
   s.pos = c.pos(t);
-  c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "decoder", "start_after"});
+  c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "rate", "decoder", "start_after"});
   const auto kind = c.choice(t, "kind", {"tcp", "file", "stdin"});
   if (!t.get("kind")) c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdin");
   if (kind) s.kind = static_cast<SourceKind>(*kind);
@@ -339,9 +339,11 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);
   if (auto m = c.integer(t, "max_frame", 1, 1 << 30)) s.max_frame = static_cast<std::uint32_t>(*m);
   if (auto n = c.integer(t, "connections", 0, 1 << 20)) s.connections = static_cast<std::uint32_t>(*n);
+  if (auto r = c.integer(t, "rate", 1, 10'000'000'000)) s.rate = static_cast<std::uint64_t>(*r);
   if (kind) {
     c.only_for(t, "listen", s.kind == SourceKind::tcp, "tcp sources only");
     c.only_for(t, "connections", s.kind == SourceKind::tcp, "tcp sources only");
+    c.only_for(t, "rate", s.kind != SourceKind::tcp, "file and stdin sources only");
     c.only_for(t, "path", s.kind == SourceKind::file, "file sources only");
   }
   if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;

@@ -74,6 +74,7 @@ struct SourceSpec {
   Framing framing = Framing::length_prefixed;
   std::uint32_t max_frame = 1 << 20;
   std::uint32_t connections = 0;  ///< tcp: finish after this many connections closed (0: never)
+  std::uint64_t rate = 0;         ///< file, stdin: frames per second to replay at (0: as read)
   std::string start_after;        ///< a pipeline whose input must be fully processed first
   ComponentRef decoder;
   Position pos;

@@ -2,6 +2,7 @@
 interleaved, increasing sequence numbers go through 4 shards; every key's events must be seen
 in order, and 1 and 4 shards must produce the same lines."""
 import random
+import time
 import unittest
 
 from harness import TRACK, TempDirTest, events_topology, read, run, summary
@@ -20,9 +21,12 @@ class Ordering(TempDirTest):
                 del pending[k]
         return lines
 
-    def run_events(self, shards, lines, steps=TRACK, extra="", batch_size=64, queue_batches=None):
+    def run_events(self, shards, lines, steps=TRACK, extra="", batch_size=64, queue_batches=None,
+                   rate=None):
         self.write("events.txt", "\n".join(lines) + "\n")
         text = events_topology(shards, steps, batch_size=batch_size, extra=extra)
+        if rate is not None:
+            text = text.replace('framing = "lines", decoder', f'framing = "lines", rate = {rate}, decoder')
         if queue_batches is not None:
             text = f"queue_batches = {queue_batches}\n" + text
         topology = self.write("topology.toml", text)
@@ -52,6 +56,17 @@ class Ordering(TempDirTest):
             self.assertEqual(int(count), int(seq))
             seen[key] = int(seq)
         self.assertEqual(summary(err)["state:seqs"], 500)
+
+    def test_a_paced_source_keeps_its_schedule_and_order(self):
+        # 4,000 events at 20,000/s: never sooner than 0.2 s, everything out, in order per key.
+        lines = self.events(keys=40, per_key=100)
+        started = time.monotonic()
+        status, out, err = self.run_events(2, lines, rate=20000)
+        self.assertGreaterEqual(time.monotonic() - started, (len(lines) - 1) / 20000)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(len(out), len(lines))
+        self.assertFalse([l for l in out if not l.endswith(" ok")], "events seen out of order")
+        self.assertEqual(summary(err)["events"]["in"], len(lines))
 
     def test_one_and_four_shards_agree(self):
         lines = self.events(keys=100, per_key=50)

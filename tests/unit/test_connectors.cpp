@@ -25,6 +25,7 @@
 #include "connectors/sink.hpp"
 #include "connectors/source.hpp"
 #include "connectors/tcp_source.hpp"
+#include "metrics/latency_histogram.hpp"
 #include "test_support.hpp"
 
 namespace asio = boost::asio;
@@ -230,6 +231,52 @@ TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
     FrameRecorder c;
     CHECK_THROWS_WITH(source->run(c), Catch::StartsWith("cannot open source file " +
                                                         spec.address + ": "));
+  }
+}
+
+TEST_CASE("file source with a rate hands each frame on when it is due", "[connectors]") {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 3000; ++i) payloads.push_back(std::to_string(i));
+  const auto path = temp_path("paced.bin");
+  std::ofstream(path, std::ios::binary) << length_prefixed(payloads);
+  topology::SourceSpec spec;
+  spec.kind = topology::SourceKind::file;
+  spec.address = path.string();
+  spec.framing = Framing::length_prefixed;
+  spec.rate = 20'000;  // 0.15 s in all
+  constexpr std::uint64_t kSecond = 1'000'000'000;
+
+  SECTION("stamped with the time each call's first frame was due, never handed on early") {
+    struct Timed : FrameRecorder {
+      std::vector<std::size_t> first;        // index of each call's first frame
+      std::vector<std::uint64_t> called_at;  // when each call came
+      void on_frames(const Frame* f, std::size_t n, std::uint64_t at) override {
+        first.push_back(frames.size());
+        called_at.push_back(shardline::metrics::now_ns());
+        FrameRecorder::on_frames(f, n, at);
+      }
+    } c;
+    auto source = make_source(spec);
+    run_to_end(*source, c);
+    CHECK(c.frames == payloads);
+    const std::uint64_t start = c.arrived.front();
+    for (std::size_t j = 0; j < c.calls; ++j) {
+      INFO("call " << j << ", first frame " << c.first[j]);
+      CHECK(c.arrived[j] == start + c.first[j] * kSecond / spec.rate);
+      CHECK(c.called_at[j] >= c.arrived[j]);
+    }
+    // The last frame came no sooner than the schedule allows.
+    CHECK(c.called_at.back() >= start + (payloads.size() - 1) * kSecond / spec.rate);
+    CHECK(!c.caught_up.empty());
+  }
+  SECTION("stop() ends the wait for the next frame") {
+    spec.rate = 1;  // 3000 s in all
+    auto source = make_source(spec);
+    FrameRecorder c;
+    auto done = std::async(std::launch::async, [&] { source->run(c); });
+    source->stop();
+    get_within(done, "run() returns after stop()");
+    CHECK(c.frames.size() < payloads.size());
   }
 }
 

@@ -104,8 +104,8 @@ TEST_CASE("a stop requested while a chunk is handed over ends delivery after tha
     std::atomic<bool> stop{false};
     struct Stopper : FrameRecorder {
       std::atomic<bool>* stop;
-      void on_frames(const shardline::Frame* f, std::size_t n) override {
-        FrameRecorder::on_frames(f, n);
+      void on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
+        FrameRecorder::on_frames(f, n, at);
         if (frames.size() > 1500) *stop = true;  // during the second chunk
       }
     } r;

@@ -140,7 +140,7 @@ TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
           Errors{t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, source, "
                             "steps, sink, on_error, dead_letter"),
                  t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one of: kind, listen, "
-                             "path, framing, max_frame, connections, decoder, start_after (did you mean "
+                             "path, framing, max_frame, connections, rate, decoder, start_after (did you mean "
                              "'framing'?)")});
   }
 }
@@ -218,6 +218,31 @@ TEST_CASE("a key that does not apply to the source's or the sink's kind", "[topo
                t.at(6, 38, "'framing' applies to sinks that write, not to discard; remove it"),
                t.at(9, 53, "'listen' applies to tcp sources only; remove it"),
                t.at(10, 53, "'connect' applies to tcp sinks only; remove it")});
+}
+
+TEST_CASE("a source's rate", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"paced\"\n"
+      "source = { kind = \"file\", path = \"in.bin\", rate = 250000, decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"zero\"\n"
+      "source = { kind = \"stdin\", rate = 0, decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"tcp\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:9000\", rate = 5, decoder = \"ev.event_line\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(8, 35, "'rate' is 0; expected 1 to 10000000000"),
+               t.at(11, 60, "'rate' applies to file and stdin sources only; remove it")});
+  TopologyFile ok(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"paced\"\n"
+      "source = { kind = \"file\", path = \"in.bin\", rate = 250000, decoder = \"ev.event_line\" }\n");
+  CHECK(parse_topology(ok.file).pipelines[0].source.rate == 250'000);
 }
 
 TEST_CASE("a keys_file that cannot be opened", "[topology]") {
