@@ -11,8 +11,9 @@ Scenarios (bench/RESULTS.md explains each and what the numbers mean):
   latency     orders over TCP at 50% of the maximum rate measured the same way, and at a light
               load (shardline-latency), scheduling = "latency", all orders rejected so that
               each is a sample; each also through a null pipeline, the floor the harness and
-              the machine set; how long the machine stops a spinning thread; and how long a
-              sleeping thread takes to run once woken
+              the machine set; the same orders replayed from a file at a fixed rate (the
+              source's `rate`), with no harness process; how long the machine stops a spinning
+              thread; and how long a sleeping thread takes to run once woken
   wordcount   word count on a generated text (in-process driver)
   micro       Google Benchmark micro-benchmarks (micro_bench)
 
@@ -57,6 +58,7 @@ class Sizes:
             self.latency_low_rate = None
             self.latency_seconds = 0.25
             self.latency_warmup = 0.0
+            self.replay_rate = 100_000
             self.stall_seconds = 0.2
             self.wakeups = 500
             self.wc_bytes = 256 * 1024
@@ -81,6 +83,7 @@ class Sizes:
             self.latency_low_rate = 100_000  # and a light load, for the shape of the curve
             self.latency_seconds = 6.0
             self.latency_warmup = 1.0
+            self.replay_rate = None  # 50% of the replay's maximum, and the TCP rows' 50% load
             self.stall_seconds = 3.0
             self.wakeups = 10_000
             self.wc_bytes = 64 * 1024 * 1024
@@ -522,6 +525,7 @@ class Suite:
         for rate, name, why in loads:
             count = max(1000, int(rate * s.latency_seconds))
             r = self.latency_run(orders, shards, rate, count, s.latency_warmup, name)
+            r["offered_rate"] = rate
             self.results[("latency", name)] = r
             self.row(f"MS TCP latency @ {fmt_rate(rate)}/s" + (f" ({why})" if why else ""),
                      shards, r["samples"], r["msgs_per_s"], r["p50_us"], r["p99_us"], r["p999_us"],
@@ -542,6 +546,57 @@ class Suite:
                      f["max_rss_kb"])
             self.latency_notes.append(f"floor @ {fmt_rate(rate)}/s: p99.99 {f['p9999_us']:.0f} us, "
                                       f"max {f['max_us']:.0f} us")
+        self.run_replay()
+
+    def replay_once(self, orders, shards, rate, label):
+        """The latency topology with the orders replayed from the file at `rate` (0: at full
+        speed) and the results written to /dev/null: the load is offered by the source itself,
+        with no sender or receiver process and no loopback TCP."""
+        pace = f", rate = {rate}" if rate else ""
+        topo = self.ms_topology(
+            f"replay-{label}", None,
+            f'{{ kind = "file", path = "{orders}"{pace}, decoder = "market.order" }}',
+            '{ kind = "file", path = "/dev/null", encoder = "market.order_result" }',
+            shards, with_nbbo=False, scheduling="latency")
+        r = run_json([self.inproc, "--topology", topo, "--phase-file", orders,
+                      "--count-pipeline", "orders", "--count", "out", "--warm", orders], 300,
+                     f"replay {label}")
+        if r["status"] != 0 or r["errors"]:
+            raise Failed(f"replay {label}: status {r['status']}, {r['errors']} errors")
+        expected = orders.stat().st_size // ORDER_FRAME
+        if r["messages"] != expected:  # every order is rejected, so each comes out
+            raise Failed(f"replay {label}: {r['messages']} results, expected {expected}")
+        r["engine"] = self.engine_latency(r["summary"], "orders")
+        return r
+
+    def run_replay(self):
+        """Latency with the load offered by a paced file source: at 50% of the replay's own
+        maximum, and at the TCP rows' 50% load (the same rate with and without the harness)."""
+        _, orders = self.ms_files(self.sizes.latency_symbols)
+        shards = 2
+        mx = self.replay_once(orders, shards, 0, "max")
+        self.results[("replay", "max")] = mx
+        e = mx["engine"]
+        self.row(f"MS file replay max, all rejected, {self.sizes.latency_symbols} sym", shards,
+                 mx["messages"], mx["msgs_per_s"], e["p50_us"], e["p99_us"], e["p999_us"],
+                 mx["max_rss_kb"])
+        if self.sizes.replay_rate:
+            loads = [(self.sizes.replay_rate, "fixed", None)]
+        else:
+            loads = [(round(mx["msgs_per_s"] * 0.5), "half", "50% of max")]
+            tcp_half = self.results.get(("latency", "half"))
+            if tcp_half:
+                loads.append((tcp_half["offered_rate"], "tcp-half", "the TCP 50% load"))
+        for rate, name, why in loads:
+            r = self.replay_once(orders, shards, rate, name)
+            self.results[("replay", name)] = r
+            e = r["engine"]
+            self.row(f"MS file replay @ {fmt_rate(rate)}/s" + (f" ({why})" if why else ""),
+                     shards, r["messages"], r["msgs_per_s"], e["p50_us"], e["p99_us"],
+                     e["p999_us"], r["max_rss_kb"])
+            self.latency_notes.append(f"file replay @ {fmt_rate(rate)}/s (achieved "
+                                      f"{fmt_rate(r['msgs_per_s'])}/s): p99.99 "
+                                      f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
 
     # ---- 3. word count
 
