@@ -7,7 +7,8 @@
 // pipeline got round to the frames, and a pipeline that falls behind shows it in its latency
 // instead of slowing the clock down. Before it sleeps it tells the next handler that it has
 // caught up, which sends partly filled batches to the shards instead of holding them through
-// the pause.
+// the pause. (Linux wakes a sleeping thread up to 50 us late, its default timer slack: at high
+// rates the frames go out in bursts of what fell due meanwhile, as from a network.)
 #pragma once
 
 #include <atomic>
