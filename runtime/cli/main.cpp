@@ -180,17 +180,12 @@ void warn_unresolved_sinks(const topology::Topology& topo) {
 
 /// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.
 int preflight(const std::string& old_file, const std::string& new_file) {
-  // A build whose static constructors crash would end this command inside dlopen: try each in
-  // a copy of the process first.
-  for (const auto& file : {old_file, new_file}) {
-    if (const auto tried = loader::Plugin::crash_while_loading(file); tried.failed()) {
-      std::fprintf(stderr, "%s: loading it %s\n", file.c_str(), tried.failure().c_str());
-      return engine::exit_startup_failed;
-    }
-  }
+  // A build whose static constructors crash would end this command inside dlopen: each is
+  // loaded in a copy of the process first, NEW beside OLD as a reload loads it.
+  using Trial = loader::Plugin::Trial;
   try {
-    const auto from = loader::Plugin::load(old_file);
-    const auto to = loader::Plugin::load(new_file);
+    const auto from = loader::Plugin::load(old_file, Trial::in_copy_first);
+    const auto to = loader::Plugin::load(new_file, Trial::in_copy_first);
     std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
               << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
     const auto lines = reload::compare_plugins(*from, *to);

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <fstream>
 #include <new>
+#include <optional>
 
 #include "engine/engine.hpp"
 #include "engine/ingress.hpp"
@@ -51,6 +52,17 @@ bool mapped(const std::filesystem::path& shadow) {
   return false;
 }
 
+/// The kind of key state `s` is partitioned by in `w` (every step updating it agrees: wiring
+/// checks that), or none if no step updates it.
+std::optional<KeyKind> key_kind_of(const topology::Wiring& w, std::size_t s) {
+  for (const auto& p : w.pipelines)
+    for (const auto& step : p.steps)
+      if (step.partition && step.state == s) return step.partition->key_kind;
+  return std::nullopt;
+}
+
+const char* to_string(KeyKind k) { return k == KeyKind::string ? "string" : "integer"; }
+
 /// A state object made for the canary: freed with its own type's destroy.
 struct TempState {
   const TypeDesc* type;
@@ -58,11 +70,12 @@ struct TempState {
 };
 
 /// Runs a sample of frames through one version of a pipeline's components, with copies of the
-/// states the live tables hold. Collects errors instead of reporting them.
+/// states the live tables hold, or (`fresh`) with new states from the factories, as for keys
+/// never seen. Collects errors instead of reporting them.
 class Canary {
  public:
-  Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards)
-      : router_(router), shards_(shards) {}
+  Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards, bool fresh)
+      : router_(router), shards_(shards), fresh_(fresh) {}
   ~Canary() {
     for (auto& t : temps_) {
       t.type->destroy(t.p);
@@ -92,8 +105,15 @@ class Canary {
         std::vector<std::uint64_t> keys(in->count());
         in_plugin(p, s.partition_name, [&] { s.partition->keys(in->span(), keys.data(), sink); });
         std::vector<void*> states;
-        for (std::uint64_t k : keys)
-          states.push_back(copy_state(s.state, k, state_types[s.state], factories[s.state]));
+        std::vector<std::size_t> failed;  // as in Shard::process: the message is dropped
+        step_ = s.name;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          if (void* state = copy_state(s.state, keys[i], state_types[s.state], factories[s.state]))
+            states.push_back(state);
+          else
+            failed.push_back(i);
+        }
+        if (!failed.empty()) in->erase_sorted(failed.data(), failed.size());
         in_plugin(p, s.name,
                   [&] { s.state_computation->run(in->span(), states.data(), *out, sink); });
       }
@@ -125,12 +145,15 @@ class Canary {
     c->errors_.push_back("step '" + c->step_ + "': " + printable(what));
   }
 
+  /// A copy of key's live state converted to `to`, or a new one from `factory` for a key not
+  /// held yet: null (an error counted, as a shard counts it) if the factory throws. A
+  /// conversion that throws throws: the reload's migration would fail the same way.
   void* copy_state(std::size_t state, std::uint64_t key, const TypeDesc* to,
                    StateFactory* factory) {
     void* at = ::operator new(to->size, std::align_val_t(std::max<std::size_t>(to->align, 16)));
     const state::StateTable& table = shards_[router_.shard(key)]->table(state);
     const TypeDesc* from = table.type();
-    const void* live = table.find(key);
+    const void* live = fresh_ ? nullptr : table.find(key);
     try {
       if (live && from->fingerprint == to->fingerprint && from->trivial) {
         std::memcpy(at, live, to->size);
@@ -139,7 +162,19 @@ class Canary {
         from->save(live, saved);
         to->restore(at, saved.data(), saved.size(), from->schema_version);
       } else {
-        factory->construct(at, key);
+        std::string threw;
+        try {
+          factory->construct(at, key);
+        } catch (const std::exception& e) {
+          threw = e.what();
+        } catch (...) {
+          threw = "an unknown exception";
+        }
+        if (!threw.empty()) {
+          ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+          errors_.push_back("step '" + step_ + "': the state factory threw: " + threw);
+          return nullptr;
+        }
       }
     } catch (...) {
       ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
@@ -151,6 +186,7 @@ class Canary {
 
   const ShardRouter& router_;
   const std::vector<std::unique_ptr<Shard>>& shards_;
+  const bool fresh_;
   std::vector<TempState> temps_;
   std::vector<std::string> errors_;
   std::string step_;
@@ -172,17 +208,25 @@ std::future<ReloadReport> Engine::request_reload(std::string alias, bool if_rebu
 void Engine::check_edited_topology() const {
   // Only plugins are swapped while running; the pipelines, states and connectors are fixed at
   // start. Still, the edit is read at once, so that a mistake shows while it is being made:
-  // wired against the running plugins (a plugin the edit adds is loaded, in a copy first).
+  // wired against the running plugins (a plugin the edit adds, or points at another file, is
+  // loaded, in a copy first).
   const auto& file = wiring_->topology.file;
   if (file_text(file) == topology_text_) {
     spdlog::info("the topology file is back to the one running: nothing to apply");
     return;
   }
   try {
+    auto edited = topology::parse_topology(file);
     topology::WireOptions options;
-    options.loaded = wiring_->plugins;
     options.try_in_copy = true;
-    topology::wire_topology(topology::parse_topology(file), options);
+    for (const auto& running : wiring_->topology.plugins) {
+      const bool same_file =
+          std::any_of(edited.plugins.begin(), edited.plugins.end(), [&](const auto& spec) {
+            return spec.alias == running.alias && spec.path == running.path;
+          });
+      if (same_file) options.loaded.emplace_back(running.alias, wiring_->plugin(running.alias));
+    }
+    topology::wire_topology(std::move(edited), options);
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
                  "started with: restart shardline to apply it");
   } catch (const topology::TopologyError& e) {
@@ -201,14 +245,27 @@ void Engine::serve_reloads() {
     requests.swap(reload_requests_);
   }
   if (topology_edited_.exchange(false)) check_edited_topology();
-  for (auto& r : requests) r.done.set_value(serve_reload(r));
+  for (auto& r : requests) {
+    if (stop_requested_) {  // a rebuild seen by the watcher while the run drains
+      ReloadReport late{};
+      late.message = (r.alias == "*" ? std::string("the plugins") : "plugin '" + r.alias + "'") +
+                     " not reloaded: the run is stopping, and nothing is reloaded while it drains";
+      spdlog::warn("{}", late.message);
+      r.done.set_value(std::move(late));
+      continue;
+    }
+    r.done.set_value(serve_reload(r));
+  }
 }
 
 ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   const auto logged = [](ReloadReport report) {
     if (!report.ok) spdlog::error("{}", report.message);
     else if (report.old_unloaded) spdlog::info("{}", report.message);
-    else spdlog::warn("{} (something still holds the old version)", report.message);
+    else
+      spdlog::warn("{} (something still holds the old version: a thread_local with a destructor "
+                   "used on an engine thread, or a library the plugin opened, keeps it mapped)",
+                   report.message);
     return report;
   };
   std::vector<std::string> aliases;  // names only: a copy of the handles would keep them loaded
@@ -273,10 +330,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   options.loaded = wiring_->plugins;
   for (std::size_t i = 0; i < aliases.size(); ++i) {
     const std::string whose = aliases.size() == 1 ? "" : "plugin '" + aliases[i] + "': ";
-    if (const auto tried = loader::Plugin::crash_while_loading(olds[i]->file()); tried.failed())
-      return refuse(whose + "loading the new build " + tried.failure());
     try {
-      auto plugin = loader::Plugin::load(olds[i]->file());
+      auto plugin = loader::Plugin::load(olds[i]->file(), loader::Plugin::Trial::in_copy_first);
       report.versions += (i == 0 ? "" : ", ") + olds[i]->name() + " " + olds[i]->version() +
                          " -> " + plugin->version();
       for (auto& [alias, loaded] : options.loaded)
@@ -298,6 +353,14 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   options.loaded.clear();  // the new builds are held by `fresh` alone
   std::vector<reload::StateCarry> carries;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    // A string key and an integer key of the same item hash differently: every key held would
+    // be orphaned, and each item would start again from a fresh state.
+    const auto was = key_kind_of(*wiring_, s), now = key_kind_of(*fresh, s);
+    if (was && now && *was != *now)
+      return refuse("state '" + wiring_->states[s].spec->name + "' would be keyed with " +
+                    to_string(*now) + " keys instead of " + to_string(*was) +
+                    " keys: no key it holds would be found again; return the same kind of key from "
+                    "the partition function, or restart to begin from empty state");
     const TypeDesc& from = *wiring_->states[s].factory->state;
     const TypeDesc& to = *fresh->states[s].factory->state;
     if (&from == &to) {
@@ -354,14 +417,22 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
         candidate.name = flow_->pipelines[i].name;
         candidate.sink_framing = flow_->pipelines[i].sink_framing;
         bind_components(candidate, fresh->pipelines[i]);
-        Canary old_run(flow_->router, shards_), new_run(flow_->router, shards_);
-        const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
-        const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
-        if (new_errors.size() > old_errors.size())
-          return "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
-                 " (" + std::to_string(new_errors.size()) + " of " +
-                 std::to_string(sample.size()) + " recent messages failed with the new "
-                 "version, " + std::to_string(old_errors.size()) + " with the old)";
+        // On copies of the live states, then on fresh ones: the recent messages have already
+        // been applied to the live states, so a check the new build adds (a duplicate, an
+        // event out of order) fails on the replay itself; it must fail on both to count.
+        std::string first_failure;
+        for (const bool fresh : {false, true}) {
+          Canary old_run(flow_->router, shards_, fresh), new_run(flow_->router, shards_, fresh);
+          const auto old_errors =
+              old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
+          const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
+          if (new_errors.size() <= old_errors.size()) break;
+          if (fresh)
+            return "canary: pipeline '" + flow_->pipelines[i].name + "' " + first_failure;
+          first_failure = new_errors.front() + " (" + std::to_string(new_errors.size()) + " of " +
+                          std::to_string(sample.size()) + " recent messages failed with the new "
+                          "version, " + std::to_string(old_errors.size()) + " with the old)";
+        }
       }
     } catch (const std::exception& e) {
       return std::string("canary: a state could not be carried over: ") + e.what();

@@ -107,9 +107,6 @@ std::atomic<unsigned> g_shadows{0};
 
 /// The path of shadow copy number `n` of a plugin (same directory for every load of a process).
 std::filesystem::path shadow_path(const std::filesystem::path& file, unsigned n) {
-  // The host's pid, taken once: a forked copy that tries a load (crash_in_copy) writes into the
-  // host's folder, under the name of the host's own next load, which the host removes if the
-  // copy could not (crash_while_loading).
   static const pid_t host = ::getpid();
   return std::filesystem::temp_directory_path() / ("shardline-" + std::to_string(host)) /
          (file.stem().string() + "." + std::to_string(n) + ".so");
@@ -130,7 +127,7 @@ void remove_with_folder(const std::filesystem::path& file) {
 
 }  // namespace
 
-std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
+std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file, Trial trial) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec))
     throw PluginError(file.string() + ": no such plugin file" +
@@ -167,43 +164,45 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file) {
   plugin->file_ = file;
   plugin->shadow_ = shadow;
   plugin->build_hash_ = hash_of(elf.bytes());
-  // dlopen runs the plugin's static constructors, and the entry point its registrations: plugin
-  // code, named as such if it crashes.
-  const std::string loading = "the loading of " + file.string() +
-                              " (static constructors, registrations)";
-  const PluginCall in("", loading);
-  try {
-    plugin->library_ = std::make_unique<boost::dll::shared_library>(
-        shadow, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    // dlerror names the shadow copy, which is about to go: name the user's file instead.
-    std::string reason = dlopen_reason(e.what());
-    for (auto at = reason.find(shadow.string()); at != std::string::npos;
-         at = reason.find(shadow.string()))
-      reason.replace(at, shadow.string().size(), file.string());
-    throw PluginError(file.string() + ": failed to load: " + reason);
+  if (trial == Trial::in_copy_first) {
+    // The very bytes the host maps next, so no build landing meanwhile goes untried. The copy
+    // throws what the host would; only a crash or a hang is its verdict.
+    const auto tried = crash_in_copy([&] { plugin->open(); }, std::chrono::seconds(5));
+    if (tried.failed()) throw PluginError(file.string() + ": loading it " + tried.failure());
   }
-  if (!plugin->library_->has(kEntryPoint))
-    throw PluginError(file.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +
-                      " entry point (define the plugin with SHARDLINE_PLUGIN)");
-  const auto entry = plugin->library_->get<const Manifest*()>(kEntryPoint);
-  try {
-    plugin->manifest_ = entry();
-  } catch (const std::exception& e) {
-    throw PluginError(file.string() + ": the plugin's manifest threw: " + e.what());
-  }
-  if (!plugin->manifest_->error.empty())
-    throw PluginError(file.string() + ": plugin '" + plugin->manifest_->plugin_name +
-                      "' failed to register its components: " + plugin->manifest_->error);
+  plugin->open();
   return plugin;
 }
 
-CopyOutcome Plugin::crash_while_loading(const std::filesystem::path& file) {
-  // A copy that crashed or was killed (a hang) could not remove its shadow copy: the host does.
-  const auto copys_shadow = shadow_path(file, g_shadows.load());
-  auto outcome = crash_in_copy([&] { load(file); }, std::chrono::seconds(5));
-  if (outcome.failed()) remove_with_folder(copys_shadow);
-  return outcome;
+void Plugin::open() {
+  // dlopen runs the plugin's static constructors, and the entry point its registrations: plugin
+  // code, named as such if it crashes.
+  const std::string loading = "the loading of " + file_.string() +
+                              " (static constructors, registrations)";
+  const PluginCall in("", loading);
+  try {
+    library_ = std::make_unique<boost::dll::shared_library>(
+        shadow_, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    // dlerror names the shadow copy, which is about to go: name the user's file instead.
+    std::string reason = dlopen_reason(e.what());
+    for (auto at = reason.find(shadow_.string()); at != std::string::npos;
+         at = reason.find(shadow_.string()))
+      reason.replace(at, shadow_.string().size(), file_.string());
+    throw PluginError(file_.string() + ": failed to load: " + reason);
+  }
+  if (!library_->has(kEntryPoint))
+    throw PluginError(file_.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +
+                      " entry point (define the plugin with SHARDLINE_PLUGIN)");
+  const auto entry = library_->get<const Manifest*()>(kEntryPoint);
+  try {
+    manifest_ = entry();
+  } catch (const std::exception& e) {
+    throw PluginError(file_.string() + ": the plugin's manifest threw: " + e.what());
+  }
+  if (!manifest_->error.empty())
+    throw PluginError(file_.string() + ": plugin '" + manifest_->plugin_name +
+                      "' failed to register its components: " + manifest_->error);
 }
 
 Plugin::~Plugin() = default;

@@ -7,7 +7,8 @@
 //   2. read the ABI record from the `shardline_abi` section and compare it with the host's;
 //   3. write the bytes just checked to a unique shadow path and dlopen that copy (RTLD_NOW | RTLD_LOCAL), so
 //      a rebuilt file at the same path can later be loaded beside this one (dlopen of the same
-//      path would return the already-open old library); the shadow copy is unlinked at once;
+//      path would return the already-open old library); optionally in a forked copy of the
+//      process first (Trial::in_copy_first); the shadow copy is unlinked at once;
 //   4. call the entry point and read the manifest.
 // Everything made by the plugin (components, messages, states) must be destroyed before the
 // last shared_ptr<Plugin> goes: holding the Plugin is what keeps its code mapped.
@@ -32,12 +33,15 @@ namespace shardline::loader {
 
 class Plugin {
  public:
+  enum class Trial {
+    none,
+    /// Steps 3-4 run first in a copy of the process (crash_in_copy), on the shadow copy the
+    /// host then loads: a build whose static constructors or registrations crash or hang there
+    /// is refused ("FILE: loading it crashed: ...") and never runs in the host. [control thread]
+    in_copy_first,
+  };
   /// Loads `file` (steps 1-4 above). Throws PluginError with a one-line explanation.
-  static std::shared_ptr<Plugin> load(const std::filesystem::path& file);
-  /// How loading `file` (its static constructors, its registrations) ends in a copy of this
-  /// process: if it crashes or hangs there (failed()), the host must not load it. [control
-  /// thread]
-  static CopyOutcome crash_while_loading(const std::filesystem::path& file);
+  static std::shared_ptr<Plugin> load(const std::filesystem::path& file, Trial trial = Trial::none);
   ~Plugin();
 
   const std::filesystem::path& file() const { return file_; }
@@ -57,6 +61,8 @@ class Plugin {
 
  private:
   Plugin() = default;
+  /// Steps 3 (dlopen of the shadow copy) and 4.
+  void open();
   std::filesystem::path file_;
   std::filesystem::path shadow_;
   std::size_t build_hash_ = 0;  ///< of the bytes loaded

@@ -67,7 +67,11 @@ std::vector<std::string> compare_plugins(const loader::Plugin& from, const loade
                       "; every plugin it exchanges them with must be rebuilt with the new "
                       "definition and reloaded with it");
     if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind)
-      lines.push_back(what + ": key kind changed (states it keys would be keyed differently)");
+      lines.push_back(what + ": blocked: returns " +
+                      (n->key_kind == KeyKind::string ? "string" : "integer") + " keys instead of " +
+                      (c.key_kind == KeyKind::string ? "string" : "integer") +
+                      " (no key a state holds would be found again: a topology using it "
+                      "would refuse the reload)");
     if (c.kind == ComponentKind::state) {
       const StateCarry carry = plan_state(*c.state, *n->state, false);
       const char* verb = carry.carry == Carry::keep      ? "keep"

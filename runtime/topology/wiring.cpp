@@ -47,15 +47,11 @@ class Binder {
         const auto candidate = options.plugin_dir / spec.path.filename();
         if (std::filesystem::exists(candidate)) file = candidate;
       }
-      if (options.try_in_copy) {
-        if (const auto tried = loader::Plugin::crash_while_loading(file); tried.failed()) {
-          error(spec.pos, "plugin '" + spec.alias + "': " + file.string() + ": loading it " +
-                              tried.failure());
-          continue;
-        }
-      }
       try {
-        w_.plugins.emplace_back(spec.alias, loader::Plugin::load(file));
+        w_.plugins.emplace_back(spec.alias,
+                                loader::Plugin::load(file, options.try_in_copy
+                                                               ? loader::Plugin::Trial::in_copy_first
+                                                               : loader::Plugin::Trial::none));
       } catch (const loader::PluginError& e) {
         std::error_code ec;
         const bool missing = !std::filesystem::exists(file, ec);

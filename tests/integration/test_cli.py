@@ -87,6 +87,13 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
                       "exchanges them with must be rebuilt with the new definition and reloaded "
                       "with it", p.stdout)
         self.assertIn("state 'last_seq': keep: LastSeq has the same layout", p.stdout)
+        # A partition's new key kind would orphan every key a state holds.
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v12.so")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("partition 'by_key': blocked: returns string keys instead of integer (no key "
+                      "a state holds would be found again: a topology using it would refuse the "
+                      "reload)", p.stdout)
         # A build that crashes while it loads is reported, not fatal to the command.
         p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
                       f"{TEST_PLUGINS}/crash_on_load.so")

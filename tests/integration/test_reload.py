@@ -44,7 +44,8 @@ class ReloadTest(TempDirTest):
     """A live run fed by a Feeder; its plugins are copied beside the topology first."""
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
-               'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None):
+               'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
+               factory="ev.last_seq"):
         """With `link`, the topology names each plugin through a symbolic link in that folder."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
@@ -60,7 +61,7 @@ batch_size = 32
 [plugins]
 {aliases}
 [states.seqs]
-factory = "ev.last_seq"
+factory = "{factory}"
 {extra_state}
 [[pipelines]]
 name = "events"
@@ -145,13 +146,16 @@ class HotReload(ReloadTest):
              if host_has_asan() else "built with AddressSanitizer (it needs libasan.so.8)"),
             (f"{TEST_PLUGINS}/test_events_v7.so",
              "the new version does not fit the topology: ") ,
+            (f"{TEST_PLUGINS}/test_events_v12.so",
+             "state 'seqs' would be keyed with string keys instead of integer keys: no key it "
+             "holds would be found again"),
             (f"{TEST_PLUGINS}/test_events_v4.so", "and the new version has no restore()"),
             (f"{TEST_PLUGINS}/test_events_v5.so", "cannot migrate LastSeq from schema 0"),
             (f"{TEST_PLUGINS}/test_events_v6.so",
              "canary: pipeline 'events' step 'ev.track': version 6 rejects every event"),
             # Under ASan a copy's crash ends with AddressSanitizer's exit status instead.
             (f"{TEST_PLUGINS}/crash_on_load.so",
-             "loading the new build crashed: " +
+             self.path("ev.so") + ": loading it crashed: " +
              ("exit status 1" if host_has_asan() else
               "SIGSEGV (invalid memory access) in plugin code: the loading of " +
               self.path("ev.so") + " (static constructors, registrations)")),
@@ -191,6 +195,10 @@ class HotReload(ReloadTest):
         self.write("topology.toml", text.replace('"ev.track"', '"ev.trak"'))
         self.run_.wait_for("the edited topology has 1 error(s)", 2)
         self.run_.wait_for("plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'")
+        # A plugin path that leads nowhere: checked, not taken for the running plugin's file.
+        self.write("topology.toml", text.replace('ev = "./ev.so"', 'ev = "./missing.so"'))
+        self.run_.wait_for("the edited topology has 1 error(s)", 3)
+        self.run_.wait_for("plugin 'ev': " + self.path("missing.so") + ": no such plugin file")
         self.write("topology.toml", text)  # the edit undone
         self.run_.wait_for("the topology file is back to the one running: nothing to apply")
         self.feeder.wait_sent(self.feeder.sent + 500)
@@ -259,6 +267,37 @@ class HotReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
+    def test_a_check_the_replay_itself_trips_does_not_refuse_the_build(self):
+        # v13 rejects an event seen before: the canary's replay of messages already applied to
+        # the live states trips it, but on fresh states it passes, as the live run then does.
+        self.start()
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v13.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 13.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v13" for vs in versions.values()))
+
+    def test_a_key_whose_state_factory_throws_does_not_block_a_reload(self):
+        # ev.picky refuses key 13, which is always among the recent messages: the canary counts
+        # it against both versions alike, as the shards count it, instead of refusing.
+        self.launch({"ev": "test_events.so"}, factory="ev.picky")
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 19", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        self.feeder.stop.set()
+        self.feeder.join(60)
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
+        lines = read(self.path("out.txt")).splitlines()
+        key13 = sum(1 for i in range(self.feeder.sent) if i % KEYS == 13)
+        self.assertEqual(len(lines), self.feeder.sent - key13)
+        self.assertFalse([l for l in lines if l.startswith("13 ")])
+        self.assertEqual(summary(self.run_.stderr)["events"]["errors"], key13)
+        self.assertTrue(lines[-1].endswith(" v2"))
 
     def test_reset_when_the_topology_allows_it(self):
         self.start(extra_state='on_reload = "reset"')

@@ -26,6 +26,10 @@
 //     refused, and the host must not run the same code itself;
 //  10 Event gains a field, as in test_extra_v2 (a message type two plugins share changes in
 //     both): this build alone does not fit a host running test_extra; tags " v10".
+//  11 Event keeps its size but changes schema: a layout another build cannot read.
+//  12 by_key returns the key as a string: the keys a state holds would not be found again.
+//  13 track rejects an event that is not beyond the last one seen (a duplicate): the reload's
+//     canary replays messages already applied, which this check trips; tags " v13".
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -78,6 +82,8 @@ constexpr const char* kTag = " v2";
 constexpr const char* kTag = " v3";
 #elif TEST_EVENTS_VARIANT == 10
 constexpr const char* kTag = " v10";
+#elif TEST_EVENTS_VARIANT == 13
+constexpr const char* kTag = " v13";
 #else
 constexpr const char* kTag = "";
 #endif
@@ -118,7 +124,11 @@ Event parse_event(std::string_view line) {
 
 SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) {
   p.decoder("event_line", [](std::string_view line) { return parse_event(line); });
+#if TEST_EVENTS_VARIANT == 12
+  p.partition("by_key", [](const Event& e) { return std::to_string(e.key); });
+#else
   p.partition("by_key", [](const Event& e) { return e.key; });
+#endif
   p.state<LastSeq>("last_seq");
 #if TEST_EVENTS_VARIANT != 7
   p.state_computation("track", [](const Event& e, LastSeq& s) {
@@ -129,6 +139,10 @@ SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) 
 #elif TEST_EVENTS_VARIANT == 9
     for (volatile bool forever = true; forever;) {
     }
+#elif TEST_EVENTS_VARIANT == 13
+    if (e.seq <= s.last)
+      throw std::runtime_error("seq " + std::to_string(e.seq) + " of key " +
+                               std::to_string(e.key) + " seen before");
 #endif
     ++s.count;
     const bool in_order = e.seq > s.last;
