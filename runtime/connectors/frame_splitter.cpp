@@ -68,12 +68,16 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
   return !broken_ && !stop_requested();
 }
 
-void FrameSplitter::finish(FrameHandler& handler) {
+void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
   if (deliver(handler)) {
     const std::byte* b = buf_.get();
     const std::size_t tail = end_ - begin_;
     if (framing_ == Framing::lines) {
-      if (tail > 0 && !skipping_line_) {
+      if (tail > 0 && !skipping_line_ && !cleanly) {
+        handler.on_bad_input(fmt::format(
+            "truncated line at end of input: {} bytes without a newline when the stream failed",
+            tail));
+      } else if (tail > 0 && !skipping_line_) {
         std::size_t len = tail;
         if (b[begin_ + len - 1] == std::byte('\r')) --len;
         if (len > max_frame_) {

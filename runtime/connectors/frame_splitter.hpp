@@ -53,9 +53,10 @@ class FrameSplitter {
   /// (an oversized length prefix, already reported) or a stop was requested: the caller closes
   /// the stream and calls nothing else on this splitter.
   bool deliver(FrameHandler& handler);
-  /// End of stream: delivers what is left (lines: a last line without a newline), or reports
-  /// a truncated frame. The buffer is empty afterwards.
-  void finish(FrameHandler& handler);
+  /// End of stream: delivers what is left (lines: a last line without a newline, if the stream
+  /// ended `cleanly`; after a failure it may have been cut anywhere, and is reported instead),
+  /// or reports a truncated frame. The buffer is empty afterwards.
+  void finish(FrameHandler& handler, bool cleanly = true);
 
   /// Bytes committed since construction (the stream offset of the end of the buffer).
   std::uint64_t bytes_received() const { return base_offset_ + end_; }

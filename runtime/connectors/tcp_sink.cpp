@@ -8,7 +8,8 @@
 // died cannot be known lost without acknowledgements, which this protocol does not have.
 // To narrow that window the sink checks, before each chunk, whether the peer has closed.)
 //
-// Reconnection backs off from 10 ms, doubling up to 1 s, and warns at most once per second.
+// Reconnection backs off from 10 ms, doubling up to 1 s; the first failure of an outage is
+// logged at once, then at most one warning every 30 s while it lasts.
 // Plain non-blocking sockets with poll() are used rather than Asio so that every wait (connect,
 // a full send buffer, the backoff) also watches an eventfd: abandon() writes to it and any
 // blocked write() returns false at once.
@@ -165,6 +166,7 @@ class TcpSink final : public Sink {
       spdlog::debug("sink {}: connected", describe());
     }
     failures_ = 0;
+    last_warning_ = {};  // the next outage is a new story: its first failure is logged at once
     return true;
   }
 

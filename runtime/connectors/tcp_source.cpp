@@ -97,7 +97,7 @@ struct TcpSource::Io {
             spdlog::warn("source {}: connection failed after {} bytes: {}",
                          c.splitter.origin(), c.splitter.bytes_received(), ec.message());
           }
-          c.splitter.finish(*handler);  // reports a frame cut short
+          c.splitter.finish(*handler, ec == asio::error::eof);  // reports a frame cut short
           close(it);
         });
   }

@@ -136,8 +136,11 @@ void PipelineErrors::bad_input(std::string_view source, std::string_view what) {
   metrics_.add(metrics_.bad_input, 1);
   const std::string line =
       "pipeline '" + pipeline_ + "' source " + std::string(source) + ": " + std::string(what);
+  // Not subject to on_error, which is about messages a plugin function throws on: bad framing
+  // closes that one stream (a file, a connection), and the others carry on; a client that
+  // sends garbage cannot stop the run.
   std::lock_guard lock(mutex_);
-  report("source", line);
+  log_limited("source", line);
 }
 
 }  // namespace shardline::engine

@@ -374,6 +374,16 @@ SinkSpec parse_sink(Checker& c, const toml::table& t, const std::string& where,
     c.error(t, "missing key 'kind' in " + where + "; expected one of: tcp, file, stdout, discard");
   if (kind) s.kind = static_cast<SinkKind>(*kind);
   if (s.kind == SinkKind::tcp) s.address = address(c, t, "connect", where, kind.has_value(), topo);
+  if (s.kind == SinkKind::tcp && !s.address.empty()) {
+    try {
+      // Port 0 means "any free port" to a listener; there is nothing to connect to there.
+      if (parse_host_port(s.address).port == 0)
+        c.error(*t.get("connect"), "'connect' names port 0; a tcp sink connects to the port its "
+                                   "receiver listens on");
+    } catch (const std::runtime_error&) {
+      // reported by address()
+    }
+  }
   if (s.kind == SinkKind::file) s.address = address(c, t, "path", where, kind.has_value(), topo);
   s.framing = s.kind == SinkKind::stdout_lines ? Framing::lines : Framing::length_prefixed;
   if (auto f = c.choice(t, "framing", {"length", "lines"})) s.framing = static_cast<Framing>(*f);

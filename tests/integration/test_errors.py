@@ -246,7 +246,7 @@ sink = {{ kind = "discard" }}
 class BadFrames(TempDirTest):
     GOOD = frame(b"\x02" + b" ABC" + b"20160902-15:47:52.000" + struct.pack(">dd", 10.0, 10.01))
 
-    def nbbo_topology(self, port, connections):
+    def nbbo_topology(self, port, connections, on_error="skip"):
         return self.write("topology.toml", f"""
 [plugins]
 market = "{PLUGINS}/market_spread.so"
@@ -256,6 +256,7 @@ factory = "market.symbol_data"
 name = "nbbo"
 source = {{ kind = "tcp", listen = "127.0.0.1:{port}", connections = {connections}, max_frame = 1000, decoder = "market.nbbo" }}
 steps = [ {{ state_computation = "market.update_nbbo", state = "symbols", partition = "market.nbbo_symbol" }} ]
+on_error = "{on_error}"
 """)
 
     def test_malformed_and_oversized_frames_over_tcp(self):
@@ -283,6 +284,18 @@ steps = [ {{ state_computation = "market.update_nbbo", state = "symbols", partit
         counts = summary(r.stderr)["nbbo"]
         self.assertEqual((counts["in"], counts["bad_input"]), (1, 1))
         self.assertIn("truncated frame at end of input: got 16 of 42 bytes", r.stderr)
+
+    def test_bad_framing_on_one_connection_does_not_stop_the_run(self):
+        # on_error is about messages plugin code throws on: a client cutting a frame short
+        # closes its own connection, even with "stop", and the next one is served.
+        port = free_port()
+        r = Run(self.nbbo_topology(port, 2, on_error="stop"))
+        send_all(port, self.GOOD + self.GOOD[:20])
+        send_all(port, self.GOOD + self.GOOD)
+        self.assertEqual(r.wait(), 0, r.stderr)
+        counts = summary(r.stderr)["nbbo"]
+        self.assertEqual((counts["in"], counts["bad_input"]), (3, 1))
+        self.assertNotIn("stopping", r.stderr)
 
 
 class BrokenPlugins(TempDirTest):

@@ -61,11 +61,13 @@ class LogWatch : public spdlog::sinks::base_sink<std::mutex> {
     auto& sinks = spdlog::default_logger()->sinks();
     sinks.erase(std::remove(sinks.begin(), sinks.end(), self()), sinks.end());
   }
-  bool wait_for(const std::string& needle) {
+  /// Waits until `count` lines containing `needle` have been logged.
+  bool wait_for(const std::string& needle, std::ptrdiff_t count = 1) {
     std::unique_lock lock(seen_mutex_);
     return seen_cv_.wait_for(lock, kGenerous, [&] {
-      return std::any_of(lines_.begin(), lines_.end(),
-                         [&](const std::string& l) { return l.find(needle) != l.npos; });
+      return std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+               return l.find(needle) != l.npos;
+             }) >= count;
     });
   }
 
@@ -560,6 +562,8 @@ TEST_CASE("tcp sink connects late and resends a whole chunk after a reset", "[co
     first.set_option(asio::socket_base::linger(true, 0));
     first.close();
   }
+  // A second outage, seconds after the first: it is logged when it happens too.
+  CHECK(log.wait_for("; retrying (backoff", 2));
   tcp::socket second = accept_within(acceptor, io);
   const std::string got = read_to_eof(second, io);
   CHECK(get_within(writer, "the writes complete"));

@@ -227,6 +227,20 @@ TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[
     REQUIRE(feed_whole(s, r, "one\ntwo"));
     CHECK(r.frames == std::vector<std::string>{"one", "two"});
   }
+  SECTION("a stream that failed: its last line may have been cut anywhere") {
+    FrameSplitter s(Framing::lines, 100, "test");
+    FrameRecorder r;
+    const std::string input = "one\ntwo\n5 12";
+    std::copy_n(reinterpret_cast<const std::byte*>(input.data()), input.size(),
+                s.write_space(input.size()).data());
+    s.commit(input.size());
+    REQUIRE(s.deliver(r));
+    s.finish(r, false);
+    CHECK(r.frames == std::vector<std::string>{"one", "two"});
+    CHECK(r.bad == std::vector<std::string>{
+                       "truncated line at end of input: 4 bytes without a newline when the "
+                       "stream failed"});
+  }
   SECTION("a line of exactly max_frame bytes, with CRLF") {
     FrameSplitter s(Framing::lines, 5, "test");
     FrameRecorder r;

@@ -572,6 +572,17 @@ TEST_CASE("a tcp address that is not host:port", "[topology]") {
   CHECK(parse_errors(t.file) ==
         Errors{t.at(5, 35, "expected host:port, got 'localhost:99999'" + hint),
                t.at(6, 34, "expected host:port, got 'collector'" + hint)});
+  // Port 0 lets a source listen on any free port; a sink has nothing to connect to there.
+  TopologyFile zero(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:0\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"tcp\", connect = \"127.0.0.1:0\", encoder = \"ev.text\" }\n");
+  CHECK(parse_errors(zero.file) ==
+        Errors{zero.at(6, 34, "'connect' names port 0; a tcp sink connects to the port its "
+                              "receiver listens on")});
 }
 
 TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
