@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -157,24 +158,40 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   return status;
 }
 
-/// `check`: a TCP sink whose host does not resolve here is a warning, not an error (it may
-/// resolve where the topology runs, and `run` keeps retrying a peer it cannot reach).
-void warn_unresolved_sinks(const topology::Topology& topo) {
-  for (const auto& p : topo.pipelines) {
-    if (!p.sink || p.sink->kind != topology::SinkKind::tcp) continue;
-    const auto where = topology::parse_host_port(p.sink->address);
+/// `check`: what depends on the machine the topology runs on is a warning, not an error: a
+/// host that does not resolve here (a TCP sink, which `run` keeps retrying, or a TCP source's
+/// listen address, which `run` refuses at start), or a file sink's missing folder (which `run`
+/// refuses at start).
+void warn_machine_dependent(const topology::Topology& topo) {
+  const auto resolves = [](const std::string& address, std::string& why) {
+    const auto where = topology::parse_host_port(address);
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
     if (const int rc = ::getaddrinfo(where.host.c_str(), nullptr, &hints, &found)) {
-      std::fprintf(stderr,
-                   "%s: warning: sink tcp %s: cannot resolve %s here (%s); `shardline run` "
-                   "would keep retrying it\n",
-                   p.sink->pos.str().c_str(), p.sink->address.c_str(), where.host.c_str(),
-                   ::gai_strerror(rc));
-      continue;
+      why = "cannot resolve " + where.host + " here (" + ::gai_strerror(rc) + ")";
+      return false;
     }
     ::freeaddrinfo(found);
+    return true;
+  };
+  for (const auto& p : topo.pipelines) {
+    std::string why;
+    if (p.source.kind == topology::SourceKind::tcp && !resolves(p.source.address, why))
+      std::fprintf(stderr, "%s: warning: source tcp %s: %s; `shardline run` would not start\n",
+                   p.source.pos.str().c_str(), p.source.address.c_str(), why.c_str());
+    if (!p.sink) continue;
+    if (p.sink->kind == topology::SinkKind::tcp && !resolves(p.sink->address, why))
+      std::fprintf(stderr, "%s: warning: sink tcp %s: %s; `shardline run` would keep retrying it\n",
+                   p.sink->pos.str().c_str(), p.sink->address.c_str(), why.c_str());
+    std::error_code ec;
+    const auto folder = std::filesystem::path(p.sink->address).parent_path();
+    if (p.sink->kind == topology::SinkKind::file && !folder.empty() &&
+        !std::filesystem::is_directory(folder, ec))
+      std::fprintf(stderr,
+                   "%s: warning: sink file %s: the folder %s does not exist here; `shardline "
+                   "run` would not start unless it is created first\n",
+                   p.sink->pos.str().c_str(), p.sink->address.c_str(), folder.c_str());
   }
 }
 
@@ -290,7 +307,7 @@ int main(int argc, char** argv) {
   auto wiring = load(check_opts, std::nullopt);
   if (!wiring) return engine::exit_startup_failed;
   std::cout << wiring->describe();
-  warn_unresolved_sinks(wiring->topology);
+  warn_machine_dependent(wiring->topology);
   std::cout << "ok: " << check_opts.topology << " is valid\n";
   return 0;
 }

@@ -165,6 +165,17 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
                       "no-such-host.invalid here (", err)
         self.assertIn("is valid", out)
 
+    def test_check_warns_about_a_listen_host_and_a_sink_folder_missing_here(self):
+        topo = self.write("topology.toml", events_topology(2).replace(
+            'kind = "file", path = "events.txt"', 'kind = "tcp", listen = "999.1.1.1:7000"').replace(
+            'path = "out.txt"', 'path = "no-such-folder/out.txt"'))
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn(": warning: source tcp 999.1.1.1:7000: cannot resolve 999.1.1.1 here (", err)
+        self.assertIn(": warning: sink file " + self.path("no-such-folder/out.txt") + ": the folder " +
+                      self.path("no-such-folder") + " does not exist here", err)
+        self.assertIn("is valid", out)
+
     def test_a_port_in_use_is_refused_at_startup(self):
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
