@@ -139,8 +139,10 @@ void PipelineErrors::bad_input(std::string_view source, std::string_view what) {
   // Not subject to on_error, which is about messages a plugin function throws on: bad framing
   // closes that one stream (a file, a connection), and the others carry on; a client that
   // sends garbage cannot stop the run.
+  // Held back only behind lines of the same kind (the same text up to its first number): a
+  // truncated frame does not hide an oversized one.
   std::lock_guard lock(mutex_);
-  log_limited("source", line);
+  log_limited("source: " + std::string(what.substr(0, what.find_first_of("0123456789"))), line);
 }
 
 }  // namespace shardline::engine

@@ -289,13 +289,18 @@ on_error = "{on_error}"
         # on_error is about messages plugin code throws on: a client cutting a frame short
         # closes its own connection, even with "stop", and the next one is served.
         port = free_port()
-        r = Run(self.nbbo_topology(port, 2, on_error="stop"))
+        r = Run(self.nbbo_topology(port, 3, on_error="stop"))
         send_all(port, self.GOOD + self.GOOD[:20])
         send_all(port, self.GOOD + self.GOOD)
+        send_all(port, struct.pack(">I", 5000) + b"x" * 10)
         self.assertEqual(r.wait(), 0, r.stderr)
         counts = summary(r.stderr)["nbbo"]
-        self.assertEqual((counts["in"], counts["bad_input"]), (3, 1))
+        self.assertEqual((counts["in"], counts["bad_input"]), (3, 2))
         self.assertNotIn("stopping", r.stderr)
+        # Two kinds of bad input within a second: neither is held back behind the other.
+        self.assertIn("truncated frame at end of input", r.stderr)
+        self.assertIn("exceeds max_frame 1000", r.stderr)
+        self.assertNotIn("held back", r.stderr)
 
 
 class BrokenPlugins(TempDirTest):
