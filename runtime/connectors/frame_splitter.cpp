@@ -188,4 +188,16 @@ void FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {
       max_frame_, base_offset_ + at, origin_));
 }
 
+std::uint64_t whole_frames(Framing framing, const std::byte* bytes, std::size_t n) {
+  if (framing == Framing::lines)
+    return static_cast<std::uint64_t>(std::count(bytes, bytes + n, std::byte('\n')));
+  std::uint64_t frames = 0;
+  for (std::size_t at = 0; n - at >= 4; ++frames) {
+    const std::size_t len = read_be32(bytes + at);
+    if (n - at - 4 < len) break;
+    at += 4 + len;
+  }
+  return frames;
+}
+
 }  // namespace shardline::connectors

@@ -87,4 +87,8 @@ class FrameSplitter {
   std::uint64_t arrived_ns_ = 0;     ///< when deliver() began: the frames' arrival
 };
 
+/// How many frames the first `n` bytes of framed output hold whole (what a sink that gave up
+/// part way through a chunk did deliver). [any thread]
+std::uint64_t whole_frames(Framing framing, const std::byte* bytes, std::size_t n);
+
 }  // namespace shardline::connectors

@@ -24,8 +24,9 @@ class Sink {
   /// Throws std::runtime_error if it cannot be opened. [control thread, before any write]
   virtual void open() = 0;
   /// Writes all `n` bytes; blocks (retrying) until they are written or abandon() is called.
-  /// Returns false if the bytes were abandoned. [sink thread]
-  virtual bool write(const std::byte* data, std::size_t n) = 0;
+  /// Returns how many of them reached the output, from the first: `n`, or fewer if it gave
+  /// up (abandoned, or a write error it cannot recover from). [sink thread]
+  virtual std::size_t write(const std::byte* data, std::size_t n) = 0;
   /// Flushes buffered output and closes. [sink thread]
   virtual void close() = 0;
   /// Makes a blocked write() give up (second Ctrl-C). [any thread]

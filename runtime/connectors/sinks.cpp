@@ -47,8 +47,8 @@ class FdSink final : public Sink {
     }
   }
 
-  bool write(const std::byte* data, std::size_t n) override {  // [sink thread]
-    if (failed_ || fd_ < 0) return false;
+  std::size_t write(const std::byte* data, std::size_t n) override {  // [sink thread]
+    if (failed_ || fd_ < 0) return 0;
     return write_all(data, n);
   }
 
@@ -66,17 +66,18 @@ class FdSink final : public Sink {
   }
 
  private:
-  bool write_all(const std::byte* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
+  /// How many of the `n` bytes were written.
+  std::size_t write_all(const std::byte* p, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t w = ::write(fd_, p + done, n - done);
       if (w >= 0) {
-        p += w;
-        n -= static_cast<std::size_t>(w);
+        done += static_cast<std::size_t>(w);
         continue;
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {  // stdout may be a non-blocking pipe whose reader is slow
-        if (abandoned_.load(std::memory_order_relaxed)) return false;
+        if (abandoned_.load(std::memory_order_relaxed)) return done;
         pollfd pfd{fd_, POLLOUT, 0};
         ::poll(&pfd, 1, kAbandonCheckMs);
         continue;
@@ -84,9 +85,9 @@ class FdSink final : public Sink {
       spdlog::error("sink {}: cannot write: {}; the rest of the output is lost", describe(),
                     std::strerror(errno));
       failed_ = true;
-      return false;
+      return done;
     }
-    return true;
+    return done;
   }
 
   const std::optional<std::string> path_;
@@ -99,9 +100,9 @@ class FdSink final : public Sink {
 class DiscardSink final : public Sink {
  public:
   void open() override {}
-  bool write(const std::byte*, std::size_t n) override {
+  std::size_t write(const std::byte*, std::size_t n) override {
     bytes_ += n;
-    return true;
+    return n;
   }
   void close() override {
     // Without an encoder, messages reach the sink as a count only (the summary's "out").

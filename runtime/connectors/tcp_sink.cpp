@@ -63,22 +63,25 @@ class TcpSink final : public Sink {
 
   void open() override {}  // the first connection is made by the first write()
 
-  bool write(const std::byte* data, std::size_t n) override {
+  std::size_t write(const std::byte* data, std::size_t n) override {
     for (;;) {
-      if (abandoned_.load(std::memory_order_relaxed)) return false;
+      if (abandoned_.load(std::memory_order_relaxed)) return 0;
       if (fd_ >= 0 && peer_closed()) {
         failure("connection closed by the peer (whatever it had not read yet of the results "
                 "written to it is lost with it)");
         disconnect();
       }
       if (fd_ >= 0 || connect()) {
-        if (send_all(data, n)) {
+        // What a failed connection took of the chunk does not count: it is sent again whole.
+        const std::size_t sent = send_all(data, n);
+        if (sent == n) {
           backoff_ms_ = kMinBackoffMs;
-          return true;
+          return n;
         }
-        disconnect();  // send_all recorded why, unless abandoned
+        if (abandoned_.load(std::memory_order_relaxed)) return sent;
+        disconnect();  // send_all recorded why
       }
-      if (!back_off()) return false;
+      if (!back_off()) return 0;
     }
   }
 
@@ -185,23 +188,25 @@ class TcpSink final : public Sink {
     return error == 0 ? std::string() : std::strerror(error);
   }
 
-  bool send_all(const std::byte* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
+  /// How many of the `n` bytes the connection took: all of them, or fewer if it failed or
+  /// the sink was abandoned meanwhile.
+  std::size_t send_all(const std::byte* p, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t w = ::send(fd_, p + done, n - done, MSG_NOSIGNAL);
       if (w >= 0) {
-        p += w;
-        n -= static_cast<std::size_t>(w);
+        done += static_cast<std::size_t>(w);
         continue;
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {  // the peer is slow: wait for room (backpressure), or abandon()
-        if (wait_for(fd_, POLLOUT, -1) == Wait::abandoned) return false;
+        if (wait_for(fd_, POLLOUT, -1) == Wait::abandoned) return done;
         continue;
       }
       failure(std::string("connection lost: ") + std::strerror(errno));
-      return false;
+      return done;
     }
-    return true;
+    return done;
   }
 
   /// Whether the peer has closed or reset the connection since the last chunk. Costs one

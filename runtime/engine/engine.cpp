@@ -108,7 +108,7 @@ void Engine::build_plan() {
       sink_pipeline_.push_back(i);
       flow_->sinks.push_back(std::make_unique<SinkPort>(
           *sinks_.back(), p.metrics, flow_->chunks, flow_->queue_batches,
-          flow_->scheduling == topology::Scheduling::latency));
+          flow_->scheduling == topology::Scheduling::latency, spec.sink->framing));
       p.sink_framing = spec.sink->framing;
     }
     if (!spec.source.start_after.empty())

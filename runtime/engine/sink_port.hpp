@@ -6,12 +6,15 @@
 // one wake-up of a sleeping thread, less on every result's path, at the price of shards
 // waiting for the socket under full load (bench/RESULTS.md). Either way the queue or the lock
 // is the backpressure, and once the sink has given up (abandon(): a second Ctrl-C) every chunk
-// it is handed is counted as lost instead of written.
+// it is handed is counted as lost instead of written; of the chunk it gave up in, the frames
+// that reached the output whole count as written and the rest as lost.
 #pragma once
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
+#include "connectors/frame_splitter.hpp"
 #include "connectors/sink.hpp"
 #include "engine/batch.hpp"
 #include "engine/bounded_queue.hpp"
@@ -21,10 +24,16 @@ namespace shardline::engine {
 
 class SinkPort {
  public:
-  /// `direct`: workers write themselves instead of queueing for the sink's thread.
+  /// `direct`: workers write themselves instead of queueing for the sink's thread. `framing`:
+  /// how the chunks' frames are delimited (one frame per message).
   SinkPort(connectors::Sink& sink, metrics::PipelineMetrics& metrics, Pool<EncodedChunk>& pool,
-           std::size_t queue_chunks, bool direct)
-      : sink_(sink), metrics_(metrics), pool_(pool), queue_(queue_chunks), direct_(direct) {}
+           std::size_t queue_chunks, bool direct, Framing framing)
+      : sink_(sink),
+        metrics_(metrics),
+        pool_(pool),
+        queue_(queue_chunks),
+        direct_(direct),
+        framing_(framing) {}
 
   /// Hands over a chunk, which goes back to the pool once written. Blocks while the queue is
   /// full or, when writing directly, while the sink writes. [source and shard threads]
@@ -56,9 +65,12 @@ class SinkPort {
  private:
   /// With mutex_ held.
   void write(EncodedChunk* c) {
-    if (abandoned_ || !sink_.write(c->bytes.data(), c->bytes.size())) {
+    const std::size_t size = c->bytes.size();
+    const std::size_t written = abandoned_ ? 0 : sink_.write(c->bytes.data(), size);
+    if (written < size) {
       abandoned_ = true;
-      metrics_.add(metrics_.lost, c->messages);
+      const std::uint64_t delivered = connectors::whole_frames(framing_, c->bytes.data(), written);
+      metrics_.add(metrics_.lost, c->messages - std::min(c->messages, delivered));
     } else if (c->messages) {
       metrics_.latency.record(metrics::now_ns() - c->arrived_ns, c->messages);
     }
@@ -70,6 +82,7 @@ class SinkPort {
   Pool<EncodedChunk>& pool_;
   BoundedQueue<EncodedChunk*> queue_;
   const bool direct_;
+  const Framing framing_;
   std::mutex mutex_;        ///< one writer at a time
   bool abandoned_ = false;  ///< [mutex_]
 };

@@ -442,7 +442,8 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
     std::string expected;
     for (std::size_t size : {10u, 3u << 20, 7u, 100000u, 1u << 20, 5u}) {
       const std::string chunk(size, char('a' + expected.size() % 26));
-      CHECK(sink->write(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()));
+      CHECK(sink->write(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()) ==
+            chunk.size());
       expected += chunk;
       CHECK(read_file(path) == expected);  // visible to a reader (tail -f) before close()
     }
@@ -456,8 +457,8 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
     auto sink = make_sink(spec);
     sink->open();
     const std::byte b[3]{};
-    CHECK_FALSE(sink->write(b, 3));
-    CHECK_FALSE(sink->write(b, 3));
+    CHECK(sink->write(b, 3) == 0);
+    CHECK(sink->write(b, 3) == 0);
     sink->close();
   }
   SECTION("file: cannot open") {
@@ -477,8 +478,9 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
       auto sink = make_sink(spec);
       sink->open();
       const std::string a = "alpha\n", b = "beta\n";
-      const bool ok = sink->write(reinterpret_cast<const std::byte*>(a.data()), a.size()) &&
-                      sink->write(reinterpret_cast<const std::byte*>(b.data()), b.size());
+      const bool ok =
+          sink->write(reinterpret_cast<const std::byte*>(a.data()), a.size()) == a.size() &&
+          sink->write(reinterpret_cast<const std::byte*>(b.data()), b.size()) == b.size();
       sink->close();
       out.restore();  // before any check can print to stdout
       CHECK(ok);
@@ -495,7 +497,7 @@ TEST_CASE("file sink, discard sink", "[connectors]") {
     auto sink = make_sink(spec);
     sink->open();
     const std::byte b[3]{};
-    CHECK(sink->write(b, 3));
+    CHECK(sink->write(b, 3) == 3);
     sink->close();
     CHECK(sink->describe() == "discard");
   }
@@ -514,7 +516,9 @@ TEST_CASE("tcp sink writes every chunk, then the peer sees EOF", "[connectors]")
   auto writer = std::async(std::launch::async, [&] {
     bool ok = true;
     for (const auto& chunk : chunks)
-      ok = sink->write(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()) && ok;
+      ok = sink->write(reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()) ==
+               chunk.size() &&
+           ok;
     sink->close();
     return ok;
   });
@@ -538,8 +542,10 @@ TEST_CASE("tcp sink connects late and resends a whole chunk after a reset", "[co
       length_prefixed(std::vector<std::string>(32 << 10, std::string(1020, 'b')));
   const std::string small = length_prefixed({"after the reconnect"});
   auto writer = std::async(std::launch::async, [&] {
-    const bool ok1 = sink->write(reinterpret_cast<const std::byte*>(big.data()), big.size());
-    const bool ok2 = sink->write(reinterpret_cast<const std::byte*>(small.data()), small.size());
+    const bool ok1 =
+        sink->write(reinterpret_cast<const std::byte*>(big.data()), big.size()) == big.size();
+    const bool ok2 =
+        sink->write(reinterpret_cast<const std::byte*>(small.data()), small.size()) == small.size();
     sink->close();
     return ok1 && ok2;
   });
@@ -581,7 +587,7 @@ TEST_CASE("tcp sink abandon() ends a blocked write", "[connectors]") {
     auto writer = std::async(std::launch::async, [&] { return sink->write(b, 4); });
     REQUIRE(log.wait_for("sink tcp " + spec.address + ": cannot connect"));
     sink->abandon();
-    CHECK_FALSE(get_within(writer, "write() gives up"));
+    CHECK(get_within(writer, "write() gives up") == 0);
   }
   SECTION("while the peer does not read") {
     asio::io_context io;
@@ -595,6 +601,7 @@ TEST_CASE("tcp sink abandon() ends a blocked write", "[connectors]") {
     });
     tcp::socket peer = accept_within(acceptor, io);  // accepted, never read
     sink->abandon();
-    CHECK_FALSE(get_within(writer, "write() gives up"));
+    // What the kernel took before the peer's window closed: part of it, never all.
+    CHECK(get_within(writer, "write() gives up") < huge.size());
   }
 }

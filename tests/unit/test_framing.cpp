@@ -294,3 +294,19 @@ TEST_CASE("lines: an endless line does not grow the buffer", "[framing]") {
   CHECK(r.bad.size() == 1);
   CHECK(s.bytes_received() == 10000 * 16 + 4);
 }
+
+TEST_CASE("whole_frames counts the frames a prefix of output holds whole", "[framing]") {
+  using shardline::connectors::whole_frames;
+  const std::string framed = length_prefixed({"ab", "", "cdef"});  // 6 + 4 + 8 bytes
+  const auto* b = reinterpret_cast<const std::byte*>(framed.data());
+  const std::size_t expected[] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3};
+  for (std::size_t n = 0; n <= framed.size(); ++n) {
+    INFO("prefix of " << n << " bytes");
+    CHECK(whole_frames(Framing::length_prefixed, b, n) == expected[n]);
+  }
+  const std::string lines = "a\n\nbc\nd";
+  const auto* l = reinterpret_cast<const std::byte*>(lines.data());
+  CHECK(whole_frames(Framing::lines, l, 1) == 0);
+  CHECK(whole_frames(Framing::lines, l, 3) == 2);
+  CHECK(whole_frames(Framing::lines, l, lines.size()) == 3);
+}

@@ -23,22 +23,26 @@ using shardline::engine::SinkPort;
 namespace {
 
 /// A sink that keeps what it is given, notes which threads wrote, and catches two writes at
-/// once. Gives up (returns false) from write number `fail_at` on (1-based; 0: never).
+/// once. Gives up from write number `fail_at` on (1-based; 0: never), having written the first
+/// `partial` bytes of that write.
 class RecordingSink final : public shardline::connectors::Sink {
  public:
-  explicit RecordingSink(int fail_at = 0) : fail_at_(fail_at) {}
+  explicit RecordingSink(int fail_at = 0, std::size_t partial = 0)
+      : fail_at_(fail_at), partial_(partial) {}
   void open() override {}
-  bool write(const std::byte* data, std::size_t n) override {
+  std::size_t write(const std::byte* data, std::size_t n) override {
     if (writing_.exchange(true)) overlapped_ = true;
     ++writes_;
-    const bool ok = fail_at_ == 0 || writes_ < fail_at_;
-    if (ok) bytes_.append(reinterpret_cast<const char*>(data), n);
+    const std::size_t kept = fail_at_ == 0 || writes_ < fail_at_ ? n
+                             : writes_ == fail_at_              ? std::min(partial_, n)
+                                                                : 0;
+    bytes_.append(reinterpret_cast<const char*>(data), kept);
     {
       std::lock_guard lock(threads_mutex_);
       threads_.insert(std::this_thread::get_id());
     }
     writing_ = false;
-    return ok;
+    return kept;
   }
   void close() override {}
   void abandon() override {}
@@ -54,6 +58,7 @@ class RecordingSink final : public shardline::connectors::Sink {
 
  private:
   const int fail_at_;
+  const std::size_t partial_;
   std::atomic<bool> writing_{false};
   std::atomic<bool> overlapped_{false};
   int writes_ = 0;     // only written inside a write, which the port serializes
@@ -85,7 +90,8 @@ TEST_CASE("a sink port delivers every chunk whole, one writer at a time", "[sink
   RecordingSink sink;
   shardline::metrics::PipelineMetrics metrics;
   Pool<EncodedChunk> pool;
-  SinkPort port(sink, metrics, pool, 4, direct);  // a small queue: producers block often
+  // A small queue: producers block often.
+  SinkPort port(sink, metrics, pool, 4, direct, shardline::Framing::lines);
 
   std::thread::id sink_thread;
   auto drainer = std::async(std::launch::async, [&] {
@@ -129,7 +135,7 @@ TEST_CASE("once the sink gives up, every later chunk is counted lost", "[sink_po
   RecordingSink sink(3);  // the third write fails
   shardline::metrics::PipelineMetrics metrics;
   Pool<EncodedChunk> pool;
-  SinkPort port(sink, metrics, pool, 64, direct);
+  SinkPort port(sink, metrics, pool, 64, direct, shardline::Framing::lines);
   auto drainer = std::async(std::launch::async, [&] { port.drain(); });
   int seq = 0;
   for (int c = 0; c < 5; ++c) port.deliver(chunk_of(pool, 0, seq, 10));
@@ -139,4 +145,19 @@ TEST_CASE("once the sink gives up, every later chunk is counted lost", "[sink_po
   CHECK(sink.writes() == 3);  // not retried, and nothing tried after it
   CHECK(metrics.lost.load() == 30);
   CHECK(std::count(sink.bytes().begin(), sink.bytes().end(), '\n') == 20);
+}
+
+TEST_CASE("the chunk a sink gives up in counts its whole frames as written, the rest lost",
+          "[sink_port]") {
+  // Chunks of 10 lines "0 N\n" (4 or 5 bytes each); the third write stops after 13 bytes of
+  // its chunk: "0 20\n0 21\n0 2" holds two whole lines.
+  shardline::metrics::PipelineMetrics metrics;
+  Pool<EncodedChunk> pool;
+  RecordingSink sink(3, 13);
+  SinkPort port(sink, metrics, pool, 64, true, shardline::Framing::lines);
+  int seq = 0;
+  for (int c = 0; c < 5; ++c) port.deliver(chunk_of(pool, 0, seq, 10));
+  CHECK(port.lost());
+  CHECK(std::count(sink.bytes().begin(), sink.bytes().end(), '\n') == 22);
+  CHECK(metrics.lost.load() == 8 + 20);
 }
