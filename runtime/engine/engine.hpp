@@ -76,7 +76,9 @@ struct RunSummary {
 /// What a hot reload did (or why it was refused).
 struct ReloadReport {
   bool ok = false;
-  bool misfit = false;        ///< refused because a new build does not fit the running topology
+  /// Refused because a type the plugin shares with another changed in this build only.
+  bool split_type = false;
+  bool stalled = false;       ///< refused because the pipelines did not pause: may pass later
   std::string message;        ///< the log line
   std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
@@ -110,7 +112,9 @@ class Engine {
   ///  - A new build that does not fit the running plugins alone (a type it shares with another
   ///    plugin changed) is tried again together with every plugin rebuilt since it was loaded.
   ///  - With `if_rebuilt` (the watcher), a file that holds the build already running (it was
-  ///    reloaded together with another plugin's) is left alone.
+  ///    reloaded together with another plugin's) is left alone, and a reload refused because
+  ///    the pipelines did not pause (a blocked sink, a slow call) is tried again after 5 s,
+  ///    then 10, 20, 40 and every 60 s, until it is done or the file changes again.
   std::future<ReloadReport> request_reload(std::string alias, bool if_rebuilt = false);
   /// Counters after run() returned.
   const RunSummary& summary() const { return summary_; }
@@ -120,6 +124,13 @@ class Engine {
     std::string alias;
     bool if_rebuilt = false;
     std::promise<ReloadReport> done;
+    int attempt = 0;  ///< earlier tries refused because the pipelines did not pause
+  };
+  /// A watcher's reload to try again once `due`. [control thread]
+  struct ReloadRetry {
+    std::string alias;
+    std::chrono::steady_clock::time_point due;
+    int attempt;
   };
   void build_plan();
   void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
@@ -159,6 +170,7 @@ class Engine {
   EngineOptions options_;
   std::mutex reload_mutex_;
   std::vector<ReloadRequest> reload_requests_;
+  std::vector<ReloadRetry> reload_retries_;  ///< [control thread]
   std::unique_ptr<reload::FileWatcher> watcher_;
   std::atomic<bool> topology_edited_{false};  ///< set by the watcher's thread
   std::string topology_text_;  ///< the topology file as the run started with it

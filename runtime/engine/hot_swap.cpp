@@ -31,6 +31,10 @@ namespace shardline::engine {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+/// A watcher's reload refused because the pipelines did not pause is tried again after
+/// kFirstRetry, then twice as long each time, up to kLastRetry.
+constexpr std::chrono::seconds kFirstRetry{5}, kLastRetry{60};
+
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
@@ -245,6 +249,17 @@ void Engine::serve_reloads() {
     requests.swap(reload_requests_);
   }
   if (topology_edited_.exchange(false)) check_edited_topology();
+  // A retry is due, or superseded by a new request for the same plugin (a new build).
+  const auto now = Clock::now();
+  std::erase_if(reload_retries_, [&](const ReloadRetry& retry) {
+    const bool superseded = std::any_of(requests.begin(), requests.end(), [&](const auto& r) {
+      return r.alias == retry.alias || r.alias == "*";
+    });
+    if (superseded || stop_requested_) return true;
+    if (retry.due > now) return false;
+    requests.push_back({retry.alias, true, {}, retry.attempt});
+    return true;
+  });
   for (auto& r : requests) {
     if (stop_requested_) {  // a rebuild seen by the watcher while the run drains
       ReloadReport late{};
@@ -254,7 +269,16 @@ void Engine::serve_reloads() {
       r.done.set_value(std::move(late));
       continue;
     }
-    r.done.set_value(serve_reload(r));
+    ReloadReport report = serve_reload(r);
+    if (report.stalled && r.if_rebuilt) {
+      // The pause may have been passing (a receiver that was slow for a while): the build
+      // waiting on disk is tried again, less often the longer it lasts.
+      const auto after = std::min(kFirstRetry * (1 << std::min(r.attempt, 4)), kLastRetry);
+      spdlog::info("plugin '{}': the reload is tried again in {} s, or when it is rebuilt again",
+                   r.alias, after.count());
+      reload_retries_.push_back({r.alias, Clock::now() + after, r.attempt + 1});
+    }
+    r.done.set_value(std::move(report));
   }
 }
 
@@ -281,15 +305,15 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
     return same;
   }  // (the handle goes here: held any longer, it would keep the old version loaded)
   ReloadReport alone = reload({r.alias});
-  if (alone.ok || !alone.misfit) return logged(std::move(alone));
+  if (alone.ok || !alone.split_type) return logged(std::move(alone));
   // A type this plugin shares with others may have changed in all of them: one build alone
   // cannot fit, so the plugins rebuilt since they were loaded go in together.
   std::vector<std::string> group{r.alias};
   for (const auto& alias : aliases)
     if (alias != r.alias && wiring_->plugin(alias)->rebuilt()) group.push_back(alias);
   if (group.size() == 1) {
-    alone.message += "; if another plugin shares the changed type, rebuild it too: plugins "
-                     "rebuilt since they were loaded are reloaded together";
+    alone.message += "; rebuild the other plugins that use it too: plugins rebuilt since "
+                     "they were loaded are reloaded together";
     return logged(std::move(alone));
   }
   ReloadReport together = reload(group);
@@ -317,6 +341,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   };
   // A pause or drain that does not end: the threads in plugin code, if any, are named first.
   auto stalled = [&](const std::string& what) {
+    report.stalled = true;
     loader::report_plugin_calls();
     return what + " (a sink that is blocked, or plugin code that does not return: the threads "
                   "in plugin code, if any, are named above)";
@@ -346,7 +371,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   } catch (const topology::TopologyError& e) {
     std::string all;
     for (const auto& line : e.errors) all += (all.empty() ? "" : "; ") + line;
-    report.misfit = true;
+    report.split_type = e.two_builds_of_a_type;
     return refuse((aliases.size() == 1 ? "the new version does not fit the topology: "
                                        : "the new builds do not fit the topology: ") + all);
   }

@@ -31,6 +31,9 @@ struct Position {
 struct TopologyError : std::runtime_error {
   explicit TopologyError(std::vector<std::string> errors);
   std::vector<std::string> errors;
+  /// Some error is a type that two plugins were built from different definitions of: building
+  /// them again together (or reloading them together) may fix it.
+  bool two_builds_of_a_type = false;
 };
 
 /// "plugin.component" as written in the file.

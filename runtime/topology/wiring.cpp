@@ -17,19 +17,6 @@ bool same_type(const TypeDesc* a, const TypeDesc* b) {
   return a && b && a->fingerprint == b->fingerprint;
 }
 
-/// What to say after "`wants` ..., but ... `has`" when the two are different builds of one type
-/// (plugins compiled from different versions of a shared definition); empty otherwise.
-std::string two_builds(const TypeDesc* wants, const TypeDesc* has) {
-  if (!wants || !has || wants->name != has->name) return "";
-  const std::string schemas = wants->schema_version == has->schema_version
-                                  ? ""
-                                  : " (schema " + std::to_string(wants->schema_version) +
-                                        " and " + std::to_string(has->schema_version) + ")";
-  return "; two builds of " + std::string(wants->name) + ", of " + std::to_string(wants->size) +
-         " and " + std::to_string(has->size) + " bytes" + schemas +
-         ": rebuild every plugin that uses it from the same definition";
-}
-
 class Binder {
  public:
   Binder(Wiring& w, std::vector<std::string>& errors) : w_(w), errors_(errors) {}
@@ -88,9 +75,25 @@ class Binder {
 
   void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
 
+  /// What to say after "`wants` ..., but ... `has`" when the two are different builds of one type
+  /// (plugins compiled from different versions of a shared definition); empty otherwise.
+  std::string two_builds(const TypeDesc* wants, const TypeDesc* has) {
+    if (!wants || !has || wants->name != has->name) return "";
+    two_builds_seen_ = true;
+    const std::string schemas = wants->schema_version == has->schema_version
+                                    ? ""
+                                    : " (schema " + std::to_string(wants->schema_version) +
+                                          " and " + std::to_string(has->schema_version) + ")";
+    return "; two builds of " + std::string(wants->name) + ", of " + std::to_string(wants->size) +
+           " and " + std::to_string(has->size) + " bytes" + schemas +
+           ": rebuild every plugin that uses it from the same definition";
+  }
+  bool two_builds_seen() const { return two_builds_seen_; }
+
  private:
   Wiring& w_;
   std::vector<std::string>& errors_;
+  bool two_builds_seen_ = false;
 };
 
 }  // namespace
@@ -142,16 +145,17 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         if (step.component && ws.factory && !same_type(step.component->state, ws.factory->state)) {
           const TypeDesc* updates = step.component->state;
           const TypeDesc* holds = ws.factory->state;
-          b.error(s.component.pos, label + " updates a " + type_str(updates) + ", but state '" +
-                                       s.state + "' holds " + type_str(holds) + " (built by '" +
-                                       ws.spec->factory.str() + "')" + two_builds(updates, holds));
+          b.error(s.component.pos,
+                  label + " updates a " + type_str(updates) + ", but state '" + s.state +
+                      "' holds " + type_str(holds) + " (built by '" + ws.spec->factory.str() +
+                      "')" + b.two_builds(updates, holds));
         }
         if (step.component && step.partition &&
             !same_type(step.partition->input, step.component->input))
           b.error(s.partition.pos, "partition '" + s.partition.str() + "' keys " +
                                        type_str(step.partition->input) + ", but " + label +
                                        " consumes " + type_str(step.component->input) +
-                                       two_builds(step.partition->input, step.component->input));
+                                       b.two_builds(step.partition->input, step.component->input));
         if (step.partition) {
           auto [it, fresh] = state_keys.try_emplace(step.state, step.partition->key_kind, &s);
           if (!fresh && it->second.first != step.partition->key_kind)
@@ -170,7 +174,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         } else if (!same_type(current, step.component->input)) {
           b.error(s.component.pos, label + " consumes " + type_str(step.component->input) +
                                        ", but " + producer + " produces " + type_str(current) +
-                                       two_builds(step.component->input, current));
+                                       b.two_builds(step.component->input, current));
         }
       }
       known = known && step.component;
@@ -190,7 +194,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
           b.error(p.sink->encoder->pos, "encoder '" + p.sink->encoder->str() + "' consumes " +
                                             type_str(wp.encoder->input) + ", but " + producer +
                                             " produces " + type_str(current) +
-                                            two_builds(wp.encoder->input, current));
+                                            b.two_builds(wp.encoder->input, current));
       }
     }
     // (Unless something before is already wrong: the output's type may then be a mistake.)
@@ -211,7 +215,11 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
                                  " keys: no message would reach the declared states");
     }
   }
-  if (!errors.empty()) throw TopologyError(std::move(errors));
+  if (!errors.empty()) {
+    TopologyError e(std::move(errors));
+    e.two_builds_of_a_type = b.two_builds_seen();
+    throw e;
+  }
   return w;
 }
 

@@ -177,6 +177,8 @@ class HotReload(ReloadTest):
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
         self.assertIn("has no state_computation 'track'", self.run_.stderr)
+        # A missing component is not a type two plugins share: no advice to rebuild others.
+        self.assertNotIn("reloaded together", self.run_.stderr)
 
 
     def test_an_edited_topology_is_checked_at_once_and_the_run_goes_on(self):
@@ -267,6 +269,45 @@ class HotReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
+    def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
+        # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the
+        # pipelines cannot pause, and the rebuild is refused; once the pipe is read, the retry
+        # goes through, and nothing is lost meanwhile.
+        os.mkfifo(self.path("out.txt"))
+        pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink can open
+        self.start()
+        self.feeder.wait_sent(20000)  # far more output than the pipe holds (64 KiB)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        refused = self.run_.wait_for("reload of plugin 'ev' refused")
+        self.assertIn("still running test_events 1.0.0: ", refused)
+        self.assertIn("(a sink that is blocked, or plugin code that does not return", refused)
+        self.run_.wait_for("plugin 'ev': the reload is tried again in 5 s, or when it is rebuilt "
+                           "again")
+        received = bytearray()
+
+        def drain():
+            os.set_blocking(pipe, True)
+            while chunk := os.read(pipe, 1 << 16):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        self.feeder.stop.set()
+        self.feeder.join(60)
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
+        reader.join(60)
+        os.close(pipe)
+        lines = received.decode().splitlines()
+        self.assertEqual(len(lines), self.feeder.sent, "every event comes out exactly once")
+        for key in range(KEYS):
+            mine = [l.split() for l in lines if l.startswith(f"{key} ")]
+            self.assertEqual([int(l[2]) for l in mine], list(range(1, len(mine) + 1)))
+            self.assertEqual(mine[-1][-1], "v2")
+        self.assertEqual(self.run_.stderr.count("reload of plugin 'ev' refused"), 1)
 
     def test_a_check_the_replay_itself_trips_does_not_refuse_the_build(self):
         # v13 rejects an event seen before: the canary's replay of messages already applied to
