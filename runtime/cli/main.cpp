@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "connectors/source.hpp"
 #include "engine/engine.hpp"
 #include "loader/plugin_call.hpp"
 #include "loader/plugin.hpp"
@@ -160,8 +161,9 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 
 /// `check`: what depends on the machine the topology runs on is a warning, not an error: a
 /// host that does not resolve here (a TCP sink, which `run` keeps retrying, or a TCP source's
-/// listen address, which `run` refuses at start), or a file sink's missing folder (which `run`
-/// refuses at start).
+/// listen address, which `run` refuses at start), a listen address that cannot be listened on
+/// here or now (another machine's address, a port in use), or a file sink's missing folder
+/// (which `run` refuses at start).
 void warn_machine_dependent(const topology::Topology& topo) {
   const auto resolves = [](const std::string& address, std::string& why) {
     const auto where = topology::parse_host_port(address);
@@ -177,9 +179,19 @@ void warn_machine_dependent(const topology::Topology& topo) {
   };
   for (const auto& p : topo.pipelines) {
     std::string why;
-    if (p.source.kind == topology::SourceKind::tcp && !resolves(p.source.address, why))
-      std::fprintf(stderr, "%s: warning: source tcp %s: %s; `shardline run` would not start\n",
-                   p.source.pos.str().c_str(), p.source.address.c_str(), why.c_str());
+    if (p.source.kind == topology::SourceKind::tcp) {
+      if (!resolves(p.source.address, why)) {
+        std::fprintf(stderr, "%s: warning: source tcp %s: %s; `shardline run` would not start\n",
+                     p.source.pos.str().c_str(), p.source.address.c_str(), why.c_str());
+      } else {
+        try {  // listens, as `run` would, and closes at once
+          connectors::make_source(p.source);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "%s: warning: %s; `shardline run` would not start now\n",
+                       p.source.pos.str().c_str(), e.what());
+        }
+      }
+    }
     if (!p.sink) continue;
     if (p.sink->kind == topology::SinkKind::tcp && !resolves(p.sink->address, why))
       std::fprintf(stderr, "%s: warning: sink tcp %s: %s; `shardline run` would keep retrying it\n",
@@ -274,6 +286,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> against;
   auto* check = app.add_subcommand(
       "check", "Validate a topology and load its plugins; print the wiring, run nothing.\n"
+               "Warns about what depends on this machine (hosts, ports, folders).\n"
                "With --against OLD.so NEW.so: print what reloading OLD into NEW would do");
   add_common(*check, check_opts);
   check->get_option("TOPOLOGY")->required(false);

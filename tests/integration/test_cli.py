@@ -176,6 +176,28 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
                       self.path("no-such-folder") + " does not exist here", err)
         self.assertIn("is valid", out)
 
+    def test_check_warns_about_a_listen_address_that_cannot_be_listened_on_here(self):
+        def check_listen(address):
+            topo = self.write("topology.toml", events_topology(2).replace(
+                'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "{address}"'))
+            status, out, err = check(topo)
+            self.assertEqual(status, 0, err)  # it may work where, or when, the topology runs
+            self.assertIn("is valid", out)
+            return err
+        # 192.0.2.1 is kept for documentation: no machine has it.
+        self.assertIn(": warning: source tcp 192.0.2.1:7000: cannot listen on 192.0.2.1:7000: "
+                      "Cannot assign requested address; `shardline run` would not start now",
+                      check_listen("192.0.2.1:7000"))
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = f"127.0.0.1:{taken.getsockname()[1]}"
+            self.assertIn(f": warning: source tcp {address}: cannot listen on {address}: Address "
+                          "already in use (another process listens there: `ss -ltnp` names it); "
+                          "`shardline run` would not start now", check_listen(address))
+        port = free_port()
+        self.assertNotIn("warning", check_listen(f"127.0.0.1:{port}"))
+
     def test_a_port_in_use_is_refused_at_startup(self):
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
