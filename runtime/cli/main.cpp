@@ -4,6 +4,7 @@
 // engine. SIGINT and SIGTERM are blocked in every thread and taken by a small signal thread:
 // the first asks the engine to stop reading and drain, a second gives up on output that a sink
 // cannot deliver.
+#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -237,6 +238,13 @@ int preflight(const std::string& old_file, const std::string& new_file) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A standard stream the caller closed (`>&-`) must stay closed for the process's own use:
+  // otherwise the next file opened (a sink's) takes its number, and the stdout sink writes
+  // into it. /dev/null opened the other way round holds the number; reading or writing it
+  // fails as the closed stream would.
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+      ::open("/dev/null", (fd == 0 ? O_WRONLY : O_RDONLY) | O_CLOEXEC);  // takes the lowest: fd
   // A closed stdout (`shardline run ... | head`) must be an error the stdout sink reports,
   // not a signal that kills the process before it can flush the other sinks.
   signal(SIGPIPE, SIG_IGN);

@@ -38,4 +38,10 @@ class Sink {
 /// Builds the sink a topology describes.
 std::unique_ptr<Sink> make_sink(const topology::SinkSpec& spec);
 
+/// Opens a file to write output to (a file sink, a dead-letter file): created if missing, then
+/// truncated, or appended to with `append`. A FIFO that no process reads yet is refused rather
+/// than waited for: open(2) would block the start of the run where no signal can end it.
+/// Returns the descriptor; throws std::runtime_error saying why not. [control thread]
+int open_output(const std::string& path, bool append);
+
 }  // namespace shardline::connectors

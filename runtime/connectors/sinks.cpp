@@ -41,9 +41,11 @@ class FdSink final : public Sink {
     if (!path_) {
       fd_ = STDOUT_FILENO;
     } else {
-      fd_ = ::open(path_->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd_ < 0)
-        throw std::runtime_error("cannot open sink file " + *path_ + ": " + std::strerror(errno));
+      try {
+        fd_ = open_output(*path_, false);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error("cannot open sink file " + *path_ + ": " + e.what());
+      }
     }
   }
 
@@ -118,6 +120,18 @@ class DiscardSink final : public Sink {
 }  // namespace
 
 // Declared in factory.cpp, the only caller.
+int open_output(const std::string& path, bool append) {
+  // Non-blocking, so that a FIFO without a reader fails (ENXIO) instead of waiting; the
+  // descriptor blocks again once open, as for any file.
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (append ? O_APPEND : O_TRUNC);
+  const int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0 && errno == ENXIO)
+    throw std::runtime_error("it is a FIFO that no process reads yet; start its reader first");
+  if (fd < 0) throw std::runtime_error(std::strerror(errno));
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
 std::unique_ptr<Sink> make_file_sink(const topology::SinkSpec& spec) {
   return std::make_unique<FdSink>(spec.address);
 }

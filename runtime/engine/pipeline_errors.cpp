@@ -1,10 +1,14 @@
 #include "engine/pipeline_errors.hpp"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+
+#include "connectors/sink.hpp"
 
 namespace shardline::engine {
 
@@ -57,10 +61,19 @@ PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy polic
     : pipeline_(std::move(pipeline)), policy_(policy), metrics_(metrics), stop_(std::move(stop)) {
   if (policy_ == topology::ErrorPolicy::dead_letter) {
     dead_letter_path_ = dead_letter.string();
-    dead_letter_ = std::fopen(dead_letter.c_str(), "a");
-    if (!dead_letter_)
+    int fd = -1;
+    try {
+      fd = connectors::open_output(dead_letter_path_, true);
+    } catch (const std::runtime_error& e) {
       throw std::runtime_error("pipeline '" + pipeline_ + "': cannot open dead-letter file " +
-                               dead_letter.string() + ": " + std::strerror(errno));
+                               dead_letter_path_ + ": " + e.what());
+    }
+    dead_letter_ = ::fdopen(fd, "a");
+    if (!dead_letter_) {
+      ::close(fd);
+      throw std::runtime_error("pipeline '" + pipeline_ + "': cannot open dead-letter file " +
+                               dead_letter_path_ + ": out of memory");
+    }
   }
 }
 

@@ -542,7 +542,7 @@ void check_endpoints(Checker& c, const Topology& topo) {
   std::optional<Use> stdin_use;
   for (const auto& p : topo.pipelines) {
     const SourceSpec& src = p.source;
-    if (src.kind == SourceKind::file && !src.address.empty())
+    if (src.kind == SourceKind::file && !src.address.empty() && !names_fd(src.address, 0))
       read.push_back({src.address, {&p, &src.pos}});
     if (src.kind == SourceKind::stdin_lines ||
         (src.kind == SourceKind::file && names_fd(src.address, 0))) {
@@ -567,34 +567,54 @@ void check_endpoints(Checker& c, const Topology& topo) {
                              use.str() + " does: give each tcp source its own port");
     listening.push_back({at, {&p, &src.pos}});
   }
-  // stdout sinks write whole chunks of frames; a file sink opened on stdout would put its own
-  // between them, in its own framing.
-  std::optional<Use> stdout_use;
-  for (const auto& p : topo.pipelines)
-    if (p.sink && p.sink->kind == SinkKind::stdout_lines && !stdout_use)
-      stdout_use = Use{&p, &p.sink->pos};
+  // Outputs. The process's stdin and stdout are recognised by name, never resolved: what
+  // they lead to differs from run to run (and `check` has its own). Writing stdin would
+  // overwrite or feed back into the input; two writers of stdout would cut each other's
+  // frames (each writes whole chunks, but not in step with the other).
+  std::optional<Use> stdout_writer;  // the first sink that writes stdout
   for (const auto& p : topo.pipelines) {
-    if (!p.sink || p.sink->kind != SinkKind::file || p.sink->address.empty()) continue;
-    const std::string& path = p.sink->address;
-    if (stdout_use && names_fd(path, 1))
-      c.error(p.sink->pos, "pipeline '" + p.name + "' sink writes " + path + ", which is stdout, " +
-                               "as the stdout sink of " + stdout_use->str() +
-                               " does: their output would be mixed; give the file sink a file");
+    if (!p.sink) continue;
+    const SinkSpec& sink = *p.sink;
+    const bool file = sink.kind == SinkKind::file && !sink.address.empty();
+    const std::string& path = sink.address;
+    if (file && names_fd(path, 0)) {
+      c.error(sink.pos, "pipeline '" + p.name + "' sink writes " + path + ", which is stdin: " +
+                            "it would overwrite or feed back into the input; give the sink a file");
+      continue;
+    }
+    if (sink.kind == SinkKind::stdout_lines || (file && names_fd(path, 1))) {
+      if (stdout_writer)
+        c.error(sink.pos, "pipeline '" + p.name + "' sink writes stdout" +
+                              (file ? " (" + path + ")" : "") + ", as the sink of " +
+                              stdout_writer->str() + " does: their output would be cut into " +
+                              "each other; give one of them a file sink");
+      else
+        stdout_writer = Use{&p, &sink.pos};
+      continue;
+    }
+    if (!file) continue;
     for (const auto& [other, use] : written)
       if (same_file(other, path))
-        c.error(p.sink->pos, "pipeline '" + p.name + "' sink writes " + path + ", as " +
-                                 use.str() + " does: give each file sink its own path");
+        c.error(sink.pos, "pipeline '" + p.name + "' sink writes " + path + ", as " + use.str() +
+                              " does: give each file sink its own path");
     for (const auto& [other, use] : read)
       if (same_file(other, path))
-        c.error(p.sink->pos, "pipeline '" + p.name + "' sink would overwrite " + path +
-                                 ", the input of " + use.str());
-    written.push_back({path, {&p, &p.sink->pos}});
+        c.error(sink.pos, "pipeline '" + p.name + "' sink would overwrite " + path +
+                              ", the input of " + use.str());
+    written.push_back({path, {&p, &sink.pos}});
   }
   // Dead-letter files are appended to line by line, so pipelines may share one; but not with
   // a sink's output or a source's input.
   for (const auto& p : topo.pipelines) {
     if (p.on_error != ErrorPolicy::dead_letter || p.dead_letter.empty()) continue;
     const std::string path = p.dead_letter.string();
+    if (names_fd(path, 0))
+      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdin: the records " +
+                         "would be written into the input; give it a file of its own");
+    if (names_fd(path, 1) && stdout_writer)
+      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdout, the output " +
+                         "of " + stdout_writer->str() + ": give it a file of its own");
+    if (names_fd(path, 0) || names_fd(path, 1)) continue;
     for (const auto* uses : {&written, &read})
       for (const auto& [other, use] : *uses)
         if (same_file(other, path))

@@ -110,6 +110,50 @@ class PluginErrors(TempDirTest):
         live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
         self.stop_stuck(live)
 
+    def test_a_closed_stdout_is_reported_and_not_taken_by_another_sink(self):
+        # Started with stdout closed (`>&-`): the file sink must not get descriptor 1, or the
+        # stdout sink would write into its file.
+        self.write("a.txt", "1 1\n2 2\n")
+        self.write("b.txt", "3 3\n")
+        topo = self.write("topology.toml", f"""
+[plugins]
+ev = "{EVENTS}"
+[[pipelines]]
+name = "a"
+source = {{ kind = "file", path = "a.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {{ computation = "ev.to_text" }} ]
+sink = {{ kind = "stdout", encoder = "ev.text" }}
+[[pipelines]]
+name = "b"
+source = {{ kind = "file", path = "b.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {{ computation = "ev.to_text" }} ]
+sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" }}
+""")
+        p = subprocess.run([SHARDLINE, "run", topo], stderr=subprocess.PIPE, text=True,
+                           timeout=60, preexec_fn=lambda: os.close(1))
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("sink stdout: cannot write: Bad file descriptor; the rest of the output is "
+                      "lost", p.stderr)
+        self.assertEqual(read(self.path("b.out")), "3:3\n")
+        counts = summary(p.stderr)
+        self.assertEqual((counts["a"]["out"], counts["a"]["lost"]), (2, 2))
+
+    def test_a_fifo_without_a_reader_is_refused_at_start_instead_of_waited_for(self):
+        # Waiting in open(2) would hang the start of the run where no signal can end it.
+        self.write("events.txt", "1 1\n")
+        os.mkfifo(self.path("out.fifo"))
+        topo = self.write("topology.toml", events_topology(1).replace('"out.txt"', '"out.fifo"'))
+        status, _, err = run(topo)
+        self.assertEqual(status, 1, err)
+        self.assertIn("cannot open sink file " + self.path("out.fifo") + ": it is a FIFO that "
+                      "no process reads yet; start its reader first", err)
+        topo = self.write("topology.toml", events_topology(1, extra='on_error = "dead_letter"\n'
+                                                           'dead_letter = "out.fifo"'))
+        status, _, err = run(topo)
+        self.assertEqual(status, 1, err)
+        self.assertIn("pipeline 'events': cannot open dead-letter file " + self.path("out.fifo") +
+                      ": it is a FIFO that no process reads yet; start its reader first", err)
+
     def test_output_that_cannot_be_written_is_counted_lost_and_ends_with_status_4(self):
         self.write("events.txt", "1 1\n2 1\n3 1\n")
         topo = self.write("topology.toml", events_topology(2).replace('path = "out.txt"',

@@ -692,10 +692,43 @@ TEST_CASE("stdin and stdout are recognised under their file names", "[topology]"
   CHECK(errors[0] == t.at(9, 10, "pipeline 'b' source reads stdin, as pipeline 'a' (" +
                                      t.pos(5, 10) + ") does: two sources would split its input between them; "
                                      "give one of them another source"));
-  CHECK(errors[1] == t.at(10, 8, "pipeline 'b' sink writes /dev/fd/1, which is stdout, as the "
-                                 "stdout sink of pipeline 'a' (" + t.pos(6, 8) +
-                                     ") does: their output would be mixed; give the file sink a "
-                                     "file"));
+  CHECK(errors[1] == t.at(10, 8, "pipeline 'b' sink writes stdout (/dev/fd/1), as the sink of "
+                                 "pipeline 'a' (" + t.pos(6, 8) + ") does: their output would be "
+                                 "cut into each other; give one of them a file sink"));
+}
+
+TEST_CASE("outputs never write stdin, and stdout has one writer", "[topology]") {
+  // Whatever check's own stdin and stdout are: the names are compared, never resolved.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n"
+      "on_error = \"dead_letter\"\n"
+      "dead_letter = \"/dev/stdin\"\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"stdout\", encoder = \"ev.text\" }\n"
+      "on_error = \"dead_letter\"\n"
+      "dead_letter = \"/proc/self/fd/1\"\n"
+      "[[pipelines]]\n"
+      "name = \"c\"\n"
+      "source = { kind = \"file\", path = \"in.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"/dev/fd/0\", encoder = \"ev.text\" }\n");
+  const auto errors = parse_errors(t.file);
+  REQUIRE(errors.size() == 4);
+  CHECK(errors[0] == t.at(12, 8, "pipeline 'b' sink writes stdout, as the sink of pipeline 'a' (" +
+                                     t.pos(6, 8) + ") does: their output would be cut into each "
+                                     "other; give one of them a file sink"));
+  CHECK(errors[1] == t.at(18, 8, "pipeline 'c' sink writes /dev/fd/0, which is stdin: it would "
+                                 "overwrite or feed back into the input; give the sink a file"));
+  CHECK(errors[2] == t.at(3, 1, "pipeline 'a' dead_letter /dev/stdin is stdin: the records would "
+                                "be written into the input; give it a file of its own"));
+  CHECK(errors[3] == t.at(9, 1, "pipeline 'b' dead_letter /proc/self/fd/1 is stdout, the output "
+                                "of pipeline 'a' (" + t.pos(6, 8) + "): give it a file of its own"));
 }
 
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
