@@ -163,8 +163,8 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 /// `check`: what depends on the machine the topology runs on is a warning, not an error: a
 /// host that does not resolve here (a TCP sink, which `run` keeps retrying, or a TCP source's
 /// listen address, which `run` refuses at start), a listen address that cannot be listened on
-/// here or now (another machine's address, a port in use), or a file sink's missing folder
-/// (which `run` refuses at start).
+/// here or now (another machine's address, a port in use), or a file sink or dead-letter file
+/// whose folder is missing or that is a folder (which `run` refuses at start).
 void warn_machine_dependent(const topology::Topology& topo) {
   const auto resolves = [](const std::string& address, std::string& why) {
     const auto where = topology::parse_host_port(address);
@@ -178,7 +178,24 @@ void warn_machine_dependent(const topology::Topology& topo) {
     ::freeaddrinfo(found);
     return true;
   };
+  // A file to write whose folder is missing, or that is a folder: `run` cannot open it.
+  const auto warn_output = [](const topology::Position& pos, const std::string& what,
+                              const std::filesystem::path& path) {
+    std::error_code ec;
+    const auto folder = path.parent_path();
+    if (!folder.empty() && !std::filesystem::is_directory(folder, ec))
+      std::fprintf(stderr,
+                   "%s: warning: %s: the folder %s does not exist here; `shardline run` would "
+                   "not start unless it is created first\n",
+                   pos.str().c_str(), what.c_str(), folder.c_str());
+    else if (std::filesystem::is_directory(path, ec))
+      std::fprintf(stderr, "%s: warning: %s is a folder here; `shardline run` would not start\n",
+                   pos.str().c_str(), what.c_str());
+  };
   for (const auto& p : topo.pipelines) {
+    if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
+      warn_output(p.pos, "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(),
+                  p.dead_letter);
     std::string why;
     if (p.source.kind == topology::SourceKind::tcp) {
       if (!resolves(p.source.address, why)) {
@@ -197,14 +214,8 @@ void warn_machine_dependent(const topology::Topology& topo) {
     if (p.sink->kind == topology::SinkKind::tcp && !resolves(p.sink->address, why))
       std::fprintf(stderr, "%s: warning: sink tcp %s: %s; `shardline run` would keep retrying it\n",
                    p.sink->pos.str().c_str(), p.sink->address.c_str(), why.c_str());
-    std::error_code ec;
-    const auto folder = std::filesystem::path(p.sink->address).parent_path();
-    if (p.sink->kind == topology::SinkKind::file && !folder.empty() &&
-        !std::filesystem::is_directory(folder, ec))
-      std::fprintf(stderr,
-                   "%s: warning: sink file %s: the folder %s does not exist here; `shardline "
-                   "run` would not start unless it is created first\n",
-                   p.sink->pos.str().c_str(), p.sink->address.c_str(), folder.c_str());
+    if (p.sink->kind == topology::SinkKind::file)
+      warn_output(p.sink->pos, "sink file " + p.sink->address, p.sink->address);
   }
 }
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <shardline/key.hpp>
+#include <spdlog/fmt/fmt.h>
 #include <toml++/toml.h>
 
 #include "topology/address.hpp"
@@ -102,6 +103,21 @@ class Checker {
                      static_cast<std::uint32_t>(key.source().begin.column)},
             msg);
     }
+  }
+
+  /// Names appear in log lines and dead-letter records, one per line, tab-separated: a control
+  /// character (a tab, a newline) in one would split them.
+  void printable_name(const toml::node& at, std::string_view what, std::string_view name) {
+    std::string shown;
+    bool control = false;
+    for (const char ch : name) {
+      const auto u = static_cast<unsigned char>(ch);
+      control = control || u < 0x20 || u == 0x7f;
+      shown += u < 0x20 || u == 0x7f ? fmt::format("\\x{:02x}", u) : std::string(1, ch);
+    }
+    if (control)
+      error(at, std::string(what) + " name '" + shown + "' contains a control character; names " +
+                    "appear in log lines and dead-letter records: use printable characters");
   }
 
   std::optional<std::string> string(const toml::table& t, std::string_view key,
@@ -225,6 +241,7 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   const auto dir = topo.file.parent_path();
   for (const auto& [key, value] : *plugins) {
     // Components are named "plugin.component": the first dot ends the plugin's name.
+    c.printable_name(value, "plugin", key.str());
     if (key.str().find('.') != std::string_view::npos)
       c.error(value, "plugin name '" + std::string(key.str()) + "' contains a dot, but "
                      "components are named \"plugin.component\"; name the plugin without one");
@@ -291,6 +308,7 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
   if (!states) return;
   for (const auto& [key, value] : *states) {
     const std::string name(key.str());
+    c.printable_name(value, "state", name);
     const toml::table* t = value.as_table();
     if (!t) {
       c.error(value, "[states." + name + "] must be a table, not " + Checker::type_of(value));
@@ -452,6 +470,7 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     PipelineSpec p;
     p.pos = c.pos(t);
     p.name = c.string(t, "name", "[[pipelines]] #" + std::to_string(i + 1), true).value_or("#" + std::to_string(i + 1));
+    if (const toml::node* name = t.get("name")) c.printable_name(*name, "pipeline", p.name);
     const std::string where = "pipeline '" + p.name + "'";
     if (!names.insert(p.name).second) c.error(t, "duplicate pipeline name '" + p.name + "'");
     c.only_keys(t, where, {"name", "source", "steps", "sink", "on_error", "dead_letter"});

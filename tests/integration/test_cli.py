@@ -176,6 +176,19 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
                       self.path("no-such-folder") + " does not exist here", err)
         self.assertIn("is valid", out)
 
+    def test_check_warns_about_outputs_that_cannot_be_opened_here(self):
+        os.mkdir(self.path("a-folder"))
+        topo = self.write("topology.toml", events_topology(2, extra='on_error = "dead_letter"\n'
+                                                           'dead_letter = "gone/dl.txt"').replace(
+            'path = "out.txt"', 'path = "a-folder"'))
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn(": warning: sink file " + self.path("a-folder") + " is a folder here; "
+                      "`shardline run` would not start", err)
+        self.assertIn(": warning: pipeline 'events' dead_letter " + self.path("gone/dl.txt") +
+                      ": the folder " + self.path("gone") + " does not exist here", err)
+        self.assertIn("is valid", out)
+
     def test_check_warns_about_a_listen_address_that_cannot_be_listened_on_here(self):
         def check_listen(address):
             topo = self.write("topology.toml", events_topology(2).replace(

@@ -852,3 +852,26 @@ TEST_CASE("host:port parsing", "[topology]") {
     CHECK_THROWS_WITH(parse_host_port(bad), std::string("expected host:port, got '") + bad + "'");
   }
 }
+
+TEST_CASE("names with control characters are refused", "[topology]") {
+  // They would split log lines and dead-letter records (one per line, tab-separated).
+  TopologyFile t(
+      "[plugins]\n"
+      "\"e\\tv\" = \"@EV@\"\n"
+      "[states.\"s\\u007f\"]\n"
+      "factory = \"x.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\\tb\\nc\"\n"
+      "source = { kind = \"stdin\", decoder = \"x.event_line\" }\n"
+      "sink = { kind = \"discard\" }\n");
+  const auto errors = parse_errors(t.file);
+  REQUIRE(errors.size() == 5);  // and the two references to plugin 'x', which is not there
+  CHECK(errors[0] == t.at(2, 10, "plugin name 'e\\x09v' contains a control character; names "
+                                 "appear in log lines and dead-letter records: use printable "
+                                 "characters"));
+  CHECK(errors[1] == t.at(3, 1, "state name 's\\x7f' contains a control character; names appear "
+                                "in log lines and dead-letter records: use printable characters"));
+  CHECK(errors[3] == t.at(6, 8, "pipeline name 'a\\x09b\\x0ac' contains a control character; "
+                                "names appear in log lines and dead-letter records: use "
+                                "printable characters"));
+}
