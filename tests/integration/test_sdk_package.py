@@ -81,11 +81,22 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
             "p.state_computation(\"f\", [](const In& m, S& s, shardline::Emit<std::span<const int>>& e) "
             "{ e(std::span<const int>(&s.n, 1)); });":
                 "a message must own its data",
+            "p.state<std::string_view>(\"s\");": "a state must own its data",
+            # A save() or restore() of another shape would be ignored, and a reload could not
+            # carry the state over.
+            "p.state<BadSave>(\"s\");":
+                "the state's save() must be `void save(shardline::Writer&) const`",
+            "p.state<BadRestore>(\"s\");":
+                "the state's restore() must be `static S restore(shardline::Reader&, "
+                "std::uint32_t schema_version)`",
         }
         for line, message in cases.items():
             with self.subTest(line=line):
                 source = self.write("bad.cpp", "#include <shardline/plugin.hpp>\n"
                                     "struct In { int v = 0; };\nstruct S { int n = 0; };\n"
+                                    "struct BadSave { int n = 0; void save(shardline::Writer&) {} };\n"
+                                    "struct BadRestore { int n = 0; "
+                                    "static BadRestore restore(shardline::Reader&) { return {}; } };\n"
                                     "SHARDLINE_PLUGIN(\"bad\", \"1.0.0\", p) {\n  " + line + "\n}\n")
                 p = subprocess.run(["g++", "-std=c++20", "-fsyntax-only",
                                     "-I", os.path.join(ROOT, "sdk", "include"), source],

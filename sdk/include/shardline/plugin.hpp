@@ -425,6 +425,17 @@ class PluginBuilder {
   PluginBuilder& state(std::string name, F fn) {
     static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
                   "a state factory is S() or S(std::uint64_t key), returning the state S");
+    static_assert(detail::owns_its_data_v<S>,
+                  "a state must own its data: a view or a pointer would point into memory that "
+                  "is reused while the state lives on; hold a std::string or a std::vector");
+    static_assert(detail::Saveable<S> || !detail::NamesSave<S>,
+                  "the state's save() must be `void save(shardline::Writer&) const`: with "
+                  "another signature it would be ignored, and a reload could not carry the "
+                  "state over");
+    static_assert(detail::Restorable<S> || !detail::NamesRestore<S>,
+                  "the state's restore() must be `static S restore(shardline::Reader&, "
+                  "std::uint32_t schema_version)`: with another signature it would be ignored, "
+                  "and a reload could not carry the state over");
     return add(ComponentKind::state, std::move(name), nullptr, nullptr, &type_desc_v<S>,
                std::make_unique<detail::StateFactoryImpl<S, F>>(std::move(fn)));
   }

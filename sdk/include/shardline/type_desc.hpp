@@ -47,6 +47,14 @@ template <class T>
 concept Restorable = requires(Reader& r, std::uint32_t v) {
   { T::restore(r, v) } -> std::same_as<T>;
 };
+/// T has a member function named save / restore, whatever its signature: one that is not
+/// Saveable / Restorable is a mistake the SDK would otherwise silently ignore.
+template <class T>
+concept NamesSave = requires { requires std::is_member_function_pointer_v<decltype(&T::save)>; };
+template <class T>
+concept NamesRestore =
+    requires { requires std::is_function_v<std::remove_pointer_t<decltype(&T::restore)>> ||
+                            std::is_member_function_pointer_v<decltype(&T::restore)>; };
 
 template <class T>
 constexpr std::uint32_t schema_version_of() {
