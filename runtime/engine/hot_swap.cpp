@@ -166,17 +166,15 @@ class Canary {
         from->save(live, saved);
         to->restore(at, saved.data(), saved.size(), from->schema_version);
       } else {
-        std::string threw;
+        std::optional<std::string> threw;
         try {
           factory->construct(at, key);
-        } catch (const std::exception& e) {
-          threw = e.what();
         } catch (...) {
-          threw = "an unknown exception";
+          threw = current_exception_text();
         }
-        if (!threw.empty()) {
+        if (threw) {  // (the outer catch frees `at` if this throws)
+          errors_.push_back("step '" + step_ + "': the state factory threw: " + *threw);
           ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
-          errors_.push_back("step '" + step_ + "': the state factory threw: " + threw);
           return nullptr;
         }
       }

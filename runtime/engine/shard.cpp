@@ -91,10 +91,8 @@ void Shard::process(Batch& b) {
       if (!states_[i])
         lookup.add(i, "key " + std::to_string(b.keys[i]) +
                           " is not declared in [states] and unknown_keys = \"reject\"");
-    } catch (const std::exception& e) {
-      lookup.add(i, std::string("the state factory threw: ") + e.what());
     } catch (...) {
-      lookup.add(i, "the state factory threw an unknown exception");
+      lookup.add(i, "the state factory threw: " + current_exception_text());
     }
   }
   if (!lookup.failed().empty()) {

@@ -221,6 +221,32 @@ TEST_CASE("a computation returning optional filters", "[sdk]") {
   CHECK(errors.entries == Reports{{4, "four is unlucky"}});
 }
 
+namespace sdk_test {
+struct Weird {};  // thrown by plugin code that does not throw std::exception
+}  // namespace sdk_test
+
+TEST_CASE("whatever plugin code throws is reported with what can be said of it", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).computation("throws", [](const std::int64_t& v) -> std::int64_t {
+    if (v == 0) throw std::runtime_error("a std::exception");
+    if (v == 1) throw std::string("a thrown std::string");
+    if (v == 2) throw "a thrown C string";
+    if (v == 3) throw 42;
+    throw sdk_test::Weird{};
+  });
+  const auto& c = info(m, "throws");
+  MessageBuffer in(c.input), out(c.output);
+  for (std::int64_t v = 0; v < 5; ++v) push(in, v);
+  ErrorLog errors;
+  impl<shardline::Computation>(m, ComponentKind::computation, "throws").run(in.span(), out, errors.sink);
+  CHECK(out.count() == 0);
+  CHECK(errors.entries == Reports{{0, "a std::exception"},
+                                  {1, "a thrown std::string"},
+                                  {2, "a thrown C string"},
+                                  {3, "an exception of type int"},
+                                  {4, "an exception of type sdk_test::Weird"}});
+}
+
 TEST_CASE("a computation with Emit produces any number of non-trivial outputs", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m).computation("split", [](const std::string& line, shardline::Emit<std::string>& emit) {

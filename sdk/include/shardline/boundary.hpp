@@ -14,14 +14,19 @@
 // message never takes its neighbours or its shard down.
 #pragma once
 
+#include <cxxabi.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include <shardline/type_name.hpp>
@@ -188,6 +193,28 @@ class ErrorSink {
   Fn fn_;
   void* ctx_;
 };
+
+/// What an error report says of the exception being handled (call it inside a catch): the
+/// what() of a std::exception, the text of a thrown string, otherwise the exception's type
+/// ("an exception of type Weird"), so that `throw 42` is not reported as nothing at all.
+inline std::string current_exception_text() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (const std::string& s) {
+    return s;
+  } catch (const char* s) {
+    return s ? s : "a null const char*";
+  } catch (...) {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    if (!type) return "an unknown exception";
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> name(
+        abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+    return std::string("an exception of type ") + (status == 0 && name ? name.get() : type->name());
+  }
+}
 
 /// Partition keys reach the engine as 64-bit integers: integer keys as they are, string keys
 /// as their XXH3 hash (see <shardline/key.hpp>).

@@ -179,7 +179,7 @@ bool guarded(std::size_t i, ErrorSink& errors, Body&& body) {
   } catch (const std::exception& e) {
     errors.report(i, e.what());
   } catch (...) {
-    errors.report(i, "unknown exception");
+    errors.report(i, current_exception_text());
   }
   return false;
 }
