@@ -65,7 +65,7 @@ struct TcpSource::Io {
       spdlog::debug("source {}: accepted connection {}", origin, accepted);
       const auto it = connections.emplace(
           connections.end(), std::move(socket),
-          FrameSplitter(source.framing_, source.max_frame_, origin));
+          FrameSplitter(source.framing_, source.max_frame_, origin, &source.stop_));
       start_read(it);
       if (source.connections_ == 0 || accepted < source.connections_) {
         start_accept();
@@ -192,6 +192,7 @@ void TcpSource::run(FrameHandler& handler) {
 }
 
 void TcpSource::stop() {
+  stop_.store(true, std::memory_order_relaxed);
   Io* io = io_.get();
   asio::post(io->io, [io] { io->shut_down(); });
 }

@@ -13,6 +13,7 @@
 // listens on a port chosen by the kernel, which is logged and given by port().
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -47,6 +48,9 @@ class TcpSource final : public Source {
   const Framing framing_;
   const std::uint32_t max_frame_;
   const std::uint32_t connections_;
+  /// Set by stop(): ends a delivery in progress after the chunk of frames being handed over,
+  /// before the io_context gets to the posted shutdown. [any thread]
+  std::atomic<bool> stop_{false};
   std::unique_ptr<Io> io_;
 };
 

@@ -111,8 +111,14 @@ void PipelineErrors::flush_held_back() {
 bool PipelineErrors::report(const std::string& where, const std::string& line) {
   // [mutex_ held]
   if (policy_ == topology::ErrorPolicy::stop) {
-    spdlog::error("{}; stopping (on_error = \"stop\")", line);
-    stop_(line);
+    // The messages already on their way still run, and may fail too: only the first stops.
+    if (stopping_) {
+      log_limited(where, line);
+    } else {
+      stopping_ = true;
+      spdlog::error("{}; stopping (on_error = \"stop\")", line);
+      stop_(line);
+    }
     return false;
   }
   log_limited(where, line);

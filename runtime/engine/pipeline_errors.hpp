@@ -68,6 +68,7 @@ class PipelineErrors {
   std::FILE* dead_letter_ = nullptr;
   std::string dead_letter_path_;
   bool dead_letter_failed_ = false;  ///< [mutex_]
+  bool stopping_ = false;            ///< on_error = "stop" has stopped the run [mutex_]
   struct Limiter {
     std::chrono::steady_clock::time_point last{};
     std::uint64_t held_back = 0;

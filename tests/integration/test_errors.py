@@ -248,6 +248,27 @@ sink = {{ kind = "discard" }}
         self.assertEqual(counts["errors"], 1)
         self.assertEqual(counts["in"], 1023, err)  # the failing frame's chunk, less itself
 
+    def test_stop_policy_stops_a_tcp_source_within_the_chunk_and_says_so_once(self):
+        # A TCP read holds tens of thousands of short lines: the source stops after the chunk
+        # of 1,024 frames that failed, as a file does; the failures of the frames already on
+        # their way are counted and logged as usual, not each as another "stopping".
+        port = free_port()
+        topo = self.write("topology.toml", events_topology(1, '{ computation = "ev.explode" }',
+                                                           extra='on_error = "stop"').replace(
+            'kind = "file", path = "events.txt", framing = "lines"',
+            f'kind = "tcp", listen = "127.0.0.1:{port}", framing = "lines"').replace(
+            '"ev.tracked_line"', '"ev.text"').replace(
+            '{ computation = "ev.explode" }', '{ computation = "ev.explode" }, '
+                                              '{ computation = "ev.to_text" }'))
+        r = Run(topo)
+        send_all(port, "".join(f"{i % 5} {i + 1}\n" for i in range(100_000)).encode())
+        self.assertEqual(r.wait(), 3, r.stderr)
+        counts = summary(r.stderr)["events"]
+        # The failing frame's chunk: 1,024 frames, or fewer if the first read was short.
+        self.assertTrue(7 <= counts["in"] <= 1024, r.stderr)
+        self.assertEqual(counts["errors"], counts["in"] // 7, r.stderr)  # seq 7, 14, ...
+        self.assertEqual(r.stderr.count('stopping (on_error = "stop")'), 1, r.stderr)
+
     def test_state_factory_throwing(self):
         topo = self.topology(steps=TRACK)
         text = read(topo).replace('factory = "ev.last_seq"', 'factory = "ev.picky"')
