@@ -34,6 +34,9 @@ using Clock = std::chrono::steady_clock;
 /// A watcher's reload refused because the pipelines did not pause is tried again after
 /// kFirstRetry, then twice as long each time, up to kLastRetry.
 constexpr std::chrono::seconds kFirstRetry{5}, kLastRetry{60};
+/// How long the trial of a migration in a copy of the host may take: every key of every
+/// migrated state is carried over there, while the sources are paused.
+constexpr std::chrono::seconds kMigrationPatience{30};
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -479,10 +482,12 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     return refuse(why);
   }
 
-  // 5. Migrate into new tables, then commit.
+  // 5. Migrate into new tables, then commit. A restore() that crashes or never returns on a key
+  // the canary did not touch would take the host down with every state, so the migration is
+  // tried in a copy of this process first, as the canary is.
   std::vector<std::vector<std::unique_ptr<state::StateTable>>> migrated(wiring_->states.size());
   std::string migrating;  // the state whose values are being carried over, for the error
-  try {
+  const auto migrate = [&] {
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
       const reload::Carry carry = carries[s].carry;
       if (carry == reload::Carry::keep) continue;
@@ -513,10 +518,36 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
         for (std::uint64_t key : wiring_->states[s].spec->keys)
           migrated[s][flow_->router.shard(key)]->declare(key);
     }
-  } catch (const std::exception& e) {
+  };
+  const bool migrates = std::any_of(carries.begin(), carries.end(), [](const auto& c) {
+    return c.carry == reload::Carry::migrate;
+  });
+  if (migrates) {
+    const auto trial = loader::crash_in_copy(
+        [&] {
+          try {
+            migrate();
+          } catch (...) {  // thrown again here, where it is reported
+          }
+        },
+        kMigrationPatience);
+    if (trial.end == End::no_copy)
+      spdlog::warn("reload of {}: the migration could not be tried in a copy of the host first",
+                   who);
+    if (trial.end == End::crashed || trial.end == End::hung) {
+      resume();
+      return refuse(trial.end == End::crashed
+                        ? "migrating the states crashed in a copy of the host: " + trial.what
+                        : "migrating the states, the new version " + trial.what);
+    }
+  }
+  try {
+    migrate();
+  } catch (...) {
+    const std::string why = current_exception_text();
     migrated.clear();  // destroyed by the new version's code, which is still loaded
     resume();
-    return refuse("migrating state '" + migrating + "' failed: " + e.what());
+    return refuse("migrating state '" + migrating + "' failed: " + why);
   }
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     std::uint64_t keys = 0;

@@ -340,6 +340,24 @@ class HotReload(ReloadTest):
         self.assertEqual(summary(self.run_.stderr)["events"]["errors"], key13)
         self.assertTrue(lines[-1].endswith(" v2"))
 
+    def test_a_migration_that_crashes_on_a_key_the_canary_missed_is_refused(self):
+        # Key 999 is declared and never gets an event; v14's restore() crashes on such a state.
+        # The canary's recent messages never touch it: only trying the whole migration in a
+        # copy of the host first keeps the host (and every state) alive.
+        self.start(extra_state="keys = [999]")
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v14.so")
+        refused = self.run_.wait_for("reload of plugin 'ev' refused")
+        self.assertIn("still running test_events 1.0.0: migrating the states crashed in a copy "
+                      "of the host: " + ("exit status 1" if host_has_asan() else
+                                         "SIGSEGV (invalid memory access) in plugin code: save() "
+                                         "and restore() of LastSeq (the reload's migration)"),
+                      refused)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
+        self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS + 1)
+
     def test_reset_when_the_topology_allows_it(self):
         self.start(extra_state='on_reload = "reset"')
         self.feeder.wait_sent(1000)

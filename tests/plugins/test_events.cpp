@@ -30,6 +30,8 @@
 //  12 by_key returns the key as a string: the keys a state holds would not be found again.
 //  13 track rejects an event that is not beyond the last one seen (a duplicate): the reload's
 //     canary replays messages already applied, which this check trips; tags " v13".
+//  14 LastSeq changes schema, and restore() crashes on a state that has seen no event (a
+//     declared key no message reached, which the canary's recent messages never touch).
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -47,8 +49,13 @@ struct Event {
 #define TEST_EVENTS_STR2(x) #x
 #define TEST_EVENTS_STR(x) TEST_EVENTS_STR2(x)
 
+namespace {
+void crash();  // below
+}  // namespace
+
 struct LastSeq {
-#if TEST_EVENTS_VARIANT == 3 || TEST_EVENTS_VARIANT == 4 || TEST_EVENTS_VARIANT == 5
+#if TEST_EVENTS_VARIANT == 3 || TEST_EVENTS_VARIANT == 4 || TEST_EVENTS_VARIANT == 5 || \
+    TEST_EVENTS_VARIANT == 14
   static constexpr std::uint32_t schema_version = TEST_EVENTS_VARIANT;
   std::uint64_t restored_from = 0;  ///< the schema version this state was migrated from
 #endif
@@ -67,6 +74,9 @@ struct LastSeq {
     LastSeq s;
     s.last = in.u64be();
     s.count = in.u64be();
+#if TEST_EVENTS_VARIANT == 14
+    if (s.count == 0) crash();
+#endif
 #if TEST_EVENTS_VARIANT == 3
     s.restored_from = version;
 #endif
