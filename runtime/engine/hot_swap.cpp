@@ -165,9 +165,15 @@ class Canary {
       if (live && from->fingerprint == to->fingerprint && from->trivial) {
         std::memcpy(at, live, to->size);
       } else if (live && from->save && to->restore) {
-        std::vector<std::byte> saved;
-        from->save(live, saved);
-        to->restore(at, saved.data(), saved.size(), from->schema_version);
+        try {
+          std::vector<std::byte> saved;
+          from->save(live, saved);
+          to->restore(at, saved.data(), saved.size(), from->schema_version);
+        } catch (...) {
+          throw std::runtime_error("save() and restore() of " + std::string(to->name) +
+                                   " from schema " + std::to_string(from->schema_version) +
+                                   ": " + current_exception_text());
+        }
       } else {
         std::optional<std::string> threw;
         try {
@@ -396,7 +402,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
     if (carries.back().carry == reload::Carry::blocked)
       return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
-    if (carries.back().carry == reload::Carry::keep && !from.trivial)
+    if (carries.back().warn)
       spdlog::warn("reload of {}: state '{}': {}", who, wiring_->states[s].spec->name,
                    carries.back().why);
   }

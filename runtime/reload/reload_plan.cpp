@@ -25,11 +25,22 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
             name + " has the same layout (" + version_str(to) + "): kept as is; it is not "
                    "trivially copyable, so if it holds anything made by the plugin's code (a "
                    "std::function, a shared_ptr, an object with virtual functions), give it "
-                   "save() and restore(), or the host will crash once the old code is gone"};
+                   "save() and restore(), or the host will crash once the old code is gone",
+            true};
   if (same_layout)
     return {Carry::migrate, name + " (" + version_str(to) + ") is not trivially copyable: every "
                                    "value saved by the old code and restored by the new, so none "
                                    "holds anything of the old code"};
+  if (can_migrate && from.name == to.name && from.schema_version == to.schema_version)
+    // restore() is told the version the values were saved with: the same number for two
+    // layouts cannot tell it which form it reads.
+    return {Carry::migrate,
+            name + " (" + version_str(to) + ") changed layout (" + std::to_string(from.size) +
+                " -> " + std::to_string(to.size) + " bytes) without a new schema_version: every "
+                "value saved and restored, but restore() is told schema " +
+                std::to_string(to.schema_version) + " for the old form too; bump schema_version "
+                "when the layout (or what save() writes) changes",
+            true};
   if (can_migrate)
     return {Carry::migrate, std::string(from.name) + " (" + version_str(from) + ") -> " + name +
                                 " (" + version_str(to) + "): every value saved and restored"};

@@ -25,7 +25,8 @@ enum class Carry { keep, migrate, reset, blocked };
 
 struct StateCarry {
   Carry carry;
-  std::string why;  ///< one line: what will happen, or why it cannot
+  std::string why;    ///< one line: what will happen, or why it cannot
+  bool warn = false;  ///< it will happen, but `why` says what may go wrong: logged as a warning
 };
 
 /// How values of `from` (the running version) become values of `to` (the new version).

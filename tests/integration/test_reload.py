@@ -3,10 +3,13 @@ publishes new builds of its plugin (copy to a temporary name, then rename, as a 
 Every event must come out exactly once, in order per key, with counters that continue across
 each swap, and events after a swap must show the new version's behaviour. Broken builds must be
 refused with a clear line while the old version keeps serving."""
+import array
+import fcntl
 import os
 import shutil
 import signal
 import socket
+import termios
 import threading
 import time
 import unittest
@@ -15,6 +18,13 @@ from harness import (TEST_PLUGINS, LiveRun, TempDirTest, connect, free_port, hos
                      read, summary)
 
 KEYS = 20
+
+
+def pipe_bytes(fd):
+    """How many bytes wait unread in a pipe."""
+    n = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, n)
+    return n[0]
 
 
 class Feeder(threading.Thread):
@@ -277,7 +287,8 @@ class HotReload(ReloadTest):
         os.mkfifo(self.path("out.txt"))
         pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink can open
         self.start()
-        self.feeder.wait_sent(20000)  # far more output than the pipe holds (64 KiB)
+        while pipe_bytes(pipe) < 60000:  # the pipe (64 KiB) is full: the sink blocks
+            time.sleep(0.05)
         self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
         refused = self.run_.wait_for("reload of plugin 'ev' refused")
         self.assertIn("still running test_events 1.0.0: ", refused)

@@ -55,3 +55,20 @@ TEST_CASE("a changed layout migrates, resets or is refused", "[reload]") {
   REQUIRE(c.carry == Carry::blocked);
   REQUIRE(c.why.find("the running version has no save()") != std::string::npos);
 }
+
+TEST_CASE("a layout change without a new schema_version migrates, with a warning", "[reload]") {
+  TypeDesc from = desc(true, 1, true), to = desc(true, 2, true);
+  from.schema_version = to.schema_version = 2;
+  to.size = 24;
+  const auto same = plan_state(from, to, false);
+  REQUIRE(same.carry == Carry::migrate);
+  CHECK(same.warn);
+  CHECK(same.why == "S (schema 2) changed layout (16 -> 24 bytes) without a new schema_version: "
+                    "every value saved and restored, but restore() is told schema 2 for the old "
+                    "form too; bump schema_version when the layout (or what save() writes) "
+                    "changes");
+  to.schema_version = 3;
+  const auto bumped = plan_state(from, to, false);
+  REQUIRE(bumped.carry == Carry::migrate);
+  CHECK_FALSE(bumped.warn);
+}
