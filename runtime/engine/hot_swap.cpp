@@ -76,13 +76,18 @@ struct TempState {
   void* p;
 };
 
-/// Runs a sample of frames through one version of a pipeline's components, with copies of the
-/// states the live tables hold, or (`fresh`) with new states from the factories, as for keys
-/// never seen. Collects errors instead of reporting them.
+/// Runs a sample of frames through one version of a pipeline's components, with states that
+/// are (States::copies) copies of the live ones, (fresh) new ones from the factories, as for
+/// keys never seen, or (live) the live ones themselves wherever the new version keeps them as
+/// they are: only in a copy of the host, where changing them is harmless, and the only way to
+/// try a state that cannot be copied (not trivially copyable, no save()). Collects errors
+/// instead of reporting them.
 class Canary {
  public:
-  Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards, bool fresh)
-      : router_(router), shards_(shards), fresh_(fresh) {}
+  enum class States { copies, fresh, live };
+  Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards,
+         States states)
+      : router_(router), shards_(shards), states_(states) {}
   ~Canary() {
     for (auto& t : temps_) {
       t.type->destroy(t.p);
@@ -157,10 +162,11 @@ class Canary {
   /// conversion that throws throws: the reload's migration would fail the same way.
   void* copy_state(std::size_t state, std::uint64_t key, const TypeDesc* to,
                    StateFactory* factory) {
-    void* at = ::operator new(to->size, std::align_val_t(std::max<std::size_t>(to->align, 16)));
-    const state::StateTable& table = shards_[router_.shard(key)]->table(state);
+    state::StateTable& table = shards_[router_.shard(key)]->table(state);
     const TypeDesc* from = table.type();
-    const void* live = fresh_ ? nullptr : table.find(key);
+    void* live = states_ == States::fresh ? nullptr : table.find(key);
+    if (live && states_ == States::live && from->fingerprint == to->fingerprint) return live;
+    void* at = ::operator new(to->size, std::align_val_t(std::max<std::size_t>(to->align, 16)));
     try {
       if (live && from->fingerprint == to->fingerprint && from->trivial) {
         std::memcpy(at, live, to->size);
@@ -197,7 +203,7 @@ class Canary {
 
   const ShardRouter& router_;
   const std::vector<std::unique_ptr<Shard>>& shards_;
-  const bool fresh_;
+  const States states_;
   std::vector<TempState> temps_;
   std::vector<std::string> errors_;
   std::string step_;
@@ -432,7 +438,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   // 4. Canary on recent input: the new version may not fail where the old one did not. It runs
   // first in a copy of this process, where a crash of the new build ends only the copy and
   // refuses the reload; then here, where its failures are counted against the old version's.
-  const auto canary = [&]() -> std::string {
+  const auto canary = [&](bool in_copy) -> std::string {
     try {
       std::vector<const TypeDesc*> old_types, new_types;
       std::vector<StateFactory*> old_factories, new_factories;
@@ -454,7 +460,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
         // event out of order) fails on the replay itself; it must fail on both to count.
         std::string first_failure;
         for (const bool fresh : {false, true}) {
-          Canary old_run(flow_->router, shards_, fresh), new_run(flow_->router, shards_, fresh);
+          const auto states = fresh ? Canary::States::fresh : Canary::States::copies;
+          Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
           const auto old_errors =
               old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
           const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
@@ -465,6 +472,12 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                           std::to_string(sample.size()) + " recent messages failed with the new "
                           "version, " + std::to_string(old_errors.size()) + " with the old)";
         }
+        // In the copy, the new version also runs on the live states it keeps as they are:
+        // one it cannot copy (no save()) is otherwise only tried fresh, and a crash on the
+        // real thing would come after the swap.
+        if (in_copy)
+          Canary(flow_->router, shards_, Canary::States::live)
+              .run(candidate, sample, new_types, new_factories);
       }
     } catch (const std::exception& e) {
       return std::string("canary: a state could not be carried over: ") + e.what();
@@ -475,14 +488,14 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
   using End = loader::CopyOutcome::End;
-  const auto tried = any_input ? loader::crash_in_copy([&] { canary(); }, std::chrono::seconds(5))
+  const auto tried = any_input ? loader::crash_in_copy([&] { canary(true); }, std::chrono::seconds(5))
                                : loader::CopyOutcome{End::returned, {}};
   if (tried.end == End::no_copy)
     spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
   const std::string why =
       tried.end == End::crashed ? "canary: the new version crashed on recent messages: " + tried.what
       : tried.end == End::hung  ? "canary: on recent messages, the new version " + tried.what
-                                : canary();
+                                : canary(false);
   if (!why.empty()) {
     resume();
     return refuse(why);

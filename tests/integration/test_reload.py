@@ -369,6 +369,41 @@ class HotReload(ReloadTest):
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
         self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS + 1)
 
+    def test_a_new_build_that_crashes_on_a_state_it_cannot_copy_is_refused(self):
+        # x.history holds a vector and has no save(): the canary cannot copy it, and fresh
+        # states hide v3's crash on a history that is not empty. In the copy of the host, the
+        # canary also runs on the live states themselves.
+        shutil.copy(f"{TEST_PLUGINS}/test_extra.so", self.path("x.so"))
+        port = free_port()
+        topology = self.write("topology.toml", f"""
+shards = 2
+[plugins]
+ev = "{TEST_PLUGINS}/test_events.so"
+x = "x.so"
+[states.history]
+factory = "x.history"
+[[pipelines]]
+name = "events"
+source = {{ kind = "tcp", listen = "127.0.0.1:{port}", connections = 1, framing = "lines", decoder = "ev.event_line" }}
+steps = [ {{ state_computation = "x.remember", state = "history", partition = "ev.by_key" }} ]
+""")
+        self.run_ = LiveRun(topology, "--watch")
+        self.run_.wait_for("watching")
+        feeder = Feeder(port)
+        feeder.start()
+        feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_extra_v3.so", "x.so")
+        refused = self.run_.wait_for("reload of plugin 'x' refused")
+        self.assertIn("still running test_extra 0.2.0: canary: the new version crashed on recent "
+                      "messages: " + ("exit status 1" if host_has_asan() else
+                                      "SIGSEGV (invalid memory access) in plugin code: x.remember "
+                                      "(the reload's canary), pipeline 'events'"), refused)
+        feeder.wait_sent(feeder.sent + 500)
+        feeder.stop.set()
+        feeder.join(60)
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
+        self.assertEqual(summary(self.run_.stderr)["events"]["in"], feeder.sent)
+
     def test_reset_when_the_topology_allows_it(self):
         self.start(extra_state='on_reload = "reset"')
         self.feeder.wait_sent(1000)

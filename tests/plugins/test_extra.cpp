@@ -2,13 +2,16 @@
 // a state of another type than LastSeq, and state computations that emit nothing. Its Event
 // and LastSeq have the same names and layouts as test_events' own, so the host matches them.
 // TEST_EXTRA_VARIANT 2 (version 0.3.0) has the Event of test_events_v10, with a field more:
-// the two plugins reload together.
+// the two plugins reload together. TEST_EXTRA_VARIANT 3 (0.4.0): "remember" crashes on a
+// history that is not empty, a state that cannot be copied (a vector, no save()): only a canary
+// run on the live states themselves sees it.
 #include <charconv>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <shardline/plugin.hpp>
 
@@ -33,7 +36,25 @@ struct Counter {
   std::uint64_t n = 0;
 };
 
-SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 2 ? "0.3.0" : "0.2.0", p) {
+/// Not trivially copyable, and without save()/restore(): kept as it is across a reload.
+struct History {
+  std::vector<std::uint64_t> seqs;
+};
+
+namespace {
+/// Writes through a null pointer the compiler cannot see (SIGSEGV, as a real bug would).
+void crash() {
+  volatile std::uintptr_t null = 0;
+  *reinterpret_cast<volatile int*>(null) = 1;
+}
+}  // namespace
+
+SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 3 ? "0.4.0" : TEST_EXTRA_VARIANT == 2 ? "0.3.0" : "0.2.0", p) {
+  p.state<History>("history");
+  p.state_computation("remember", [](const Event& e, History& h) {
+    if (TEST_EXTRA_VARIANT == 3 && !h.seqs.empty()) crash();
+    h.seqs.push_back(e.seq);
+  });
   p.computation("relay", [](const Event& e) { return e; });
   // "KEY SEQ" lines, where a line starting with '#' is a comment, dropped on purpose.
   p.decoder("event_or_comment", [](std::string_view line) -> std::optional<Event> {
