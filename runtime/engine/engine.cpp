@@ -37,9 +37,11 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     for (std::uint64_t key : wiring_->states[s].spec->keys) {
       try {
         shards_[flow_->router.shard(key)]->declare(s, key);
-      } catch (const std::exception& e) {
-        throw std::runtime_error("state '" + wiring_->states[s].spec->name +
-                                 "': the factory threw while creating a declared key: " + e.what());
+      } catch (...) {
+        const auto& spec = *wiring_->states[s].spec;
+        throw std::runtime_error(spec.keys_pos.str() + ": state '" + spec.name +
+                                 "': the factory threw while creating a declared key: " +
+                                 current_exception_text());
       }
     }
   }

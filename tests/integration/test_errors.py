@@ -284,6 +284,15 @@ sink = {{ kind = "discard" }}
         self.assertIn("the state factory threw: no state for key 13", err)
         self.assertEqual(summary(err)["events"]["out"], 19)
 
+    def test_a_declared_key_whose_state_factory_throws_stops_the_start_at_its_line(self):
+        topo = self.topology(steps=TRACK)
+        self.write("topology.toml", read(topo).replace('factory = "ev.last_seq"',
+                                                       'factory = "ev.picky"\nkeys = [1, 13]'))
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 1, err)
+        self.assertIn("topology.toml:7:9: state 'seqs': the factory threw while creating a "
+                      "declared key: no state for key 13", err)
+
     def test_partition_throwing(self):
         # A message whose partition function throws is dropped alone: every other message still
         # reaches its key's shard, in order, across many small batches (batch_size 4).
