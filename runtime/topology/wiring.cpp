@@ -251,7 +251,9 @@ std::string Wiring::describe() const {
     o << "state " << s.spec->name << ": " << type_str(s.factory->state) << " built by "
       << s.spec->factory.str();
     if (!s.spec->keys.empty()) o << ", " << s.spec->keys.size() << " declared keys";
-    o << ", unknown keys " << (s.spec->reject_unknown_keys ? "rejected" : "created") << "\n";
+    o << ", unknown keys " << (s.spec->reject_unknown_keys ? "rejected" : "created");
+    if (s.spec->reset_on_reload) o << ", reset by a reload that cannot carry it over";
+    o << "\n";
   }
   for (const auto& p : pipelines) {
     const PipelineSpec& ps = *p.spec;
@@ -261,7 +263,12 @@ std::string Wiring::describe() const {
       case SourceKind::file: o << "file " << ps.source.address; break;
       case SourceKind::stdin_lines: o << "stdin"; break;
     }
-    o << " (" << framing_str(ps.source.framing) << ")";
+    o << " (" << framing_str(ps.source.framing);
+    if (ps.source.max_frame != SourceSpec{}.max_frame)
+      o << ", frames up to " << ps.source.max_frame << " bytes";
+    if (ps.source.connections) o << ", ends after " << ps.source.connections << " connection(s)";
+    if (ps.source.rate) o << ", replayed at " << ps.source.rate << " frames/s";
+    o << ")";
     if (!ps.source.start_after.empty()) o << " after pipeline " << ps.source.start_after;
     o << " -> decoder " << ps.source.decoder.str() << " -> " << type_str(p.decoder->output) << "\n";
     for (std::size_t i = 0; i < p.steps.size(); ++i) {

@@ -48,16 +48,20 @@ market = "{PLUGINS}/market_spread.so"
 [states.symbols]
 factory = "market.symbol_data"
 keys = ["AAPL", "MSFT"]
+on_reload = "reset"
 [[pipelines]]
 name = "orders"
-source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.order" }}
+source = {{ kind = "tcp", listen = "127.0.0.1:7000", connections = 2, max_frame = 4096, decoder = "market.order" }}
 steps = [ {{ state_computation = "market.check_order", state = "symbols", partition = "market.order_symbol" }} ]
 sink = {{ kind = "stdout", encoder = "market.order_result" }}
 """)
         status, out, err = check(topo)
         self.assertEqual(status, 0, err)
         self.assertIn("3 shard(s)", out)
-        self.assertIn("state symbols: market_spread::SymbolData built by market.symbol_data, 2 declared keys", out)
+        self.assertIn("state symbols: market_spread::SymbolData built by market.symbol_data, 2 declared keys, "
+                      "unknown keys created, reset by a reload that cannot carry it over", out)
+        self.assertIn("source tcp listen 127.0.0.1:7000 (length-prefixed frames, frames up to 4096 bytes, "
+                      "ends after 2 connection(s)) -> decoder market.order", out)
         self.assertIn("step 1: state_computation market.check_order on state symbols, keyed by "
                       "market.order_symbol (string key): market_spread::Order -> market_spread::OrderResult", out)
 
