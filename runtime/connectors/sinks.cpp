@@ -119,7 +119,6 @@ class DiscardSink final : public Sink {
 
 }  // namespace
 
-// Declared in factory.cpp, the only caller.
 int open_output(const std::string& path, bool append) {
   // Non-blocking, so that a FIFO without a reader fails (ENXIO) instead of waiting; the
   // descriptor blocks again once open, as for any file.
@@ -132,6 +131,7 @@ int open_output(const std::string& path, bool append) {
   return fd;
 }
 
+// Declared in factory.cpp, the only caller.
 std::unique_ptr<Sink> make_file_sink(const topology::SinkSpec& spec) {
   return std::make_unique<FdSink>(spec.address);
 }

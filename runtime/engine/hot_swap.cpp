@@ -542,14 +542,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     return c.carry == reload::Carry::migrate;
   });
   if (migrates) {
-    const auto trial = loader::crash_in_copy(
-        [&] {
-          try {
-            migrate();
-          } catch (...) {  // thrown again here, where it is reported
-          }
-        },
-        kMigrationPatience);
+    // (An exception ends the copy's run quietly: the host meets it again below, and reports it.)
+    const auto trial = loader::crash_in_copy(migrate, kMigrationPatience);
     if (trial.end == End::no_copy)
       spdlog::warn("reload of {}: the migration could not be tried in a copy of the host first",
                    who);

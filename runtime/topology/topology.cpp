@@ -109,13 +109,11 @@ class Checker {
   /// character (a tab, a newline) in one would split them.
   void printable_name(const toml::node& at, std::string_view what, std::string_view name) {
     std::string shown;
-    bool control = false;
     for (const char ch : name) {
       const auto u = static_cast<unsigned char>(ch);
-      control = control || u < 0x20 || u == 0x7f;
       shown += u < 0x20 || u == 0x7f ? fmt::format("\\x{:02x}", u) : std::string(1, ch);
     }
-    if (control)
+    if (shown != name)
       error(at, std::string(what) + " name '" + shown + "' contains a control character; names " +
                     "appear in log lines and dead-letter records: use printable characters");
   }
@@ -627,13 +625,14 @@ void check_endpoints(Checker& c, const Topology& topo) {
   for (const auto& p : topo.pipelines) {
     if (p.on_error != ErrorPolicy::dead_letter || p.dead_letter.empty()) continue;
     const std::string path = p.dead_letter.string();
-    if (names_fd(path, 0))
+    const bool is_stdin = names_fd(path, 0), is_stdout = names_fd(path, 1);
+    if (is_stdin)
       c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdin: the records " +
                          "would be written into the input; give it a file of its own");
-    if (names_fd(path, 1) && stdout_writer)
+    if (is_stdout && stdout_writer)
       c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdout, the output " +
                          "of " + stdout_writer->str() + ": give it a file of its own");
-    if (names_fd(path, 0) || names_fd(path, 1)) continue;
+    if (is_stdin || is_stdout) continue;
     for (const auto* uses : {&written, &read})
       for (const auto& [other, use] : *uses)
         if (same_file(other, path))
