@@ -85,6 +85,8 @@ void Engine::bind_components(PipelinePlan& p, const topology::WiredPipeline& wp)
       s.partition = static_cast<Partition*>(ws.partition->impl.get());
       s.partition_name = ws.spec->partition.str();
       s.state = ws.state;
+      s.state_name = ws.spec->state;
+      s.key_kind = ws.partition->key_kind;
       s.route = route++;
     } else {
       s.computation = static_cast<Computation*>(ws.component->impl.get());
@@ -359,7 +361,8 @@ std::string RunSummary::counts(std::string_view head, const std::vector<Pipeline
         before && i < before->size() ? p.latency.since((*before)[i].latency) : p.latency;
     if (l.total()) o << "; latency of " << p.name << " (source to sink): " << percentiles(l);
   }
-  for (const auto& st : states) o << "; state " << st.name << ": " << st.keys << " keys";
+  for (const auto& st : states)
+    o << "; state " << st.name << ": " << st.keys << (st.keys == 1 ? " key" : " keys");
   return o.str();
 }
 

@@ -69,6 +69,16 @@ void Shard::flush(std::vector<std::uint32_t>& done) {
   done.clear();
 }
 
+/// Why a message was rejected by a state that creates no state for undeclared keys. A string
+/// key reaches the shard as its hash only, so that is all the message can name.
+static std::string undeclared_key(const StepPlan& step, std::uint64_t key) {
+  const std::string k = step.key_kind == KeyKind::string
+                            ? "a string key (hash " + std::to_string(key) + ")"
+                            : "key " + std::to_string(key);
+  return k + " is not declared in state '" + step.state_name +
+         "' (its keys/keys_file) and the state has unknown_keys = \"reject\"";
+}
+
 void Shard::process(Batch& b) {
   PipelinePlan& p = flow_.pipelines[b.pipeline];
   const StepPlan& step = p.steps[b.step];
@@ -88,9 +98,7 @@ void Shard::process(Batch& b) {
     try {
       states_[i] = table.get(b.keys[i]);
       __builtin_prefetch(states_[i]);
-      if (!states_[i])
-        lookup.add(i, "key " + std::to_string(b.keys[i]) +
-                          " is not declared in [states] and unknown_keys = \"reject\"");
+      if (!states_[i]) lookup.add(i, undeclared_key(step, b.keys[i]));
     } catch (...) {
       lookup.add(i, "the state factory threw: " + current_exception_text());
     }

@@ -176,7 +176,7 @@ def summary(stderr):
             n, what = part.split(" ", 1)
             counts[what.replace(" ", "_")] = int(n)
         result[m.group(1)] = counts
-    for m in re.finditer(r"state (\S+): (\d+) keys", line):
+    for m in re.finditer(r"state (\S+): (\d+) keys?", line):
         result["state:" + m.group(1)] = int(m.group(2))
     return result
 

@@ -319,7 +319,8 @@ sink = {{ kind = "discard" }}
         self.assertEqual(status, 0, err)
         self.assertEqual(sorted(read(self.path("out.txt")).split("\n"))[1:],
                          ["1 1 1 ok", "1 2 2 ok", "2 1 1 ok"])
-        self.assertIn("key 3 is not declared in [states] and unknown_keys = \"reject\"", err)
+        self.assertIn("key 3 is not declared in state 'seqs' (its keys/keys_file) and the state "
+                      "has unknown_keys = \"reject\"", err)
 
 
 class BadFrames(TempDirTest):

@@ -15,13 +15,14 @@ def words(line):
 
 
 class WordCount(TempDirTest):
-    def run_word_count(self, shards):
+    def run_word_count(self, shards, state_options=""):
         topology = self.write("topology.toml", f"""
 shards = {shards}
 [plugins]
 wc = "{PLUGINS}/word_count.so"
 [states.counts]
 factory = "wc.count"
+{state_options}
 [[pipelines]]
 name = "words"
 source = {{ kind = "file", path = "{TEXT}", framing = "lines", decoder = "wc.line" }}
@@ -31,6 +32,7 @@ sink = {{ kind = "file", path = "{self.path('out.txt')}", framing = "lines", enc
 """)
         status, _, err = run(topology)
         self.assertEqual(status, 0, err)
+        self.last_err = err
         return read(self.path("out.txt")).splitlines(), summary(err)
 
     def test_counts_match(self):
@@ -53,6 +55,19 @@ sink = {{ kind = "file", path = "{self.path('out.txt')}", framing = "lines", enc
         one = sorted(self.run_word_count(1)[0])
         self.assertEqual(one, sorted(self.run_word_count(2)[0]))
         self.assertEqual(one, sorted(self.run_word_count(4)[0]))
+
+
+    def test_only_declared_words_counted(self):
+        lines, counts = self.run_word_count(2, 'keys = ["the"]\nunknown_keys = "reject"')
+        occurrences = sum(words(l).count("the") for l in read(TEXT).splitlines())
+        self.assertEqual(lines, [f"the {i}" for i in range(1, occurrences + 1)])
+        all_words = sum(len(words(l)) for l in read(TEXT).splitlines())
+        self.assertEqual(counts["words"]["errors"], all_words - occurrences)
+        self.assertEqual(counts["state:counts"], 1)
+        self.assertRegex(self.last_err, r"(?m)state counts: 1 key$")
+        # A string key reaches the shard as its hash: the message says so, and names the state.
+        self.assertIn("a string key (hash ", self.last_err)
+        self.assertIn("is not declared in state 'counts'", self.last_err)
 
 
 if __name__ == "__main__":
