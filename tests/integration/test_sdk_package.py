@@ -82,6 +82,15 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
             "{ e(std::span<const int>(&s.n, 1)); });":
                 "a message must own its data",
             "p.state<std::string_view>(\"s\");": "a state must own its data",
+            "p.state<NoDefault>(\"s\");":
+                "p.state<S>(name) makes each new key's state as S{}, and S has no default "
+                "constructor",
+            # A lock in a state or message is never needed (one thread touches a key's state)
+            # and makes it immovable.
+            "p.state<Locked>(\"s\");": "a state must be movable",
+            "p.state<Locked>(\"s\", [] { return Locked{}; });": "a state must be movable",
+            "p.decoder(\"d\", [](std::string_view) { return Locked{}; });":
+                "a message must be movable",
             # A save() or restore() of another shape would be ignored, and a reload could not
             # carry the state over.
             "p.state<BadSave>(\"s\");":
@@ -92,11 +101,13 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
         }
         for line, message in cases.items():
             with self.subTest(line=line):
-                source = self.write("bad.cpp", "#include <shardline/plugin.hpp>\n"
+                source = self.write("bad.cpp", "#include <shardline/plugin.hpp>\n#include <mutex>\n"
                                     "struct In { int v = 0; };\nstruct S { int n = 0; };\n"
                                     "struct BadSave { int n = 0; void save(shardline::Writer&) {} };\n"
                                     "struct BadRestore { int n = 0; "
                                     "static BadRestore restore(shardline::Reader&) { return {}; } };\n"
+                                    "struct NoDefault { explicit NoDefault(int v) : n(v) {} int n; };\n"
+                                    "struct Locked { std::mutex m; int n = 0; };\n"
                                     "SHARDLINE_PLUGIN(\"bad\", \"1.0.0\", p) {\n  " + line + "\n}\n")
                 p = subprocess.run(["g++", "-std=c++20", "-fsyntax-only",
                                     "-I", os.path.join(ROOT, "sdk", "include"), source],

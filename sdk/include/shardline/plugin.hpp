@@ -417,27 +417,43 @@ class PluginBuilder {
   /// Partitioned state type S: default-constructed for each new key.
   template <class S>
   PluginBuilder& state(std::string name) {
-    return state<S>(std::move(name), [] { return S{}; });
+    if constexpr (!std::is_default_constructible_v<S>) {
+      static_assert(std::is_default_constructible_v<S>,
+                    "p.state<S>(name) makes each new key's state as S{}, and S has no default "
+                    "constructor: add one, or pass a factory, p.state<S>(name, "
+                    "[](std::uint64_t key) { return S{...}; })");
+      return *this;
+    } else {
+      return state<S>(std::move(name), [] { return S{}; });
+    }
   }
 
   /// Partitioned state type S built by fn() or fn(key) for each new key.
   template <class S, class F>
   PluginBuilder& state(std::string name, F fn) {
-    static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
-                  "a state factory is S() or S(std::uint64_t key), returning the state S");
-    static_assert(detail::owns_its_data_v<S>,
-                  "a state must own its data: a view or a pointer would point into memory that "
-                  "is reused while the state lives on; hold a std::string or a std::vector");
-    static_assert(detail::Saveable<S> || !detail::NamesSave<S>,
-                  "the state's save() must be `void save(shardline::Writer&) const`: with "
-                  "another signature it would be ignored, and a reload could not carry the "
-                  "state over");
-    static_assert(detail::Restorable<S> || !detail::NamesRestore<S>,
-                  "the state's restore() must be `static S restore(shardline::Reader&, "
-                  "std::uint32_t schema_version)`: with another signature it would be ignored, "
-                  "and a reload could not carry the state over");
-    return add(ComponentKind::state, std::move(name), nullptr, nullptr, &type_desc_v<S>,
-               std::make_unique<detail::StateFactoryImpl<S, F>>(std::move(fn)));
+    if constexpr (!std::is_move_constructible_v<S>) {
+      static_assert(std::is_move_constructible_v<S>,
+                    "a state must be movable: the engine moves states when a reload carries them "
+                    "over. It needs no lock: only its key's shard thread ever touches it, so "
+                    "drop any std::mutex or std::atomic member");
+      return *this;
+    } else {
+      static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
+                    "a state factory is S() or S(std::uint64_t key), returning the state S");
+      static_assert(detail::owns_its_data_v<S>,
+                    "a state must own its data: a view or a pointer would point into memory that "
+                    "is reused while the state lives on; hold a std::string or a std::vector");
+      static_assert(detail::Saveable<S> || !detail::NamesSave<S>,
+                    "the state's save() must be `void save(shardline::Writer&) const`: with "
+                    "another signature it would be ignored, and a reload could not carry the "
+                    "state over");
+      static_assert(detail::Restorable<S> || !detail::NamesRestore<S>,
+                    "the state's restore() must be `static S restore(shardline::Reader&, "
+                    "std::uint32_t schema_version)`: with another signature it would be ignored, "
+                    "and a reload could not carry the state over");
+      return add(ComponentKind::state, std::move(name), nullptr, nullptr, &type_desc_v<S>,
+                 std::make_unique<detail::StateFactoryImpl<S, F>>(std::move(fn)));
+    }
   }
 
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
@@ -502,6 +518,9 @@ class PluginBuilder {
                   "a message whose memory is reused while this one is still on its way; return "
                   "std::string rather than std::string_view, a std::vector rather than a "
                   "std::span or a pointer");
+    static_assert(std::is_void_v<Out> || std::is_move_constructible_v<Out>,
+                  "a message must be movable: the engine moves messages between threads; drop "
+                  "any std::mutex or std::atomic member");
   }
 
   PluginBuilder& add(ComponentKind kind, std::string name, const TypeDesc* in,
