@@ -370,8 +370,11 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     const std::string whose = aliases.size() == 1 ? "" : "plugin '" + aliases[i] + "': ";
     try {
       auto plugin = loader::Plugin::load(olds[i]->file(), loader::Plugin::Trial::in_copy_first);
+      // A build that renamed its plugin says so: "a 1.0.0 -> b 1.0.1".
       report.versions += (i == 0 ? "" : ", ") + olds[i]->name() + " " + olds[i]->version() +
-                         " -> " + plugin->version();
+                         " -> " +
+                         (plugin->name() == olds[i]->name() ? "" : plugin->name() + " ") +
+                         plugin->version();
       for (auto& [alias, loaded] : options.loaded)
         if (alias == aliases[i]) loaded = std::move(plugin);
     } catch (const loader::PluginError& e) {

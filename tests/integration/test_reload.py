@@ -280,6 +280,16 @@ class HotReload(ReloadTest):
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
 
+    def test_a_build_under_another_plugin_name_says_so(self):
+        self.start()
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v15.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> test_events_renamed 15.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v15" for vs in versions.values()))
+
     def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
         # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the
         # pipelines cannot pause, and the rebuild is refused; once the pipe is read, the retry

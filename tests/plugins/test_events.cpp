@@ -32,6 +32,7 @@
 //     canary replays messages already applied, which this check trips; tags " v13".
 //  14 LastSeq changes schema, and restore() crashes on a state that has seen no event (a
 //     declared key no message reached, which the canary's recent messages never touch).
+//  15 as 2, under another plugin name (SHARDLINE_PLUGIN's first argument); tags " v15".
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -94,6 +95,8 @@ constexpr const char* kTag = " v3";
 constexpr const char* kTag = " v10";
 #elif TEST_EVENTS_VARIANT == 13
 constexpr const char* kTag = " v13";
+#elif TEST_EVENTS_VARIANT == 15
+constexpr const char* kTag = " v15";
 #else
 constexpr const char* kTag = "";
 #endif
@@ -132,7 +135,13 @@ Event parse_event(std::string_view line) {
 
 }  // namespace
 
-SHARDLINE_PLUGIN("test_events", TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) {
+#if TEST_EVENTS_VARIANT == 15
+#define TEST_EVENTS_NAME "test_events_renamed"
+#else
+#define TEST_EVENTS_NAME "test_events"
+#endif
+
+SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) {
   p.decoder("event_line", [](std::string_view line) { return parse_event(line); });
 #if TEST_EVENTS_VARIANT == 12
   p.partition("by_key", [](const Event& e) { return std::to_string(e.key); });
