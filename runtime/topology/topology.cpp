@@ -506,10 +506,15 @@ std::set<std::string> addresses_of(const std::string& host) {
   if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) == 0) {
     for (const addrinfo* a = found; a; a = a->ai_next) {
       char text[INET6_ADDRSTRLEN] = {};
-      const void* at = a->ai_family == AF_INET
-                           ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-                           : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
-      if (::inet_ntop(a->ai_family, at, text, sizeof text)) out.insert(text);
+      int family = a->ai_family;
+      const void* at = &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr;
+      if (family == AF_INET6) {
+        const in6_addr& v6 = reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr;
+        // An IPv4-mapped address (::ffff:127.0.0.1) is the IPv4 address itself to a listener.
+        at = IN6_IS_ADDR_V4MAPPED(&v6) ? static_cast<const void*>(v6.s6_addr + 12) : &v6;
+        family = IN6_IS_ADDR_V4MAPPED(&v6) ? AF_INET : AF_INET6;
+      }
+      if (::inet_ntop(family, at, text, sizeof text)) out.insert(text);
     }
     ::freeaddrinfo(found);
   }

@@ -649,7 +649,10 @@ TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
       "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
       "[[pipelines]]\n"
       "name = \"d\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"e\"\n"
+      "source = { kind = \"tcp\", listen = \"[::ffff:127.0.0.1]:7100\", decoder = \"ev.event_line\" }\n");
   {
     std::ifstream in(t.file);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -662,14 +665,21 @@ TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
   fs::current_path(t.file.parent_path());
   const auto errors = parse_errors("topology.toml");
   fs::current_path(was);
-  REQUIRE(errors.size() == 3);
+  REQUIRE(errors.size() == 5);
   CHECK(errors[0] == "topology.toml:9:10: pipeline 'b' source listens on localhost:7100, as "
                      "pipeline 'a' (topology.toml:5:10) does: give each tcp source its own port");
   CHECK(errors[1] == "topology.toml:16:10: pipeline 'd' source reads stdin, as pipeline 'c' "
                      "(topology.toml:13:10) does: two sources would split its input between "
                      "them; give one of them another source");
-  CHECK(errors[2].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
-  CHECK(errors[2].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
+  // The IPv4-mapped spelling of 127.0.0.1 is the same address to a listener.
+  CHECK(errors[2] == "topology.toml:19:10: pipeline 'e' source listens on "
+                     "[::ffff:127.0.0.1]:7100, as pipeline 'a' (topology.toml:5:10) does: give "
+                     "each tcp source its own port");
+  CHECK(errors[3] == "topology.toml:19:10: pipeline 'e' source listens on "
+                     "[::ffff:127.0.0.1]:7100, as pipeline 'b' (topology.toml:9:10) does: give "
+                     "each tcp source its own port");
+  CHECK(errors[4].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
+  CHECK(errors[4].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
                        "its own path") != std::string::npos);
 }
 
