@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -260,7 +261,12 @@ int Engine::run() {
   summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   summary_.pipelines = pipeline_counters();
   summary_.states = state_counts(true);
-  spdlog::info("{}", summary_.line());
+  // A run that lost or refused something says so at warn, so `--log-level warn` still shows it.
+  const bool troubled = std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
+                                    [](const PipelineSummary& p) {
+                                      return p.errors || p.bad_input || p.lost;
+                                    });
+  spdlog::log(troubled ? spdlog::level::warn : spdlog::level::info, "{}", summary_.line());
   if (failed_) {
     spdlog::error("stopped: {}", failure_);
     return exit_stopped_on_error;

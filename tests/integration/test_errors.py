@@ -283,6 +283,14 @@ sink = {{ kind = "discard" }}
         self.assertEqual(status, 0, err)
         self.assertIn("the state factory threw: no state for key 13", err)
         self.assertEqual(summary(err)["events"]["out"], 19)
+        # A run with errors ends on a warning, which --log-level warn still shows; a clean run's
+        # summary is an info line.
+        self.assertIn("[warning] done in", err)
+        _, _, quiet = run(self.path("topology.toml"), "--log-level", "warn")
+        self.assertEqual(summary(quiet)["events"]["errors"], 1)
+        self.write("events.txt", "1 1\n")
+        _, _, clean = run(self.path("topology.toml"), "--log-level", "warn")
+        self.assertNotIn("done in", clean)
 
     def test_a_declared_key_whose_state_factory_throws_stops_the_start_at_its_line(self):
         topo = self.topology(steps=TRACK)
