@@ -82,6 +82,17 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
             "{ e(std::span<const int>(&s.n, 1)); });":
                 "a message must own its data",
             "p.state<std::string_view>(\"s\");": "a state must own its data",
+            # Outputs go through emit alone: a returned value would be dropped without a word.
+            "p.computation(\"c\", [](const In& m, shardline::Emit<In>& e) { e(m); return m; });":
+                "a function that takes shardline::Emit<Out>& emits through it and returns void",
+            "p.state_computation(\"f\", [](const In& m, S& s, shardline::Emit<In>& e) "
+            "{ e(m); return s.n; });":
+                "a function that takes shardline::Emit<Out>& emits through it and returns void",
+            # One function object serves every shard thread: what it changes, it changes racily.
+            "p.computation(\"c\", [n = 0](const In& m) mutable { return In{m.v + ++n}; });":
+                "a plugin function must not change itself (a mutable lambda",
+            "p.state<S>(\"s\", [n = 0]() mutable { return S{++n}; });":
+                "a plugin function must not change itself (a mutable lambda",
             "p.state<NoDefault>(\"s\");":
                 "p.state<S>(name) makes each new key's state as S{}, and S has no default "
                 "constructor",

@@ -68,13 +68,16 @@ template <class R, class... A>
 struct fn_traits<R (*)(A...)> {
   using result = R;
   using args = std::tuple<A...>;
+  static constexpr bool changes_itself = false;  ///< a mutable lambda's operator()
 };
 template <class R, class... A>
 struct fn_traits<R(A...)> : fn_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct fn_traits<R (C::*)(A...) const> : fn_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
-struct fn_traits<R (C::*)(A...)> : fn_traits<R (*)(A...)> {};
+struct fn_traits<R (C::*)(A...)> : fn_traits<R (*)(A...)> {
+  static constexpr bool changes_itself = true;
+};
 
 /// Whether the SDK can read F's parameter types: a function, or a lambda or function object
 /// with one operator() whose parameters are written out (not a generic lambda's `auto`), taking
@@ -133,6 +136,13 @@ constexpr bool takes_emit() {
 template <class F, std::size_t inputs>
 constexpr bool inputs_then_emit() {
   return arity_v<F> == inputs || (arity_v<F> == inputs + 1 && takes_emit<F, inputs>());
+}
+
+/// Whether F takes an Emit<Out>& after its `inputs` and still returns a value, which nothing
+/// would read: its outputs go through `emit` alone.
+template <class F, std::size_t inputs>
+constexpr bool emits_and_returns() {
+  return takes_emit<F, inputs>() && !std::is_void_v<result_t<F>>;
 }
 
 /// The output type of a function whose last argument may be Emit<Out>&.
@@ -384,6 +394,9 @@ class PluginBuilder {
       static_assert(detail::inputs_then_emit<F, 1>(),
                     "a computation is Out(const In&), std::optional<Out>(const In&), or "
                     "void(const In&, shardline::Emit<Out>&)");
+      static_assert(!detail::emits_and_returns<F, 1>(),
+                    "a function that takes shardline::Emit<Out>& emits through it and returns "
+                    "void: a value it returned would be dropped");
       using In = detail::arg_t<F, 0>;
       using Out = typename detail::output_of<F, 1>::type;
       static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
@@ -440,6 +453,11 @@ class PluginBuilder {
     } else {
       static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
                     "a state factory is S() or S(std::uint64_t key), returning the state S");
+      static_assert(std::is_invocable_r_v<S, const F&> ||
+                        std::is_invocable_r_v<S, const F&, std::uint64_t>,
+                    "a plugin function must not change itself (a mutable lambda, or an "
+                    "operator() that is not const): the same object is called by several "
+                    "threads at once; keep what changes in a state");
       static_assert(detail::owns_its_data_v<S>,
                     "a state must own its data: a view or a pointer would point into memory that "
                     "is reused while the state lives on; hold a std::string or a std::vector");
@@ -465,6 +483,9 @@ class PluginBuilder {
       static_assert(detail::inputs_then_emit<F, 2>(),
                     "a state computation takes (const In&, S&) and returns nothing, Out or "
                     "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
+      static_assert(!detail::emits_and_returns<F, 2>(),
+                    "a function that takes shardline::Emit<Out>& emits through it and returns "
+                    "void: a value it returned would be dropped");
       using StateArg = std::tuple_element_t<1, typename detail::fn_traits<F>::args>;
       static_assert(std::is_lvalue_reference_v<StateArg> &&
                         !std::is_const_v<std::remove_reference_t<StateArg>>,
@@ -506,6 +527,11 @@ class PluginBuilder {
                   "write out the function's parameter types, e.g. [](const In& m) { ... }: the "
                   "SDK reads the message and state types from them, so a generic lambda (auto "
                   "parameters) or a function without the message cannot be registered");
+    if constexpr (detail::readable<F, min_args>())
+      static_assert(!detail::fn_traits<F>::changes_itself,
+                    "a plugin function must not change itself (a mutable lambda, or an "
+                    "operator() that is not const): the same object is called by several "
+                    "threads at once; keep what changes in a state");
     return detail::readable<F, min_args>();
   }
 
