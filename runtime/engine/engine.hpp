@@ -82,6 +82,9 @@ struct ReloadReport {
   std::string message;        ///< the log line
   std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
+  /// States kept as they are whose values may hold the old build's objects: that build stays
+  /// loaded for them, on purpose.
+  std::vector<std::string> old_held_for;
   double pause_ms = 0;        ///< sources paused -> resumed
   double total_ms = 0;        ///< request taken -> done
   bool old_unloaded = false;  ///< the old library is no longer mapped
@@ -153,7 +156,10 @@ class Engine {
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);
 
-  // Declaration order is destruction order in reverse: the Wiring (plugins) goes last.
+  // Declaration order is destruction order in reverse: the plugins go last.
+  /// Builds replaced by a reload that states kept as they are may still hold objects of (a
+  /// std::function, a shared_ptr): loaded until the end of the run. [control thread]
+  std::vector<std::shared_ptr<loader::Plugin>> held_for_states_;
   std::unique_ptr<topology::Wiring> wiring_;
   std::unique_ptr<Dataflow> flow_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -409,6 +409,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
       continue;
     }
     carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
+    if (carries.back().carry == reload::Carry::keep && !from.trivial)
+      report.old_held_for.push_back(wiring_->states[s].spec->name);
     if (carries.back().carry == reload::Carry::blocked)
       return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
     if (carries.back().warn)
@@ -587,14 +589,28 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   }
   for (std::size_t i = 0; i < flow_->pipelines.size(); ++i)
     bind_components(flow_->pipelines[i], fresh->pipelines[i]);
+  // A state kept as it is that may hold the old build's objects keeps that build loaded: a
+  // std::function in it calls into the old code, and its destructor runs there too.
+  for (const std::string& name : report.old_held_for)
+    for (const auto& st : wiring_->states)
+      if (st.spec->name == name) held_for_states_.push_back(st.plugin);
   std::unique_ptr<topology::Wiring> old = std::move(wiring_);
   wiring_ = std::move(fresh);
 
   // 6. Resume, then let the old versions go.
   resume();
   old.reset();
+  // The old builds go, except one a state kept as it is holds on purpose.
   report.old_unloaded = true;
+  std::size_t released = 0;
+  std::string held_builds;
   for (auto& plugin : olds) {
+    if (std::find(held_for_states_.begin(), held_for_states_.end(), plugin) !=
+        held_for_states_.end()) {
+      held_builds += (held_builds.empty() ? "" : ", ") + plugin->name() + " " + plugin->version();
+      continue;
+    }
+    ++released;
     const auto shadow = plugin->shadow();
     const long users = plugin.use_count();
     plugin.reset();
@@ -602,12 +618,23 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   }
   report.ok = true;
   report.total_ms = ms_since(started);
+  std::string fate;
+  if (released)
+    fate = fmt::format("old {} {}", released == 1 ? "library" : "libraries",
+                       report.old_unloaded ? "unloaded" : "STILL MAPPED");
+  if (!report.old_held_for.empty()) {
+    std::string states;
+    for (const std::string& name : report.old_held_for)
+      states += (states.empty() ? "'" : ", '") + name + "'";
+    fate += fmt::format("{}{} kept loaded for state{} {}, kept as is (its values may hold "
+                        "objects of that build)",
+                        fate.empty() ? "old build " : "; old build ", held_builds,
+                        report.old_held_for.size() == 1 ? "" : "s", states);
+  }
   report.message = fmt::format(
-      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; "
-      "old {} {}",
+      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; {}",
       who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
-      report.pause_ms, report.total_ms, olds.size() == 1 ? "library" : "libraries",
-      report.old_unloaded ? "unloaded" : "STILL MAPPED");
+      report.pause_ms, report.total_ms, fate);
   return report;
 }
 

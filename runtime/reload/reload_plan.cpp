@@ -23,10 +23,10 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
   if (same_layout && !can_migrate)
     return {Carry::keep,
             name + " has the same layout (" + version_str(to) + "): kept as is; it is not "
-                   "trivially copyable, so if it holds anything made by the plugin's code (a "
-                   "std::function, a shared_ptr, an object with virtual functions), give it "
-                   "save() and restore(), or the host will crash once the old code is gone",
-            true};
+                   "trivially copyable and may hold something the old code made (a "
+                   "std::function, a shared_ptr, an object with virtual functions), so the old "
+                   "build stays loaded for it and such a thing goes on running the old code; "
+                   "give it save() and restore() to have the new code rebuild every value"};
   if (same_layout)
     return {Carry::migrate, name + " (" + version_str(to) + ") is not trivially copyable: every "
                                    "value saved by the old code and restored by the new, so none "

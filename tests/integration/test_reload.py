@@ -55,7 +55,7 @@ class ReloadTest(TempDirTest):
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
                'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
-               factory="ev.last_seq"):
+               factory="ev.last_seq", encoder="ev.tracked_line"):
         """With `link`, the topology names each plugin through a symbolic link in that folder."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
@@ -77,7 +77,7 @@ factory = "{factory}"
 name = "events"
 source = {{ kind = "tcp", listen = "127.0.0.1:{self.port}", connections = 1, framing = "lines", decoder = "ev.event_line" }}
 steps = [ {steps} ]
-sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encoder}" }}
 """)
         self.run_ = LiveRun(topology, *(["--watch"] if watch else []))
         self.run_.wait_for("watching" if watch else "listening on")
@@ -289,6 +289,23 @@ class HotReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v15" for vs in versions.values()))
+
+    def test_a_state_holding_the_old_builds_code_keeps_that_build_loaded(self):
+        # Labeller holds a std::function made by the build that created the state, and has no
+        # save(): it is kept as is, so the old build must stay loaded or its next call crashes.
+        self.launch({"ev": "test_events.so"}, factory="ev.labeller", encoder="ev.text",
+                    steps='{ state_computation = "ev.label", state = "seqs", '
+                          'partition = "ev.by_key" }')
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("keys kept 20", line)
+        self.assertIn("old build test_events 1.0.0 kept loaded for state 'seqs', kept as is", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, _ = self.finish(counters_continue=False)
+        # Each key's function is still the first build's: no tag, before the swap and after.
+        self.assertEqual(sorted(lines), sorted(f"{i % KEYS} seq {i // KEYS + 1}"
+                                               for i in range(self.feeder.sent)))
 
     def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
         # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the

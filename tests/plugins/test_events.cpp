@@ -11,6 +11,8 @@
 #include <string_view>
 #include <system_error>
 
+#include <functional>
+
 #include <shardline/plugin.hpp>
 
 // Built once per TEST_EVENTS_VARIANT for the hot-reload tests (default 1):
@@ -85,6 +87,12 @@ struct LastSeq {
     return s;
   }
 #endif
+};
+
+/// A state holding a function made by the build that created it: the old build must stay
+/// loaded while such a state lives on after a reload.
+struct Labeller {
+  std::function<std::string(std::uint64_t)> label;
 };
 
 #if TEST_EVENTS_VARIANT == 2
@@ -185,6 +193,13 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
     return std::to_string(e.key) + ":" + std::to_string(e.seq);
   });
   p.encoder("text", [](const std::string& s) { return s; });
+  // A state holding code of the build that made it (no save(): kept as is across a reload).
+  p.state<Labeller>("labeller", [] {
+    return Labeller{[](std::uint64_t seq) { return "seq " + std::to_string(seq) + kTag; }};
+  });
+  p.state_computation("label", [](const Event& e, Labeller& l) {
+    return std::to_string(e.key) + " " + l.label(e.seq);
+  });
   p.state<LastSeq>("picky", [](std::uint64_t key) {
     if (key == 13) throw std::runtime_error("no state for key 13");
     return LastSeq{};

@@ -134,6 +134,8 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::computation, "segfault", "Event", "Event", ""},
       {ComponentKind::computation, "to_text", "Event", "std::string", ""},
       {ComponentKind::encoder, "text", "std::string", "", ""},
+      {ComponentKind::state, "labeller", "", "", "Labeller"},
+      {ComponentKind::state_computation, "label", "Event", "std::string", "Labeller"},
       {ComponentKind::state, "picky", "", "", "LastSeq"},
       {ComponentKind::partition, "by_text", "std::string", "", ""},
       {ComponentKind::partition, "by_key_but_13", "Event", "", ""},
@@ -163,9 +165,9 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
   CHECK(plugin->names_of(ComponentKind::decoder) == "event_line");
   CHECK(plugin->names_of(ComponentKind::computation) == "explode, segfault, to_text");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
-  CHECK(plugin->names_of(ComponentKind::state) == "last_seq, picky");
+  CHECK(plugin->names_of(ComponentKind::state) == "last_seq, labeller, picky");
   CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text, by_key_but_13");
-  CHECK(plugin->names_of(ComponentKind::state_computation) == "track");
+  CHECK(plugin->names_of(ComponentKind::state_computation) == "track, label");
 }
 
 TEST_CASE("a loaded plugin's decoder runs in the host", "[loader]") {

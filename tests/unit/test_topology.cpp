@@ -302,11 +302,11 @@ TEST_CASE("an unknown component lists what the plugin exports", "[topology]") {
       "sink = { kind = \"stdout\", encoder = \"ev.track\" }\n");
   CHECK(wire_errors(t.file) ==
         Errors{t.at(4, 11, "plugin 'ev' (test_events 1.0.0) has no state 'last_sequence'; its states: "
-                           "last_seq, picky"),
+                           "last_seq, labeller, picky"),
                t.at(7, 38, "plugin 'ev' (test_events 1.0.0) has no decoder 'event_lines'; its decoders: "
                            "event_line"),
                t.at(8, 33, "plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'; its "
-                           "state_computations: track"),
+                           "state_computations: track, label"),
                t.at(9, 37, "plugin 'ev' (test_events 1.0.0) has no encoder 'track'; its encoders: "
                            "tracked_line, text")});
 }
@@ -832,7 +832,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   const std::string expected =
       "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
       "batches, scheduling for throughput (sink threads write the sinks)\n"
-      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 12 components)\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 14 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"
       "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"
