@@ -41,8 +41,8 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
       } catch (...) {
         const auto& spec = *wiring_->states[s].spec;
         throw std::runtime_error(spec.keys_pos.str() + ": state '" + spec.name +
-                                 "': the factory threw while creating a declared key: " +
-                                 current_exception_text());
+                                 "': the factory threw while creating declared key " +
+                                 spec.key_text(key) + ": " + current_exception_text());
       }
     }
   }

@@ -253,6 +253,18 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   if (topo.plugins.empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");
 }
 
+/// Calls f(key) for each line of a keys_file: surrounding blanks trimmed, blank lines skipped.
+template <class F>
+void for_each_file_key(std::istream& in, F&& f) {
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    const auto e = line.find_last_not_of(" \t\r");
+    f(std::string_view(line).substr(b, e - b + 1));
+  }
+}
+
 void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topology& topo) {
   // A state is keyed one way (the partition functions' KeyKind): mixing is a mistake.
   const auto kind = [&](KeyKind k, const toml::node& at) {
@@ -272,6 +284,7 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
       for (const auto& k : *arr) {
         if (auto s = k.value_exact<std::string>()) {
           state.keys.push_back(key_of(*s));
+          state.key_strings.push_back(*s);
           kind(KeyKind::string, k);
         } else if (auto i = k.value_exact<std::int64_t>()) {
           state.keys.push_back(static_cast<std::uint64_t>(*i));
@@ -289,13 +302,8 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
       c.error(*t.get("keys_file"), "cannot open keys_file " + path.string() + ": " +
                                        std::strerror(errno));
     } else {
-      std::string line;
-      while (std::getline(in, line)) {
-        const auto b = line.find_first_not_of(" \t\r");
-        if (b == std::string::npos) continue;
-        const auto e = line.find_last_not_of(" \t\r");
-        state.keys.push_back(key_of(std::string_view(line).substr(b, e - b + 1)));
-      }
+      state.keys_file = path;
+      for_each_file_key(in, [&](std::string_view k) { state.keys.push_back(key_of(k)); });
       kind(KeyKind::string, *t.get("keys_file"));
     }
   }
@@ -690,6 +698,18 @@ Topology parse_topology(const std::filesystem::path& file) {
   check_endpoints(c, topo);
   if (!errors.empty()) throw TopologyError(std::move(errors));
   return topo;
+}
+
+std::string StateSpec::key_text(std::uint64_t key) const {
+  if (keys_kind != KeyKind::string) return std::to_string(static_cast<std::int64_t>(key));
+  for (const std::string& k : key_strings)
+    if (key_of(k) == key) return "'" + k + "'";
+  std::string found;
+  if (std::ifstream in(keys_file); !keys_file.empty() && in)
+    for_each_file_key(in, [&](std::string_view k) {
+      if (found.empty() && key_of(k) == key) found = "'" + std::string(k) + "'";
+    });
+  return found.empty() ? "with hash " + std::to_string(key) : found;
 }
 
 }  // namespace shardline::topology

@@ -57,6 +57,11 @@ struct StateSpec {
   /// Whether they were written as strings or integers (keys_file: strings); where they were.
   std::optional<KeyKind> keys_kind;
   Position keys_pos;
+  std::vector<std::string> key_strings;  ///< the string keys of `keys`, as written
+  std::filesystem::path keys_file;       ///< resolved; empty if none
+  /// A declared key as the topology wrote it ("AAPL", 42), for messages: string keys are
+  /// looked up again in `keys` and keys_file (a rare path; the texts are not kept).
+  std::string key_text(std::uint64_t key) const;
   bool reject_unknown_keys = false;  ///< unknown_keys = "reject"
   bool reset_on_reload = false;      ///< on_reload = "reset": a reload may start it afresh
   Position pos;

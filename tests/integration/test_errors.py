@@ -298,8 +298,8 @@ sink = {{ kind = "discard" }}
                                                        'factory = "ev.picky"\nkeys = [1, 13]'))
         status, _, err = run(self.path("topology.toml"))
         self.assertEqual(status, 1, err)
-        self.assertIn("topology.toml:7:9: state 'seqs': the factory threw while creating a "
-                      "declared key: no state for key 13", err)
+        self.assertIn("topology.toml:7:9: state 'seqs': the factory threw while creating "
+                      "declared key 13: no state for key 13", err)
 
     def test_partition_throwing(self):
         # A message whose partition function throws is dropped alone: every other message still

@@ -1,12 +1,15 @@
 // parse_topology and wire_topology: each error by its exact "FILE:LINE:COL: message", several
 // errors at once, and the description of a valid wiring.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
+
+#include <shardline/key.hpp>
 
 #include "test_support.hpp"
 #include "topology/address.hpp"
@@ -260,6 +263,38 @@ TEST_CASE("a keys_file that cannot be opened", "[topology]") {
   CHECK(parse_errors(t.file) ==
         Errors{t.at(5, 13, "cannot open keys_file " + (t.file.parent_path() / "no-such-keys.txt").string() +
                                ": No such file or directory")});
+}
+
+TEST_CASE("a declared key is named as the topology wrote it", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.words]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [\"the\"]\n"
+      "keys_file = \"words.txt\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [-1, 42]\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+  // keys_file: one key per line, surrounding blanks trimmed, blank lines skipped.
+  std::ofstream(t.file.parent_path() / "words.txt") << "  of \n\nand\n";
+  const auto topo = parse_topology(t.file);
+  const auto named = [&](const std::string& name) {
+    return *std::find_if(topo.states.begin(), topo.states.end(),
+                         [&](const auto& st) { return st.name == name; });
+  };
+  const auto& words = named("words");
+  REQUIRE(words.keys.size() == 3);
+  CHECK(words.key_text(shardline::key_of("the")) == "'the'");
+  CHECK(words.key_text(shardline::key_of("of")) == "'of'");
+  CHECK(words.key_text(shardline::key_of("and")) == "'and'");
+  CHECK(words.key_text(shardline::key_of("but")) ==
+        "with hash " + std::to_string(shardline::key_of("but")));
+  CHECK(named("seqs").key_text(static_cast<std::uint64_t>(-1)) == "-1");
+  CHECK(named("seqs").key_text(42) == "42");
 }
 
 TEST_CASE("a plugin name with a dot", "[topology]") {
