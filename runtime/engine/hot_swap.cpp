@@ -485,7 +485,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
               .run(candidate, sample, new_types, new_factories);
       }
     } catch (const std::exception& e) {
-      return std::string("canary: a state could not be carried over: ") + e.what();
+      return std::string("canary: the new version could not take over the state of a key the "
+                         "recent messages touched (tried before migrating every key): ") +
+             e.what();
     }
     return {};
   };

@@ -41,6 +41,14 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
                 std::to_string(to.schema_version) + " for the old form too; bump schema_version "
                 "when the layout (or what save() writes) changes",
             true};
+  if (can_migrate && to.schema_version < from.schema_version)
+    return {Carry::migrate,
+            std::string(from.name) + " (" + version_str(from) + ") -> " + name + " (" +
+                version_str(to) + "): every value saved and restored, but the schema goes back: "
+                "the new restore() is given values saved in schema " +
+                std::to_string(from.schema_version) + ", newer than its own; make sure it reads "
+                "them, or give the new version a higher schema_version",
+            true};
   if (can_migrate)
     return {Carry::migrate, std::string(from.name) + " (" + version_str(from) + ") -> " + name +
                                 " (" + version_str(to) + "): every value saved and restored"};
@@ -54,9 +62,13 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
   why += !from.save  ? ", and the running version has no save()"
          : !to.restore ? ", and the new version has no restore()"
                        : "";
-  if (reset_allowed) return {Carry::reset, why + ": state reset (on_reload = \"reset\")"};
-  return {Carry::blocked, why + "; give the state type save() and restore(), keep its layout, "
-                                "or allow on_reload = \"reset\" for this state"};
+  if (reset_allowed)
+    return {Carry::reset,
+            why + ": every key starts again from a new state (on_reload = \"reset\")", true};
+  // (Keeping the layout does not help a type with a vtable: its objects never outlive the code.)
+  return {Carry::blocked, why + "; give the state type save() and restore()" +
+                              (from.fingerprint == to.fingerprint ? "" : ", keep its layout") +
+                              ", or allow on_reload = \"reset\" for this state"};
 }
 
 std::vector<std::string> compare_plugins(const loader::Plugin& from, const loader::Plugin& to) {

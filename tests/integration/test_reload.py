@@ -437,6 +437,9 @@ steps = [ {{ state_computation = "x.remember", state = "history", partition = "e
         self.publish(f"{TEST_PLUGINS}/test_events_v4.so")       # new layout, no restore()
         line = self.run_.wait_for("reloaded plugin 'ev'")
         self.assertIn("keys kept 0, migrated 0, reset 20", line)
+        warning = self.run_.wait_for("every key starts again from a new state")
+        self.assertIn("[warning] reload of plugin 'ev': state 'seqs': ", warning)
+        self.assertIn("(on_reload = \"reset\")", warning)
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, _ = self.finish(counters_continue=False)
         # Per key: the count runs 1..n, then starts again at 1 after the reset, in order.

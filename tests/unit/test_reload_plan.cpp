@@ -74,3 +74,28 @@ TEST_CASE("a layout change without a new schema_version migrates, with a warning
   REQUIRE(bumped.carry == Carry::migrate);
   CHECK_FALSE(bumped.warn);
 }
+
+TEST_CASE("a schema that goes back migrates, with a warning", "[reload]") {
+  TypeDesc from = desc(true, 1, true), to = desc(true, 2, true);
+  from.schema_version = 2;
+  to.schema_version = 1;
+  const auto c = plan_state(from, to, false);
+  REQUIRE(c.carry == Carry::migrate);
+  CHECK(c.warn);
+  CHECK(c.why.find("the schema goes back: the new restore() is given values saved in schema 2, "
+                   "newer than its own") != std::string::npos);
+}
+
+TEST_CASE("a reset is announced, and a vtable is not advised to keep its layout", "[reload]") {
+  const auto reset = plan_state(desc(true, 1, false), desc(true, 2, true), true);
+  REQUIRE(reset.carry == Carry::reset);
+  CHECK(reset.warn);
+  CHECK(reset.why.find("every key starts again from a new state") != std::string::npos);
+  TypeDesc virtual_from = desc(false, 1, false), virtual_to = desc(false, 1, false);
+  virtual_from.polymorphic = virtual_to.polymorphic = true;
+  const auto blocked = plan_state(virtual_from, virtual_to, false);
+  REQUIRE(blocked.carry == Carry::blocked);
+  CHECK(blocked.why == "S has a vtable, so its objects cannot outlive the old code, and the "
+                       "running version has no save(); give the state type save() and "
+                       "restore(), or allow on_reload = \"reset\" for this state");
+}
