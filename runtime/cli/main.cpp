@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -164,7 +166,8 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 /// host that does not resolve here (a TCP sink, which `run` keeps retrying, or a TCP source's
 /// listen address, which `run` refuses at start), a listen address that cannot be listened on
 /// here or now (another machine's address, a port in use), or a file sink or dead-letter file
-/// whose folder is missing or that is a folder (which `run` refuses at start).
+/// whose folder is missing or that is a folder, or a source file that is missing, unreadable
+/// or a folder (which `run` refuses at start).
 void warn_machine_dependent(const topology::Topology& topo) {
   const auto resolves = [](const std::string& address, std::string& why) {
     const auto where = topology::parse_host_port(address);
@@ -197,6 +200,24 @@ void warn_machine_dependent(const topology::Topology& topo) {
       warn_output(p.pos, "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(),
                   p.dead_letter);
     std::string why;
+    if (p.source.kind == topology::SourceKind::file) {
+      // Checked by name, not opened: opening a FIFO would wait for its writer.
+      std::error_code ec;
+      if (!std::filesystem::exists(p.source.address, ec))
+        std::fprintf(stderr,
+                     "%s: warning: source file %s does not exist here; `shardline run` would not "
+                     "start unless it is created first\n",
+                     p.source.pos.str().c_str(), p.source.address.c_str());
+      else if (::access(p.source.address.c_str(), R_OK) != 0)
+        std::fprintf(stderr,
+                     "%s: warning: source file %s cannot be read here (%s); `shardline run` "
+                     "would not start\n",
+                     p.source.pos.str().c_str(), p.source.address.c_str(), std::strerror(errno));
+      else if (std::filesystem::is_directory(p.source.address, ec))
+        std::fprintf(stderr, "%s: warning: source file %s is a folder here; `shardline run` "
+                             "would not start\n",
+                     p.source.pos.str().c_str(), p.source.address.c_str());
+    }
     if (p.source.kind == topology::SourceKind::tcp) {
       if (!resolves(p.source.address, why)) {
         std::fprintf(stderr, "%s: warning: source tcp %s: %s; `shardline run` would not start\n",

@@ -193,6 +193,22 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
                       ": the folder " + self.path("gone") + " does not exist here", err)
         self.assertIn("is valid", out)
 
+    def test_check_warns_about_a_source_file_missing_here(self):
+        topo = self.write("topology.toml", events_topology(2))
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn(": warning: source file " + self.path("events.txt") + " does not exist "
+                      "here; `shardline run` would not start unless it is created first", err)
+        self.assertIn("is valid", out)
+        os.mkdir(self.path("events.txt"))
+        status, out, err = check(topo)
+        self.assertIn(": warning: source file " + self.path("events.txt") + " is a folder here",
+                      err)
+        os.rmdir(self.path("events.txt"))
+        self.write("events.txt", "1 1\n")
+        status, out, err = check(topo)
+        self.assertNotIn("warning", err)
+
     def test_check_warns_about_a_listen_address_that_cannot_be_listened_on_here(self):
         def check_listen(address):
             topo = self.write("topology.toml", events_topology(2).replace(
