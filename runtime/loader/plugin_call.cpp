@@ -71,6 +71,14 @@ void on_where_signal(int) {
   const PluginCall* call = tl_call;
   if (!call) return;
   const int saved_errno = errno;
+  if (g_probe_fd >= 0) {  // a copy of the host that is taking too long: tell the host where
+    Message where;
+    where.add(" in plugin code: ");
+    add_call(where, *call);
+    (void)!::write(g_probe_fd, where.text, where.n);
+    errno = saved_errno;
+    return;
+  }
   Message m;
   char thread[17] = {};
   prctl(PR_GET_NAME, thread);
@@ -215,17 +223,23 @@ CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds
   while ((done = ::waitpid(pid, &status, WNOHANG)) == 0 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::microseconds(200));
+  const auto read_all = [&] {
+    char buf[1024];
+    std::string text;
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, std::size_t(n));
+    ::close(fds[0]);
+    return text;
+  };
   if (done != pid) {  // the host would be stuck the same way: never run it there
+    // Asked where it is first (on_where_signal writes the plugin call it is in), then killed.
+    ::kill(pid, where_signal());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
-    ::close(fds[0]);
     return {End::hung, "did not finish within " + std::to_string(timeout.count()) +
-                           " s (an endless loop, or a wait that never ends)"};
+                           " s (an endless loop, or a wait that never ends)" + read_all()};
   }
-  char buf[1024];
-  std::string what;
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) what.append(buf, std::size_t(n));
-  ::close(fds[0]);
+  std::string what = read_all();
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {End::returned, {}};
   if (what.empty())  // e.g. AddressSanitizer's report, which ends with an exit status
     what = WIFSIGNALED(status) ? std::string("signal ") + std::to_string(WTERMSIG(status))

@@ -66,7 +66,8 @@ struct CopyOutcome {
   };
   End end = End::no_copy;
   /// crashed: "SIGSEGV (invalid memory access) in plugin code: ev.segfault, pipeline 'events'";
-  /// hung: "did not finish within 5 s (an endless loop, or a wait that never ends)".
+  /// hung: "did not finish within 5 s (an endless loop, or a wait that never ends) in plugin
+  /// code: ev.track, pipeline 'events'" (where the copy was when it was asked, if it could say).
   std::string what;
 
   /// Whether the host must not run the same code itself.

@@ -176,7 +176,8 @@ class HotReload(ReloadTest):
               "pipeline 'events'")),
             (f"{TEST_PLUGINS}/test_events_v9.so",
              "canary: on recent messages, the new version did not finish within 5 s (an endless "
-             "loop, or a wait that never ends)"),
+             "loop, or a wait that never ends) in plugin code: ev.track (the reload's canary), "
+             "pipeline 'events'"),
         ]
         for i, (plugin, message) in enumerate(cases, start=1):
             self.publish(plugin)
