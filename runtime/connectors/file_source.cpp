@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -35,7 +36,15 @@ class FileSource final : public Source {
   /// Reads `path`, or standard input when `path` is nullopt. [control thread]
   FileSource(std::optional<std::string> path, Framing framing, std::uint32_t max_frame,
              std::uint64_t rate)
-      : path_(std::move(path)), framing_(framing), max_frame_(max_frame), rate_(rate) {}
+      : path_(std::move(path)), framing_(framing), max_frame_(max_frame), rate_(rate) {
+    // Checked now, not opened (a FIFO's open would wait for its writer): a file that cannot be
+    // read stops the start of the run, before any sink empties its file.
+    std::error_code ec;
+    if (path_ && ::access(path_->c_str(), R_OK) != 0)
+      throw std::runtime_error("cannot read source file " + *path_ + ": " + std::strerror(errno));
+    if (path_ && std::filesystem::is_directory(*path_, ec))
+      throw std::runtime_error("source file " + *path_ + " is a folder");
+  }
 
   void run(FrameHandler& next) override {  // [source thread]
     std::optional<Pacer> pacer;
@@ -90,9 +99,12 @@ class FileSource final : public Source {
 
   int open_input() const {
     if (!path_) return STDIN_FILENO;
-    const int fd = ::open(path_->c_str(), O_RDONLY | O_CLOEXEC);
+    // Non-blocking: a FIFO's open would otherwise wait for a writer where no stop() can end
+    // it; the poll() in run() waits for one instead. The reads themselves block as usual.
+    const int fd = ::open(path_->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
       throw std::runtime_error("cannot open source file " + *path_ + ": " + std::strerror(errno));
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // a hint for larger read-ahead
     return fd;
   }

@@ -23,6 +23,10 @@ class Sink {
   /// Opens the output (for TCP: the first connection attempt happens lazily in write()).
   /// Throws std::runtime_error if it cannot be opened. [control thread, before any write]
   virtual void open() = 0;
+  /// Called once every input and output of the run has opened: a file sink empties its file
+  /// only now, so that a run that cannot start leaves the last run's output as it was.
+  /// Throws std::runtime_error if it cannot. [control thread, before any write]
+  virtual void begin() {}
   /// Writes all `n` bytes; blocks (retrying) until they are written or abandon() is called.
   /// Returns how many of them reached the output, from the first: `n`, or fewer if it gave
   /// up (abandoned, or a write error it cannot recover from). [sink thread]
@@ -38,10 +42,12 @@ class Sink {
 /// Builds the sink a topology describes.
 std::unique_ptr<Sink> make_sink(const topology::SinkSpec& spec);
 
-/// Opens a file to write output to (a file sink, a dead-letter file): created if missing, then
-/// truncated, or appended to with `append`. A FIFO that no process reads yet is refused rather
-/// than waited for: open(2) would block the start of the run where no signal can end it.
-/// Returns the descriptor; throws std::runtime_error saying why not. [control thread]
-int open_output(const std::string& path, bool append);
+/// Opens a file to write output to (a file sink, a dead-letter file), created if missing and
+/// never truncated here (a file sink empties it in begin()); with `append`, every write goes to
+/// its end. `created`, if given, tells whether this call created the file. A FIFO that no
+/// process reads yet is refused rather than waited for: open(2) would block the start of the
+/// run where no signal can end it. Returns the descriptor; throws std::runtime_error saying
+/// why not. [control thread]
+int open_output(const std::string& path, bool append, bool* created = nullptr);
 
 }  // namespace shardline::connectors

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -31,22 +32,33 @@ constexpr int kAbandonCheckMs = 100;
 
 class FdSink final : public Sink {
  public:
-  /// Writes to `path` (created or truncated), or to standard output when `path` is nullopt.
+  /// Writes to `path` (created or emptied), or to standard output when `path` is nullopt.
   /// [control thread]
   explicit FdSink(std::optional<std::string> path) : path_(std::move(path)) {}
 
-  ~FdSink() override { close(); }
+  ~FdSink() override {
+    if (path_ && created_ && !begun_) ::unlink(path_->c_str());  // the run never started
+    close();
+  }
 
   void open() override {  // [control thread]
     if (!path_) {
       fd_ = STDOUT_FILENO;
     } else {
       try {
-        fd_ = open_output(*path_, false);
+        fd_ = open_output(*path_, false, &created_);
       } catch (const std::runtime_error& e) {
         throw std::runtime_error("cannot open sink file " + *path_ + ": " + e.what());
       }
     }
+  }
+
+  void begin() override {  // [control thread]
+    // A FIFO or a device has nothing to empty (as O_TRUNC would have ignored them).
+    struct stat st {};
+    if (path_ && ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ::ftruncate(fd_, 0) != 0)
+      throw std::runtime_error("cannot empty sink file " + *path_ + ": " + std::strerror(errno));
+    begun_ = true;
   }
 
   std::size_t write(const std::byte* data, std::size_t n) override {  // [sink thread]
@@ -94,6 +106,8 @@ class FdSink final : public Sink {
 
   const std::optional<std::string> path_;
   int fd_ = -1;
+  bool created_ = false;  ///< open() made the file: removed again if the run never begins
+  bool begun_ = false;
   bool failed_ = false;
   std::atomic<bool> abandoned_{false};
 };
@@ -119,11 +133,16 @@ class DiscardSink final : public Sink {
 
 }  // namespace
 
-int open_output(const std::string& path, bool append) {
+int open_output(const std::string& path, bool append, bool* created) {
   // Non-blocking, so that a FIFO without a reader fails (ENXIO) instead of waiting; the
   // descriptor blocks again once open, as for any file.
-  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | (append ? O_APPEND : O_TRUNC);
-  const int fd = ::open(path.c_str(), flags, 0644);
+  const int flags = O_WRONLY | O_CLOEXEC | O_NONBLOCK | (append ? O_APPEND : 0);
+  int fd = -1;
+  if (created) {  // created here, or already there
+    fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0644);
+    *created = fd >= 0;
+  }
+  if (fd < 0 && (!created || errno == EEXIST)) fd = ::open(path.c_str(), flags | O_CREAT, 0644);
   if (fd < 0 && errno == ENXIO)
     throw std::runtime_error("it is a FIFO that no process reads yet; start its reader first");
   if (fd < 0) throw std::runtime_error(std::strerror(errno));

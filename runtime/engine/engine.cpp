@@ -47,11 +47,26 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     }
   }
   for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
-    sources_.push_back(connectors::make_source(wiring_->pipelines[i].spec->source));
+    const topology::PipelineSpec& spec = *wiring_->pipelines[i].spec;
+    try {
+      sources_.push_back(connectors::make_source(spec.source));
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(spec.source.pos.str() + ": pipeline '" + spec.name + "': " +
+                               e.what());
+    }
     ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
                                                    sources_.back()->describe()));
   }
-  for (auto& sink : sinks_) sink->open();
+  for (std::size_t i = 0; i < sinks_.size(); ++i) {
+    const topology::PipelineSpec& spec = *wiring_->pipelines[sink_pipeline_[i]].spec;
+    try {
+      sinks_[i]->open();
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(spec.sink->pos.str() + ": pipeline '" + spec.name + "': " +
+                               e.what());
+    }
+  }
+  for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
 }
 
 Engine::~Engine() {

@@ -85,6 +85,18 @@ class PluginErrors(TempDirTest):
         self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 3)
         self.assertEqual(live.stderr.count("plugin code has not returned"), 1)  # told once
 
+    def test_a_fifo_source_no_process_writes_to_stops_at_the_first_interrupt(self):
+        # Opening a FIFO waits for its writer; the source waits in poll() instead, where the
+        # interrupt reaches it.
+        os.mkfifo(self.path("events.fifo"))
+        topo = self.write("topology.toml",
+                          events_topology(1).replace('"events.txt"', '"events.fifo"'))
+        live = LiveRun(topo, "--stats", "0.1")
+        live.wait_for("pipeline events: 0 in")
+        live.proc.send_signal(signal.SIGINT)
+        self.assertEqual(live.wait(), 0, live.stderr)
+        self.assertEqual(summary(live.stderr)["events"]["in"], 0)
+
     def test_sighup_while_the_run_drains_is_ignored_and_says_so(self):
         live = LiveRun(self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so"), "--stats", "0.1")
         live.wait_for("pipeline events: 2 in")  # both read, and the shard stuck on the first
@@ -213,11 +225,11 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         self.assertEqual(bytes.fromhex(fields[3]), b"7\t8\xff")  # the frame, exactly
 
     def test_a_source_that_fails_while_reading_stops_the_run_before_start_after(self):
-        # A directory opens, then fails to read: the pipeline waiting for it must not run as
-        # if its input had been read, and the run ends with status 3.
-        os.makedirs(self.path("somedir"))
+        # /proc/self/mem opens, then fails to read (nothing is mapped at offset 0): the
+        # pipeline waiting for it must not run as if its input had been read, and the run ends
+        # with status 3.
         self.write("events.txt", "1 1\n2 1\n")
-        self.write("topology.toml", events_topology(1).replace('"events.txt"', '"somedir"') + f"""
+        self.write("topology.toml", events_topology(1).replace('"events.txt"', '"/proc/self/mem"') + f"""
 [[pipelines]]
 name = "after"
 source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}
@@ -226,9 +238,36 @@ sink = {{ kind = "discard" }}
 """)
         status, _, err = run(self.path("topology.toml"))
         self.assertEqual(status, 3, err)
-        self.assertIn(f"stopped: pipeline 'events' source file {self.path('somedir')}: read "
-                      "failed after 0 bytes: Is a directory", err)
+        self.assertIn("stopped: pipeline 'events' source file /proc/self/mem: read failed after "
+                      "0 bytes: Input/output error", err)
         self.assertEqual(summary(err)["after"]["in"], 0)
+
+    def test_a_source_that_cannot_be_read_stops_the_start_and_leaves_the_outputs_alone(self):
+        # The last run's output survives a run that cannot start: the sink empties its file only
+        # once every input and output has opened, and a file it created is removed again.
+        os.makedirs(self.path("somedir"))
+        self.write("out.txt", "the last run's output\n")
+        self.write("topology.toml", events_topology(1).replace('"events.txt"', '"somedir"') + f"""
+[[pipelines]]
+name = "second"
+source = {{ kind = "file", path = "missing.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.tracked_line" }}
+""")
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 1, err)
+        self.assertIn("topology.toml:9:10: pipeline 'events': source file " + self.path("somedir") +
+                      " is a folder", err)
+        self.assertEqual(read(self.path("out.txt")), "the last run's output\n")
+        self.assertFalse(os.path.exists(self.path("new.txt")))
+        self.write("topology.toml", read(self.path("topology.toml")).replace('"somedir"',
+                                                                             '"events.txt"'))
+        self.write("events.txt", "1 1\n")
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 1, err)
+        self.assertIn("pipeline 'second': cannot read source file " + self.path("missing.txt") +
+                      ": No such file or directory", err)
+        self.assertEqual(read(self.path("out.txt")), "the last run's output\n")
 
     def test_stop_policy_exits_with_error(self):
         status, _, err = run(self.topology('on_error = "stop"'))

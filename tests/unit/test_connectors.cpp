@@ -225,14 +225,14 @@ TEST_CASE("file source reads a whole file in both framings", "[connectors]") {
     run_to_end(*source, c);
     CHECK(c.frames == std::vector<std::string>{"one", "two", "", "three"});
   }
-  SECTION("a missing file is refused by run()") {
+  SECTION("a missing file or a folder is refused when the source is made") {
     topology::SourceSpec spec;
     spec.kind = topology::SourceKind::file;
     spec.address = temp_path("does-not-exist").string();
-    auto source = make_source(spec);
-    FrameRecorder c;
-    CHECK_THROWS_WITH(source->run(c), Catch::StartsWith("cannot open source file " +
-                                                        spec.address + ": "));
+    CHECK_THROWS_WITH(make_source(spec), "cannot read source file " + spec.address +
+                                             ": No such file or directory");
+    spec.address = temp_path("").string();
+    CHECK_THROWS_WITH(make_source(spec), "source file " + spec.address + " is a folder");
   }
 }
 
