@@ -567,6 +567,17 @@ void check_endpoints(Checker& c, const Topology& topo) {
     return !ec && (p == (fd == 0 ? "/dev/stdin" : "/dev/stdout") || p == "/dev/fd/" + n ||
                    p == "/proc/self/fd/" + n);
   };
+  // The files the run itself is made of: writing into one would destroy it for the next run.
+  const auto run_file = [&](const std::string& path) -> std::string {
+    if (same_file(path, topo.file.string())) return "the topology file itself";
+    for (const auto& plugin : topo.plugins)
+      if (same_file(path, plugin.path.string()))
+        return "the library of plugin '" + plugin.alias + "'";
+    for (const auto& st : topo.states)
+      if (!st.keys_file.empty() && same_file(path, st.keys_file.string()))
+        return "the keys_file of state '" + st.name + "'";
+    return {};
+  };
   std::vector<std::pair<HostPort, Use>> listening;
   std::vector<std::pair<std::string, Use>> read, written;
   std::optional<Use> stdin_use;
@@ -631,6 +642,9 @@ void check_endpoints(Checker& c, const Topology& topo) {
       if (same_file(other, path))
         c.error(sink.pos, "pipeline '" + p.name + "' sink would overwrite " + path +
                               ", the input of " + use.str());
+    if (const std::string own = run_file(path); !own.empty())
+      c.error(sink.pos, "pipeline '" + p.name + "' sink would overwrite " + path + ", " + own +
+                            "; give the sink a file of its own");
     written.push_back({path, {&p, &sink.pos}});
   }
   // Dead-letter files are appended to line by line, so pipelines may share one; but not with
@@ -646,6 +660,9 @@ void check_endpoints(Checker& c, const Topology& topo) {
       c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdout, the output " +
                          "of " + stdout_writer->str() + ": give it a file of its own");
     if (is_stdin || is_stdout) continue;
+    if (const std::string own = run_file(path); !own.empty())
+      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is " + own +
+                         ": give it a file of its own");
     for (const auto* uses : {&written, &read})
       for (const auto& [other, use] : *uses)
         if (same_file(other, path))

@@ -265,6 +265,35 @@ TEST_CASE("a keys_file that cannot be opened", "[topology]") {
                                ": No such file or directory")});
 }
 
+TEST_CASE("no output may overwrite the topology, a plugin or a keys_file", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys_file = \"keys.txt\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"topology.toml\", encoder = \"ev.text\" }\n"
+      "on_error = \"dead_letter\"\n"
+      "dead_letter = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:0\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"./keys.txt\", encoder = \"ev.text\" }\n");
+  std::ofstream(t.file.parent_path() / "keys.txt") << "a\n";
+  const std::string dir = t.file.parent_path().string();
+  const std::string ev = test_plugin("test_events").string();
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(9, 8, "pipeline 'a' sink would overwrite " + dir + "/topology.toml, the "
+                              "topology file itself; give the sink a file of its own"),
+               t.at(15, 8, "pipeline 'b' sink would overwrite " + dir + "/keys.txt, the "
+                               "keys_file of state 'seqs'; give the sink a file of its own"),
+               t.at(6, 1, "pipeline 'a' dead_letter " + ev + " is the library of plugin 'ev': "
+                              "give it a file of its own")});
+}
+
 TEST_CASE("a declared key is named as the topology wrote it", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
