@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
 
 #include "metrics/latency_histogram.hpp"
 
@@ -66,6 +67,13 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
     begin_ = end_ = 0;
   }
   return !broken_ && !stop_requested();
+}
+
+void FrameSplitter::report_unprocessed() const {
+  if (end_ > begin_ && !skipping_line_ && !broken_)
+    spdlog::warn("source {}: the run stopped with {} bytes received from it and not processed "
+                 "(from stream offset {}); send them again",
+                 origin_, end_ - begin_, base_offset_ + begin_);
 }
 
 void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {

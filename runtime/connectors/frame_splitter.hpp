@@ -58,6 +58,11 @@ class FrameSplitter {
   /// or reports a truncated frame. The buffer is empty afterwards.
   void finish(FrameHandler& handler, bool cleanly = true);
 
+  /// A stream ended by a stop, not by its end: logs a warning with the bytes received but not
+  /// handed on (whole frames after the chunk the stop came in, and a frame cut short), which
+  /// nothing else counts. Nothing if every byte was handed on.
+  void report_unprocessed() const;
+
   /// Bytes committed since construction (the stream offset of the end of the buffer).
   std::uint64_t bytes_received() const { return base_offset_ + end_; }
   const std::string& origin() const { return origin_; }

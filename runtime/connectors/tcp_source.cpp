@@ -86,7 +86,8 @@ struct TcpSource::Io {
             if (!c.splitter.deliver(*handler)) return close(it);
           }
           if (ec == asio::error::operation_aborted || stopping) {
-            connections.erase(it);  // stop(): what is still buffered is dropped
+            c.splitter.report_unprocessed();  // stop(): what is still buffered is dropped
+            connections.erase(it);
             return;
           }
           if (!ec) return start_read(it);

@@ -97,6 +97,21 @@ class PluginErrors(TempDirTest):
         self.assertEqual(live.wait(), 0, live.stderr)
         self.assertEqual(summary(live.stderr)["events"]["in"], 0)
 
+    def test_an_interrupt_reports_what_an_open_connection_sent_and_was_not_processed(self):
+        # The kernel has acknowledged the cut line to the sender: the run says it dropped it.
+        port = free_port()
+        topo = self.write("topology.toml", events_topology(1).replace(
+            'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"'))
+        live = LiveRun(topo, "--stats", "0.1")
+        with connect(port) as s:
+            s.sendall(b"1 1\n2 1\n3 ")
+            live.wait_for("pipeline events: 2 in")
+            live.proc.send_signal(signal.SIGINT)
+            self.assertEqual(live.wait(), 0, live.stderr)
+        self.assertIn("the run stopped with 2 bytes received from it and not processed (from "
+                      "stream offset 8); send them again", live.stderr)
+        self.assertEqual(summary(live.stderr)["events"]["out"], 2)
+
     def test_sighup_while_the_run_drains_is_ignored_and_says_so(self):
         live = LiveRun(self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so"), "--stats", "0.1")
         live.wait_for("pipeline events: 2 in")  # both read, and the shard stuck on the first
