@@ -279,7 +279,7 @@ int Engine::run() {
   // A run that lost or refused something says so at warn, so `--log-level warn` still shows it.
   const bool troubled = std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
                                     [](const PipelineSummary& p) {
-                                      return p.errors || p.bad_input || p.lost;
+                                      return p.errors || p.bad_input || p.lost || p.dead_letters_lost;
                                     });
   spdlog::log(troubled ? spdlog::level::warn : spdlog::level::info, "{}", summary_.line());
   if (failed_) {
@@ -300,7 +300,8 @@ std::vector<PipelineSummary> Engine::pipeline_counters() const {
     using M = metrics::PipelineMetrics;
     out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
                    M::get(p.metrics.bad_input), M::get(p.metrics.lost),
-                   M::get(p.metrics.dropped), p.metrics.latency.snapshot()});
+                   M::get(p.metrics.dead_letters_lost), M::get(p.metrics.dropped),
+                   p.metrics.latency.snapshot()});
   }
   return out;
 }
@@ -374,6 +375,7 @@ std::string RunSummary::counts(std::string_view head, const std::vector<Pipeline
     o << ", " << p.errors << " errors";
     if (p.bad_input) o << ", " << p.bad_input << " bad input";
     if (p.lost) o << ", " << p.lost << " lost";
+    if (p.dead_letters_lost) o << ", " << p.dead_letters_lost << " dead letters lost";
     if (p.dropped) o << ", " << p.dropped << " dropped by the decoder";
   }
   for (std::size_t i = 0; i < pipelines.size(); ++i) {

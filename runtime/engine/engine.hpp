@@ -48,7 +48,7 @@ enum ExitStatus : int {
 
 struct PipelineSummary {
   std::string name;
-  std::uint64_t in, out, errors, bad_input, lost, dropped;
+  std::uint64_t in, out, errors, bad_input, lost, dead_letters_lost, dropped;
   metrics::LatencySnapshot latency;  ///< source arrival -> sink write, per message written
 };
 struct StateSummary {

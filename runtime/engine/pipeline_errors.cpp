@@ -1,5 +1,6 @@
 #include "engine/pipeline_errors.hpp"
 
+#include <stdio_ext.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -137,17 +138,24 @@ void PipelineErrors::message_failed(std::string_view step, std::string_view what
   std::string hex;
   hex.reserve(payload.size() * 2);
   for (std::byte b : payload) append_hex(hex, std::to_integer<unsigned char>(b));
+  const off_t record_at = ::lseek(::fileno(dead_letter_), 0, SEEK_END);
   const bool written =
       std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),
                    static_cast<int>(step.size()), step.data(), error.c_str(), hex.c_str()) >= 0 &&
       std::fflush(dead_letter_) == 0;
   if (written) return;
   // A full disk: the message is neither processed nor kept.
-  metrics_.add(metrics_.lost, 1);
+  const int why = errno;
+  metrics_.add(metrics_.dead_letters_lost, 1);
   if (!dead_letter_failed_)
     spdlog::error("pipeline '{}': cannot write the dead-letter file {}: {}; failed messages are "
-                  "counted as lost from now on", pipeline_, dead_letter_path_, std::strerror(errno));
+                  "counted as dead letters lost from now on",
+                  pipeline_, dead_letter_path_, std::strerror(why));
   dead_letter_failed_ = true;
+  // No part of the record stays: neither the bytes that reached the file (the file ends with
+  // whole records) nor those still buffered (they would go out before the next record).
+  __fpurge(dead_letter_);
+  if (record_at >= 0) (void)!::ftruncate(::fileno(dead_letter_), record_at);
   std::clearerr(dead_letter_);
 }
 

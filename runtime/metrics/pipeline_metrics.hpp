@@ -17,6 +17,7 @@ struct PipelineMetrics {
   std::atomic<std::uint64_t> errors{0};     ///< messages a plugin function failed on
   std::atomic<std::uint64_t> bad_input{0};  ///< unframeable input (oversized, truncated)
   std::atomic<std::uint64_t> lost{0};       ///< encoded messages a sink had to abandon
+  std::atomic<std::uint64_t> dead_letters_lost{0};  ///< failed messages the dead letter missed
   /// From the moment the source read a message to the moment its output was written to the
   /// sink (or reached a discard sink). Stamps travel with batches and chunks, not messages:
   /// each message counts with the arrival of the oldest message written with it, so the
