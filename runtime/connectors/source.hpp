@@ -45,6 +45,9 @@ class Source {
   virtual void stop() = 0;
   /// e.g. "tcp 127.0.0.1:7000". [any thread]
   virtual std::string describe() const = 0;
+  /// "127.0.0.1:46729": where a listening source accepts connections (the kernel's port for
+  /// port 0); empty for other sources. [any thread, before run()]
+  virtual std::string listens_on() const { return {}; }
 };
 
 /// Builds the source a topology describes.

@@ -164,7 +164,8 @@ class TcpSink final : public Sink {
     const int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (failures_ > 0) {
-      spdlog::info("sink {}: connected after {} failed attempts", describe(), failures_);
+      spdlog::info("sink {}: connected after {} failed attempt{}", describe(), failures_,
+                   failures_ == 1 ? "" : "s");
     } else {
       spdlog::debug("sink {}: connected", describe());
     }
@@ -234,8 +235,8 @@ class TcpSink final : public Sink {
     const auto now = Clock::now();
     if (now - last_warning_ < kWarnInterval) return;
     last_warning_ = now;
-    spdlog::warn("sink {}: {}; retrying (backoff {} ms, {} failed attempts)", describe(), why,
-                 backoff_ms_, failures_);
+    spdlog::warn("sink {}: {}; retrying (backoff {} ms, {} failed attempt{})", describe(), why,
+                 backoff_ms_, failures_, failures_ == 1 ? "" : "s");
   }
 
   /// Sleeps for the current backoff, then doubles it. False if abandoned meanwhile.

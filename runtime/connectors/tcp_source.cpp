@@ -176,12 +176,18 @@ std::uint16_t TcpSource::port() const {
   return ec ? 0 : endpoint.port();
 }
 
+std::string TcpSource::listens_on() const {
+  error_code ec;
+  const auto endpoint = io_->acceptor.local_endpoint(ec);
+  if (ec) return {};
+  const auto host = endpoint.address().to_string();
+  return (endpoint.address().is_v6() ? "[" + host + "]" : host) + ":" +
+         std::to_string(endpoint.port());
+}
+
 void TcpSource::run(FrameHandler& handler) {
   Io& io = *io_;
   io.handler = &handler;
-  const tcp::endpoint endpoint = io.acceptor.local_endpoint();
-  spdlog::info("source {}: listening on {}:{}", describe(), endpoint.address().to_string(),
-               endpoint.port());
 
   io.start_accept();
   io.io.run();

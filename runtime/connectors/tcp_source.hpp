@@ -32,11 +32,12 @@ class TcpSource final : public Source {
 
   /// Serves connections until done (see above). Call it once. [source thread]
   void run(FrameHandler& handler) override;
-  /// Stops listening and closes every connection; run() returns soon after. A partial frame
-  /// still buffered is dropped. [any thread]
+  /// Stops listening and closes every connection; run() returns soon after. What is still
+  /// buffered is dropped, and reported. [any thread]
   void stop() override;
   /// "tcp host:port" as configured. [any thread]
   std::string describe() const override;
+  std::string listens_on() const override;
 
   /// The port it listens on (the kernel's choice for port 0). [any thread, before run()]
   std::uint16_t port() const;

@@ -201,6 +201,10 @@ int Engine::run() {
   const auto started = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < sinks_.size(); ++i) threads_.emplace_back([this, i] { run_sink(i); });
   for (auto& s : shards_) s->start();
+  for (std::size_t i = 0; i < sources_.size(); ++i)
+    if (const std::string at = sources_[i]->listens_on(); !at.empty())
+      spdlog::info("pipeline '{}' source {}: listening on {}", flow_->pipelines[i].name,
+                   sources_[i]->describe(), at);
   sources_running_ = sources_.size();
   for (std::size_t i = 0; i < sources_.size(); ++i)
     threads_.emplace_back([this, i] { run_source(i); });

@@ -144,7 +144,8 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
             'kind = "file", path = "events.txt"',
             f'kind = "tcp", listen = "127.0.0.1:{port}", connections = 1'))
         run = LiveRun(topo, "--stats", "0.1")
-        run.wait_for("listening on")
+        run.wait_for(f"pipeline 'events' source tcp 127.0.0.1:{port}: listening on "
+                     f"127.0.0.1:{port}")
         with connect(port) as s:
             s.sendall("".join(f"{k % 3} {k // 3 + 1}\n" for k in range(300)).encode())
             # Counted while the connection (and so the run) goes on: 300 in, 300 out.

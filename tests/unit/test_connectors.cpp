@@ -344,13 +344,12 @@ TEST_CASE("stdin source reads lines to EOF, and stops while stdin is silent", "[
 }
 
 TEST_CASE("tcp source serves two connections, then returns", "[connectors]") {
-  LogWatch log;
   TcpSource source("127.0.0.1:0", Framing::length_prefixed, 1 << 20, 2);
   FrameRecorder c;
   auto done = std::async(std::launch::async, [&] { source.run(c); });
   const std::uint16_t port = source.port();
   REQUIRE(port != 0);
-  CHECK(log.wait_for("source tcp 127.0.0.1:0: listening on 127.0.0.1:" + std::to_string(port)));
+  CHECK(source.listens_on() == "127.0.0.1:" + std::to_string(port));
 
   const auto first = numbered("first-", 20000);
   const auto second = numbered("second-", 30000);
