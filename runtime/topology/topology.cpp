@@ -68,6 +68,10 @@ std::string one_of(std::initializer_list<std::string_view> names) {
 }
 
 /// Reads values out of TOML tables, recording an error (with position) for each problem.
+/// The settings of the topology itself (before any [table]).
+constexpr std::string_view kTopLevelSettings[] = {"shards", "key_groups", "batch_size",
+                                                  "queue_batches", "scheduling"};
+
 class Checker {
  public:
   Checker(std::string file, std::vector<std::string>& errors)
@@ -78,6 +82,8 @@ class Checker {
     return {file_, static_cast<std::uint32_t>(s.line), static_cast<std::uint32_t>(s.column)};
   }
   void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+  /// [plugins] entries already reported as wrong: their components are not reported again.
+  std::set<std::string> refused_plugins;
   void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
 
   /// Reports key `key` of `t`, if present, as meaningless unless `applies` (to `what`).
@@ -99,6 +105,11 @@ class Checker {
           msg += " (did you mean '" + std::string(a) + "'?)";
           break;
         }
+      for (std::string_view top : kTopLevelSettings)
+        if (k == top && where != "the top level")
+          msg += "; '" + std::string(k) + "' is a top-level setting, and TOML puts every key "
+                 "after a [table] or [[table]] header into that table: write it before the "
+                 "first header";
       error(Position{file_, static_cast<std::uint32_t>(key.source().begin.line),
                      static_cast<std::uint32_t>(key.source().begin.column)},
             msg);
@@ -176,6 +187,7 @@ class Checker {
       return std::nullopt;
     }
     ComponentRef ref{s->substr(0, dot), s->substr(dot + 1), pos(n)};
+    if (refused_plugins.count(ref.plugin)) return std::nullopt;  // reported under [plugins]
     if (!topo.plugin(ref.plugin)) {
       std::string known;
       for (const auto& p : topo.plugins) known += (known.empty() ? "" : ", ") + p.alias;
@@ -238,19 +250,27 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   if (!plugins) return;
   const auto dir = topo.file.parent_path();
   for (const auto& [key, value] : *plugins) {
+    const std::string alias(key.str());
     // Components are named "plugin.component": the first dot ends the plugin's name.
-    c.printable_name(value, "plugin", key.str());
-    if (key.str().find('.') != std::string_view::npos)
-      c.error(value, "plugin name '" + std::string(key.str()) + "' contains a dot, but "
-                     "components are named \"plugin.component\"; name the plugin without one");
+    c.printable_name(value, "plugin", alias);
+    const auto dotted = [&](const std::string& name) {
+      c.error(value, "plugin name '" + name + "' contains a dot, but components are named "
+                     "\"plugin.component\"; name the plugin without one");
+      c.refused_plugins.insert(alias);
+    };
+    if (alias.find('.') != std::string::npos) dotted(alias);
     if (auto s = value.value<std::string>()) {
-      topo.plugins.push_back({std::string(key.str()), relative_to(dir, *s), c.pos(value)});
+      topo.plugins.push_back({alias, relative_to(dir, *s), c.pos(value)});
+    } else if (const toml::table* t = value.as_table(); t && !t->empty()) {
+      // TOML reads `my.market = "x.so"` as a table "my" holding "market".
+      dotted(alias + "." + std::string(t->begin()->first.str()));
     } else {
-      c.error(value, "plugin '" + std::string(key.str()) +
-                         "' must be a path to a .so file (a string), not " + Checker::type_of(value));
+      c.error(value, "plugin '" + alias + "' must be a path to a .so file (a string), not " +
+                         Checker::type_of(value));
+      c.refused_plugins.insert(alias);
     }
   }
-  if (topo.plugins.empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");
+  if (plugins->empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");
 }
 
 /// Calls f(key) for each line of a keys_file: surrounding blanks trimmed, blank lines skipped.
@@ -604,8 +624,9 @@ void check_endpoints(Checker& c, const Topology& topo) {
     for (const auto& [other, use] : listening)
       if (at.port != 0 && other.port == at.port &&
           (any_host(other.host) || any_host(at.host) || same_host(other.host, at.host)))
-        c.error(src.pos, "pipeline '" + p.name + "' source listens on " + src.address + ", as " +
-                             use.str() + " does: give each tcp source its own port");
+        c.error(src.pos, "pipeline '" + p.name + "' source listens on " + src.address + ", and " +
+                             use.str() + " on " + use.pipeline->source.address +
+                             ": one port, one tcp source; give each its own port");
     listening.push_back({at, {&p, &src.pos}});
   }
   // Outputs. The process's stdin and stdout are recognised by name, never resolved: what
