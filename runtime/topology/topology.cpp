@@ -273,13 +273,14 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   if (plugins->empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");
 }
 
-/// Calls f(key) for each line of a keys_file: surrounding blanks trimmed, blank lines skipped.
+/// Calls f(key) for each line of a keys_file: surrounding blanks trimmed, blank lines and
+/// comments (a line whose first non-blank is '#') skipped.
 template <class F>
 void for_each_file_key(std::istream& in, F&& f) {
   std::string line;
   while (std::getline(in, line)) {
     const auto b = line.find_first_not_of(" \t\r");
-    if (b == std::string::npos) continue;
+    if (b == std::string::npos || line[b] == '#') continue;
     const auto e = line.find_last_not_of(" \t\r");
     f(std::string_view(line).substr(b, e - b + 1));
   }

@@ -325,8 +325,8 @@ TEST_CASE("a declared key is named as the topology wrote it", "[topology]") {
       "[[pipelines]]\n"
       "name = \"events\"\n"
       "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
-  // keys_file: one key per line, surrounding blanks trimmed, blank lines skipped.
-  std::ofstream(t.file.parent_path() / "words.txt") << "  of \n\nand\n";
+  // keys_file: one key per line, surrounding blanks trimmed, blank lines and comments skipped.
+  std::ofstream(t.file.parent_path() / "words.txt") << "# common words\n  of \n\nand\n";
   const auto topo = parse_topology(t.file);
   const auto named = [&](const std::string& name) {
     return *std::find_if(topo.states.begin(), topo.states.end(),
