@@ -280,6 +280,12 @@ int main(int argc, char** argv) {
   // A closed stdout (`shardline run ... | head`) must be an error the stdout sink reports,
   // not a signal that kills the process before it can flush the other sinks.
   signal(SIGPIPE, SIG_IGN);
+  // A SIGHUP (reload) sent as the process starts must not end it: held until the run takes it.
+  // (SIGINT and SIGTERM keep their default action until then: they end the process at once.)
+  sigset_t hangup;
+  sigemptyset(&hangup);
+  sigaddset(&hangup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hangup, nullptr);
   loader::install_crash_report();  // a crash inside a plugin names the plugin's component
   CLI::App app{
       "Shardline: a sharded stream-processing runtime for C++ plugins.\n"
