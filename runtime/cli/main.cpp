@@ -85,7 +85,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);   // reload every plugin from its file
+  sigaddset(&signals, SIGHUP);   // reload every plugin rebuilt since it was loaded
   sigaddset(&signals, SIGUSR1);  // sent by main itself to end the signal thread
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started below
 
@@ -141,7 +141,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
         continue;
       }
       if (sig == SIGHUP) {
-        spdlog::info("SIGHUP: reloading every plugin from its file");
+        spdlog::info("SIGHUP: reloading every plugin whose file holds a new build");
         engine->request_reload("*");  // the report is logged by the engine
         continue;
       }
@@ -307,7 +307,7 @@ int main(int argc, char** argv) {
   run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
                 "and check the topology file when it is edited (a restart applies it); "
-                "without it, send SIGHUP to reload every plugin");
+                "without it, send SIGHUP to reload every rebuilt plugin");
   double stats_seconds = 0;
   run->add_option("--stats", stats_seconds,
                   "Every SECONDS, log each pipeline's counts so far, its rates and its latency "

@@ -307,7 +307,19 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   };
   std::vector<std::string> aliases;  // names only: a copy of the handles would keep them loaded
   for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
-  if (r.alias == "*") return logged(reload(aliases));
+  if (r.alias == "*") {  // SIGHUP: every plugin whose file holds another build, together
+    std::vector<std::string> rebuilt;
+    for (const auto& alias : aliases)
+      if (wiring_->plugin(alias)->rebuilt()) rebuilt.push_back(alias);
+    if (rebuilt.empty()) {
+      ReloadReport same{};
+      same.ok = same.old_unloaded = true;
+      same.message = "every plugin file holds the build already running; nothing to reload";
+      spdlog::info("{}", same.message);
+      return same;
+    }
+    return logged(reload(rebuilt));
+  }
 
   if (const auto plugin = wiring_->plugin(r.alias); plugin && r.if_rebuilt && !plugin->rebuilt()) {
     ReloadReport same{};

@@ -493,6 +493,10 @@ class SharedTypeReload(ReloadTest):
     def test_sighup_reloads_every_plugin_at_once(self):
         self.start(watch=False)
         self.feeder.wait_sent(1000)
+        # Nothing rebuilt yet: nothing to reload, and nothing pauses.
+        self.run_.proc.send_signal(signal.SIGHUP)
+        self.run_.wait_for("every plugin file holds the build already running; nothing to "
+                           "reload")
         self.publish(f"{TEST_PLUGINS}/test_events_v10.so")
         self.publish(f"{TEST_PLUGINS}/test_extra_v2.so", "x.so")
         self.run_.proc.send_signal(signal.SIGHUP)
