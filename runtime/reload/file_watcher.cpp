@@ -14,9 +14,13 @@
 namespace shardline::reload {
 
 namespace {
-/// A file written in place or renamed into the directory; the directory itself removed or moved.
-constexpr std::uint32_t kMask =
-    IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF;
+/// A file written in place, renamed into the directory, removed or renamed away; the directory
+/// itself removed or moved.
+constexpr std::uint32_t kMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
+                                IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF;
+/// A file still missing this long after it went is reported as removed (a linker removes its
+/// output and writes it anew within a moment).
+constexpr std::chrono::seconds kGone{2};
 }  // namespace
 
 FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds debounce)
@@ -109,7 +113,14 @@ void FileWatcher::run() {
     std::vector<std::pair<Watched, bool>> changed;  // bool: the file the topology names
     for (auto& e : entries_) {
       if (!e.pending || now - e.last_event < debounce_) continue;
-      if (!stable(e)) continue;  // look again in 100 ms
+      if (!stable(e)) {  // look again in 100 ms, unless it is gone
+        if (e.size < 0 && now - e.last_event >= kGone) {
+          e.pending = false;
+          spdlog::warn("{}: {} was removed; the build already loaded runs on, and a new file "
+                       "there will be loaded", e.w.what, e.w.file.string());
+        }
+        continue;
+      }
       e.pending = false;
       e.size = -1;
       spdlog::info("{}: {} changed", e.w.what, e.w.file.string());

@@ -281,6 +281,19 @@ class HotReload(ReloadTest):
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
 
+    def test_a_plugin_file_removed_is_reported_and_a_new_one_loaded(self):
+        self.start()
+        self.feeder.wait_sent(1000)
+        os.remove(self.path("ev.so"))
+        self.run_.wait_for("plugin 'ev': " + self.path("ev.so") + " was removed; the build "
+                           "already loaded runs on, and a new file there will be loaded")
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
     def test_a_build_under_another_plugin_name_says_so(self):
         self.start()
         self.feeder.wait_sent(1000)
