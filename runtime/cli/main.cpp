@@ -300,6 +300,11 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run the pipelines of a topology until their inputs end "
                                         "(or SIGINT/SIGTERM), then print a summary");
   add_common(*run, run_opts);
+  run->footer(
+      "Exit status: 0 done; 1 refused at start (the topology, a plugin, an input or an output:\n"
+      "nothing ran, and the last run's output files are as they were); 2 usage error;\n"
+      "3 stopped by an error (on_error = \"stop\", a source failing while running);\n"
+      "4 some output could not be delivered (see 'lost' and 'dead letters lost' in the summary).");
   run->add_option("--shards", shards,
                   "Override the topology's shard count (key_groups is raised to it if lower)")
       ->check(CLI::Range(1, 1024));
@@ -332,9 +337,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> against;
   auto* check = app.add_subcommand(
       "check", "Validate a topology and load its plugins; print the wiring, run nothing.\n"
-               "Warns about what depends on this machine (hosts, ports, folders).\n"
+               "Warns about what depends on this machine (hosts, ports, files, folders).\n"
                "With --against OLD.so NEW.so: print what reloading OLD into NEW would do");
   add_common(*check, check_opts);
+  check->footer("Exit status: 0 valid (warnings included); 1 refused; 2 usage error.");
   check->get_option("TOPOLOGY")->required(false);
   check->add_option("--against", against, "OLD.so NEW.so: compare two builds of a plugin")
       ->expected(2)

@@ -23,8 +23,10 @@ class Cli(TempDirTest):
             self.assertIn(word, p.stdout)
         p = shardline("run", "--help")
         self.assertEqual(p.returncode, 0)
-        for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir", "--watch", "--stats"):
+        for word in ("TOPOLOGY", "--shards", "--log-level", "--plugin-dir", "--watch", "--stats",
+                     "Exit status: 0 done; 1 refused at start"):
             self.assertIn(word, p.stdout)
+        self.assertIn("Exit status: 0 valid", shardline("check", "--help").stdout)
 
     def test_no_subcommand_is_a_usage_error_that_shows_the_help(self):
         p = shardline()
