@@ -253,21 +253,23 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
     const std::string alias(key.str());
     // Components are named "plugin.component": the first dot ends the plugin's name.
     c.printable_name(value, "plugin", alias);
-    const auto dotted = [&](const std::string& name) {
-      c.error(value, "plugin name '" + name + "' contains a dot, but components are named "
+    // Components name their plugin up to the first dot: that is what a refusal covers.
+    const std::string prefix = alias.substr(0, alias.find('.'));
+    if (alias.find('.') != std::string::npos) {
+      c.error(value, "plugin name '" + alias + "' contains a dot, but components are named "
                      "\"plugin.component\"; name the plugin without one");
-      c.refused_plugins.insert(alias);
-    };
-    if (alias.find('.') != std::string::npos) dotted(alias);
+      c.refused_plugins.insert(prefix);
+    }
     if (auto s = value.value<std::string>()) {
       topo.plugins.push_back({alias, relative_to(dir, *s), c.pos(value)});
-    } else if (const toml::table* t = value.as_table(); t && !t->empty()) {
-      // TOML reads `my.market = "x.so"` as a table "my" holding "market".
-      dotted(alias + "." + std::string(t->begin()->first.str()));
     } else {
+      std::string hint;
+      if (const toml::table* t = value.as_table(); t && !t->empty())  // `my.market = "x.so"`
+        hint = "; a plugin name cannot contain a dot either (TOML reads '" + alias + "." +
+               std::string(t->begin()->first.str()) + " = ...' as a table '" + alias + "')";
       c.error(value, "plugin '" + alias + "' must be a path to a .so file (a string), not " +
-                         Checker::type_of(value));
-      c.refused_plugins.insert(alias);
+                         Checker::type_of(value) + hint);
+      c.refused_plugins.insert(prefix);
     }
   }
   if (plugins->empty()) c.error(*plugins, "[plugins] is empty; name at least one plugin");

@@ -50,6 +50,24 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
         self.assertIn("congress 1", lines)
         self.assertEqual(summary(p.stderr)["words"]["out"], len(lines))
 
+    def test_unusual_but_valid_shapes_compile(self):
+        # Each SDK check must refuse only what the engine cannot run.
+        lines = [
+            # Built as S{}: an aggregate with a const member is not default-constructible.
+            "p.state<Tally>(\"t\");",
+            "p.state_computation(\"f\", [](const In& m, Tally& t) { t.n += m.v; });",
+            "p.computation(\"c\", [](const In& m, shardline::Emit<In>& e) { e(m); e(m); });",
+        ]
+        source = self.write("good.cpp", "#include <shardline/plugin.hpp>\n#include <cstdint>\n"
+                            "struct In { int v = 0; };\n"
+                            "struct Tally { const int version; std::uint64_t n; };\n"
+                            "SHARDLINE_PLUGIN(\"good\", \"1.0.0\", p) {\n  " + "\n  ".join(lines) +
+                            "\n}\n")
+        p = subprocess.run(["g++", "-std=c++20", "-fsyntax-only", "-Wall", "-Wextra",
+                            "-I", os.path.join(ROOT, "sdk", "include"), source],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
     def test_a_wrong_signature_is_explained_at_compile_time(self):
         # The first error a plugin author sees names the accepted signatures (a static_assert in
         # the SDK), not a page of template instantiations.

@@ -167,6 +167,18 @@ TEST_CASE("a value of the wrong type or out of range", "[topology]") {
                t.at(8, 12, "'on_error' must be a string, not a boolean")});
 }
 
+TEST_CASE("a quoted plugin name with a dot is reported once", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "\"ev.x\" = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(2, 10, "plugin name 'ev.x' contains a dot, but components are named "
+                           "\"plugin.component\"; name the plugin without one")});
+}
+
 TEST_CASE("a dotted plugin name, and a top-level setting after the tables", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
@@ -177,8 +189,9 @@ TEST_CASE("a dotted plugin name, and a top-level setting after the tables", "[to
       "shards = 2\n");
   // TOML reads `my.ev = ...` as a table "my" holding "ev".
   CHECK(parse_errors(t.file) ==
-        Errors{t.at(2, 1, "plugin name 'my.ev' contains a dot, but components are named "
-                          "\"plugin.component\"; name the plugin without one"),
+        Errors{t.at(2, 1, "plugin 'my' must be a path to a .so file (a string), not a table; a "
+                          "plugin name cannot contain a dot either (TOML reads 'my.ev = ...' as "
+                          "a table 'my')"),
                t.at(6, 1, "unknown key 'shards' in pipeline 'events'; expected one of: name, "
                           "source, steps, sink, on_error, dead_letter; 'shards' is a top-level "
                           "setting, and TOML puts every key after a [table] or [[table]] header "

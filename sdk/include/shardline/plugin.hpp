@@ -430,8 +430,11 @@ class PluginBuilder {
   /// Partitioned state type S: default-constructed for each new key.
   template <class S>
   PluginBuilder& state(std::string name) {
-    if constexpr (!std::is_default_constructible_v<S>) {
-      static_assert(std::is_default_constructible_v<S>,
+    // S{} rather than S(): an aggregate with a const member and no initializer is built by
+    // S{} (value-initialising it) but is not default-constructible.
+    constexpr bool brace_constructible = requires { S{}; };
+    if constexpr (!brace_constructible) {
+      static_assert(brace_constructible,
                     "p.state<S>(name) makes each new key's state as S{}, and S has no default "
                     "constructor: add one, or pass a factory, p.state<S>(name, "
                     "[](std::uint64_t key) { return S{...}; })");
