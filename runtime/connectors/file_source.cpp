@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -28,11 +29,13 @@ namespace shardline::connectors {
 
 namespace {
 
+/// At full speed a read fills the splitter's free space, at least 1 MiB (up to 2 MiB once the
+/// buffer has doubled).
 constexpr std::size_t kReadSize = std::size_t(1) << 20;
-/// With a `rate`, reads are smaller: a frame that falls due while the source copies a read out
-/// of the page cache waits for the copy. A 1 MiB read holds about 18k Market Spread orders
-/// (18 ms of input at 1M/s) and takes about 0.16 ms (9 ns per order): at 1M/s that alone set
-/// the p99 at about 0.5 ms, against 0.2 ms with 64 KiB reads (bench/RESULTS.md, "Latency").
+/// With a `rate`, reads are at most 64 KiB: a frame that falls due while the source copies a
+/// read out of the page cache waits for the copy. A 2 MiB read holds about 37k Market Spread
+/// orders and takes about 0.3 ms (9 ns per order): at 1M/s that alone set the p99 at about
+/// 0.5 ms, against 0.2 ms with 32 or 128 KiB reads (bench/RESULTS.md, "Latency").
 constexpr std::size_t kPacedReadSize = std::size_t(64) << 10;
 constexpr int kStopCheckMs = 100;
 
@@ -66,7 +69,8 @@ class FileSource final : public Source {
       // one (start_after) must not run as if its input had been read.
       if (ready < 0) throw std::runtime_error(std::string("poll failed: ") + std::strerror(errno));
       const auto space = splitter.write_space(rate_ ? kPacedReadSize : kReadSize);
-      const ssize_t n = ::read(fd, space.data(), space.size());
+      const ssize_t n =
+          ::read(fd, space.data(), rate_ ? std::min(space.size(), kPacedReadSize) : space.size());
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         throw std::runtime_error("read failed after " +
