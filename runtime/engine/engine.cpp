@@ -26,47 +26,55 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
   if (options_.watch) topology_text_ = file_text(t.file);
   flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches,
                                      t.scheduling);
-  build_plan();
+  try {
+    build_plan();
 
-  std::vector<StateKind> kinds;
-  for (const auto& s : wiring_->states)
-    kinds.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
-                     !s.spec->reject_unknown_keys});
-  for (std::uint32_t i = 0; i < t.shards; ++i)
-    shards_.push_back(std::make_unique<Shard>(*flow_, i, kinds));
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    for (std::uint64_t key : wiring_->states[s].spec->keys) {
-      try {
-        shards_[flow_->router.shard(key)]->declare(s, key);
-      } catch (...) {
-        const auto& spec = *wiring_->states[s].spec;
-        throw std::runtime_error(spec.keys_pos.str() + ": state '" + spec.name +
-                                 "': the factory threw while creating declared key " +
-                                 spec.key_text(key) + ": " + current_exception_text());
+    std::vector<StateKind> kinds;
+    for (const auto& s : wiring_->states)
+      kinds.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
+                       !s.spec->reject_unknown_keys});
+    for (std::uint32_t i = 0; i < t.shards; ++i)
+      shards_.push_back(std::make_unique<Shard>(*flow_, i, kinds));
+    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+      for (std::uint64_t key : wiring_->states[s].spec->keys) {
+        try {
+          shards_[flow_->router.shard(key)]->declare(s, key);
+        } catch (...) {
+          const auto& spec = *wiring_->states[s].spec;
+          throw std::runtime_error(spec.keys_pos.str() + ": state '" + spec.name +
+                                   "': the factory threw while creating declared key " +
+                                   spec.key_text(key) + ": " + current_exception_text());
+        }
       }
     }
-  }
-  for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
-    const topology::PipelineSpec& spec = *wiring_->pipelines[i].spec;
-    try {
-      sources_.push_back(connectors::make_source(spec.source));
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(spec.source.pos.str() + ": pipeline '" + spec.name + "': " +
-                               e.what());
+    for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
+      const topology::PipelineSpec& spec = *wiring_->pipelines[i].spec;
+      try {
+        sources_.push_back(connectors::make_source(spec.source));
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(spec.source.pos.str() + ": pipeline '" + spec.name + "': " +
+                                 e.what());
+      }
+      ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
+                                                     sources_.back()->describe()));
     }
-    ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
-                                                   sources_.back()->describe()));
-  }
-  for (std::size_t i = 0; i < sinks_.size(); ++i) {
-    const topology::PipelineSpec& spec = *wiring_->pipelines[sink_pipeline_[i]].spec;
-    try {
-      sinks_[i]->open();
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(spec.sink->pos.str() + ": pipeline '" + spec.name + "': " +
-                               e.what());
+    for (std::size_t i = 0; i < sinks_.size(); ++i) {
+      const topology::PipelineSpec& spec = *wiring_->pipelines[sink_pipeline_[i]].spec;
+      try {
+        sinks_[i]->open();
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(spec.sink->pos.str() + ": pipeline '" + spec.name + "': " +
+                                 e.what());
+      }
     }
+    for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
+    for (auto& p : flow_->pipelines) p.errors->begin();
+  } catch (...) {
+    // A run that never started leaves behind no dead-letter file it created.
+    for (auto& p : flow_->pipelines)
+      if (p.errors) p.errors->remove_unstarted();
+    throw;
   }
-  for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
 }
 
 Engine::~Engine() {

@@ -56,6 +56,11 @@ std::string printable(std::string_view text) {
   return out;
 }
 
+namespace {
+/// Held around each write of a dead-letter record, by every pipeline. [shard and source threads]
+std::mutex g_dead_letter_files;
+}  // namespace
+
 PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy policy,
                                const std::filesystem::path& dead_letter,
                                metrics::PipelineMetrics& metrics, StopFn stop)
@@ -64,7 +69,7 @@ PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy polic
     dead_letter_path_ = dead_letter.string();
     int fd = -1;
     try {
-      fd = connectors::open_output(dead_letter_path_, true);
+      fd = connectors::open_output(dead_letter_path_, true, &created_);
     } catch (const std::runtime_error& e) {
       throw std::runtime_error("pipeline '" + pipeline_ + "': cannot open dead-letter file " +
                                dead_letter_path_ + ": " + e.what());
@@ -80,6 +85,13 @@ PipelineErrors::PipelineErrors(std::string pipeline, topology::ErrorPolicy polic
 
 PipelineErrors::~PipelineErrors() {
   if (dead_letter_) std::fclose(dead_letter_);
+}
+
+void PipelineErrors::remove_unstarted() {
+  if (begun_ || !dead_letter_) return;
+  std::fclose(dead_letter_);
+  dead_letter_ = nullptr;
+  if (created_) ::unlink(dead_letter_path_.c_str());
 }
 
 void PipelineErrors::log_limited(const std::string& where, const std::string& line) {
@@ -138,6 +150,9 @@ void PipelineErrors::message_failed(std::string_view step, std::string_view what
   std::string hex;
   hex.reserve(payload.size() * 2);
   for (std::byte b : payload) append_hex(hex, std::to_integer<unsigned char>(b));
+  // Pipelines may share a dead-letter file (each through its own FILE): a record that fails
+  // half-way is cut back off only while no other pipeline can have written after it.
+  std::lock_guard files(g_dead_letter_files);
   const off_t record_at = ::lseek(::fileno(dead_letter_), 0, SEEK_END);
   const bool written =
       std::fprintf(dead_letter_, "%s\t%.*s\t%s\t%s\n", pipeline_.c_str(),

@@ -265,7 +265,9 @@ sink = {{ kind = "discard" }}
         # once every input and output has opened, and a file it created is removed again.
         os.makedirs(self.path("somedir"))
         self.write("out.txt", "the last run's output\n")
-        self.write("topology.toml", events_topology(1).replace('"events.txt"', '"somedir"') + f"""
+        self.write("topology.toml", events_topology(
+            1, extra='on_error = "dead_letter"\ndead_letter = "dead.txt"').replace(
+            '"events.txt"', '"somedir"') + f"""
 [[pipelines]]
 name = "second"
 source = {{ kind = "file", path = "missing.txt", framing = "lines", decoder = "ev.event_line" }}
@@ -278,6 +280,7 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
                       " is a folder", err)
         self.assertEqual(read(self.path("out.txt")), "the last run's output\n")
         self.assertFalse(os.path.exists(self.path("new.txt")))
+        self.assertFalse(os.path.exists(self.path("dead.txt")))
         self.write("topology.toml", read(self.path("topology.toml")).replace('"somedir"',
                                                                              '"events.txt"'))
         self.write("events.txt", "1 1\n")
