@@ -416,13 +416,15 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                     "the partition function, or restart to begin from empty state");
     const TypeDesc& from = *wiring_->states[s].factory->state;
     const TypeDesc& to = *fresh->states[s].factory->state;
-    if (&from == &to) {
+    if (&from == &to)
       carries.push_back({reload::Carry::keep, "unchanged plugin"});
-      continue;
-    }
-    carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
+    else
+      carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
+    // A value kept as it is that is not plain data may hold objects made by any build that
+    // worked on it: a state computation of another plugin as much as its own factory.
     if (carries.back().carry == reload::Carry::keep && !from.trivial)
       report.old_held_for.push_back(wiring_->states[s].spec->name);
+    if (&from == &to) continue;
     if (carries.back().carry == reload::Carry::blocked)
       return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
     if (carries.back().warn)
@@ -603,11 +605,10 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   }
   for (std::size_t i = 0; i < flow_->pipelines.size(); ++i)
     bind_components(flow_->pipelines[i], fresh->pipelines[i]);
-  // A state kept as it is that may hold the old build's objects keeps that build loaded: a
+  // A state kept as it is that may hold the old builds' objects keeps those builds loaded: a
   // std::function in it calls into the old code, and its destructor runs there too.
-  for (const std::string& name : report.old_held_for)
-    for (const auto& st : wiring_->states)
-      if (st.spec->name == name) held_for_states_.push_back(st.plugin);
+  if (!report.old_held_for.empty())
+    held_for_states_.insert(held_for_states_.end(), olds.begin(), olds.end());
   std::unique_ptr<topology::Wiring> old = std::move(wiring_);
   wiring_ = std::move(fresh);
 
