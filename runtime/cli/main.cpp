@@ -364,6 +364,7 @@ int main(int argc, char** argv) {
     return run_command(run_opts, shards, engine_options);
   }
   setup_logging(check_opts.log_level);
+  pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr);  // check runs no pipeline: a hang-up ends it
   if (!against.empty()) return preflight(against[0], against[1]);
   if (check_opts.topology.empty()) {
     std::fprintf(stderr, "shardline check: give a TOPOLOGY, or --against OLD.so NEW.so\n");

@@ -16,6 +16,8 @@
 // Any failure before the commit leaves the old version running with its state untouched.
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <new>
@@ -309,8 +311,11 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
   if (r.alias == "*") {  // SIGHUP: every plugin whose file holds another build, together
     std::vector<std::string> rebuilt;
-    for (const auto& alias : aliases)
-      if (wiring_->plugin(alias)->rebuilt()) rebuilt.push_back(alias);
+    for (const auto& alias : aliases) {
+      // A file that cannot be read is tried too: the refusal then says why.
+      const auto& plugin = *wiring_->plugin(alias);
+      if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) rebuilt.push_back(alias);
+    }
     if (rebuilt.empty()) {
       ReloadReport same{};
       same.ok = same.old_unloaded = true;

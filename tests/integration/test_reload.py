@@ -321,6 +321,17 @@ class HotReload(ReloadTest):
         self.assertEqual(sorted(lines), sorted(f"{i % KEYS} seq {i // KEYS + 1}"
                                                for i in range(self.feeder.sent)))
 
+    def test_sighup_with_a_plugin_file_gone_says_why_nothing_was_reloaded(self):
+        self.start(watch=False)
+        self.feeder.wait_sent(1000)
+        os.remove(self.path("ev.so"))
+        self.run_.proc.send_signal(signal.SIGHUP)
+        line = self.run_.wait_for("reload of plugin 'ev' refused")
+        self.assertIn("still running test_events 1.0.0", line)
+        self.assertIn(self.path("ev.so"), line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        self.finish()
+
     def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
         # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the
         # pipelines cannot pause, and the rebuild is refused; once the pipe is read, the retry
