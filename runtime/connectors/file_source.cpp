@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -61,6 +60,8 @@ class FileSource final : public Source {
     const Input input(open_input());
     const int fd = input.fd;
     FrameSplitter splitter(framing_, max_frame_, describe(), &stop_);
+    // write_space() gives at least what is asked; a paced read takes no more than that.
+    const std::size_t read_size = rate_ ? kPacedReadSize : kReadSize;
     while (!stop_.load(std::memory_order_relaxed)) {
       pollfd p{fd, POLLIN, 0};
       const int ready = ::poll(&p, 1, kStopCheckMs);
@@ -68,9 +69,8 @@ class FileSource final : public Source {
       // A failure to read ends the run with an error (exit 3): pipelines that start after this
       // one (start_after) must not run as if its input had been read.
       if (ready < 0) throw std::runtime_error(std::string("poll failed: ") + std::strerror(errno));
-      const auto space = splitter.write_space(rate_ ? kPacedReadSize : kReadSize);
-      const ssize_t n =
-          ::read(fd, space.data(), rate_ ? std::min(space.size(), kPacedReadSize) : space.size());
+      const auto space = splitter.write_space(read_size);
+      const ssize_t n = ::read(fd, space.data(), rate_ ? read_size : space.size());
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         throw std::runtime_error("read failed after " +

@@ -68,7 +68,6 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
       }
     }
     for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
-    for (auto& p : flow_->pipelines) p.errors->begin();
   } catch (...) {
     // A run that never started leaves behind no dead-letter file it created.
     for (auto& p : flow_->pipelines)

@@ -82,8 +82,8 @@ struct ReloadReport {
   std::string message;        ///< the log line
   std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
-  /// States kept as they are whose values may hold the old build's objects: that build stays
-  /// loaded for them, on purpose.
+  /// States kept as they are whose values may hold the old builds' objects: every build the
+  /// reload replaced then stays loaded, on purpose.
   std::vector<std::string> old_held_for;
   double pause_ms = 0;        ///< sources paused -> resumed
   double total_ms = 0;        ///< request taken -> done

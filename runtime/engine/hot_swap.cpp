@@ -307,6 +307,13 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
                    report.message);
     return report;
   };
+  const auto nothing_to_reload = [](std::string why) {
+    ReloadReport same{};
+    same.ok = same.old_unloaded = true;
+    same.message = std::move(why);
+    spdlog::info("{}", same.message);
+    return same;
+  };
   std::vector<std::string> aliases;  // names only: a copy of the handles would keep them loaded
   for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
   if (r.alias == "*") {  // SIGHUP: every plugin whose file holds another build, together
@@ -316,24 +323,16 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
       const auto& plugin = *wiring_->plugin(alias);
       if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) rebuilt.push_back(alias);
     }
-    if (rebuilt.empty()) {
-      ReloadReport same{};
-      same.ok = same.old_unloaded = true;
-      same.message = "every plugin file holds the build already running; nothing to reload";
-      spdlog::info("{}", same.message);
-      return same;
-    }
+    if (rebuilt.empty())
+      return nothing_to_reload("every plugin file holds the build already running; nothing to "
+                               "reload");
     return logged(reload(rebuilt));
   }
 
-  if (const auto plugin = wiring_->plugin(r.alias); plugin && r.if_rebuilt && !plugin->rebuilt()) {
-    ReloadReport same{};
-    same.ok = same.old_unloaded = true;
-    same.message = "plugin '" + r.alias + "': " + plugin->file().string() +
-                   " holds the build already running; nothing to reload";
-    spdlog::info("{}", same.message);
-    return same;
-  }  // (the handle goes here: held any longer, it would keep the old version loaded)
+  if (const auto plugin = wiring_->plugin(r.alias); plugin && r.if_rebuilt && !plugin->rebuilt())
+    return nothing_to_reload("plugin '" + r.alias + "': " + plugin->file().string() +
+                             " holds the build already running; nothing to reload");
+  // (the if's handle ends with it: held any longer, it would keep the old version loaded)
   ReloadReport alone = reload({r.alias});
   if (alone.ok || !alone.split_type) return logged(std::move(alone));
   // A type this plugin shares with others may have changed in all of them: one build alone
@@ -421,15 +420,15 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                     "the partition function, or restart to begin from empty state");
     const TypeDesc& from = *wiring_->states[s].factory->state;
     const TypeDesc& to = *fresh->states[s].factory->state;
-    if (&from == &to)
-      carries.push_back({reload::Carry::keep, "unchanged plugin"});
-    else
-      carries.push_back(reload::plan_state(from, to, wiring_->states[s].spec->reset_on_reload));
+    const bool unchanged = &from == &to;
+    carries.push_back(unchanged ? reload::StateCarry{reload::Carry::keep, "unchanged plugin"}
+                                : reload::plan_state(from, to,
+                                                     wiring_->states[s].spec->reset_on_reload));
     // A value kept as it is that is not plain data may hold objects made by any build that
     // worked on it: a state computation of another plugin as much as its own factory.
     if (carries.back().carry == reload::Carry::keep && !from.trivial)
       report.old_held_for.push_back(wiring_->states[s].spec->name);
-    if (&from == &to) continue;
+    if (unchanged) continue;
     if (carries.back().carry == reload::Carry::blocked)
       return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
     if (carries.back().warn)
@@ -612,45 +611,38 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     bind_components(flow_->pipelines[i], fresh->pipelines[i]);
   // A state kept as it is that may hold the old builds' objects keeps those builds loaded: a
   // std::function in it calls into the old code, and its destructor runs there too.
-  if (!report.old_held_for.empty())
-    held_for_states_.insert(held_for_states_.end(), olds.begin(), olds.end());
+  const bool hold_olds = !report.old_held_for.empty();
+  if (hold_olds) held_for_states_.insert(held_for_states_.end(), olds.begin(), olds.end());
   std::unique_ptr<topology::Wiring> old = std::move(wiring_);
   wiring_ = std::move(fresh);
 
   // 6. Resume, then let the old versions go.
   resume();
   old.reset();
-  // The old builds go, except one a state kept as it is holds on purpose.
+  // The old builds go, unless a state kept as it is holds them on purpose.
   report.old_unloaded = true;
-  std::size_t released = 0;
-  std::string held_builds;
-  for (auto& plugin : olds) {
-    if (std::find(held_for_states_.begin(), held_for_states_.end(), plugin) !=
-        held_for_states_.end()) {
-      held_builds += (held_builds.empty() ? "" : ", ") + plugin->name() + " " + plugin->version();
-      continue;
+  std::string fate;
+  if (hold_olds) {
+    std::string builds, states;
+    for (const auto& plugin : olds)
+      builds += (builds.empty() ? "" : ", ") + plugin->name() + " " + plugin->version();
+    for (const std::string& name : report.old_held_for)
+      states += (states.empty() ? "'" : ", '") + name + "'";
+    fate = fmt::format("old build {} kept loaded for state{} {}, kept as is (its values may hold "
+                       "objects of that build)",
+                       builds, report.old_held_for.size() == 1 ? "" : "s", states);
+  } else {
+    for (auto& plugin : olds) {
+      const auto shadow = plugin->shadow();
+      const long users = plugin.use_count();
+      plugin.reset();
+      report.old_unloaded = report.old_unloaded && users == 1 && !mapped(shadow);
     }
-    ++released;
-    const auto shadow = plugin->shadow();
-    const long users = plugin.use_count();
-    plugin.reset();
-    report.old_unloaded = report.old_unloaded && users == 1 && !mapped(shadow);
+    fate = fmt::format("old {} {}", olds.size() == 1 ? "library" : "libraries",
+                       report.old_unloaded ? "unloaded" : "STILL MAPPED");
   }
   report.ok = true;
   report.total_ms = ms_since(started);
-  std::string fate;
-  if (released)
-    fate = fmt::format("old {} {}", released == 1 ? "library" : "libraries",
-                       report.old_unloaded ? "unloaded" : "STILL MAPPED");
-  if (!report.old_held_for.empty()) {
-    std::string states;
-    for (const std::string& name : report.old_held_for)
-      states += (states.empty() ? "'" : ", '") + name + "'";
-    fate += fmt::format("{}{} kept loaded for state{} {}, kept as is (its values may hold "
-                        "objects of that build)",
-                        fate.empty() ? "old build " : "; old build ", held_builds,
-                        report.old_held_for.size() == 1 ? "" : "s", states);
-  }
   report.message = fmt::format(
       "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; {}",
       who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,

@@ -88,7 +88,7 @@ PipelineErrors::~PipelineErrors() {
 }
 
 void PipelineErrors::remove_unstarted() {
-  if (begun_ || !dead_letter_) return;
+  if (!dead_letter_) return;
   std::fclose(dead_letter_);
   dead_letter_ = nullptr;
   if (created_) ::unlink(dead_letter_path_.c_str());

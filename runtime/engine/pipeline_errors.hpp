@@ -48,10 +48,8 @@ class PipelineErrors {
   /// Logs the last of the lines held back since the last one shown, with their number, for
   /// each kind of error. [control thread, at the end of the run]
   void flush_held_back();
-  /// The run has started: the dead-letter file stays whatever happens. [control thread]
-  void begin() { begun_ = true; }
   /// The run never started: closes the dead-letter file, and removes it if this object created
-  /// it. [control thread]
+  /// it. [control thread, while the engine is being built]
   void remove_unstarted();
   /// Whether some failed message could not be written to the dead-letter file (then counted
   /// as lost). [any thread]
@@ -73,7 +71,6 @@ class PipelineErrors {
   std::FILE* dead_letter_ = nullptr;
   std::string dead_letter_path_;
   bool created_ = false;  ///< the dead-letter file did not exist before [control thread]
-  bool begun_ = false;    ///< [control thread]
   bool dead_letter_failed_ = false;  ///< [mutex_]
   bool stopping_ = false;            ///< on_error = "stop" has stopped the run [mutex_]
   struct Limiter {

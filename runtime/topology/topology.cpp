@@ -67,11 +67,11 @@ std::string one_of(std::initializer_list<std::string_view> names) {
   return out;
 }
 
-/// Reads values out of TOML tables, recording an error (with position) for each problem.
 /// The settings of the topology itself (before any [table]).
 constexpr std::string_view kTopLevelSettings[] = {"shards", "key_groups", "batch_size",
                                                   "queue_batches", "scheduling"};
 
+/// Reads values out of TOML tables, recording an error (with position) for each problem.
 class Checker {
  public:
   Checker(std::string file, std::vector<std::string>& errors)
@@ -82,9 +82,9 @@ class Checker {
     return {file_, static_cast<std::uint32_t>(s.line), static_cast<std::uint32_t>(s.column)};
   }
   void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+  void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
   /// [plugins] entries already reported as wrong: their components are not reported again.
   std::set<std::string> refused_plugins;
-  void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
 
   /// Reports key `key` of `t`, if present, as meaningless unless `applies` (to `what`).
   void only_for(const toml::table& t, std::string_view key, bool applies, std::string_view what) {
@@ -251,9 +251,9 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
   const auto dir = topo.file.parent_path();
   for (const auto& [key, value] : *plugins) {
     const std::string alias(key.str());
-    // Components are named "plugin.component": the first dot ends the plugin's name.
     c.printable_name(value, "plugin", alias);
-    // Components name their plugin up to the first dot: that is what a refusal covers.
+    // Components are named "plugin.component": the first dot ends the plugin's name, so that
+    // is what a refusal covers.
     const std::string prefix = alias.substr(0, alias.find('.'));
     if (alias.find('.') != std::string::npos) {
       c.error(value, "plugin name '" + alias + "' contains a dot, but components are named "
