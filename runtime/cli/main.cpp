@@ -5,7 +5,6 @@
 // the first asks the engine to stop reading and drain, a second gives up on output that a sink
 // cannot deliver.
 #include <fcntl.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,19 +17,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <thread>
 
-#include "connectors/source.hpp"
+#include "connectors/machine_checks.hpp"
 #include "engine/engine.hpp"
 #include "loader/plugin_call.hpp"
 #include "loader/plugin.hpp"
 #include "reload/reload_plan.hpp"
-#include "topology/address.hpp"
 #include "topology/wiring.hpp"
 
 using namespace shardline;
@@ -162,82 +159,11 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   return status;
 }
 
-/// `check`: what depends on the machine the topology runs on is a warning, not an error: a
-/// host that does not resolve here (a TCP sink, which `run` keeps retrying, or a TCP source's
-/// listen address, which `run` refuses at start), a listen address that cannot be listened on
-/// here or now (another machine's address, a port in use), or a file sink or dead-letter file
-/// whose folder is missing or that is a folder, or a source file that is missing, unreadable
-/// or a folder (which `run` refuses at start).
+/// `check`: what depends on the machine the topology runs on is a warning, not an error (see
+/// connectors/machine_checks.hpp).
 void warn_machine_dependent(const topology::Topology& topo) {
-  const auto resolves = [](const std::string& address, std::string& why) {
-    const auto where = topology::parse_host_port(address);
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    if (const int rc = ::getaddrinfo(where.host.c_str(), nullptr, &hints, &found)) {
-      why = "cannot resolve " + where.host + " here (" + ::gai_strerror(rc) + ")";
-      return false;
-    }
-    ::freeaddrinfo(found);
-    return true;
-  };
-  // A file to write whose folder is missing, or that is a folder: `run` cannot open it.
-  const auto warn_output = [](const topology::Position& pos, const std::string& what,
-                              const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto folder = path.parent_path();
-    if (!folder.empty() && !std::filesystem::is_directory(folder, ec))
-      std::fprintf(stderr,
-                   "%s: warning: %s: the folder %s does not exist here; `shardline run` would "
-                   "not start unless it is created first\n",
-                   pos.str().c_str(), what.c_str(), folder.c_str());
-    else if (std::filesystem::is_directory(path, ec))
-      std::fprintf(stderr, "%s: warning: %s is a folder here; `shardline run` would not start\n",
-                   pos.str().c_str(), what.c_str());
-  };
-  for (const auto& p : topo.pipelines) {
-    if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
-      warn_output(p.pos, "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(),
-                  p.dead_letter);
-    std::string why;
-    if (p.source.kind == topology::SourceKind::file) {
-      // Checked by name, not opened: opening a FIFO would wait for its writer.
-      std::error_code ec;
-      if (!std::filesystem::exists(p.source.address, ec))
-        std::fprintf(stderr,
-                     "%s: warning: source file %s does not exist here; `shardline run` would not "
-                     "start unless it is created first\n",
-                     p.source.pos.str().c_str(), p.source.address.c_str());
-      else if (::access(p.source.address.c_str(), R_OK) != 0)
-        std::fprintf(stderr,
-                     "%s: warning: source file %s cannot be read here (%s); `shardline run` "
-                     "would not start\n",
-                     p.source.pos.str().c_str(), p.source.address.c_str(), std::strerror(errno));
-      else if (std::filesystem::is_directory(p.source.address, ec))
-        std::fprintf(stderr, "%s: warning: source file %s is a folder here; `shardline run` "
-                             "would not start\n",
-                     p.source.pos.str().c_str(), p.source.address.c_str());
-    }
-    if (p.source.kind == topology::SourceKind::tcp) {
-      if (!resolves(p.source.address, why)) {
-        std::fprintf(stderr, "%s: warning: source tcp %s: %s; `shardline run` would not start\n",
-                     p.source.pos.str().c_str(), p.source.address.c_str(), why.c_str());
-      } else {
-        try {  // listens, as `run` would, and closes at once
-          connectors::make_source(p.source);
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "%s: warning: %s; `shardline run` would not start now\n",
-                       p.source.pos.str().c_str(), e.what());
-        }
-      }
-    }
-    if (!p.sink) continue;
-    if (p.sink->kind == topology::SinkKind::tcp && !resolves(p.sink->address, why))
-      std::fprintf(stderr, "%s: warning: sink tcp %s: %s; `shardline run` would keep retrying it\n",
-                   p.sink->pos.str().c_str(), p.sink->address.c_str(), why.c_str());
-    if (p.sink->kind == topology::SinkKind::file)
-      warn_output(p.sink->pos, "sink file " + p.sink->address, p.sink->address);
-  }
+  for (const auto& w : connectors::machine_warnings(topo))
+    std::fprintf(stderr, "%s: warning: %s\n", w.pos.str().c_str(), w.text.c_str());
 }
 
 /// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.

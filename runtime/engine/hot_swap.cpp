@@ -22,7 +22,9 @@
 #include <fstream>
 #include <new>
 #include <optional>
+#include <set>
 
+#include "connectors/machine_checks.hpp"
 #include "engine/engine.hpp"
 #include "engine/ingress.hpp"
 #include "loader/plugin_call.hpp"
@@ -245,9 +247,17 @@ void Engine::check_edited_topology() const {
           });
       if (same_file) options.loaded.emplace_back(running.alias, wiring_->plugin(running.alias));
     }
-    topology::wire_topology(std::move(edited), options);
+    const auto wired = topology::wire_topology(std::move(edited), options);
+    // What `check` warns about, too: a restart with the edit would not start if, say, its new
+    // port is taken. The ports this host listens on are its own, free again once it stops.
+    std::set<std::string> held;
+    for (const auto& p : wiring_->topology.pipelines)
+      if (p.source.kind == topology::SourceKind::tcp) held.insert(p.source.address);
+    const auto warnings = connectors::machine_warnings(wired->topology, held);
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
-                 "started with: restart shardline to apply it");
+                 "started with: restart shardline to apply it{}",
+                 warnings.empty() ? "" : "; on this machine now:");
+    for (const auto& w : warnings) spdlog::warn("  {}: {}", w.pos.str(), w.text);
   } catch (const topology::TopologyError& e) {
     spdlog::warn("the edited topology has {} error(s); the running topology is unchanged:",
                  e.errors.size());

@@ -200,6 +200,18 @@ class HotReload(ReloadTest):
         self.run_.wait_for("the topology: " + self.path("topology.toml") + " changed")
         self.run_.wait_for("the edited topology is valid, but a running host keeps the topology "
                            "it started with: restart shardline to apply it")
+        # Valid, but a restart with it would fail on this machine now: its new port is taken.
+        # (The port the host itself listens on is its own, and not reported.)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            self.write("topology.toml", text.replace(f"127.0.0.1:{self.port}",
+                                                     f"127.0.0.1:{port}"))
+            self.run_.wait_for("restart shardline to apply it; on this machine now:")
+            line = self.run_.wait_for(f"cannot listen on 127.0.0.1:{port}")
+            self.assertIn("topology.toml:", line)
+            self.assertIn("`shardline run` would not start now", line)
         self.write("topology.toml", text.replace("shards = 2", "shard = 3"))
         self.run_.wait_for("the edited topology has 1 error(s); the running topology is "
                            "unchanged")

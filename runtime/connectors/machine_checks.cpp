@@ -1,0 +1,94 @@
+#include "connectors/machine_checks.hpp"
+
+#include <netdb.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "connectors/source.hpp"
+#include "topology/address.hpp"
+
+namespace shardline::connectors {
+
+namespace {
+
+/// Empty when `address`'s host resolves here, else why not.
+std::string unresolved(const std::string& address) {
+  const auto where = topology::parse_host_port(address);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(where.host.c_str(), nullptr, &hints, &found))
+    return "cannot resolve " + where.host + " here (" + ::gai_strerror(rc) + ")";
+  ::freeaddrinfo(found);
+  return {};
+}
+
+/// A file to write whose folder is missing, or that is a folder: `run` cannot open it.
+void check_output(std::vector<MachineWarning>& out, const topology::Position& pos,
+                  const std::string& what, const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto folder = path.parent_path();
+  if (!folder.empty() && !std::filesystem::is_directory(folder, ec))
+    out.push_back({pos, what + ": the folder " + folder.string() +
+                            " does not exist here; `shardline run` would not start unless it is "
+                            "created first"});
+  else if (std::filesystem::is_directory(path, ec))
+    out.push_back({pos, what + " is a folder here; `shardline run` would not start"});
+}
+
+void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& source,
+                  const std::set<std::string>& held) {
+  if (source.kind == topology::SourceKind::file) {
+    // Checked by name, not opened: opening a FIFO would wait for its writer.
+    std::error_code ec;
+    const std::string& file = source.address;
+    if (!std::filesystem::exists(file, ec))
+      out.push_back({source.pos, "source file " + file +
+                                     " does not exist here; `shardline run` would not start "
+                                     "unless it is created first"});
+    else if (::access(file.c_str(), R_OK) != 0)
+      out.push_back({source.pos, "source file " + file + " cannot be read here (" +
+                                     std::strerror(errno) + "); `shardline run` would not start"});
+    else if (std::filesystem::is_directory(file, ec))
+      out.push_back({source.pos, "source file " + file +
+                                     " is a folder here; `shardline run` would not start"});
+  }
+  if (source.kind != topology::SourceKind::tcp || held.count(source.address)) return;
+  if (const auto why = unresolved(source.address); !why.empty()) {
+    out.push_back({source.pos, "source tcp " + source.address + ": " + why +
+                                   "; `shardline run` would not start"});
+    return;
+  }
+  try {  // listens, as `run` would, and closes at once
+    make_source(source);
+  } catch (const std::exception& e) {
+    out.push_back({source.pos, std::string(e.what()) + "; `shardline run` would not start now"});
+  }
+}
+
+}  // namespace
+
+std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
+                                             const std::set<std::string>& held) {
+  std::vector<MachineWarning> out;
+  for (const auto& p : topo.pipelines) {
+    if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
+      check_output(out, p.pos, "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(),
+                   p.dead_letter);
+    check_source(out, p.source, held);
+    if (!p.sink) continue;
+    if (p.sink->kind == topology::SinkKind::tcp) {
+      if (const auto why = unresolved(p.sink->address); !why.empty())
+        out.push_back({p.sink->pos, "sink tcp " + p.sink->address + ": " + why +
+                                        "; `shardline run` would keep retrying it"});
+    }
+    if (p.sink->kind == topology::SinkKind::file)
+      check_output(out, p.sink->pos, "sink file " + p.sink->address, p.sink->address);
+  }
+  return out;
+}
+
+}  // namespace shardline::connectors
