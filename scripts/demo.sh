@@ -9,10 +9,9 @@ scripts/setup.sh default
 
 demo=build/demo
 mkdir -p "$demo"
-initial=../shared/data/market-spread/350-symbols_initial-nbbo-fixish.msg
-[ -f "$initial" ] || initial=plugins/market_spread/data/350-symbols_initial-nbbo-fixish.msg
+initial=plugins/market_spread/data/350-symbols_initial-nbbo-fixish.msg
 symbols=plugins/market_spread/data/350-symbols.txt
-build/shardline-gen nbbo --symbols-file "$symbols" --count 100000 --seed 1 --out "$demo/updates.msg"
+build/shardline-gen nbbo --symbols-file "$symbols" --count 100000 --no-initial --seed 1 --out "$demo/updates.msg"
 cat "$initial" "$demo/updates.msg" > "$demo/nbbo.msg"
 build/shardline-gen orders --symbols-file "$symbols" --count "$orders" --seed 2 --out "$demo/orders.msg"
 

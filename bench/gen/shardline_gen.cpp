@@ -1,6 +1,6 @@
 // shardline-gen: the Market Spread load generator.
 //
-// Writes NBBO and order streams in the "fixish" wire format of MARKET_SPREAD.md (4-byte
+// Writes NBBO and order streams in the "fixish" wire format of plugins/market_spread/README.md (4-byte
 // big-endian length, then the payload), deterministic from a seed, and moves framed files over
 // TCP: `send` plays a file to a TCP source (at full speed or at a fixed message rate) and
 // `receive` stands in for the peer of a TCP sink. Random values come from std::mt19937_64
@@ -95,7 +95,7 @@ std::vector<Symbol> make_symbols(std::uint64_t n) {
   return out;
 }
 
-/// One symbol per line (e.g. shared/data/market-spread/*-legal-symbols.msg), right-justified.
+/// One symbol per line (e.g. plugins/market_spread/data/350-symbols.txt), right-justified.
 std::vector<Symbol> read_symbols(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Failure(errno_text("cannot open --symbols-file " + path));
@@ -707,7 +707,7 @@ void add_gen_options(CLI::App& cmd, GenOptions& o, const char* count_help) {
                 ->type_name("N");
   auto* f = cmd.add_option("--symbols-file", o.symbols_file,
                            "Read the symbols, one per line (e.g. "
-                           "shared/data/market-spread/r3k-legal-symbols.msg)")
+                           "plugins/market_spread/data/350-symbols.txt)")
                 ->type_name("FILE");
   n->excludes(f);
   cmd.add_option("--count", o.count, count_help)->type_name("N")->capture_default_str();
@@ -722,7 +722,7 @@ void add_gen_options(CLI::App& cmd, GenOptions& o, const char* count_help) {
 int main(int argc, char** argv) {
   CLI::App app{
       "shardline-gen: Market Spread load generator. Makes NBBO and order streams in the "
-      "length-prefixed \"fixish\" format of MARKET_SPREAD.md, deterministic from a seed, and "
+      "length-prefixed \"fixish\" format of plugins/market_spread/README.md, deterministic from a seed, and "
       "sends or receives framed files over TCP."};
   app.require_subcommand(1);
 

@@ -3,7 +3,7 @@
 // Two pipelines share one partitioned state, SymbolData per stock symbol. The NBBO pipeline
 // (market data) decides per symbol whether the spread is too wide to trade; the orders
 // pipeline reports every order that arrives while its symbol is in that state. Wire format and
-// logic: MARKET_SPREAD.md ("fixish" frames, big-endian).
+// logic: README.md beside this file ("fixish" frames, big-endian).
 #include <shardline/plugin.hpp>
 
 #include "market_spread.hpp"

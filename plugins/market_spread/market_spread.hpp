@@ -1,6 +1,6 @@
 // Market Spread's messages, state and logic, as plain C++: market_spread.cpp registers them as
 // the plugin's components, and bench/micro_bench calls the same functions directly to measure
-// what the plugin boundary costs. Wire format and logic: MARKET_SPREAD.md.
+// what the plugin boundary costs. Wire format and logic: README.md beside this file.
 #pragma once
 
 #include <cstdint>

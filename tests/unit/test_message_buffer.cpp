@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include <shardline/shardline.hpp>
+#include <shardline/plugin.hpp>
 
 #include "engine/message_buffer.hpp"
 #include "test_support.hpp"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <shardline/shardline.hpp>
+#include <shardline/plugin.hpp>
 
 #include "state/state_table.hpp"
 

@@ -7,9 +7,9 @@
 //     void save(shardline::Writer& out) const;             // write the value
 //     static SymbolData restore(shardline::Reader& in, std::uint32_t version);  // read any
 //   };                                                     // earlier version's saved form
-// With the same fingerprint (name, size, alignment, schema_version) the new version of a
-// plugin keeps the old objects as they are; otherwise the host saves every value with the old
-// plugin and restores it with the new one.
+// With the same fingerprint (name, size, alignment, trivially copyable or not, schema_version)
+// and no vtable, the new version of a plugin keeps the old objects as they are; otherwise the
+// host saves every value with the old plugin and restores it with the new one.
 #pragma once
 
 #include <concepts>
