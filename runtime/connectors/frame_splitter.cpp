@@ -69,15 +69,23 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
   return !broken_ && !stop_requested();
 }
 
+FrameSplitter::Unprocessed FrameSplitter::unprocessed() const {
+  if (end_ > begin_ && !skipping_line_ && !broken_) return {base_offset_ + begin_, end_ - begin_};
+  return {bytes_received(), 0};
+}
+
 void FrameSplitter::report_unprocessed() const {
-  if (end_ > begin_ && !skipping_line_ && !broken_)
+  if (const auto u = unprocessed(); u.bytes > 0)
     spdlog::warn("source {}: the run stopped with {} bytes received from it and not processed "
                  "(from stream offset {}); send them again",
-                 origin_, end_ - begin_, base_offset_ + begin_);
+                 origin_, u.bytes, u.offset);
 }
 
 void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
-  if (deliver(handler)) {
+  const bool delivered = deliver(handler);
+  // Stopped: what is left is the caller's to report (report_unprocessed), not dropped here.
+  if (!delivered && !broken_) return;
+  if (delivered) {
     const std::byte* b = buf_.get();
     const std::size_t tail = end_ - begin_;
     if (framing_ == Framing::lines) {
@@ -89,10 +97,11 @@ void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
         std::size_t len = tail;
         if (b[begin_ + len - 1] == std::byte('\r')) --len;
         if (len > max_frame_) {
-          report_long_line(handler, begin_);
+          if (!report_long_line(handler, begin_)) return;
         } else {
           push(handler, b + begin_, len);
-          flush(handler);
+          begin_ = end_;
+          if (!flush(handler)) return;  // stopped before the line was taken: begin_ is at it
           handler.on_caught_up();
         }
       }
@@ -123,8 +132,8 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
       // The length cannot be skipped safely (it may be garbage), so nothing after it can be
       // trusted: deliver what came before, then give up on this stream.
       framed_ = framed;
-      flush(handler);
       begin_ = pos;
+      if (!flush(handler)) return;  // stopped: the bad length is not reached
       broken_ = true;
       handler.on_bad_input(fmt::format(
           "frame of {} bytes exceeds max_frame {} at byte offset {} of {}; closing this stream",
@@ -135,7 +144,9 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
     frames[framed++] = Frame{b + pos + 4, len};
     pos += 4 + std::size_t(len);
     if (framed == kFramesPerCall) {
-      handler.on_frames(frames, framed, arrived_ns_);
+      framed_ = framed;
+      begin_ = pos;
+      if (!flush(handler)) return;
       framed = 0;
       if (stop_requested()) break;
     }
@@ -153,7 +164,8 @@ void FrameSplitter::split_lines(FrameHandler& handler) {
       // No newline yet. A tail longer than max_frame (+1 for a possible '\r') can only be an
       // oversized line: report it now and drop its bytes, so the buffer stays bounded.
       if (!skipping_line_ && end_ - pos > std::size_t(max_frame_) + 1) {
-        report_long_line(handler, pos);
+        begin_ = pos;
+        if (!report_long_line(handler, pos)) return;
         skipping_line_ = true;
       }
       if (skipping_line_) pos = end_;
@@ -167,33 +179,43 @@ void FrameSplitter::split_lines(FrameHandler& handler) {
     }
     std::size_t len = newline - pos;
     if (len > 0 && b[newline - 1] == std::byte('\r')) --len;
-    if (len > max_frame_) {
-      report_long_line(handler, pos);
-    } else {
-      push(handler, b + pos, len);
-    }
+    const std::size_t line = pos;
     pos = newline + 1;
+    begin_ = pos;
+    if (len > max_frame_) {
+      if (!report_long_line(handler, line)) return;
+    } else if (!push(handler, b + line, len)) {
+      return;
+    }
     if (framed_ == 0 && stop_requested()) break;  // a chunk was just handed over
   }
   begin_ = pos;
 }
 
-void FrameSplitter::push(FrameHandler& handler, const std::byte* data, std::size_t size) {
+bool FrameSplitter::push(FrameHandler& handler, const std::byte* data, std::size_t size) {
   frames_[framed_++] = Frame{data, static_cast<std::uint32_t>(size)};
-  if (framed_ == kFramesPerCall) flush(handler);
+  return framed_ < kFramesPerCall || flush(handler);
 }
 
-void FrameSplitter::flush(FrameHandler& handler) {
-  if (framed_ == 0) return;
-  handler.on_frames(frames_.get(), framed_, arrived_ns_);
+bool FrameSplitter::flush(FrameHandler& handler) {
+  if (framed_ == 0) return true;
+  const std::size_t n = framed_;
   framed_ = 0;
+  const std::size_t taken = handler.on_frames(frames_.get(), n, arrived_ns_);
+  if (taken == n) return true;
+  // Stopped part way: the first frame not taken is where the unprocessed input begins.
+  const std::byte* first = frames_[taken].data;
+  if (framing_ == Framing::length_prefixed) first -= 4;
+  begin_ = static_cast<std::size_t>(first - buf_.get());
+  return false;
 }
 
-void FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {
-  flush(handler);  // keep the handler's view in stream order
+bool FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {
+  if (!flush(handler)) return false;  // keep the handler's view in stream order
   handler.on_bad_input(fmt::format(
       "line longer than max_frame {} at byte offset {} of {}; skipped up to the next newline",
       max_frame_, base_offset_ + at, origin_));
+  return true;
 }
 
 std::uint64_t whole_frames(Framing framing, const std::byte* bytes, std::size_t n) {

@@ -58,8 +58,14 @@ class FrameSplitter {
   /// or reports a truncated frame. The buffer is empty afterwards.
   void finish(FrameHandler& handler, bool cleanly = true);
 
-  /// A stream ended by a stop, not by its end: logs a warning with the bytes received but not
-  /// handed on (whole frames after the chunk the stop came in, and a frame cut short), which
+  /// Input received but not handed on: whole frames after the chunk the stop came in (or
+  /// after the last frame a paced source took), and a frame cut short.
+  struct Unprocessed {
+    std::uint64_t offset;  ///< stream offset of the first such byte
+    std::uint64_t bytes;
+  };
+  Unprocessed unprocessed() const;
+  /// A stream ended by a stop, not by its end: logs a warning with unprocessed(), which
   /// nothing else counts. Nothing if every byte was handed on.
   void report_unprocessed() const;
 
@@ -71,9 +77,11 @@ class FrameSplitter {
   bool stop_requested() const { return stop_ && stop_->load(std::memory_order_relaxed); }
   void split_length_prefixed(FrameHandler& handler);
   void split_lines(FrameHandler& handler);
-  void push(FrameHandler& handler, const std::byte* data, std::size_t size);
-  void flush(FrameHandler& handler);
-  void report_long_line(FrameHandler& handler, std::size_t at);
+  // Each returns false when the handler took fewer frames than it was given (the run is
+  // stopping): begin_ is then the first frame not taken, and the caller returns at once.
+  bool push(FrameHandler& handler, const std::byte* data, std::size_t size);
+  bool flush(FrameHandler& handler);
+  bool report_long_line(FrameHandler& handler, std::size_t at);
 
   Framing framing_;
   std::uint32_t max_frame_;

@@ -14,23 +14,25 @@ constexpr std::uint64_t kSecond = 1'000'000'000;
 constexpr std::uint64_t kStopCheckNs = 100'000'000;
 }  // namespace
 
-void Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) {
+std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) {
   if (start_ns_ == 0) start_ns_ = arrived_ns;
   std::size_t i = 0;
   while (i < n) {
-    if (stop_.load(std::memory_order_relaxed)) return;
+    if (stop_.load(std::memory_order_relaxed)) break;
     const std::uint64_t now = metrics::now_ns();
     const std::uint64_t ready = due_by(now);
     if (ready <= sent_) {
       next_.on_caught_up();
-      if (!sleep_until(due(sent_))) return;
+      if (!sleep_until(due(sent_))) break;
       continue;
     }
     const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>(n - i, ready - sent_));
-    next_.on_frames(frames + i, m, due(sent_));
-    i += m;
-    sent_ += m;
+    const std::size_t taken = next_.on_frames(frames + i, m, due(sent_));
+    i += taken;
+    sent_ += taken;
+    if (taken < m) break;
   }
+  return i;
 }
 
 std::uint64_t Pacer::due(std::uint64_t k) const {

@@ -24,7 +24,8 @@ class Pacer final : public FrameHandler {
   Pacer(FrameHandler& next, std::uint64_t rate, const std::atomic<bool>& stop)
       : next_(next), rate_(rate), stop_(stop) {}
 
-  void on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override;
+  /// Returns early, with fewer than `n` taken, once `stop` is set.
+  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override;
   void on_caught_up() override { next_.on_caught_up(); }
   void on_bad_input(std::string_view what) override { next_.on_bad_input(what); }
 

@@ -24,8 +24,10 @@ class FrameHandler {
   virtual ~FrameHandler() = default;
   /// `n` complete frames; they point into the source's buffer and are valid during the call.
   /// `arrived_ns` (metrics::now_ns) is when they arrived: the read that brought them in, or,
-  /// from a source replaying at a fixed rate, when the first of them was due.
-  virtual void on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) = 0;
+  /// from a source replaying at a fixed rate, when the first of them was due. Returns how
+  /// many of them were taken, in order: all `n`, unless the run is stopping (a paced source
+  /// stops between two frames); the rest stay the source's, reported as not processed.
+  virtual std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) = 0;
   /// Every frame read so far has been handed over: the source is about to read again, and may
   /// wait for input. A handler that holds partly filled batches sends them now.
   virtual void on_caught_up() {}

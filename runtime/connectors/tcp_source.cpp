@@ -83,7 +83,10 @@ struct TcpSource::Io {
           if (n > 0) {
             c.splitter.commit(n);
             // May block in the handler: no socket is read meanwhile (backpressure).
-            if (!c.splitter.deliver(*handler)) return close(it);
+            if (!c.splitter.deliver(*handler)) {
+              c.splitter.report_unprocessed();  // a stop (a broken stream is reported already)
+              return close(it);
+            }
           }
           if (ec == asio::error::operation_aborted || stopping) {
             c.splitter.report_unprocessed();  // stop(): what is still buffered is dropped

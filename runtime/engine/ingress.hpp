@@ -25,7 +25,7 @@ class Ingress final : public connectors::FrameHandler {
 
   Ingress(Dataflow& flow, PipelinePlan& p, SourceGate& gate, std::string source)
       : worker_(flow, true), p_(p), gate_(gate), source_(std::move(source)) {}
-  void on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override {
+  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override {
     // Stamped by the source before the gate: time the frames wait here during a reload counts
     // as latency.
     if (!inside_) {
@@ -35,6 +35,7 @@ class Ingress final : public connectors::FrameHandler {
     worker_.ingest(p_, frames, n, arrived_ns);
     keep_sample(frames, n);
     if (gate_.pause_requested()) leave();
+    return n;
   }
   void on_caught_up() override {
     if (inside_) leave();

@@ -308,6 +308,24 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
         self.assertEqual(counts["errors"], 1)
         self.assertEqual(counts["in"], 1023, err)  # the failing frame's chunk, less itself
 
+    def test_a_paced_source_stopping_reports_exactly_the_lines_it_did_not_hand_on(self):
+        # With a rate, the source stops between two frames of a chunk: the frames after the
+        # last one it handed on are not processed, and the warning's offset must start at the
+        # first of them (resending from it loses nothing).
+        topo = self.topology('on_error = "stop"', lines=2000)
+        text = read(topo).replace('framing = "lines", decoder', 'framing = "lines", rate = 1000, decoder')
+        self.write("topology.toml", text)
+        lines = read(self.path("events.txt")).splitlines(keepends=True)
+        status, _, err = run(topo)
+        self.assertEqual(status, 3, err)
+        taken = summary(err)["events"]["in"]
+        self.assertTrue(7 <= taken < 2000, err)  # seq 7 failed: the source stopped soon after
+        offset = sum(len(l) for l in lines[:taken])
+        total = sum(len(l) for l in lines)
+        self.assertIn(f"source file {self.path('events.txt')}: the run stopped with "
+                      f"{total - offset} bytes received from it and not processed (from stream "
+                      f"offset {offset}); send them again", err)
+
     def test_stop_policy_stops_a_tcp_source_within_the_chunk_and_says_so_once(self):
         # A TCP read holds tens of thousands of short lines: the source stops after the chunk
         # of 1,024 frames that failed, as a file does; the failures of the frames already on
@@ -333,6 +351,11 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
         self.assertTrue(7 <= counts["in"] <= 6 + 1024, r.stderr)
         self.assertEqual(counts["errors"], counts["in"] // 7, r.stderr)  # seq 7, 14, ...
         self.assertEqual(r.stderr.count('stopping (on_error = "stop")'), 1, r.stderr)
+        # What it had read past that chunk is reported, from the first line not processed.
+        offset = sum(len(f"{i % 5} {i + 1}\n") for i in range(counts["in"]))
+        self.assertRegex(r.stderr, r"source tcp 127\.0\.0\.1:\d+ connection from [^:]+:\d+: the "
+                         r"run stopped with \d+ bytes received from it and not processed \(from "
+                         rf"stream offset {offset}\)")
 
     def test_state_factory_throwing(self):
         topo = self.topology(steps=TRACK)

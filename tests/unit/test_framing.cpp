@@ -104,9 +104,10 @@ TEST_CASE("a stop requested while a chunk is handed over ends delivery after tha
     std::atomic<bool> stop{false};
     struct Stopper : FrameRecorder {
       std::atomic<bool>* stop;
-      void on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
+      std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
         FrameRecorder::on_frames(f, n, at);
         if (frames.size() > 1500) *stop = true;  // during the second chunk
+        return n;
       }
     } r;
     r.stop = &stop;
@@ -115,6 +116,57 @@ TEST_CASE("a stop requested while a chunk is handed over ends delivery after tha
     CHECK(r.frames ==
           std::vector<std::string>(payloads.begin(),
                                    payloads.begin() + 2 * FrameSplitter::kFramesPerCall));
+    const std::string input = framing == Framing::lines ? lines : length_prefixed(payloads);
+    const auto rest = s.unprocessed();  // reported as unprocessed: exactly the frames after
+    CHECK(input.substr(rest.offset) ==
+          (framing == Framing::lines
+               ? std::string(lines.substr(lines.find("\n2047\n") + 6))
+               : length_prefixed({payloads.begin() + 2048, payloads.end()})));
+    CHECK(rest.bytes == input.size() - rest.offset);
+  }
+}
+
+TEST_CASE("frames a stopping handler did not take are left unprocessed, from the first of them",
+          "[framing]") {
+  // A paced source stops between two frames: the frames after the last one it took were never
+  // processed, and the reported offset must start right there (resending from it loses
+  // nothing), at any cut and however the input arrived.
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 3000; ++i) payloads.push_back(std::to_string(i) + "x");
+  std::string lines;
+  for (const auto& p : payloads) lines += p + "\n";
+  for (const Framing framing : {Framing::length_prefixed, Framing::lines}) {
+    for (const std::size_t cut : {0, 1, 700, 1023, 1024, 1500, 2999}) {
+      std::atomic<bool> stop{false};
+      struct Partial : FrameRecorder {
+        std::atomic<bool>* stop;
+        std::size_t cut;
+        std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
+          const std::size_t before = frames.size();
+          if (before + n <= cut) return FrameRecorder::on_frames(f, n, at);
+          *stop = true;
+          return FrameRecorder::on_frames(f, cut - before, at);
+        }
+      } r;
+      r.stop = &stop;
+      r.cut = cut;
+      const std::string input = framing == Framing::lines ? lines : length_prefixed(payloads);
+      FrameSplitter s(framing, 64, "test", &stop);
+      CHECK_FALSE(feed_random(s, r, input, static_cast<unsigned>(cut), 5000));
+      REQUIRE(r.frames.size() == cut);
+      const auto rest = s.unprocessed();
+      const std::vector<std::string> after(payloads.begin() + static_cast<long>(cut),
+                                           payloads.end());
+      std::string expected;
+      if (framing == Framing::lines) {
+        for (const auto& p : after) expected += p + "\n";
+      } else {
+        expected = length_prefixed(after);
+      }
+      // What was read so far is a prefix of the input: the unprocessed bytes start the rest.
+      CHECK(expected.compare(0, rest.bytes, input, rest.offset, rest.bytes) == 0);
+      CHECK(rest.offset == input.size() - expected.size());
+    }
   }
 }
 

@@ -94,11 +94,13 @@ struct FrameRecorder : shardline::connectors::FrameHandler {
   std::size_t largest_call = 0;
   std::vector<std::size_t> caught_up;  ///< frames.size() at each on_caught_up()
   std::vector<std::uint64_t> arrived;  ///< arrived_ns of each call
-  void on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t arrived_ns) override {
+  std::size_t on_frames(const shardline::Frame* f, std::size_t n,
+                        std::uint64_t arrived_ns) override {
     ++calls;
     arrived.push_back(arrived_ns);
     largest_call = std::max(largest_call, n);
     for (std::size_t i = 0; i < n; ++i) frames.emplace_back(f[i].text());
+    return n;
   }
   void on_caught_up() override { caught_up.push_back(frames.size()); }
   void on_bad_input(std::string_view what) override { bad.emplace_back(what); }
