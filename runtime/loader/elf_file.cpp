@@ -60,6 +60,14 @@ std::string ElfFile::check_complete() const {
     return "ELF file for another machine (need 64-bit x86-64)";
   if (eh.e_type != ET_DYN)
     return "ELF file is not a shared object (build it with shardline_add_plugin())";
+  // Every header below is read whole at each entry's offset: an entry size smaller than the
+  // header (a damaged or crafted file) would read past the table, and past the file.
+  if ((eh.e_phnum > 0 && eh.e_phentsize != sizeof(Elf64_Phdr)) ||
+      (eh.e_shnum > 0 && eh.e_shentsize != sizeof(Elf64_Shdr)))
+    return "malformed ELF file: program or section header entries of " +
+           std::to_string(eh.e_phentsize) + " and " + std::to_string(eh.e_shentsize) +
+           " bytes, not " + std::to_string(sizeof(Elf64_Phdr)) + " and " +
+           std::to_string(sizeof(Elf64_Shdr)) + " (is this file damaged?)";
   const std::uint64_t ph_end = eh.e_phoff + std::uint64_t{eh.e_phnum} * eh.e_phentsize;
   if (!inside(eh.e_phoff, std::uint64_t{eh.e_phnum} * eh.e_phentsize, size))
     return "truncated ELF file: program headers end at byte " + std::to_string(ph_end) +

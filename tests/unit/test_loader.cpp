@@ -342,6 +342,23 @@ TEST_CASE("an ELF file that is not a shared object for this machine is refused",
   }
 }
 
+TEST_CASE("an ELF file whose header entry sizes are wrong is refused, not read past", "[loader]") {
+  // A section header entry size of 0 would have every entry read at the table's offset, 64
+  // bytes of it past the end of a file whose table "ends" there (caught by ASan before).
+  TempDir dir;
+  const std::string original = read_all(test_plugin("test_events"));
+  for (const auto& [field, size] : {std::pair{offsetof(Elf64_Ehdr, e_shentsize), 0},
+                                   std::pair{offsetof(Elf64_Ehdr, e_phentsize), 8}}) {
+    std::string image = original;
+    poke<Elf64_Half>(image, field, static_cast<Elf64_Half>(size));
+    if (size == 0) poke<Elf64_Off>(image, offsetof(Elf64_Ehdr, e_shoff), image.size());
+    const auto file = dir.file("damaged.so", image);
+    CHECK_THAT(load_error(file),
+               Catch::Matchers::StartsWith(file.string() + ": malformed ELF file: program or "
+                                                           "section header entries of "));
+  }
+}
+
 TEST_CASE("an ABI record of another SDK is refused before dlopen", "[loader]") {
   TempDir dir;
   const auto before = mapped_shadow_copies();
