@@ -402,7 +402,8 @@ BENCHMARK(StateTable_Get)->Arg(10'000)->Arg(1'000'000);
 
 class CountingHandler final : public connectors::FrameHandler {
  public:
-  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t) override {
+  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t,
+                        const connectors::FrameOrigin&) override {
     for (std::size_t i = 0; i < n; ++i) bytes += frames[i].size;
     count += n;
     return n;

@@ -201,9 +201,12 @@ bool FrameSplitter::flush(FrameHandler& handler) {
   if (framed_ == 0) return true;
   const std::size_t n = framed_;
   framed_ = 0;
-  const std::size_t taken = handler.on_frames(frames_.get(), n, arrived_ns_);
+  const FrameOrigin origin{&origin_, framing_, frames_.get(), number_ + 1, buf_.get(), base_offset_};
+  number_ += n;
+  const std::size_t taken = handler.on_frames(frames_.get(), n, arrived_ns_, origin);
   if (taken == n) return true;
   // Stopped part way: the first frame not taken is where the unprocessed input begins.
+  number_ -= n - taken;
   const std::byte* first = frames_[taken].data;
   if (framing_ == Framing::length_prefixed) first -= 4;
   begin_ = static_cast<std::size_t>(first - buf_.get());
@@ -212,10 +215,18 @@ bool FrameSplitter::flush(FrameHandler& handler) {
 
 bool FrameSplitter::report_long_line(FrameHandler& handler, std::size_t at) {
   if (!flush(handler)) return false;  // keep the handler's view in stream order
+  ++number_;
   handler.on_bad_input(fmt::format(
-      "line longer than max_frame {} at byte offset {} of {}; skipped up to the next newline",
-      max_frame_, base_offset_ + at, origin_));
+      "line {} longer than max_frame {} at byte offset {} of {}; skipped up to the next newline",
+      number_, max_frame_, base_offset_ + at, origin_));
   return true;
+}
+
+std::string FrameOrigin::where(const Frame* frame) const {
+  const std::uint64_t number = first_number + static_cast<std::uint64_t>(frame - chunk);
+  if (framing == Framing::lines) return fmt::format("{}, line {}", *stream, number);
+  const std::uint64_t offset = buffer_offset + static_cast<std::uint64_t>(frame->data - buffer) - 4;
+  return fmt::format("{}, frame {} at byte offset {}", *stream, number, offset);
 }
 
 std::uint64_t whole_frames(Framing framing, const std::byte* bytes, std::size_t n) {

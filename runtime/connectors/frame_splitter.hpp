@@ -97,6 +97,7 @@ class FrameSplitter {
   bool broken_ = false;              ///< length_prefixed: an oversized frame was seen
   std::unique_ptr<Frame[]> frames_;  ///< kFramesPerCall frames, reused for every on_frames call
   std::size_t framed_ = 0;           ///< frames_ in use
+  std::uint64_t number_ = 0;         ///< frames (lines) handed on or skipped so far
   std::uint64_t arrived_ns_ = 0;     ///< when deliver() began: the frames' arrival
 };
 

@@ -14,7 +14,8 @@ constexpr std::uint64_t kSecond = 1'000'000'000;
 constexpr std::uint64_t kStopCheckNs = 100'000'000;
 }  // namespace
 
-std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) {
+std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+                             const FrameOrigin& origin) {
   if (start_ns_ == 0) start_ns_ = arrived_ns;
   std::size_t i = 0;
   while (i < n) {
@@ -27,7 +28,7 @@ std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t a
       continue;
     }
     const std::size_t m = static_cast<std::size_t>(std::min<std::uint64_t>(n - i, ready - sent_));
-    const std::size_t taken = next_.on_frames(frames + i, m, due(sent_));
+    const std::size_t taken = next_.on_frames(frames + i, m, due(sent_), origin);
     i += taken;
     sent_ += taken;
     if (taken < m) break;

@@ -25,7 +25,8 @@ class Pacer final : public FrameHandler {
       : next_(next), rate_(rate), stop_(stop) {}
 
   /// Returns early, with fewer than `n` taken, once `stop` is set.
-  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override;
+  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+                        const FrameOrigin& origin) override;
   void on_caught_up() override { next_.on_caught_up(); }
   void on_bad_input(std::string_view what) override { next_.on_bad_input(what); }
 

@@ -25,14 +25,15 @@ class Ingress final : public connectors::FrameHandler {
 
   Ingress(Dataflow& flow, PipelinePlan& p, SourceGate& gate, std::string source)
       : worker_(flow, true), p_(p), gate_(gate), source_(std::move(source)) {}
-  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns) override {
+  std::size_t on_frames(const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+                        const connectors::FrameOrigin& origin) override {
     // Stamped by the source before the gate: time the frames wait here during a reload counts
     // as latency.
     if (!inside_) {
       gate_.enter();
       inside_ = true;
     }
-    worker_.ingest(p_, frames, n, arrived_ns);
+    worker_.ingest(p_, frames, n, arrived_ns, origin);
     keep_sample(frames, n);
     if (gate_.pause_requested()) leave();
     return n;

@@ -139,9 +139,10 @@ bool PipelineErrors::report(const std::string& where, const std::string& line) {
 }
 
 void PipelineErrors::message_failed(std::string_view step, std::string_view what,
-                                    std::span<const std::byte> payload) {
+                                    std::span<const std::byte> payload, std::string_view where) {
   metrics_.add(metrics_.errors, 1);
-  const std::string error = printable(what);
+  const std::string error =
+      printable(where.empty() ? std::string(what) : std::string(where) + ": " + std::string(what));
   const std::string line =
       "pipeline '" + pipeline_ + "' step '" + std::string(step) + "': " + error;
   std::lock_guard lock(mutex_);

@@ -40,9 +40,10 @@ class PipelineErrors {
   ~PipelineErrors();
 
   /// A plugin function (decoder, computation, partition, state factory or computation,
-  /// encoder) failed on one message. `payload` is the message's bytes when they are known.
+  /// encoder) failed on one message. `payload` is the message's bytes when they are known;
+  /// `where`, for a decoder, where the frame was read ("file in.txt, line 12").
   void message_failed(std::string_view step, std::string_view what,
-                      std::span<const std::byte> payload);
+                      std::span<const std::byte> payload, std::string_view where = {});
   /// Input a source could not frame.
   void bad_input(std::string_view source, std::string_view what);
   /// Logs the last of the lines held back since the last one shown, with their number, for

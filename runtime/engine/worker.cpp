@@ -12,13 +12,14 @@ constexpr std::uint32_t kSkip = ~std::uint32_t{0};
 }  // namespace
 
 void BatchErrors::add(std::size_t index, std::string_view what) {
-  std::span<const std::byte> payload;
   if (frames_) {
-    payload = {frames_[index].data, frames_[index].size};
+    p_.errors->message_failed(step_, what, {frames_[index].data, frames_[index].size},
+                              origin_->where(&frames_[index]));
   } else if (input_ && input_->type()->trivial) {
-    payload = {input_->at(index), input_->type()->size};
+    p_.errors->message_failed(step_, what, {input_->at(index), input_->type()->size});
+  } else {
+    p_.errors->message_failed(step_, what, {});
   }
-  p_.errors->message_failed(step_, what, payload);
   failed_.push_back(index);
 }
 
@@ -39,11 +40,11 @@ Worker::~Worker() {
     if (c) flow_.chunks.release(c);
 }
 
-void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n,
-                    std::uint64_t arrived_ns) {
+void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+                    const connectors::FrameOrigin& origin) {
   MessageBuffer& out = scratch_[0];
   out.set_type(p.decoded);
-  BatchErrors errors(p, p.decoder_name, nullptr, frames);
+  BatchErrors errors(p, p.decoder_name, frames, origin);
   errors.run([&](ErrorSink& sink) { p.decoder->decode(frames, n, out, sink); });
   p.metrics.add(p.metrics.in, out.count());
   // At most one message per frame: the rest failed (counted as errors) or were dropped.

@@ -14,6 +14,7 @@
 #include <span>
 #include <vector>
 
+#include "connectors/source.hpp"
 #include "engine/dataflow.hpp"
 #include "loader/plugin_call.hpp"
 
@@ -22,9 +23,12 @@ namespace shardline::engine {
 /// Collects the messages a plugin call failed on. [the worker's thread]
 class BatchErrors {
  public:
-  BatchErrors(PipelinePlan& p, std::string_view step, const MessageBuffer* input,
-              const Frame* frames = nullptr)
-      : p_(p), step_(step), input_(input), frames_(frames) {}
+  BatchErrors(PipelinePlan& p, std::string_view step, const MessageBuffer* input)
+      : p_(p), step_(step), input_(input) {}
+  /// A decoder's: the messages are `frames`, read from `origin`.
+  BatchErrors(PipelinePlan& p, std::string_view step, const Frame* frames,
+              const connectors::FrameOrigin& origin)
+      : p_(p), step_(step), input_(nullptr), frames_(frames), origin_(&origin) {}
   /// Runs call(ErrorSink&), the step's call into plugin code, with the sink that reports its
   /// failures here, and labelled with the pipeline and the step for a crash report.
   template <class Call>
@@ -45,7 +49,8 @@ class BatchErrors {
   PipelinePlan& p_;
   std::string_view step_;
   const MessageBuffer* input_;
-  const Frame* frames_;
+  const Frame* frames_ = nullptr;
+  const connectors::FrameOrigin* origin_ = nullptr;
   std::vector<std::size_t> failed_;
 };
 
@@ -55,9 +60,10 @@ class Worker {
   Worker(Dataflow& flow, bool on_source_thread);
   ~Worker();
 
-  /// Decodes frames of pipeline `p`, which the source read at `arrived_ns` (metrics::now_ns),
-  /// and carries the messages as far as this thread goes.
-  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns);
+  /// Decodes frames of pipeline `p`, which the source read from `origin` at `arrived_ns`
+  /// (metrics::now_ns), and carries the messages as far as this thread goes.
+  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+              const connectors::FrameOrigin& origin);
   /// Carries the messages in scratch(which) through steps [step, end) of pipeline p. The
   /// batches and chunks they go into keep the oldest `arrived_ns` of what they hold.
   void advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t arrived_ns);

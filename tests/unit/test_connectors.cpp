@@ -252,10 +252,11 @@ TEST_CASE("file source with a rate hands each frame on when it is due", "[connec
     struct Timed : FrameRecorder {
       std::vector<std::size_t> first;        // index of each call's first frame
       std::vector<std::uint64_t> called_at;  // when each call came
-      std::size_t on_frames(const Frame* f, std::size_t n, std::uint64_t at) override {
+      std::size_t on_frames(const Frame* f, std::size_t n, std::uint64_t at,
+                            const shardline::connectors::FrameOrigin& origin) override {
         first.push_back(frames.size());
         called_at.push_back(shardline::metrics::now_ns());
-        return FrameRecorder::on_frames(f, n, at);
+        return FrameRecorder::on_frames(f, n, at, origin);
       }
     } c;
     auto source = make_source(spec);

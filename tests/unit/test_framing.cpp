@@ -104,8 +104,9 @@ TEST_CASE("a stop requested while a chunk is handed over ends delivery after tha
     std::atomic<bool> stop{false};
     struct Stopper : FrameRecorder {
       std::atomic<bool>* stop;
-      std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
-        FrameRecorder::on_frames(f, n, at);
+      std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at,
+                            const shardline::connectors::FrameOrigin& origin) override {
+        FrameRecorder::on_frames(f, n, at, origin);
         if (frames.size() > 1500) *stop = true;  // during the second chunk
         return n;
       }
@@ -141,11 +142,12 @@ TEST_CASE("frames a stopping handler did not take are left unprocessed, from the
       struct Partial : FrameRecorder {
         std::atomic<bool>* stop;
         std::size_t cut;
-        std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at) override {
+        std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t at,
+                              const shardline::connectors::FrameOrigin& origin) override {
           const std::size_t before = frames.size();
-          if (before + n <= cut) return FrameRecorder::on_frames(f, n, at);
+          if (before + n <= cut) return FrameRecorder::on_frames(f, n, at, origin);
           *stop = true;
-          return FrameRecorder::on_frames(f, cut - before, at);
+          return FrameRecorder::on_frames(f, cut - before, at, origin);
         }
       } r;
       r.stop = &stop;
@@ -302,17 +304,38 @@ TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[
   }
 }
 
+TEST_CASE("a length-prefixed frame is named by its number and byte offset", "[framing]") {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 2500; ++i) payloads.push_back(std::string(static_cast<std::size_t>(i % 7), 'x'));
+  const std::string input = length_prefixed(payloads);
+  FrameSplitter s(Framing::length_prefixed, 64, "tcp 127.0.0.1:7000 connection from 10.0.0.5:4000");
+  FrameRecorder r;
+  r.locate = true;
+  REQUIRE(feed_random(s, r, input, 7, 5000));  // chunks of up to 1,024 frames, any reads
+  REQUIRE(r.where.size() == payloads.size());
+  std::uint64_t offset = 0;
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    CHECK(r.where[i] == "tcp 127.0.0.1:7000 connection from 10.0.0.5:4000, frame " +
+                            std::to_string(i + 1) + " at byte offset " + std::to_string(offset));
+    offset += 4 + payloads[i].size();
+  }
+}
+
 TEST_CASE("lines: a too-long line is reported, skipped, and framing resumes", "[framing]") {
   const std::string input = "short\n" + std::string(40, 'L') + "\r\nok\nend";
   const std::string expected_bad =
-      "line longer than max_frame 8 at byte offset 6 of file words.txt; skipped up to the next "
-      "newline";
+      "line 2 longer than max_frame 8 at byte offset 6 of file words.txt; skipped up to the "
+      "next newline";
   auto check = [&](auto&& feeder) {
     FrameSplitter s(Framing::lines, 8, "file words.txt");
     FrameRecorder r;
+    r.locate = true;
     REQUIRE(feeder(s, r));
     CHECK(r.frames == std::vector<std::string>{"short", "ok", "end"});
     CHECK(r.bad == std::vector<std::string>{expected_bad});
+    // Each frame is named by its line, the skipped one counted.
+    CHECK(r.where == std::vector<std::string>{"file words.txt, line 1", "file words.txt, line 3",
+                                              "file words.txt, line 4"});
   };
   SECTION("whole") { check([&](auto& s, auto& r) { return feed_whole(s, r, input); }); }
   SECTION("byte by byte") { check([&](auto& s, auto& r) { return feed_bytewise(s, r, input); }); }

@@ -94,8 +94,12 @@ struct FrameRecorder : shardline::connectors::FrameHandler {
   std::size_t largest_call = 0;
   std::vector<std::size_t> caught_up;  ///< frames.size() at each on_caught_up()
   std::vector<std::uint64_t> arrived;  ///< arrived_ns of each call
-  std::size_t on_frames(const shardline::Frame* f, std::size_t n,
-                        std::uint64_t arrived_ns) override {
+  std::vector<std::string> where;      ///< origin.where() of every frame, with `locate`
+  bool locate = false;
+  std::size_t on_frames(const shardline::Frame* f, std::size_t n, std::uint64_t arrived_ns,
+                        const shardline::connectors::FrameOrigin& origin) override {
+    if (locate)
+      for (std::size_t i = 0; i < n; ++i) where.push_back(origin.where(f + i));
     ++calls;
     arrived.push_back(arrived_ns);
     largest_call = std::max(largest_call, n);
