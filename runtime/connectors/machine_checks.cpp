@@ -76,8 +76,8 @@ std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
   std::vector<MachineWarning> out;
   for (const auto& p : topo.pipelines) {
     if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
-      check_output(out, p.pos, "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(),
-                   p.dead_letter);
+      check_output(out, p.dead_letter_pos,
+                   "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(), p.dead_letter);
     check_source(out, p.source, held);
     if (!p.sink) continue;
     if (p.sink->kind == topology::SinkKind::tcp) {

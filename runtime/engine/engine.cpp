@@ -141,8 +141,12 @@ void Engine::build_plan() {
     if (!spec.source.start_after.empty())
       for (std::size_t j = 0; j < wiring_->pipelines.size(); ++j)
         if (wiring_->pipelines[j].spec->name == spec.source.start_after) p.start_after = static_cast<int>(j);
-    p.errors = std::make_unique<PipelineErrors>(spec.name, spec.on_error, spec.dead_letter,
-                                                p.metrics, [this](const std::string& why) { fail(why); });
+    try {
+      p.errors = std::make_unique<PipelineErrors>(spec.name, spec.on_error, spec.dead_letter,
+                                                  p.metrics, [this](const std::string& why) { fail(why); });
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(spec.dead_letter_pos.str() + ": " + e.what());
+    }
   }
 }
 

@@ -518,8 +518,10 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     if (const auto* sink = c.table(t, "sink", where, false))
       p.sink = parse_sink(c, *sink, where + " sink", topo);
     if (auto e = c.choice(t, "on_error", {"skip", "dead_letter", "stop"})) p.on_error = static_cast<ErrorPolicy>(*e);
-    if (auto dl = c.string(t, "dead_letter", where, p.on_error == ErrorPolicy::dead_letter))
+    if (auto dl = c.string(t, "dead_letter", where, p.on_error == ErrorPolicy::dead_letter)) {
       p.dead_letter = relative_to(topo.file.parent_path(), *dl);
+      p.dead_letter_pos = c.pos(*t.get("dead_letter"));
+    }
     if (t.get("dead_letter") && p.on_error != ErrorPolicy::dead_letter)
       c.error(*t.get("dead_letter"), "'dead_letter' is set but on_error is not \"dead_letter\"");
     topo.pipelines.push_back(std::move(p));
@@ -678,21 +680,24 @@ void check_endpoints(Checker& c, const Topology& topo) {
     const std::string path = p.dead_letter.string();
     const bool is_stdin = names_fd(path, 0), is_stdout = names_fd(path, 1);
     if (is_stdin)
-      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdin: the records " +
-                         "would be written into the input; give it a file of its own");
+      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
+                                     " is stdin: the records would be written into the input; "
+                                     "give it a file of its own");
     if (is_stdout && stdout_writer)
-      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is stdout, the output " +
-                         "of " + stdout_writer->str() + ": give it a file of its own");
+      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
+                                     " is stdout, the output of " + stdout_writer->str() +
+                                     ": give it a file of its own");
     if (is_stdin || is_stdout) continue;
     if (const std::string own = run_file(path); !own.empty())
-      c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is " + own +
-                         ": give it a file of its own");
+      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path + " is " + own +
+                                     ": give it a file of its own");
     for (const auto* uses : {&written, &read})
       for (const auto& [other, use] : *uses)
         if (same_file(other, path))
-          c.error(p.pos, "pipeline '" + p.name + "' dead_letter " + path + " is also " +
-                             (uses == &read ? "the input of " : "the output of ") + use.str() +
-                             ": give it a file of its own");
+          c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
+                                         " is also " +
+                                         (uses == &read ? "the input of " : "the output of ") +
+                                         use.str() + ": give it a file of its own");
   }
 }
 

@@ -111,6 +111,7 @@ struct PipelineSpec {
   std::optional<SinkSpec> sink;
   ErrorPolicy on_error = ErrorPolicy::skip;
   std::filesystem::path dead_letter;  ///< on_error = "dead_letter"
+  Position dead_letter_pos;           ///< where dead_letter is written
   Position pos;
 };
 

@@ -320,7 +320,7 @@ TEST_CASE("no output may overwrite the topology, a plugin or a keys_file", "[top
                               "topology file itself; give the sink a file of its own"),
                t.at(15, 8, "pipeline 'b' sink would overwrite " + dir + "/keys.txt, the "
                                "keys_file of state 'seqs'; give the sink a file of its own"),
-               t.at(6, 1, "pipeline 'a' dead_letter " + ev + " is the library of plugin 'ev': "
+               t.at(11, 15, "pipeline 'a' dead_letter " + ev + " is the library of plugin 'ev': "
                               "give it a file of its own")});
 }
 
@@ -721,9 +721,9 @@ TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
                                ") does: give each file sink its own path"),
                t.at(14, 8, "pipeline 'c' sink would overwrite " + in + ", the input of pipeline 'c' (" +
                                t.pos(13, 10) + ")"),
-               t.at(11, 1, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'a' (" +
+               t.at(16, 15, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'a' (" +
                                t.pos(6, 8) + "): give it a file of its own"),
-               t.at(11, 1, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'b' (" +
+               t.at(16, 15, "pipeline 'c' dead_letter " + out + " is also the output of pipeline 'b' (" +
                                t.pos(10, 8) + "): give it a file of its own")});
 }
 
@@ -831,9 +831,9 @@ TEST_CASE("outputs never write stdin, and stdout has one writer", "[topology]") 
                                      "other; give one of them a file sink"));
   CHECK(errors[1] == t.at(18, 8, "pipeline 'c' sink writes /dev/fd/0, which is stdin: it would "
                                  "overwrite or feed back into the input; give the sink a file"));
-  CHECK(errors[2] == t.at(3, 1, "pipeline 'a' dead_letter /dev/stdin is stdin: the records would "
+  CHECK(errors[2] == t.at(8, 15, "pipeline 'a' dead_letter /dev/stdin is stdin: the records would "
                                 "be written into the input; give it a file of its own"));
-  CHECK(errors[3] == t.at(9, 1, "pipeline 'b' dead_letter /proc/self/fd/1 is stdout, the output "
+  CHECK(errors[3] == t.at(14, 15, "pipeline 'b' dead_letter /proc/self/fd/1 is stdout, the output "
                                 "of pipeline 'a' (" + t.pos(6, 8) + "): give it a file of its own"));
 }
 
