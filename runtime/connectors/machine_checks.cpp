@@ -26,17 +26,24 @@ std::string unresolved(const std::string& address) {
   return {};
 }
 
-/// A file to write whose folder is missing, or that is a folder: `run` cannot open it.
+/// A file to write whose folder is missing or that is a folder (`run` cannot open it), or a
+/// FIFO (`run` opens it only while something reads it).
 void check_output(std::vector<MachineWarning>& out, const topology::Position& pos,
                   const std::string& what, const std::filesystem::path& path) {
   std::error_code ec;
   const auto folder = path.parent_path();
-  if (!folder.empty() && !std::filesystem::is_directory(folder, ec))
+  if (!folder.empty() && !std::filesystem::is_directory(folder, ec)) {
     out.push_back({pos, what + ": the folder " + folder.string() +
                             " does not exist here; `shardline run` would not start unless it is "
                             "created first"});
-  else if (std::filesystem::is_directory(path, ec))
+  } else if (std::filesystem::is_directory(path, ec)) {
     out.push_back({pos, what + " is a folder here; `shardline run` would not start"});
+  } else if (std::filesystem::is_fifo(path, ec)) {
+    // Not opened to see whether it has a reader: a reader waiting for a writer would take the
+    // open and close for the end of its input.
+    out.push_back({pos, what + " is a FIFO: `shardline run` starts only while a process reads "
+                               "it (start its reader first)"});
+  }
 }
 
 void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& source,

@@ -195,6 +195,16 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertIn(": warning: pipeline 'events' dead_letter " + self.path("gone/dl.txt") +
                       ": the folder " + self.path("gone") + " does not exist here", err)
         self.assertIn("is valid", out)
+        # A FIFO: `run` opens it only while something reads it (check does not open it: a
+        # reader waiting for a writer would take that for the end of its input).
+        os.mkfifo(self.path("out.fifo"))
+        topo = self.write("topology.toml", events_topology(2).replace('path = "out.txt"',
+                                                                      'path = "out.fifo"'))
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn("topology.toml:11:8: warning: sink file " + self.path("out.fifo") +
+                      " is a FIFO: `shardline run` starts only while a process reads it (start "
+                      "its reader first)", err)
 
     def test_check_warns_about_a_source_file_missing_here(self):
         topo = self.write("topology.toml", events_topology(2))
