@@ -330,6 +330,9 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
       kind(KeyKind::string, *t.get("keys_file"));
     }
   }
+  // A key declared twice (in both lists, or twice in a long keys_file) is one key.
+  std::sort(state.keys.begin(), state.keys.end());
+  state.keys.erase(std::unique(state.keys.begin(), state.keys.end()), state.keys.end());
 }
 
 void parse_states(Checker& c, const toml::table& root, Topology& topo) {

@@ -53,7 +53,7 @@ struct PluginSpec {
 struct StateSpec {
   std::string name;
   ComponentRef factory;
-  std::vector<std::uint64_t> keys;   ///< pre-declared keys, already as engine keys
+  std::vector<std::uint64_t> keys;   ///< pre-declared keys, as engine keys, sorted, each once
   /// Whether they were written as strings or integers (keys_file: strings); where they were.
   std::optional<KeyKind> keys_kind;
   Position keys_pos;

@@ -513,6 +513,23 @@ TEST_CASE("declared keys are of the kind the state's partition returns", "[topol
         Errors{mixed.at(5, 12, "a state's keys are all strings or all integers (as its "
                                "partition function returns them); this one mixes both"),
                mixed.at(1, 1, "no [[pipelines]]; a topology needs at least one pipeline")});
+  // A key written twice is one key; a negative one is what a partition function returning
+  // that signed integer gives (the same 64 bits).
+  TopologyFile twice(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys = [3, 1, 3, -1]\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  const auto topo = shardline::topology::parse_topology(twice.file);
+  CHECK(topo.states.at(0).keys ==
+        std::vector<std::uint64_t>{1, 3, static_cast<std::uint64_t>(std::int64_t{-1})});
+  CHECK(topo.states.at(0).key_text(static_cast<std::uint64_t>(std::int64_t{-1})) == "-1");
 }
 
 TEST_CASE("a state updated by another build of its type", "[topology]") {
