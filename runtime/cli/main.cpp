@@ -227,10 +227,11 @@ int main(int argc, char** argv) {
                                         "(or SIGINT/SIGTERM), then print a summary");
   add_common(*run, run_opts);
   run->footer(
-      "Exit status: 0 done; 1 refused at start (the topology, a plugin, an input or an output:\n"
-      "nothing ran, and the last run's output files are as they were); 2 usage error;\n"
-      "3 stopped by an error (on_error = \"stop\", a source failing while running);\n"
-      "4 some output could not be delivered (see 'lost' and 'dead letters lost' in the summary).");
+      "Exit status: 0 done; 1 refused at start (the topology, a plugin, an input, an output, or\n"
+      "a state factory throwing for a declared key: nothing ran, and the last run's output files\n"
+      "are as they were); 2 usage error; 3 stopped by an error (on_error = \"stop\", a source\n"
+      "failing while running); 4 some output could not be delivered (see 'lost' and 'dead\n"
+      "letters lost' in the summary). When both 3 and 4 apply, 3.");
   run->add_option("--shards", shards,
                   "Override the topology's shard count (key_groups is raised to it if lower)")
       ->check(CLI::Range(1, 1024));
@@ -241,8 +242,9 @@ int main(int argc, char** argv) {
                 "without it, send SIGHUP to reload every rebuilt plugin");
   double stats_seconds = 0;
   run->add_option("--stats", stats_seconds,
-                  "Every SECONDS, log each pipeline's counts so far, its rates and its latency "
-                  "over the interval (0: only the summary at the end)")
+                  "Every SECONDS (0.01 to 86400), log each pipeline's counts so far, its rates "
+                  "and its latency over the interval (0, the default: only the summary at the "
+                  "end)")
       ->option_text("SECONDS")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
@@ -266,7 +268,9 @@ int main(int argc, char** argv) {
                "Warns about what depends on this machine (hosts, ports, files, folders).\n"
                "With --against OLD.so NEW.so: print what reloading OLD into NEW would do");
   add_common(*check, check_opts);
-  check->footer("Exit status: 0 valid (warnings included); 1 refused; 2 usage error.");
+  check->footer(
+      "Exit status: 0 valid (warnings included); 1 refused (with --against: the reload would be\n"
+      "refused, a component the old build has is gone or a state is blocked); 2 usage error.");
   check->get_option("TOPOLOGY")->required(false);
   check->add_option("--against", against, "OLD.so NEW.so: compare two builds of a plugin")
       ->expected(2)
