@@ -232,18 +232,18 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
     def test_error_text_quoting_raw_bytes_stays_one_readable_line(self):
         topo = self.topology('on_error = "dead_letter"\ndead_letter = "dead.tsv"')
         with open(self.path("events.txt"), "wb") as f:
-            f.write(b"1 1\n7\t8\xff\r\n2 2\n")
+            f.write(b"1 1\n7\t8\x00\xff\r\n2 2\n")
         status, _, err = run(topo)
         self.assertEqual(status, 0, err)
-        self.assertIn('got \"7\\x098\\xff\"', err)
+        self.assertIn('got \"7\\x098\\x00\\xff\"', err)  # a NUL byte does not end the text
         dead = read(self.path("dead.tsv")).splitlines()
         self.assertEqual(len(dead), 1)
         fields = dead[0].split("\t")
         self.assertEqual(len(fields), 4, dead[0])
         self.assertEqual(fields[:2], ["events", "ev.event_line"])
         self.assertEqual(fields[2], "file " + self.path("events.txt") + ', line 2: expected '
-                         '"KEY SEQ" (two unsigned integers), got "7\\x098\\xff"')
-        self.assertEqual(bytes.fromhex(fields[3]), b"7\t8\xff")  # the frame, exactly
+                         '"KEY SEQ" (two unsigned integers), got "7\\x098\\x00\\xff"')
+        self.assertEqual(bytes.fromhex(fields[3]), b"7\t8\x00\xff")  # the frame, exactly
 
     def test_a_source_that_fails_while_reading_stops_the_run_before_start_after(self):
         # /proc/self/mem opens, then fails to read (nothing is mapped at offset 0): the

@@ -17,9 +17,16 @@
 
 namespace shardline {
 
-/// Thrown by Reader (and by decoders) for input that does not match the format.
+/// Thrown by Reader (and by decoders) for input that does not match the format. Its text is
+/// reported whole, NUL bytes included (what() would stop at the first, and a message quoting
+/// binary input may hold some).
 struct SHARDLINE_API DecodeError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit DecodeError(const std::string& what) : std::runtime_error(what), text_(what) {}
+  explicit DecodeError(const char* what) : DecodeError(std::string(what)) {}
+  std::string_view text() const noexcept { return text_; }
+
+ private:
+  std::string text_;
 };
 
 class Reader {

@@ -186,6 +186,8 @@ bool guarded(std::size_t i, ErrorSink& errors, Body&& body) {
   try {
     body();
     return true;
+  } catch (const DecodeError& e) {
+    errors.report(i, e.text());
   } catch (const std::exception& e) {
     errors.report(i, e.what());
   } catch (...) {
