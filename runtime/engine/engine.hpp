@@ -111,13 +111,14 @@ class Engine {
   void abandon_output();
   /// Asks the control thread to reload plugin `alias` from its file; the future gets the
   /// report. Without a running engine the request waits. [any thread]
-  ///  - "*" reloads every plugin at once, in one pause: all or none of them.
+  ///  - "*" reloads every rebuilt plugin at once, in one pause: all or none of them.
   ///  - A new build that does not fit the running plugins alone (a type it shares with another
   ///    plugin changed) is tried again together with every plugin rebuilt since it was loaded.
   ///  - With `if_rebuilt` (the watcher), a file that holds the build already running (it was
   ///    reloaded together with another plugin's) is left alone, and a reload refused because
   ///    the pipelines did not pause (a blocked sink, a slow call) is tried again after 5 s,
-  ///    then 10, 20, 40 and every 60 s, until it is done or the file changes again.
+  ///    then 10, 20, 40 and every 60 s, until it is done or the file changes again; so is a
+  ///    "*" refused that way (SIGHUP).
   std::future<ReloadReport> request_reload(std::string alias, bool if_rebuilt = false);
   /// Counters after run() returned.
   const RunSummary& summary() const { return summary_; }
@@ -138,6 +139,9 @@ class Engine {
   void build_plan();
   void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
   void serve_reloads();
+  /// "sink X of pipeline 'p' has been inside one write for 12.3 s" for each sink blocked for
+  /// over a second, "; "-separated; empty if none. [control thread]
+  std::string blocked_sinks() const;
   /// Carries out one request (see request_reload) and logs its outcome. [control thread]
   ReloadReport serve_reload(const ReloadRequest& r);
   /// Reloads these plugins together, in one pause; refused as a whole. Logs nothing.

@@ -267,6 +267,19 @@ void Engine::check_edited_topology() const {
   }
 }
 
+std::string Engine::blocked_sinks() const {
+  constexpr std::uint64_t kBlocked = 1'000'000'000;  // a healthy write takes milliseconds
+  std::string out;
+  for (std::size_t i = 0; i < flow_->sinks.size(); ++i) {
+    const std::uint64_t ns = flow_->sinks[i]->blocked_ns();
+    if (ns < kBlocked) continue;
+    out += fmt::format("{}sink {} of pipeline '{}' has been inside one write for {:.1f} s",
+                       out.empty() ? "" : "; ", sinks_[i]->describe(),
+                       flow_->pipelines[sink_pipeline_[i]].name, static_cast<double>(ns) / 1e9);
+  }
+  return out;
+}
+
 void Engine::serve_reloads() {
   std::vector<ReloadRequest> requests;
   {
@@ -295,12 +308,14 @@ void Engine::serve_reloads() {
       continue;
     }
     ReloadReport report = serve_reload(r);
-    if (report.stalled && r.if_rebuilt) {
+    // SIGHUP's "*" reloads only what was rebuilt: tried again like a watcher's request.
+    if (report.stalled && (r.if_rebuilt || r.alias == "*") && !stop_requested_) {
       // The pause may have been passing (a receiver that was slow for a while): the build
       // waiting on disk is tried again, less often the longer it lasts.
       const auto after = std::min(kFirstRetry * (1 << std::min(r.attempt, 4)), kLastRetry);
-      spdlog::info("plugin '{}': the reload is tried again in {} s, or when it is rebuilt again",
-                   r.alias, after.count());
+      spdlog::info("{}: the reload is tried again in {} s, or when {} rebuilt again",
+                   r.alias == "*" ? std::string("the rebuilt plugins") : "plugin '" + r.alias + "'",
+                   after.count(), r.alias == "*" ? "one is" : "it is");
       reload_retries_.push_back({r.alias, Clock::now() + after, r.attempt + 1});
     }
     r.done.set_value(std::move(report));
@@ -378,12 +393,15 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     report.message = "reload of " + who + " refused, still running " + listed(running) + ": " + why;
     return report;
   };
-  // A pause or drain that does not end: the threads in plugin code, if any, are named first.
+  // A pause or drain that does not end: the blocked sinks and the threads in plugin code
+  // (named first in the log), if any, are why.
   auto stalled = [&](const std::string& what) {
     report.stalled = true;
     loader::report_plugin_calls();
-    return what + " (a sink that is blocked, or plugin code that does not return: the threads "
-                  "in plugin code, if any, are named above)";
+    const std::string sinks = blocked_sinks();
+    return what + (sinks.empty() ? " (a sink that is blocked, or plugin code that does not "
+                                   "return: the threads in plugin code, if any, are named above)"
+                                 : ": " + sinks);
   };
   for (std::size_t i = 0; i < aliases.size(); ++i)
     if (!olds[i]) return refuse("the topology has no plugin named '" + aliases[i] + "'");
@@ -446,7 +464,13 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                    carries.back().why);
   }
 
-  // 3. Pause the sources; drain everything already read.
+  // 3. Pause the sources; drain everything already read. A sink blocked in a write would hold
+  // the pause for its whole 5 s, and every pipeline with it: the reload waits for the sink
+  // instead (tried again later), pausing nothing.
+  if (const std::string sinks = blocked_sinks(); !sinks.empty()) {
+    report.stalled = true;
+    return refuse(sinks + " (a receiver that does not read, or is gone): nothing was paused");
+  }
   const auto pause_started = Clock::now();
   if (!gate_.pause(std::chrono::seconds(5)))
     return refuse(stalled("the sources did not pause within 5 s"));

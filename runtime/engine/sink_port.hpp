@@ -11,6 +11,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -62,11 +64,22 @@ class SinkPort {
     return abandoned_;
   }
 
+  /// How long the sink has been inside one write, in ns (0 when it is not writing): a
+  /// receiver that does not read, or is gone while the sink reconnects. [any thread]
+  std::uint64_t blocked_ns() const {
+    const std::uint64_t since = writing_since_ns_.load(std::memory_order_relaxed);
+    if (since == 0) return 0;
+    const std::uint64_t now = metrics::now_ns();
+    return now > since ? now - since : 0;
+  }
+
  private:
   /// With mutex_ held.
   void write(EncodedChunk* c) {
     const std::size_t size = c->bytes.size();
+    writing_since_ns_.store(metrics::now_ns(), std::memory_order_relaxed);
     const std::size_t written = abandoned_ ? 0 : sink_.write(c->bytes.data(), size);
+    writing_since_ns_.store(0, std::memory_order_relaxed);
     if (written < size) {
       abandoned_ = true;
       const std::uint64_t delivered = connectors::whole_frames(framing_, c->bytes.data(), written);
@@ -85,6 +98,7 @@ class SinkPort {
   const Framing framing_;
   std::mutex mutex_;        ///< one writer at a time
   bool abandoned_ = false;  ///< [mutex_]
+  std::atomic<std::uint64_t> writing_since_ns_{0};  ///< metrics::now_ns() of the write under way
 };
 
 }  // namespace shardline::engine

@@ -346,8 +346,9 @@ class HotReload(ReloadTest):
 
     def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
         # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the
-        # pipelines cannot pause, and the rebuild is refused; once the pipe is read, the retry
-        # goes through, and nothing is lost meanwhile.
+        # pipelines cannot pause, and the rebuild is refused, naming the sink; a SIGHUP then is
+        # refused too, without pausing anything, and does not cancel the retry; once the pipe
+        # is read, the retry goes through, and nothing is lost meanwhile.
         os.mkfifo(self.path("out.txt"))
         pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink can open
         self.start()
@@ -356,9 +357,15 @@ class HotReload(ReloadTest):
         self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
         refused = self.run_.wait_for("reload of plugin 'ev' refused")
         self.assertIn("still running test_events 1.0.0: ", refused)
-        self.assertIn("(a sink that is blocked, or plugin code that does not return", refused)
+        self.assertIn("sink file " + self.path("out.txt") + " of pipeline 'events' has been "
+                      "inside one write for ", refused)
         self.run_.wait_for("plugin 'ev': the reload is tried again in 5 s, or when it is rebuilt "
                            "again")
+        self.run_.proc.send_signal(signal.SIGHUP)
+        refused = self.run_.wait_for("reload of plugin 'ev' refused", 2)
+        self.assertIn("(a receiver that does not read, or is gone): nothing was paused", refused)
+        self.run_.wait_for("the rebuilt plugins: the reload is tried again in 5 s, or when one is "
+                           "rebuilt again")
         received = bytearray()
 
         def drain():
@@ -382,7 +389,7 @@ class HotReload(ReloadTest):
             mine = [l.split() for l in lines if l.startswith(f"{key} ")]
             self.assertEqual([int(l[2]) for l in mine], list(range(1, len(mine) + 1)))
             self.assertEqual(mine[-1][-1], "v2")
-        self.assertEqual(self.run_.stderr.count("reload of plugin 'ev' refused"), 1)
+        self.assertEqual(self.run_.stderr.count("reload of plugin 'ev' refused"), 2)
 
     def test_a_check_the_replay_itself_trips_does_not_refuse_the_build(self):
         # v13 rejects an event seen before: the canary's replay of messages already applied to
