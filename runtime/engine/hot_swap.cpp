@@ -621,12 +621,25 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     resume();
     return refuse("migrating state '" + migrating + "' failed: " + why);
   }
+  // The keys the reload is about: of the states the reloaded plugins make or compute on (a
+  // plugin with no state of its own reports none).
+  std::vector<char> touched(wiring_->states.size(), 0);
+  const auto reloaded = [&](const std::string& alias) {
+    return std::find(aliases.begin(), aliases.end(), alias) != aliases.end();
+  };
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s)
+    touched[s] = reloaded(wiring_->states[s].spec->factory.plugin);
+  for (const auto& wp : wiring_->pipelines)
+    for (const auto& ws : wp.steps)
+      if (ws.spec->stateful &&
+          (reloaded(ws.spec->component.plugin) || reloaded(ws.spec->partition.plugin)))
+        touched[ws.state] = 1;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     std::uint64_t keys = 0;
     for (auto& shard : shards_) keys += shard->table(s).size();
     switch (carries[s].carry) {
       case reload::Carry::keep:
-        report.keys_kept += keys;
+        if (touched[s]) report.keys_kept += keys;
         for (auto& shard : shards_)
           shard->table(s).retype(fresh->states[s].factory->state,
                                  static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));

@@ -511,6 +511,16 @@ class SharedTypeReload(ReloadTest):
             self.assertEqual(vs, sorted(vs, key=lambda v: v != "v1"), f"key {key} went back")
             self.assertEqual(vs[-1], "v10")
 
+    def test_a_plugin_with_no_state_of_its_own_reports_no_keys(self):
+        # x only relays: its reload carries no state, so it reports none of ev's keys.
+        self.start()
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_extra_v3.so", "x.so")
+        line = self.run_.wait_for("reloaded plugin 'x'")
+        self.assertIn("test_extra 0.2.0 -> 0.4.0; keys kept 0, migrated 0, reset 0", line)
+        self.feeder.wait_sent(self.feeder.sent + 500)
+        self.finish()
+
     def test_a_rebuild_of_both_is_reloaded_together(self):
         self.start()
         self.feeder.wait_sent(1000)
