@@ -232,8 +232,14 @@ void Engine::check_edited_topology() const {
   // wired against the running plugins (a plugin the edit adds, or points at another file, is
   // loaded, in a copy first).
   const auto& file = wiring_->topology.file;
-  if (file_text(file) == topology_text_) {
+  const std::string text = file_text(file);
+  if (text == topology_text_) {
     spdlog::info("the topology file is back to the one running: nothing to apply");
+    return;
+  }
+  if (topology::same_settings(text, topology_text_)) {
+    spdlog::info("the topology file differs from the one running only in comments or layout: "
+                 "nothing to apply");
     return;
   }
   try {

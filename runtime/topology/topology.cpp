@@ -749,6 +749,14 @@ Topology parse_topology(const std::filesystem::path& file) {
   return topo;
 }
 
+bool same_settings(std::string_view a, std::string_view b) {
+  try {
+    return toml::parse(a) == toml::parse(b);
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+}
+
 std::string StateSpec::key_text(std::uint64_t key) const {
   if (keys_kind != KeyKind::string) return std::to_string(static_cast<std::int64_t>(key));
   for (const std::string& k : key_strings)

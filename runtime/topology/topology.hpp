@@ -133,4 +133,8 @@ struct Topology {
 /// Reads and checks `file`. Throws TopologyError listing every problem found.
 Topology parse_topology(const std::filesystem::path& file);
 
+/// Whether two topology texts hold the same settings: they differ at most in comments, blank
+/// space and the order of keys. False if either is not valid TOML.
+bool same_settings(std::string_view a, std::string_view b);
+
 }  // namespace shardline::topology

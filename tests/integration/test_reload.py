@@ -224,6 +224,10 @@ class HotReload(ReloadTest):
         self.write("topology.toml", text.replace('ev = "./ev.so"', 'ev = "./missing.so"'))
         self.run_.wait_for("the edited topology has 1 error(s)", 3)
         self.run_.wait_for("plugin 'ev': " + self.path("missing.so") + ": no such plugin file")
+        # Comments and layout only: nothing a restart would change.
+        self.write("topology.toml", "# the events pipeline\n" + text.replace(" = ", "="))
+        self.run_.wait_for("the topology file differs from the one running only in comments or "
+                           "layout: nothing to apply")
         self.write("topology.toml", text)  # the edit undone
         self.run_.wait_for("the topology file is back to the one running: nothing to apply")
         self.feeder.wait_sent(self.feeder.sent + 500)
