@@ -176,6 +176,9 @@ class Canary {
         std::memcpy(at, live, to->size);
       } else if (live && from->save && to->restore) {
         try {
+          const std::string label =
+              "save() and restore() of " + std::string(to->name) + " (the reload's canary)";
+          const loader::PluginCall in("", label);
           std::vector<std::byte> saved;
           from->save(live, saved);
           to->restore(at, saved.data(), saved.size(), from->schema_version);
@@ -187,6 +190,9 @@ class Canary {
       } else {
         std::optional<std::string> threw;
         try {
+          const std::string label =
+              "the state factory of " + std::string(to->name) + " (the reload's canary)";
+          const loader::PluginCall in("", label);
           factory->construct(at, key);
         } catch (...) {
           threw = current_exception_text();

@@ -174,6 +174,11 @@ class HotReload(ReloadTest):
              ("exit status 1" if host_has_asan() else
               "SIGSEGV (invalid memory access) in plugin code: ev.track (the reload's canary), "
               "pipeline 'events'")),
+            (f"{TEST_PLUGINS}/test_events_v16.so",
+             "canary: the new version crashed on recent messages: " +
+             ("exit status 1" if host_has_asan() else
+              "SIGSEGV (invalid memory access) in plugin code: save() and restore() of LastSeq "
+              "(the reload's canary)")),
             (f"{TEST_PLUGINS}/test_events_v9.so",
              "canary: on recent messages, the new version did not finish within 5 s (an endless "
              "loop, or a wait that never ends) in plugin code: ev.track (the reload's canary), "

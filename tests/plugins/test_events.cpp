@@ -35,6 +35,8 @@
 //  14 LastSeq changes schema, and restore() crashes on a state that has seen no event (a
 //     declared key no message reached, which the canary's recent messages never touch).
 //  15 as 2, under another plugin name (SHARDLINE_PLUGIN's first argument); tags " v15".
+//  16 LastSeq changes schema, and restore() crashes on every state: the canary, taking over
+//     a recent key's state, must name it.
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -58,7 +60,7 @@ void crash();  // below
 
 struct LastSeq {
 #if TEST_EVENTS_VARIANT == 3 || TEST_EVENTS_VARIANT == 4 || TEST_EVENTS_VARIANT == 5 || \
-    TEST_EVENTS_VARIANT == 14
+    TEST_EVENTS_VARIANT == 14 || TEST_EVENTS_VARIANT == 16
   static constexpr std::uint32_t schema_version = TEST_EVENTS_VARIANT;
   std::uint64_t restored_from = 0;  ///< the schema version this state was migrated from
 #endif
@@ -79,6 +81,9 @@ struct LastSeq {
     s.count = in.u64be();
 #if TEST_EVENTS_VARIANT == 14
     if (s.count == 0) crash();
+#endif
+#if TEST_EVENTS_VARIANT == 16
+    crash();
 #endif
 #if TEST_EVENTS_VARIANT == 3
     s.restored_from = version;
