@@ -370,14 +370,27 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
     return nothing_to_reload("plugin '" + r.alias + "': " + plugin->file().string() +
                              " holds the build already running; nothing to reload");
   // (the if's handle ends with it: held any longer, it would keep the old version loaded)
-  ReloadReport alone = reload({r.alias});
+  // Aliases of the same file are one plugin to its author: their new build goes in at once,
+  // in one pause, rather than one alias running it while the other runs the old one.
+  std::vector<std::string> same_file{r.alias};
+  if (const auto plugin = wiring_->plugin(r.alias))
+    for (const auto& alias : aliases) {
+      const auto other = wiring_->plugin(alias);
+      std::error_code ec;
+      if (alias != r.alias && other->rebuilt() &&
+          std::filesystem::equivalent(other->file(), plugin->file(), ec))
+        same_file.push_back(alias);
+    }
+  ReloadReport alone = reload(same_file);
   if (alone.ok || !alone.split_type) return logged(std::move(alone));
   // A type this plugin shares with others may have changed in all of them: one build alone
   // cannot fit, so the plugins rebuilt since they were loaded go in together.
-  std::vector<std::string> group{r.alias};
+  std::vector<std::string> group = same_file;
   for (const auto& alias : aliases)
-    if (alias != r.alias && wiring_->plugin(alias)->rebuilt()) group.push_back(alias);
-  if (group.size() == 1) {
+    if (std::find(group.begin(), group.end(), alias) == group.end() &&
+        wiring_->plugin(alias)->rebuilt())
+      group.push_back(alias);
+  if (group.size() == same_file.size()) {
     alone.message += "; rebuild the other plugins that use it too: plugins rebuilt since "
                      "they were loaded are reloaded together";
     return logged(std::move(alone));

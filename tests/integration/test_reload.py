@@ -55,8 +55,9 @@ class ReloadTest(TempDirTest):
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
                'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
-               factory="ev.last_seq", encoder="ev.tracked_line"):
-        """With `link`, the topology names each plugin through a symbolic link in that folder."""
+               factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None):
+        """With `link`, the topology names each plugin through a symbolic link in that folder.
+        `extra_aliases` maps more aliases to the file of one of `plugins`."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
             shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{folder}/{name}.so"))
@@ -65,6 +66,8 @@ class ReloadTest(TempDirTest):
                 os.symlink(f"../{folder}/{name}.so", self.path(f"{link}/{name}.so"))
         self.port = free_port()
         aliases = "".join(f'{name} = "{link or folder}/{name}.so"\n' for name in plugins)
+        aliases += "".join(f'{alias} = "{link or folder}/{name}.so"\n'
+                           for alias, name in (extra_aliases or {}).items())
         topology = self.write("topology.toml", f"""
 shards = 2
 batch_size = 32
@@ -314,6 +317,22 @@ class HotReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+
+    def test_two_aliases_of_one_file_are_reloaded_in_one_pause(self):
+        # ev2 names the same file as ev: one rebuild, one reload of both, so no message is
+        # keyed by one build and tracked by the other.
+        self.launch({"ev": "test_events.so"},
+                    steps='{ state_computation = "ev.track", state = "seqs", '
+                          'partition = "ev2.by_key" }', extra_aliases={"ev2": "ev"})
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        line = self.run_.wait_for("reloaded plugins 'ev' and 'ev2' together")
+        self.assertIn("test_events 1.0.0 -> 2.0.0, test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+        self.assertNotIn("reloaded plugin 'ev'", self.run_.stderr)
+        self.assertNotIn("reloaded plugin 'ev2'", self.run_.stderr)
 
     def test_a_build_under_another_plugin_name_says_so(self):
         self.start()
