@@ -225,10 +225,13 @@ int Engine::run() {
     for (const auto& [alias, plugin] : wiring_->plugins)
       files.push_back({plugin->file(), "plugin '" + alias + "'",
                        [this, alias] { request_reload(alias, true); }});
-    files.push_back({wiring_->topology.file, "the topology", [this] {
+    files.push_back({wiring_->topology.file, "the topology",
+                     [this] {
                        topology_edited_ = true;  // checked by the control thread, which owns wiring_
                        flow_->wake_control();
-                     }});
+                     },
+                     "the run goes on with the topology it started with, and a new file there "
+                     "will be checked"});
     try {
       watcher_ = std::make_unique<reload::FileWatcher>(std::move(files));
     } catch (const std::exception& e) {  // e.g. the inotify limits: run on, without watching

@@ -60,7 +60,7 @@ std::filesystem::path FileWatcher::follow_link(const Watched& w) {
     entries_.erase(old);
   }
   if (target.empty()) return target;
-  add(Watched{target, w.what, w.on_change}, w.file);
+  add(Watched{target, w.what, w.on_change, w.if_removed}, w.file);
   return target;
 }
 
@@ -116,8 +116,7 @@ void FileWatcher::run() {
       if (!stable(e)) {  // look again in 100 ms, unless it is gone
         if (e.size < 0 && now - e.last_event >= kGone) {
           e.pending = false;
-          spdlog::warn("{}: {} was removed; the build already loaded runs on, and a new file "
-                       "there will be loaded", e.w.what, e.w.file.string());
+          spdlog::warn("{}: {} was removed; {}", e.w.what, e.w.file.string(), e.w.if_removed);
         }
         continue;
       }

@@ -33,6 +33,9 @@ class FileWatcher {
     std::filesystem::path file;
     std::string what;                 ///< how the log names it: "plugin 'market'"
     std::function<void()> on_change;  ///< runs on the watcher's thread
+    /// What the log says after "X was removed; " (what goes on meanwhile).
+    std::string if_removed = "the build already loaded runs on, and a new file there will be "
+                             "loaded";
   };
 
   /// Starts watching. Throws std::runtime_error if inotify cannot be set up.

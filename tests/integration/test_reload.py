@@ -238,6 +238,13 @@ class HotReload(ReloadTest):
                            "layout: nothing to apply")
         self.write("topology.toml", text)  # the edit undone
         self.run_.wait_for("the topology file is back to the one running: nothing to apply")
+        # Moved away for a while: said, in the topology's own words; back: checked again.
+        os.rename(self.path("topology.toml"), self.path("elsewhere.toml"))
+        self.run_.wait_for("the topology: " + self.path("topology.toml") + " was removed; the run "
+                           "goes on with the topology it started with, and a new file there will "
+                           "be checked")
+        os.rename(self.path("elsewhere.toml"), self.path("topology.toml"))
+        self.run_.wait_for("the topology file is back to the one running: nothing to apply", 2)
         self.feeder.wait_sent(self.feeder.sent + 500)
         lines, versions = self.finish()
         self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
