@@ -148,7 +148,7 @@ class Engine {
   ReloadReport reload(const std::vector<std::string>& aliases);
   /// Reads the topology file again after an edit, wires it against the running plugins, and
   /// logs whether it is valid. [control thread, asked by the watcher through topology_edited_]
-  void check_edited_topology() const;
+  void check_edited_topology();
   /// The whole text of a file; empty if it cannot be read.
   static std::string file_text(const std::filesystem::path& file);
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
@@ -183,6 +183,9 @@ class Engine {
   std::vector<ReloadRetry> reload_retries_;  ///< [control thread]
   std::unique_ptr<reload::FileWatcher> watcher_;
   std::atomic<bool> topology_edited_{false};  ///< set by the watcher's thread
+  /// The edited topology's last check found errors: checked again after each reload, which
+  /// may bring the component it lacked. [control thread]
+  bool edit_refused_ = false;
   std::string topology_text_;  ///< the topology file as the run started with it
   std::mutex fail_mutex_;
   std::string failure_;

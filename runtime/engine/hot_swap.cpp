@@ -232,12 +232,13 @@ std::future<ReloadReport> Engine::request_reload(std::string alias, bool if_rebu
   return future;
 }
 
-void Engine::check_edited_topology() const {
+void Engine::check_edited_topology() {
   // Only plugins are swapped while running; the pipelines, states and connectors are fixed at
   // start. Still, the edit is read at once, so that a mistake shows while it is being made:
   // wired against the running plugins (a plugin the edit adds, or points at another file, is
   // loaded, in a copy first).
   const auto& file = wiring_->topology.file;
+  edit_refused_ = false;
   const std::string text = file_text(file);
   if (text == topology_text_) {
     spdlog::info("the topology file is back to the one running: nothing to apply");
@@ -271,10 +272,12 @@ void Engine::check_edited_topology() const {
                  warnings.empty() ? "" : "; on this machine now:");
     for (const auto& w : warnings) spdlog::warn("  {}: {}", w.pos.str(), w.text);
   } catch (const topology::TopologyError& e) {
+    edit_refused_ = true;
     spdlog::warn("the edited topology has {} error(s); the running topology is unchanged:",
                  e.errors.size());
     for (const auto& error : e.errors) spdlog::warn("  {}", error);
   } catch (const std::exception& e) {
+    edit_refused_ = true;
     spdlog::warn("the edited topology could not be read: {}", e.what());
   }
 }
@@ -320,6 +323,8 @@ void Engine::serve_reloads() {
       continue;
     }
     ReloadReport report = serve_reload(r);
+    // The edit may have named a component this reload brought in.
+    if (report.ok && edit_refused_) check_edited_topology();
     // SIGHUP's "*" reloads only what was rebuilt: tried again like a watcher's request.
     if (report.stalled && (r.if_rebuilt || r.alias == "*") && !stop_requested_) {
       // The pause may have been passing (a receiver that was slow for a while): the build

@@ -238,16 +238,27 @@ class HotReload(ReloadTest):
                            "layout: nothing to apply")
         self.write("topology.toml", text)  # the edit undone
         self.run_.wait_for("the topology file is back to the one running: nothing to apply")
+        # An edit naming a component only a new build has: refused, then valid once that
+        # build is reloaded (checked again after the reload, not only when the file changes).
+        self.write("topology.toml",
+                   text.replace("steps = [ ", 'steps = [ { computation = "ev.pass" }, '))
+        self.run_.wait_for("the edited topology has 1 error(s)", 4)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        self.run_.wait_for("reloaded plugin 'ev'")
+        self.run_.wait_for("the edited topology is valid, but a running host keeps the topology "
+                           "it started with: restart shardline to apply it", 3)
+        self.write("topology.toml", text)
+        self.run_.wait_for("the topology file is back to the one running: nothing to apply", 2)
         # Moved away for a while: said, in the topology's own words; back: checked again.
         os.rename(self.path("topology.toml"), self.path("elsewhere.toml"))
         self.run_.wait_for("the topology: " + self.path("topology.toml") + " was removed; the run "
                            "goes on with the topology it started with, and a new file there will "
                            "be checked")
         os.rename(self.path("elsewhere.toml"), self.path("topology.toml"))
-        self.run_.wait_for("the topology file is back to the one running: nothing to apply", 2)
+        self.run_.wait_for("the topology file is back to the one running: nothing to apply", 3)
         self.feeder.wait_sent(self.feeder.sent + 500)
         lines, versions = self.finish()
-        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1"})
+        self.assertEqual({vs[-1] for vs in versions.values()}, {"v2"})
 
     def test_a_plugin_folder_removed_and_built_again_is_watched_again(self):
         # A clean rebuild: the build folder goes, then comes back with a new build in it.

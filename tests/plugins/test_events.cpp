@@ -16,7 +16,8 @@
 #include <shardline/plugin.hpp>
 
 // Built once per TEST_EVENTS_VARIANT for the hot-reload tests (default 1):
-//   1 the base version;  2 same state layout, tags its output " v2";
+//   1 the base version;  2 same state layout, tags its output " v2", and adds a computation
+//     "pass" (a topology edited to use it is valid only once this build is loaded);
 //   3 LastSeq gains a field (schema 3) and restores any earlier version, tags " v3";
 //   4 LastSeq changes layout with no restore(): a reload must be refused;
 //   5 LastSeq changes layout and restore() throws: the migration fails;
@@ -194,6 +195,9 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
     if (e.seq == 5) crash();
     return e;
   });
+#if TEST_EVENTS_VARIANT == 2
+  p.computation("pass", [](const Event& e) { return e; });
+#endif
   p.computation("to_text", [](const Event& e) {
     return std::to_string(e.key) + ":" + std::to_string(e.seq);
   });
