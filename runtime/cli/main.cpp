@@ -19,6 +19,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -92,7 +93,8 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   try {
     engine = std::make_unique<engine::Engine>(std::move(wiring), options);
   } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+    std::istringstream lines(e.what());  // one line per input or output refused
+    for (std::string line; std::getline(lines, line);) spdlog::error("{}", line);
     return engine::exit_startup_failed;
   }
 

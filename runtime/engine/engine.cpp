@@ -47,26 +47,30 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
         }
       }
     }
+    // Every input and output that cannot open is reported, not only the first (two ports
+    // taken, a folder missing): one line each.
+    std::string refused;
     for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
       const topology::PipelineSpec& spec = *wiring_->pipelines[i].spec;
       try {
         sources_.push_back(connectors::make_source(spec.source));
+        ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
+                                                       sources_.back()->describe()));
       } catch (const std::runtime_error& e) {
-        throw std::runtime_error(spec.source.pos.str() + ": pipeline '" + spec.name + "': " +
-                                 e.what());
+        refused += (refused.empty() ? "" : "\n") + spec.source.pos.str() + ": pipeline '" +
+                   spec.name + "': " + e.what();
       }
-      ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
-                                                     sources_.back()->describe()));
     }
     for (std::size_t i = 0; i < sinks_.size(); ++i) {
       const topology::PipelineSpec& spec = *wiring_->pipelines[sink_pipeline_[i]].spec;
       try {
         sinks_[i]->open();
       } catch (const std::runtime_error& e) {
-        throw std::runtime_error(spec.sink->pos.str() + ": pipeline '" + spec.name + "': " +
-                                 e.what());
+        refused += (refused.empty() ? "" : "\n") + spec.sink->pos.str() + ": pipeline '" +
+                   spec.name + "': " + e.what();
       }
     }
+    if (!refused.empty()) throw std::runtime_error(refused);
     for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
   } catch (...) {
     // A run that never started leaves behind no dead-letter file it created.

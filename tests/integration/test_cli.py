@@ -245,18 +245,28 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertNotIn("warning", check_listen(f"127.0.0.1:{port}"))
 
     def test_a_port_in_use_is_refused_at_startup(self):
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
+        # Two pipelines, both ports taken: both are reported, not only the first.
+        with socket.socket() as taken, socket.socket() as also_taken:
+            for s in (taken, also_taken):
+                s.bind(("127.0.0.1", 0))
+                s.listen()
+            port, port2 = taken.getsockname()[1], also_taken.getsockname()[1]
+            second = events_topology(2).split("[[pipelines]]")[1].replace(
+                'name = "events"', 'name = "more"').replace(
+                'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port2}"'
+                ).replace('"out.txt"', '"out2.txt"')
             topo = self.write("topology.toml", events_topology(2).replace(
-                'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"'))
+                'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"')
+                + "[[pipelines]]" + second)
             r = shardline("run", topo)
         self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn(f"source tcp 127.0.0.1:{port}: cannot listen on 127.0.0.1:{port}: Address "
-                      "already in use (another process listens there: `ss -ltnp` names it)",
-                      r.stderr)
+        for p in (port, port2):
+            self.assertIn(f"source tcp 127.0.0.1:{p}: cannot listen on 127.0.0.1:{p}: Address "
+                          "already in use (another process listens there: `ss -ltnp` names it)",
+                          r.stderr)
+        self.assertIn("pipeline 'more'", r.stderr)
         self.assertNotIn("done in", r.stderr)  # refused before anything ran
+        self.assertFalse(os.path.exists(self.path("out2.txt")))  # no output file left behind
 
     def test_usage_errors_exit_with_status_2(self):
         topo = self.write("topology.toml", "")
