@@ -70,8 +70,14 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
 }
 
 FrameSplitter::Unprocessed FrameSplitter::unprocessed() const {
-  if (end_ > begin_ && !skipping_line_ && !broken_) return {base_offset_ + begin_, end_ - begin_};
-  return {bytes_received(), 0};
+  if (broken_ || end_ == begin_) return {bytes_received(), 0};
+  std::size_t from = begin_;
+  if (skipping_line_) {  // the rest of a line already reported as too long is not input
+    const void* nl = std::memchr(buf_.get() + begin_, '\n', end_ - begin_);
+    if (!nl) return {bytes_received(), 0};
+    from = static_cast<std::size_t>(static_cast<const std::byte*>(nl) - buf_.get()) + 1;
+  }
+  return {base_offset_ + from, end_ - from};
 }
 
 void FrameSplitter::report_unprocessed() const {

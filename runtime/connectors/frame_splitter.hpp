@@ -51,11 +51,12 @@ class FrameSplitter {
   void commit(std::size_t n);
   /// Hands every complete frame to `handler`. Returns false when the stream is unrecoverable
   /// (an oversized length prefix, already reported) or a stop was requested: the caller closes
-  /// the stream and calls nothing else on this splitter.
+  /// the stream, calling at most report_unprocessed() on this splitter.
   bool deliver(FrameHandler& handler);
   /// End of stream: delivers what is left (lines: a last line without a newline, if the stream
   /// ended `cleanly`; after a failure it may have been cut anywhere, and is reported instead),
-  /// or reports a truncated frame. The buffer is empty afterwards.
+  /// or reports a truncated frame. The buffer is empty afterwards, unless a stop came first:
+  /// what was not handed on then stays, for report_unprocessed().
   void finish(FrameHandler& handler, bool cleanly = true);
 
   /// Input received but not handed on: whole frames after the chunk the stop came in (or

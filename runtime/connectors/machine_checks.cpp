@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "connectors/source.hpp"
 #include "topology/address.hpp"
@@ -14,9 +15,31 @@ namespace shardline::connectors {
 
 namespace {
 
-/// Empty when `address`'s host resolves here, else why not.
-std::string unresolved(const std::string& address) {
+/// What the running host already uses: not looked at again.
+struct InUse {
+  std::set<std::uint16_t> ports;  ///< its TCP sources listen there
+  std::set<std::string> hosts;    ///< resolved when it started
+};
+
+InUse in_use(const topology::Topology* running) {
+  InUse u;
+  if (!running) return u;
+  for (const auto& p : running->pipelines) {
+    if (p.source.kind == topology::SourceKind::tcp) {
+      const auto where = topology::parse_host_port(p.source.address);
+      if (where.port != 0) u.ports.insert(where.port);
+      u.hosts.insert(where.host);
+    }
+    if (p.sink && p.sink->kind == topology::SinkKind::tcp)
+      u.hosts.insert(topology::parse_host_port(p.sink->address).host);
+  }
+  return u;
+}
+
+/// Empty when `address`'s host resolves here (or the running host resolved it), else why not.
+std::string unresolved(const std::string& address, const InUse& known) {
   const auto where = topology::parse_host_port(address);
+  if (known.hosts.count(where.host)) return {};
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
@@ -47,7 +70,7 @@ void check_output(std::vector<MachineWarning>& out, const topology::Position& po
 }
 
 void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& source,
-                  const std::set<std::string>& held) {
+                  const InUse& known) {
   if (source.kind == topology::SourceKind::file) {
     // Checked by name, not opened: opening a FIFO would wait for its writer.
     std::error_code ec;
@@ -63,8 +86,9 @@ void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& 
       out.push_back({source.pos, "source file " + file +
                                      " is a folder here; `shardline run` would not start"});
   }
-  if (source.kind != topology::SourceKind::tcp || held.count(source.address)) return;
-  if (const auto why = unresolved(source.address); !why.empty()) {
+  if (source.kind != topology::SourceKind::tcp) return;
+  if (known.ports.count(topology::parse_host_port(source.address).port)) return;
+  if (const auto why = unresolved(source.address, known); !why.empty()) {
     out.push_back({source.pos, "source tcp " + source.address + ": " + why +
                                    "; `shardline run` would not start"});
     return;
@@ -79,16 +103,17 @@ void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& 
 }  // namespace
 
 std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
-                                             const std::set<std::string>& held) {
+                                             const topology::Topology* running) {
+  const InUse known = in_use(running);
   std::vector<MachineWarning> out;
   for (const auto& p : topo.pipelines) {
     if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
       check_output(out, p.dead_letter_pos,
                    "pipeline '" + p.name + "' dead_letter " + p.dead_letter.string(), p.dead_letter);
-    check_source(out, p.source, held);
+    check_source(out, p.source, known);
     if (!p.sink) continue;
     if (p.sink->kind == topology::SinkKind::tcp) {
-      if (const auto why = unresolved(p.sink->address); !why.empty())
+      if (const auto why = unresolved(p.sink->address, known); !why.empty())
         out.push_back({p.sink->pos, "sink tcp " + p.sink->address + ": " + why +
                                         "; `shardline run` would keep retrying it"});
     }

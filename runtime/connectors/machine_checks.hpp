@@ -7,7 +7,6 @@
 // position in the topology file and one line of text.
 #pragma once
 
-#include <set>
 #include <string>
 #include <vector>
 
@@ -20,9 +19,10 @@ struct MachineWarning {
   std::string text;  ///< e.g. "source file x.msg does not exist here; ... would not start ..."
 };
 
-/// Checks `topo` against this machine now. A TCP source whose address is in `held` is not
-/// listened on: the running host holds it (and lets go of it when it stops).
+/// Checks `topo` against this machine now. With `running` (the topology of the host running
+/// now, for an edit of it), a TCP port it listens on is not tried (the host holds it, and lets
+/// go of it when it stops), and a host it names is not resolved again.
 std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
-                                             const std::set<std::string>& held = {});
+                                             const topology::Topology* running = nullptr);
 
 }  // namespace shardline::connectors

@@ -102,6 +102,7 @@ struct TcpSource::Io {
                          c.splitter.origin(), c.splitter.bytes_received(), ec.message());
           }
           c.splitter.finish(*handler, ec == asio::error::eof);  // reports a frame cut short
+          c.splitter.report_unprocessed();  // what a stop left in it (nothing otherwise)
           close(it);
         });
   }

@@ -214,6 +214,9 @@ void Engine::run_sink(std::size_t i) {
 
 int Engine::run() {
   const auto started = std::chrono::steady_clock::now();
+  // The counters at the last stats line: taken before any thread starts, so that the first
+  // interval counts (and times) everything, however soon input arrives.
+  RunSummary progress{0, pipeline_counters(), {}};
   for (std::size_t i = 0; i < sinks_.size(); ++i) threads_.emplace_back([this, i] { run_sink(i); });
   for (auto& s : shards_) s->start();
   for (std::size_t i = 0; i < sources_.size(); ++i)
@@ -243,7 +246,6 @@ int Engine::run() {
                     e.what());
     }
   }
-  RunSummary progress{0, pipeline_counters(), {}};  // the counters at the last stats line
   const bool stats = options_.stats_every.count() > 0;
   auto progress_at = started;                            // when the last stats line was taken
   auto progress_due = started + options_.stats_every;    // on a fixed grid: no drift

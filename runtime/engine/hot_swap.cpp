@@ -22,7 +22,6 @@
 #include <fstream>
 #include <new>
 #include <optional>
-#include <set>
 
 #include "connectors/machine_checks.hpp"
 #include "engine/engine.hpp"
@@ -262,11 +261,9 @@ void Engine::check_edited_topology() {
     }
     const auto wired = topology::wire_topology(std::move(edited), options);
     // What `check` warns about, too: a restart with the edit would not start if, say, its new
-    // port is taken. The ports this host listens on are its own, free again once it stops.
-    std::set<std::string> held;
-    for (const auto& p : wiring_->topology.pipelines)
-      if (p.source.kind == topology::SourceKind::tcp) held.insert(p.source.address);
-    const auto warnings = connectors::machine_warnings(wired->topology, held);
+    // port is taken. What the running topology already uses is not looked at again: its ports
+    // are this host's own (free once it stops), and its hosts resolved (a lookup may be slow).
+    const auto warnings = connectors::machine_warnings(wired->topology, &wiring_->topology);
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
                  "started with: restart shardline to apply it{}",
                  warnings.empty() ? "" : "; on this machine now:");
@@ -306,7 +303,7 @@ void Engine::serve_reloads() {
   const auto now = Clock::now();
   std::erase_if(reload_retries_, [&](const ReloadRetry& retry) {
     const bool superseded = std::any_of(requests.begin(), requests.end(), [&](const auto& r) {
-      return r.alias == retry.alias || r.alias == "*";
+      return r.alias == retry.alias || r.alias == "*" || retry.alias == "*";
     });
     if (superseded || stop_requested_) return true;
     if (retry.due > now) return false;
@@ -330,9 +327,12 @@ void Engine::serve_reloads() {
       // The pause may have been passing (a receiver that was slow for a while): the build
       // waiting on disk is tried again, less often the longer it lasts.
       const auto after = std::min(kFirstRetry * (1 << std::min(r.attempt, 4)), kLastRetry);
-      spdlog::info("{}: the reload is tried again in {} s, or when {} rebuilt again",
-                   r.alias == "*" ? std::string("the rebuilt plugins") : "plugin '" + r.alias + "'",
-                   after.count(), r.alias == "*" ? "one is" : "it is");
+      if (r.alias == "*")
+        spdlog::info("the rebuilt plugins: the reload is tried again in {} s, or at the next "
+                     "SIGHUP", after.count());
+      else
+        spdlog::info("plugin '{}': the reload is tried again in {} s, or when it is rebuilt again",
+                     r.alias, after.count());
       reload_retries_.push_back({r.alias, Clock::now() + after, r.attempt + 1});
     }
     r.done.set_value(std::move(report));

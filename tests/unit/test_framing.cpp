@@ -304,6 +304,38 @@ TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[
   }
 }
 
+TEST_CASE("what a stop leaves unprocessed is reported from its first byte", "[framing]") {
+  std::atomic<bool> stop{false};
+  const auto add = [](FrameSplitter& s, const std::string& bytes) {
+    const auto space = s.write_space(bytes.size());
+    std::memcpy(space.data(), bytes.data(), bytes.size());
+    s.commit(bytes.size());
+  };
+  SECTION("a last line without a newline, at the end of input after the stop") {
+    FrameSplitter s(Framing::lines, 64, "test", &stop);
+    FrameRecorder r;
+    add(s, "a\nlast");
+    REQUIRE(s.deliver(r));
+    stop = true;
+    s.finish(r);
+    CHECK(r.frames == std::vector<std::string>{"a"});
+    CHECK(s.unprocessed().offset == 2);
+    CHECK(s.unprocessed().bytes == 4);
+  }
+  SECTION("whole lines after a long line being skipped") {
+    FrameSplitter s(Framing::lines, 8, "test", &stop);
+    FrameRecorder r;
+    add(s, "ok\n" + std::string(20, 'L'));
+    REQUIRE(s.deliver(r));  // the long line is reported, and skipped up to its newline
+    add(s, "LL\nabc\ndef\n");
+    stop = true;
+    CHECK_FALSE(s.deliver(r));
+    CHECK(r.frames == std::vector<std::string>{"ok"});
+    CHECK(s.unprocessed().offset == 26);  // "abc\ndef\n", after the long line's newline
+    CHECK(s.unprocessed().bytes == 8);
+  }
+}
+
 TEST_CASE("a length-prefixed frame is named by its number and byte offset", "[framing]") {
   std::vector<std::string> payloads;
   for (int i = 0; i < 2500; ++i) payloads.push_back(std::string(static_cast<std::size_t>(i % 7), 'x'));
