@@ -63,9 +63,7 @@ void setup_logging(const std::string& level) {
 /// Loads and wires the topology; prints every error and returns null on failure.
 std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std::uint32_t> shards) {
   try {
-    auto topo = topology::parse_topology(o.topology);
-    if (shards) topo.shards = *shards;
-    if (topo.key_groups < topo.shards) topo.key_groups = topo.shards;
+    auto topo = topology::parse_topology(o.topology, shards);
     topology::WireOptions options;
     options.plugin_dir = o.plugin_dir;
     options.try_in_copy = true;  // a plugin that crashes while it loads is an error, not the end

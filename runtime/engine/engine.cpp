@@ -185,6 +185,10 @@ void Engine::run_source(std::size_t i) {
     while (!stop_requested_ && !flow_->drained(static_cast<std::size_t>(p.start_after)))
       flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
   }
+  if (stop_requested_ && p.start_after >= 0)  // all its input is still to be processed
+    spdlog::warn("pipeline '{}' did not start: the run stopped while it waited for pipeline '{}'; "
+                 "its source {} was not read", p.name,
+                 flow_->pipelines[static_cast<std::size_t>(p.start_after)].name, source.describe());
   try {
     if (!stop_requested_) source.run(ingress);
   } catch (const std::exception& e) {

@@ -72,9 +72,10 @@ void Shard::flush(std::vector<std::uint32_t>& done) {
 /// Why a message was rejected by a state that creates no state for undeclared keys. A string
 /// key reaches the shard as its hash only, so that is all the message can name.
 static std::string undeclared_key(const StepPlan& step, std::uint64_t key) {
+  // Integer keys as the partition function returned them: signed, as the topology's `keys`.
   const std::string k = step.key_kind == KeyKind::string
                             ? "a string key (hash " + std::to_string(key) + ")"
-                            : "key " + std::to_string(key);
+                            : "key " + std::to_string(static_cast<std::int64_t>(key));
   return k + " is not declared in state '" + step.state_name +
          "' (its keys/keys_file) and the state has unknown_keys = \"reject\"";
 }

@@ -356,7 +356,11 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
     if (auto u = c.choice(*t, "unknown_keys", {"create", "reject"})) s.reject_unknown_keys = *u == 1;
     if (auto r = c.choice(*t, "on_reload", {"carry", "reset"})) s.reset_on_reload = *r == 1;
     if (s.reject_unknown_keys && s.keys.empty())
-      c.error(*t, where + " rejects unknown keys but declares none; add 'keys' or 'keys_file'");
+      c.error(*t, s.keys_file.empty()
+                      ? where + " rejects unknown keys but declares none; add 'keys' or 'keys_file'"
+                      : where + " rejects unknown keys, but its keys_file " + s.keys_file.string() +
+                            " holds none (only blank or comment lines); add keys to it or to "
+                            "'keys'");
     topo.states.push_back(std::move(s));
   }
 }
@@ -706,7 +710,7 @@ void check_endpoints(Checker& c, const Topology& topo) {
 
 }  // namespace
 
-Topology parse_topology(const std::filesystem::path& file) {
+Topology parse_topology(const std::filesystem::path& file, std::optional<std::uint32_t> shards) {
   Topology topo;
   topo.file = file;
   const std::string name = file.string();
@@ -738,6 +742,10 @@ Topology parse_topology(const std::filesystem::path& file) {
   if (auto v = c.integer(root, "batch_size", 1, 1 << 16)) topo.batch_size = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "queue_batches", 1, 1 << 16)) topo.queue_batches = static_cast<std::uint32_t>(*v);
   if (auto s = c.choice(root, "scheduling", {"throughput", "latency"})) topo.scheduling = static_cast<Scheduling>(*s);
+  if (shards) {
+    topo.shards = *shards;
+    topo.key_groups = std::max(topo.key_groups, *shards);
+  }
   if (topo.key_groups < topo.shards)
     c.error(*root.get("key_groups"), "key_groups (" + std::to_string(topo.key_groups) +
                                           ") must be at least shards (" + std::to_string(topo.shards) + ")");

@@ -130,8 +130,11 @@ struct Topology {
   const PluginSpec* plugin(std::string_view alias) const;
 };
 
-/// Reads and checks `file`. Throws TopologyError listing every problem found.
-Topology parse_topology(const std::filesystem::path& file);
+/// Reads and checks `file`. Throws TopologyError listing every problem found. With `shards`
+/// (`run --shards`), that is the shard count instead of the file's, and key_groups is raised
+/// to it if lower.
+Topology parse_topology(const std::filesystem::path& file,
+                        std::optional<std::uint32_t> shards = std::nullopt);
 
 /// Whether two topology texts hold the same settings: they differ at most in comments, blank
 /// space and the order of keys. False if either is not valid TOML.

@@ -263,6 +263,28 @@ sink = {{ kind = "discard" }}
                       "0 bytes: Input/output error", err)
         self.assertEqual(summary(err)["after"]["in"], 0)
 
+    def test_a_pipeline_still_waiting_to_start_when_the_run_stops_says_so(self):
+        # "after" waits for "events", whose TCP source never ends: an interrupt stops the run,
+        # and the summary's "0 in" for "after" comes with why (its whole input is unread).
+        port = free_port()
+        self.write("events.txt", "1 1\n")
+        topo = self.write("topology.toml", events_topology(1).replace(
+            'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"') + f"""
+[[pipelines]]
+name = "after"
+source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "discard" }}
+""")
+        r = LiveRun(topo)
+        r.wait_for("pipeline 'after': waiting for pipeline 'events' to be fully processed")
+        r.proc.send_signal(signal.SIGINT)
+        self.assertEqual(r.wait(), 0, r.stderr)
+        self.assertIn("pipeline 'after' did not start: the run stopped while it waited for "
+                      "pipeline 'events'; its source file " + self.path("events.txt") +
+                      " was not read", r.stderr)
+        self.assertEqual(summary(r.stderr)["after"]["in"], 0)
+
     def test_a_source_that_cannot_be_read_stops_the_start_and_leaves_the_outputs_alone(self):
         # The last run's output survives a run that cannot start: the sink empties its file only
         # once every input and output has opened, and a file it created is removed again.
@@ -408,13 +430,15 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
         text = read(topo).replace('factory = "ev.last_seq"',
                                          'factory = "ev.last_seq"\nkeys = [1, 2]\nunknown_keys = "reject"')
         self.write("topology.toml", text)
-        self.write("events.txt", "1 1\n2 1\n3 1\n1 2\n")
+        # 2^64 - 3: the 64 bits of -3, named as the topology's `keys` would write them.
+        self.write("events.txt", "1 1\n2 1\n3 1\n1 2\n18446744073709551613 1\n")
         status, _, err = run(self.path("topology.toml"))
         self.assertEqual(status, 0, err)
         self.assertEqual(sorted(read(self.path("out.txt")).split("\n"))[1:],
                          ["1 1 1 ok", "1 2 2 ok", "2 1 1 ok"])
         self.assertIn("key 3 is not declared in state 'seqs' (its keys/keys_file) and the state "
                       "has unknown_keys = \"reject\"", err)
+        self.assertIn("key -3 is not declared in state 'seqs'", err)
 
 
 class BadFrames(TempDirTest):

@@ -854,6 +854,44 @@ TEST_CASE("outputs never write stdin, and stdout has one writer", "[topology]") 
                                 "of pipeline 'a' (" + t.pos(6, 8) + "): give it a file of its own"));
 }
 
+TEST_CASE("a keys_file with no keys is named when the state rejects unknown keys", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "keys_file = \"keys.txt\"\n"
+      "unknown_keys = \"reject\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  const auto keys = t.dir.file("keys.txt", "# no keys yet\n\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(3, 1, "[states.seqs] rejects unknown keys, but its keys_file " + keys.string() +
+                              " holds none (only blank or comment lines); add keys to it or to "
+                              "'keys'")});
+}
+
+TEST_CASE("run --shards replaces the file's shard count before key_groups is checked",
+          "[topology]") {
+  TopologyFile t(
+      "shards = 7\n"
+      "key_groups = 4\n"
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(parse_errors(t.file) == Errors{t.at(2, 14, "key_groups (4) must be at least shards (7)")});
+  const auto fewer = parse_topology(t.file, 2);
+  CHECK((fewer.shards == 2 && fewer.key_groups == 4));
+  const auto more = parse_topology(t.file, 9);  // key_groups raised to the shards
+  CHECK((more.shards == 9 && more.key_groups == 9));
+}
+
 TEST_CASE("every error of a topology is reported at once", "[topology]") {
   TopologyFile t(
       "shard = 2\n"
