@@ -86,7 +86,6 @@ class FileSource final : public Source {
       splitter.commit(static_cast<std::size_t>(n));
       if (!splitter.deliver(handler)) break;  // already reported through on_bad_input
     }
-    if (stop_.load(std::memory_order_relaxed)) splitter.report_unprocessed();
   }
 
   void stop() override { stop_.store(true, std::memory_order_relaxed); }  // [any thread]

@@ -69,8 +69,16 @@ bool FrameSplitter::deliver(FrameHandler& handler) {
   return !broken_ && !stop_requested();
 }
 
+FrameSplitter::~FrameSplitter() {
+  // Nothing else counts these bytes. (A moved-from splitter has no buffer, and nothing to say.)
+  if (const auto u = unprocessed(); u.bytes > 0)
+    spdlog::warn("source {}: the run stopped with {} bytes received from it and not processed "
+                 "(from stream offset {}); send them again",
+                 origin_, u.bytes, u.offset);
+}
+
 FrameSplitter::Unprocessed FrameSplitter::unprocessed() const {
-  if (broken_ || end_ == begin_) return {bytes_received(), 0};
+  if (!buf_ || broken_ || end_ == begin_) return {bytes_received(), 0};
   std::size_t from = begin_;
   if (skipping_line_) {  // the rest of a line already reported as too long is not input
     const void* nl = std::memchr(buf_.get() + begin_, '\n', end_ - begin_);
@@ -80,16 +88,9 @@ FrameSplitter::Unprocessed FrameSplitter::unprocessed() const {
   return {base_offset_ + from, end_ - from};
 }
 
-void FrameSplitter::report_unprocessed() const {
-  if (const auto u = unprocessed(); u.bytes > 0)
-    spdlog::warn("source {}: the run stopped with {} bytes received from it and not processed "
-                 "(from stream offset {}); send them again",
-                 origin_, u.bytes, u.offset);
-}
-
 void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
   const bool delivered = deliver(handler);
-  // Stopped: what is left is the caller's to report (report_unprocessed), not dropped here.
+  // Stopped: what is left stays, reported when the splitter goes, not dropped here.
   if (!delivered && !broken_) return;
   if (delivered) {
     const std::byte* b = buf_.get();

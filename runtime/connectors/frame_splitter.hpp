@@ -43,6 +43,10 @@ class FrameSplitter {
   /// unread as far as the pipeline is concerned, instead of the rest of a 1 MiB read.
   FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin = "input",
                 const std::atomic<bool>* stop = nullptr);
+  FrameSplitter(FrameSplitter&&) = default;
+  /// A stream that ends holding input it did not hand on (a stop came first, or the source
+  /// failed) logs it: its byte count and the stream offset to send it again from.
+  ~FrameSplitter();
 
   /// Free space after the buffered bytes, at least `min` bytes (the buffer is compacted or
   /// grown to make room). Read into it, then commit() what was read.
@@ -51,12 +55,12 @@ class FrameSplitter {
   void commit(std::size_t n);
   /// Hands every complete frame to `handler`. Returns false when the stream is unrecoverable
   /// (an oversized length prefix, already reported) or a stop was requested: the caller closes
-  /// the stream, calling at most report_unprocessed() on this splitter.
+  /// the stream and calls nothing else on this splitter.
   bool deliver(FrameHandler& handler);
   /// End of stream: delivers what is left (lines: a last line without a newline, if the stream
   /// ended `cleanly`; after a failure it may have been cut anywhere, and is reported instead),
   /// or reports a truncated frame. The buffer is empty afterwards, unless a stop came first:
-  /// what was not handed on then stays, for report_unprocessed().
+  /// what was not handed on then stays, reported when the splitter goes.
   void finish(FrameHandler& handler, bool cleanly = true);
 
   /// Input received but not handed on: whole frames after the chunk the stop came in (or
@@ -66,9 +70,6 @@ class FrameSplitter {
     std::uint64_t bytes;
   };
   Unprocessed unprocessed() const;
-  /// A stream ended by a stop, not by its end: logs a warning with unprocessed(), which
-  /// nothing else counts. Nothing if every byte was handed on.
-  void report_unprocessed() const;
 
   /// Bytes committed since construction (the stream offset of the end of the buffer).
   std::uint64_t bytes_received() const { return base_offset_ + end_; }

@@ -83,14 +83,11 @@ struct TcpSource::Io {
           if (n > 0) {
             c.splitter.commit(n);
             // May block in the handler: no socket is read meanwhile (backpressure).
-            if (!c.splitter.deliver(*handler)) {
-              c.splitter.report_unprocessed();  // a stop (a broken stream is reported already)
-              return close(it);
-            }
+            // (what a stop leaves in the splitter, it reports as the connection goes)
+            if (!c.splitter.deliver(*handler)) return close(it);
           }
           if (ec == asio::error::operation_aborted || stopping) {
-            c.splitter.report_unprocessed();  // stop(): what is still buffered is dropped
-            connections.erase(it);
+            connections.erase(it);  // stop(): what is still buffered is reported, and dropped
             return;
           }
           if (!ec) return start_read(it);
@@ -102,7 +99,6 @@ struct TcpSource::Io {
                          c.splitter.origin(), c.splitter.bytes_received(), ec.message());
           }
           c.splitter.finish(*handler, ec == asio::error::eof);  // reports a frame cut short
-          c.splitter.report_unprocessed();  // what a stop left in it (nothing otherwise)
           close(it);
         });
   }
