@@ -320,8 +320,9 @@ void Engine::serve_reloads() {
       continue;
     }
     ReloadReport report = serve_reload(r);
-    // The edit may have named a component this reload brought in.
-    if (report.ok && edit_refused_) check_edited_topology();
+    // The edit may have named a component this reload brought in (a request that found
+    // nothing to reload brought nothing).
+    if (report.ok && !report.versions.empty() && edit_refused_) check_edited_topology();
     // SIGHUP's "*" reloads only what was rebuilt: tried again like a watcher's request.
     if (report.stalled && (r.if_rebuilt || r.alias == "*") && !stop_requested_) {
       // The pause may have been passing (a receiver that was slow for a while): the build
