@@ -685,24 +685,21 @@ void check_endpoints(Checker& c, const Topology& topo) {
   for (const auto& p : topo.pipelines) {
     if (p.on_error != ErrorPolicy::dead_letter || p.dead_letter.empty()) continue;
     const std::string path = p.dead_letter.string();
+    const std::string dl = "pipeline '" + p.name + "' dead_letter " + path;
     const bool is_stdin = names_fd(path, 0), is_stdout = names_fd(path, 1);
     if (is_stdin)
-      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
-                                     " is stdin: the records would be written into the input; "
-                                     "give it a file of its own");
+      c.error(p.dead_letter_pos, dl + " is stdin: the records would be written into the input; "
+                                      "give it a file of its own");
     if (is_stdout && stdout_writer)
-      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
-                                     " is stdout, the output of " + stdout_writer->str() +
+      c.error(p.dead_letter_pos, dl + " is stdout, the output of " + stdout_writer->str() +
                                      ": give it a file of its own");
     if (is_stdin || is_stdout) continue;
     if (const std::string own = run_file(path); !own.empty())
-      c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path + " is " + own +
-                                     ": give it a file of its own");
+      c.error(p.dead_letter_pos, dl + " is " + own + ": give it a file of its own");
     for (const auto* uses : {&written, &read})
       for (const auto& [other, use] : *uses)
         if (same_file(other, path))
-          c.error(p.dead_letter_pos, "pipeline '" + p.name + "' dead_letter " + path +
-                                         " is also " +
+          c.error(p.dead_letter_pos, dl + " is also " +
                                          (uses == &read ? "the input of " : "the output of ") +
                                          use.str() + ": give it a file of its own");
   }
