@@ -37,6 +37,7 @@ struct StepPlan {
   std::string partition_name;
   std::size_t state = 0;     ///< index of the state (stateful steps)
   std::string state_name;    ///< as written in the topology (stateful steps)
+  std::string factory_name;  ///< the state's factory, "plugin.component" (stateful steps)
   KeyKind key_kind = KeyKind::integer;  ///< of the partition (stateful steps)
   std::uint32_t route = 0;   ///< index among all stateful steps of all pipelines
   const TypeDesc* input = nullptr;

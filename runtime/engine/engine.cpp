@@ -90,17 +90,16 @@ Engine::~Engine() {
   flow_.reset();
 }
 
-void Engine::bind_components(PipelinePlan& p, const topology::WiredPipeline& wp) {
+void Engine::bind_components(PipelinePlan& p, const topology::Wiring& w, std::size_t pipeline) {
+  const topology::WiredPipeline& wp = w.pipelines[pipeline];
   const topology::PipelineSpec& spec = *wp.spec;
   p.decoder = static_cast<Decoder*>(wp.decoder->impl.get());
   p.decoder_name = spec.source.decoder.str();
   p.decoded = wp.decoder->output;
+  // The steps' routes stay: build_plan() numbers them once; a reload only rebinds the code.
+  std::vector<std::uint32_t> routes;
+  for (const auto& s : p.steps) routes.push_back(s.route);
   p.steps.clear();
-  std::uint32_t route = 0;
-  for (const auto& other : flow_->pipelines) {
-    if (&other == &p) break;
-    for (const auto& s : other.steps) route += s.stateful;
-  }
   for (const auto& ws : wp.steps) {
     StepPlan s;
     s.name = ws.spec->component.str();
@@ -113,8 +112,9 @@ void Engine::bind_components(PipelinePlan& p, const topology::WiredPipeline& wp)
       s.partition_name = ws.spec->partition.str();
       s.state = ws.state;
       s.state_name = ws.spec->state;
+      s.factory_name = w.states[ws.state].spec->factory.str();
       s.key_kind = ws.partition->key_kind;
-      s.route = route++;
+      if (p.steps.size() < routes.size()) s.route = routes[p.steps.size()];
     } else {
       s.computation = static_cast<Computation*>(ws.component->impl.get());
     }
@@ -131,8 +131,9 @@ void Engine::build_plan() {
     PipelinePlan& p = flow_->pipelines.emplace_back();
     p.index = static_cast<std::uint32_t>(i);
     p.name = spec.name;
-    bind_components(p, wp);
-    for (const auto& s : p.steps) flow_->routes += s.stateful;
+    bind_components(p, *wiring_, i);
+    for (auto& s : p.steps)
+      if (s.stateful) s.route = flow_->routes++;
     if (spec.sink) {
       p.sink = static_cast<int>(sinks_.size());
       sinks_.push_back(connectors::make_sink(*spec.sink));

@@ -137,7 +137,7 @@ class Engine {
     int attempt;
   };
   void build_plan();
-  void bind_components(PipelinePlan& p, const topology::WiredPipeline& wp);
+  void bind_components(PipelinePlan& p, const topology::Wiring& w, std::size_t pipeline);
   void serve_reloads();
   /// "sink X of pipeline 'p' has been inside one write for 12.3 s" for each sink blocked for
   /// over a second, "; "-separated; empty if none. [control thread]

@@ -539,10 +539,10 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
       for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
         const auto sample = ingresses_[i]->sample();
         if (sample.empty()) continue;
-        PipelinePlan candidate;  // the new version's components (its routes are not used)
+        PipelinePlan candidate;  // the new version's components (it routes nothing)
         candidate.name = flow_->pipelines[i].name;
         candidate.sink_framing = flow_->pipelines[i].sink_framing;
-        bind_components(candidate, fresh->pipelines[i]);
+        bind_components(candidate, *fresh, i);
         // On copies of the live states, then on fresh ones: the recent messages have already
         // been applied to the live states, so a check the new build adds (a duplicate, an
         // event out of order) fails on the replay itself; it must fail on both to count.
@@ -686,7 +686,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     }
   }
   for (std::size_t i = 0; i < flow_->pipelines.size(); ++i)
-    bind_components(flow_->pipelines[i], fresh->pipelines[i]);
+    bind_components(flow_->pipelines[i], *fresh, i);
   // A state kept as it is that may hold the old builds' objects keeps those builds loaded: a
   // std::function in it calls into the old code, and its destructor runs there too.
   const bool hold_olds = !report.old_held_for.empty();

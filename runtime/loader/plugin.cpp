@@ -108,7 +108,13 @@ std::atomic<unsigned> g_shadows{0};
 /// The path of shadow copy number `n` of a plugin (same directory for every load of a process).
 std::filesystem::path shadow_path(const std::filesystem::path& file, unsigned n) {
   static const pid_t host = ::getpid();
-  return std::filesystem::temp_directory_path() / ("shardline-" + std::to_string(host)) /
+  std::error_code ec;
+  const auto tmp = std::filesystem::temp_directory_path(ec);
+  if (ec)  // e.g. TMPDIR names a folder that is not there
+    throw PluginError(file.string() + ": no folder for its shadow copy: " + ec.message() +
+                      " (TMPDIR=" + (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "") +
+                      "; point TMPDIR at a writable folder)");
+  return tmp / ("shardline-" + std::to_string(host)) /
          (file.stem().string() + "." + std::to_string(n) + ".so");
 }
 
@@ -197,8 +203,9 @@ void Plugin::open() {
   const auto entry = library_->get<const Manifest*()>(kEntryPoint);
   try {
     manifest_ = entry();
-  } catch (const std::exception& e) {
-    throw PluginError(file_.string() + ": the plugin's manifest threw: " + e.what());
+  } catch (...) {
+    throw PluginError(file_.string() + ": the plugin's manifest threw: " +
+                      current_exception_text());
   }
   if (!manifest_->error.empty())
     throw PluginError(file_.string() + ": plugin '" + manifest_->plugin_name +

@@ -400,6 +400,18 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
         _, _, clean = run(self.path("topology.toml"), "--log-level", "warn")
         self.assertNotIn("done in", clean)
 
+    def test_a_crash_in_a_state_factory_names_it(self):
+        if host_has_asan():
+            self.skipTest("AddressSanitizer reports the crash itself")
+        topo = self.topology(steps=TRACK)
+        self.write("topology.toml", read(topo).replace('factory = "ev.last_seq"',
+                                                       'factory = "ev.picky"'))
+        self.write("events.txt", "1 1\n666 1\n")
+        p = run_to_crash("run", self.path("topology.toml"))
+        self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
+        self.assertRegex(p.stderr, r"shardline: fatal SIGSEGV \(invalid memory access\) in "
+                         r"plugin code: ev\.picky, pipeline 'events', thread 'shard \d'\.")
+
     def test_a_declared_key_whose_state_factory_throws_stops_the_start_at_its_line(self):
         topo = self.topology(steps=TRACK)
         self.write("topology.toml", read(topo).replace('factory = "ev.last_seq"',
@@ -518,6 +530,8 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
             "no_entry.so": "not a Shardline plugin: no shardline_plugin_manifest entry point",
             "undefined_symbol.so": "undefined symbol: shardline_test_missing_function",
             "duplicate.so": "failed to register its components: duplicate decoder 'same'",
+            "registration_throws.so": "plugin 'registration_throws' failed to register its "
+                                      "components: an exception of type int",
         }
         for name, message in cases.items():
             with self.subTest(plugin=name):
@@ -525,6 +539,18 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
                 self.assertEqual(status, 1, err)
                 self.assertIn("topology.toml:3:5: plugin 'p': ", err)
                 self.assertIn(message, err)
+
+    def test_no_folder_for_shadow_copies_is_an_error_in_the_list(self):
+        missing = self.path("no-such-folder")
+        for command in ("check", "run"):
+            with self.subTest(command=command):
+                p = subprocess.run([SHARDLINE, command, self.topology_with(EVENTS)],
+                                   capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "TMPDIR": missing})
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(f"topology.toml:3:5: plugin 'p': {EVENTS}: no folder for its shadow "
+                              f"copy: ", p.stderr)
+                self.assertIn(f"(TMPDIR={missing}; point TMPDIR at a writable folder)", p.stderr)
 
     def test_plugin_built_with_asan_is_refused_not_fatal(self):
         # A host without AddressSanitizer would be ended by the plugin's ASan runtime in dlopen;

@@ -211,6 +211,7 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
   });
   p.state<LastSeq>("picky", [](std::uint64_t key) {
     if (key == 13) throw std::runtime_error("no state for key 13");
+    if (key == 666) crash();  // a factory with a bug, on the shard's thread
     return LastSeq{};
   });
   p.partition("by_text", [](const std::string& s) { return std::string_view(s); });

@@ -578,9 +578,9 @@ inline Manifest build_manifest(const char* name, const char* version,
   try {
     PluginBuilder builder(m);
     register_components(builder);
-  } catch (const std::exception& e) {
+  } catch (...) {  // whatever it is: it must not leave the plugin's entry point
     m.components.clear();
-    m.error = e.what();
+    m.error = current_exception_text();
   }
   return m;
 }
