@@ -176,17 +176,13 @@ int preflight(const std::string& old_file, const std::string& new_file) {
     const auto to = loader::Plugin::load(new_file, Trial::in_copy_first);
     std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
               << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
-    const auto lines = reload::compare_plugins(*from, *to);
-    bool blocked = false;
-    for (const auto& line : lines) {
-      std::cout << "  " << line << "\n";
-      blocked = blocked || line.find(": blocked: ") != std::string::npos ||
-                line.find(": removed") != std::string::npos;
-    }
-    if (lines.empty()) std::cout << "  no difference in components or state types\n";
-    std::cout << (blocked ? "a topology using what is removed or blocked would refuse this reload\n"
-                          : "ok: the reload can keep or migrate every state\n");
-    return blocked ? 1 : 0;
+    const auto diff = reload::compare_plugins(*from, *to);
+    for (const auto& line : diff.lines) std::cout << "  " << line << "\n";
+    if (diff.lines.empty()) std::cout << "  no difference in components or state types\n";
+    std::cout << (diff.refused
+                      ? "a topology using what is removed or blocked would refuse this reload\n"
+                      : "ok: the reload can keep or migrate every state\n");
+    return diff.refused ? 1 : 0;
   } catch (const loader::PluginError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return engine::exit_startup_failed;

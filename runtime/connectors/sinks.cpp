@@ -1,12 +1,12 @@
 // The local sinks: a file, standard output, and discard (for benchmarks). [sink thread]
 //
-// File and stdout write each chunk the shards encoded as it comes, in order, with write(2):
+// File and stdout write each chunk of encoded output as it comes, in order, with write(2):
 // someone watching the output (tail -f) sees it as it is produced, and a chunk that cannot be
 // written is counted as lost with its messages. Chunks are up to 256 KiB, and at most a few
 // thousand per second reach a sink when traffic is light, so a system call per chunk costs
 // little. A write error other than an interruption is not retried (a full disk or a closed pipe
-// does not heal by itself here): it is logged as an error, and write() returns false from then
-// on, so the loss is never silent.
+// does not heal by itself here): it is logged as an error, and write() takes nothing from then
+// on (it returns how many bytes reached the file), so the loss is never silent.
 
 #include <fcntl.h>
 #include <poll.h>

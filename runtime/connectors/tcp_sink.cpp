@@ -12,7 +12,7 @@
 // logged at once, then at most one warning every 30 s while it lasts.
 // Plain non-blocking sockets with poll() are used rather than Asio so that every wait (connect,
 // a full send buffer, the backoff) also watches an eventfd: abandon() writes to it and any
-// blocked write() returns false at once.
+// blocked write() returns at once, saying how many bytes it sent.
 
 #include <fcntl.h>
 #include <netdb.h>

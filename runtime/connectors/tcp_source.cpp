@@ -179,10 +179,7 @@ std::uint16_t TcpSource::port() const {
 std::string TcpSource::listens_on() const {
   error_code ec;
   const auto endpoint = io_->acceptor.local_endpoint(ec);
-  if (ec) return {};
-  const auto host = endpoint.address().to_string();
-  return (endpoint.address().is_v6() ? "[" + host + "]" : host) + ":" +
-         std::to_string(endpoint.port());
+  return ec ? std::string() : to_string(endpoint);
 }
 
 void TcpSource::run(FrameHandler& handler) {

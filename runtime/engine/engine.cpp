@@ -29,12 +29,12 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
   try {
     build_plan();
 
-    std::vector<StateKind> kinds;
+    std::vector<StateSetup> setups;
     for (const auto& s : wiring_->states)
-      kinds.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
+      setups.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
                        !s.spec->reject_unknown_keys});
     for (std::uint32_t i = 0; i < t.shards; ++i)
-      shards_.push_back(std::make_unique<Shard>(*flow_, i, kinds));
+      shards_.push_back(std::make_unique<Shard>(*flow_, i, setups));
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
       for (std::uint64_t key : wiring_->states[s].spec->keys) {
         try {

@@ -71,8 +71,6 @@ std::optional<KeyKind> key_kind_of(const topology::Wiring& w, std::size_t s) {
   return std::nullopt;
 }
 
-const char* to_string(KeyKind k) { return k == KeyKind::string ? "string" : "integer"; }
-
 /// A state object made for the canary: freed with its own type's destroy.
 struct TempState {
   const TypeDesc* type;
@@ -474,7 +472,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     const auto was = key_kind_of(*wiring_, s), now = key_kind_of(*fresh, s);
     if (was && now && *was != *now)
       return refuse("state '" + wiring_->states[s].spec->name + "' would be keyed with " +
-                    to_string(*now) + " keys instead of " + to_string(*was) +
+                    std::string(to_string(*now)) + " keys instead of " +
+                    std::string(to_string(*was)) +
                     " keys: no key it holds would be found again; return the same kind of key from "
                     "the partition function, or restart to begin from empty state");
     const TypeDesc& from = *wiring_->states[s].factory->state;

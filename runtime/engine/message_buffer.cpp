@@ -25,8 +25,7 @@ void MessageBuffer::set_type(const TypeDesc* type) {
     capacity_ = 0;
     return;
   }
-  stride_ = (type->size + type->align - 1) / type->align * type->align;
-  if (stride_ == 0) stride_ = type->align;
+  stride_ = type->stride();
   if (data_ && alignment_ < type->align) release();
   capacity_ = data_ ? bytes_ / stride_ : 0;
 }

@@ -10,7 +10,7 @@
 
 namespace shardline::engine {
 
-Shard::Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateKind>& states)
+Shard::Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateSetup>& states)
     : flow_(flow), index_(index), worker_(flow, false) {
   for (const auto& s : states)
     tables_.push_back(std::make_unique<state::StateTable>(s.type, s.factory, s.create_unknown));

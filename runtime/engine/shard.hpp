@@ -18,7 +18,8 @@
 
 namespace shardline::engine {
 
-struct StateKind {
+/// What each shard needs to make its table of one state.
+struct StateSetup {
   const TypeDesc* type;
   StateFactory* factory;
   bool create_unknown;
@@ -26,7 +27,7 @@ struct StateKind {
 
 class Shard {
  public:
-  Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateKind>& states);
+  Shard(Dataflow& flow, std::uint32_t index, const std::vector<StateSetup>& states);
   ~Shard();
 
   /// Pre-creates the state of a declared key. [control thread, before start()]

@@ -71,13 +71,15 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
                               ", or allow on_reload = \"reset\" for this state"};
 }
 
-std::vector<std::string> compare_plugins(const loader::Plugin& from, const loader::Plugin& to) {
-  std::vector<std::string> lines;
+PluginDiff compare_plugins(const loader::Plugin& from, const loader::Plugin& to) {
+  PluginDiff diff;
+  std::vector<std::string>& lines = diff.lines;
   for (const auto& c : from.manifest().components) {
     const std::string what = std::string(to_string(c.kind)) + " '" + c.name + "'";
     const ComponentInfo* n = to.find(c.kind, c.name);
     if (!n) {
       lines.push_back(what + ": removed (a topology using it would refuse the reload)");
+      diff.refused = true;
       continue;
     }
     auto same = [](const TypeDesc* a, const TypeDesc* b) {
@@ -89,24 +91,27 @@ std::vector<std::string> compare_plugins(const loader::Plugin& from, const loade
                       type_str(n->output) +
                       "; every plugin it exchanges them with must be rebuilt with the new "
                       "definition and reloaded with it");
-    if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind)
+    if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind) {
+      diff.refused = true;
       lines.push_back(what + ": blocked: returns " +
-                      (n->key_kind == KeyKind::string ? "string" : "integer") + " keys instead of " +
-                      (c.key_kind == KeyKind::string ? "string" : "integer") +
+                      std::string(to_string(n->key_kind)) + " keys instead of " +
+                      std::string(to_string(c.key_kind)) +
                       " (no key a state holds would be found again: a topology using it "
                       "would refuse the reload)");
+    }
     if (c.kind == ComponentKind::state) {
       const StateCarry carry = plan_state(*c.state, *n->state, false);
       const char* verb = carry.carry == Carry::keep      ? "keep"
                          : carry.carry == Carry::migrate ? "migrate"
                                                          : "blocked";
       lines.push_back(what + ": " + verb + ": " + carry.why);
+      diff.refused = diff.refused || carry.carry == Carry::blocked;
     }
   }
   for (const auto& n : to.manifest().components)
     if (!from.find(n.kind, n.name))
       lines.push_back(std::string(to_string(n.kind)) + " '" + n.name + "': added");
-  return lines;
+  return diff;
 }
 
 }  // namespace shardline::reload

@@ -7,8 +7,7 @@ namespace shardline::state {
 
 StateTable::StateTable(const TypeDesc* type, StateFactory* factory, bool create_unknown)
     : type_(type), factory_(factory), create_unknown_(create_unknown) {
-  stride_ = (type->size + type->align - 1) / type->align * type->align;
-  if (stride_ == 0) stride_ = type->align;
+  stride_ = type->stride();
   used_in_last_ = per_chunk_ = 0;  // the first slot() allocates
 }
 

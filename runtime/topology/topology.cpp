@@ -22,15 +22,21 @@ std::string Position::str() const {
 }
 
 namespace {
-std::string join_lines(const std::vector<std::string>& lines) {
+/// name(item) of each item, `sep` between them.
+template <class Items, class Name>
+std::string join(const Items& items, std::string_view sep, Name name) {
   std::string out;
-  for (const auto& l : lines) out += (out.empty() ? "" : "\n") + l;
+  for (const auto& item : items) {
+    if (!out.empty()) out += sep;
+    out += name(item);
+  }
   return out;
 }
+constexpr auto as_is = [](std::string_view s) { return s; };
 }  // namespace
 
 TopologyError::TopologyError(std::vector<std::string> errs)
-    : std::runtime_error(join_lines(errs)), errors(std::move(errs)) {}
+    : std::runtime_error(join(errs, "\n", as_is)), errors(std::move(errs)) {}
 
 const StateSpec* Topology::state(std::string_view name) const {
   for (const auto& s : states)
@@ -62,9 +68,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::string one_of(std::initializer_list<std::string_view> names) {
-  std::string out;
-  for (auto n : names) out += (out.empty() ? "" : ", ") + std::string(n);
-  return out;
+  return join(names, ", ", as_is);
 }
 
 /// The settings of the topology itself (before any [table]).
@@ -189,8 +193,7 @@ class Checker {
     ComponentRef ref{s->substr(0, dot), s->substr(dot + 1), pos(n)};
     if (refused_plugins.count(ref.plugin)) return std::nullopt;  // reported under [plugins]
     if (!topo.plugin(ref.plugin)) {
-      std::string known;
-      for (const auto& p : topo.plugins) known += (known.empty() ? "" : ", ") + p.alias;
+      const std::string known = join(topo.plugins, ", ", [](auto& p) { return p.alias; });
       error(n, "unknown plugin '" + ref.plugin + "' in \"" + *s + "\"; [plugins] defines: " +
                    (known.empty() ? "nothing" : known));
       return std::nullopt;
@@ -408,8 +411,7 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
     if (earlier) {
       s.start_after = *a;
     } else {
-      std::string known;
-      for (const auto& p : topo.pipelines) known += (known.empty() ? "" : ", ") + p.name;
+      const std::string known = join(topo.pipelines, ", ", [](auto& p) { return p.name; });
       c.error(*t.get("start_after"), "'start_after' names \"" + *a +
                                          "\", which is not a pipeline declared before this one (" +
                                          (known.empty() ? "there is none" : "declared before: " + known) + ")");
@@ -474,8 +476,7 @@ StepSpec parse_step(Checker& c, const toml::table& t, const std::string& where,
   if (auto st = c.string(t, "state", where + " (the state this step updates)", true)) {
     s.state = *st;
     if (!topo.state(*st)) {
-      std::string known;
-      for (const auto& x : topo.states) known += (known.empty() ? "" : ", ") + x.name;
+      const std::string known = join(topo.states, ", ", [](auto& x) { return x.name; });
       c.error(*t.get("state"), "unknown state '" + *st + "'; [states] defines: " +
                                    (known.empty() ? "nothing" : known));
     }

@@ -52,8 +52,7 @@ class Binder {
   }
 
   /// The component `ref` of `kind`, or null after recording why not.
-  const ComponentInfo* resolve(const ComponentRef& ref, ComponentKind kind,
-                               std::shared_ptr<loader::Plugin>* owner = nullptr) {
+  const ComponentInfo* resolve(const ComponentRef& ref, ComponentKind kind) {
     const auto plugin = find_plugin(ref.plugin);
     if (!plugin) return nullptr;  // failed to load: already reported
     const ComponentInfo* c = plugin->find(kind, ref.name);
@@ -63,7 +62,6 @@ class Binder {
                          std::string(to_string(kind)) + "s: " + plugin->names_of(kind));
       return nullptr;
     }
-    if (owner) *owner = plugin;
     return c;
   }
 
@@ -109,19 +107,14 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
 
   const Topology& topo = w->topology;
   for (const auto& s : topo.states) {
-    WiredState ws{&s, nullptr, nullptr};
-    ws.factory = b.resolve(s.factory, ComponentKind::state, &ws.plugin);
-    w->states.push_back(std::move(ws));
+    w->states.push_back({&s, b.resolve(s.factory, ComponentKind::state)});
   }
   // Every partition function keying a state must produce the same kind of key.
   std::map<std::size_t, std::pair<KeyKind, const StepSpec*>> state_keys;
 
   for (const auto& p : topo.pipelines) {
     const std::size_t errors_before = errors.size();
-    WiredPipeline wp{&p, nullptr, {}, nullptr, {}};
-    std::shared_ptr<loader::Plugin> owner;
-    wp.decoder = b.resolve(p.source.decoder, ComponentKind::decoder, &owner);
-    if (owner) wp.plugins.push_back(owner);
+    WiredPipeline wp{&p, b.resolve(p.source.decoder, ComponentKind::decoder), {}, nullptr};
     const TypeDesc* current = wp.decoder ? wp.decoder->output : nullptr;
     std::string producer = "decoder '" + p.source.decoder.str() + "'";
     bool known = wp.decoder != nullptr;  // false once a type is unknown: stop type checks
@@ -130,15 +123,11 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
       const StepSpec& s = p.steps[i];
       const std::string label = "pipeline '" + p.name + "' step " + std::to_string(i + 1) + " '" +
                                 s.component.str() + "'";
-      WiredStep step{&s, nullptr, nullptr, 0, nullptr};
+      WiredStep step{&s, nullptr, nullptr, 0};
       step.component = b.resolve(s.component, s.stateful ? ComponentKind::state_computation
-                                                         : ComponentKind::computation,
-                                 &step.plugin);
-      if (step.plugin) wp.plugins.push_back(step.plugin);
+                                                         : ComponentKind::computation);
       if (s.stateful) {
-        std::shared_ptr<loader::Plugin> part_owner;
-        step.partition = b.resolve(s.partition, ComponentKind::partition, &part_owner);
-        if (part_owner) wp.plugins.push_back(part_owner);
+        step.partition = b.resolve(s.partition, ComponentKind::partition);
         for (std::size_t k = 0; k < topo.states.size(); ++k)
           if (topo.states[k].name == s.state) step.state = k;
         const WiredState& ws = w->states[step.state];
@@ -161,10 +150,10 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
           if (!fresh && it->second.first != step.partition->key_kind)
             b.error(s.partition.pos,
                     "partition '" + s.partition.str() + "' returns " +
-                        (step.partition->key_kind == KeyKind::string ? "string" : "integer") +
+                        std::string(to_string(step.partition->key_kind)) +
                         " keys, but '" + it->second.second->partition.str() +
                         "' keys the same state '" + s.state + "' with " +
-                        (it->second.first == KeyKind::string ? "string" : "integer") +
+                        std::string(to_string(it->second.first)) +
                         " keys; every pipeline sharing a state must key it the same way");
         }
       }
@@ -184,8 +173,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
     }
 
     if (p.sink && p.sink->encoder) {
-      wp.encoder = b.resolve(*p.sink->encoder, ComponentKind::encoder, &owner);
-      if (wp.encoder) wp.plugins.push_back(owner);
+      wp.encoder = b.resolve(*p.sink->encoder, ComponentKind::encoder);
       if (wp.encoder && known) {
         if (!current)
           b.error(p.sink->pos, "pipeline '" + p.name + "' has a sink, but " + producer +
@@ -208,10 +196,9 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
   for (const auto& [state, keyed] : state_keys) {
     const StateSpec& spec = topo.states[state];
     if (spec.keys_kind && *spec.keys_kind != keyed.first) {
-      const auto kind = [](KeyKind k) { return k == KeyKind::string ? "string" : "integer"; };
-      b.error(spec.keys_pos, "state '" + spec.name + "' declares " + kind(*spec.keys_kind) +
+      b.error(spec.keys_pos, "state '" + spec.name + "' declares " + std::string(to_string(*spec.keys_kind)) +
                                  " keys, but partition '" + keyed.second->partition.str() +
-                                 "' keys it with " + kind(keyed.first) +
+                                 "' keys it with " + std::string(to_string(keyed.first)) +
                                  " keys: no message would reach the declared states");
     }
   }
@@ -277,7 +264,7 @@ std::string Wiring::describe() const {
       if (s.spec->stateful)
         o << "state_computation " << s.spec->component.str() << " on state " << s.spec->state
           << ", keyed by " << s.spec->partition.str() << " ("
-          << (s.partition->key_kind == KeyKind::string ? "string" : "integer") << " key)";
+          << to_string(s.partition->key_kind) << " key)";
       else
         o << "computation " << s.spec->component.str();
       o << ": " << type_str(s.component->input) << " -> " << type_str(s.component->output)

@@ -21,7 +21,6 @@ namespace shardline::topology {
 struct WiredState {
   const StateSpec* spec;
   const ComponentInfo* factory;
-  std::shared_ptr<loader::Plugin> plugin;
 };
 
 struct WiredStep {
@@ -29,7 +28,6 @@ struct WiredStep {
   const ComponentInfo* component;   ///< computation or state_computation
   const ComponentInfo* partition;   ///< state_computation steps only
   std::size_t state = 0;            ///< index into Wiring::states (stateful steps)
-  std::shared_ptr<loader::Plugin> plugin;  ///< keeps component code mapped
 };
 
 struct WiredPipeline {
@@ -37,7 +35,6 @@ struct WiredPipeline {
   const ComponentInfo* decoder;
   std::vector<WiredStep> steps;
   const ComponentInfo* encoder = nullptr;  ///< null: no sink, or a discard sink
-  std::vector<std::shared_ptr<loader::Plugin>> plugins;
 };
 
 struct Wiring {
@@ -58,7 +55,7 @@ struct WireOptions {
   /// Plugins already loaded, by alias: used as they are instead of loading their files (a
   /// reload wires the running topology again with one plugin replaced).
   std::vector<std::pair<std::string, std::shared_ptr<loader::Plugin>>> loaded;
-  /// Load each plugin in a copy of the process first (loader::Plugin::crash_while_loading): a
+  /// Load each plugin in a copy of the process first (loader::Plugin::Trial::in_copy_first): a
   /// plugin whose static constructors crash or never return is then one more error in the
   /// list, instead of the end of the process. A few milliseconds per plugin.
   bool try_in_copy = false;

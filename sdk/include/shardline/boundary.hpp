@@ -57,6 +57,13 @@ struct TypeDesc {
   /// Constructs *dst from a saved form written by schema `version` of T (T::restore); null if
   /// T cannot be restored. May throw (a failed migration).
   void (*restore)(void* dst, const std::byte* data, std::size_t size, std::uint32_t version);
+
+  /// Bytes from one value to the next in an array: the size rounded up to the alignment, and
+  /// never 0 (equal to sizeof(T) for every C++ type; the host also takes hand-made TypeDescs).
+  std::size_t stride() const {
+    const std::size_t s = (std::size_t{size} + align - 1) / align * align;
+    return s ? s : align;
+  }
 };
 
 /// One frame of input bytes (a length-prefixed payload, or a line without its newline).
@@ -219,6 +226,10 @@ inline std::string current_exception_text() {
 /// Partition keys reach the engine as 64-bit integers: integer keys as they are, string keys
 /// as their XXH3 hash (see <shardline/key.hpp>).
 enum class KeyKind : std::uint8_t { integer, string };
+
+inline constexpr std::string_view to_string(KeyKind k) {
+  return k == KeyKind::string ? "string" : "integer";
+}
 
 enum class ComponentKind : std::uint8_t {
   decoder,

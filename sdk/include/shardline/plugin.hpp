@@ -373,7 +373,7 @@ class PluginBuilder {
   /// Frame -> message. Throw (or let Reader throw) to reject a malformed frame.
   template <class F>
   PluginBuilder& decoder(std::string name, F fn) {
-    if constexpr (!readable<F, 1>()) {
+    if constexpr (!check_readable<F, 1>()) {
       return *this;
     } else {
       static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
@@ -390,7 +390,7 @@ class PluginBuilder {
   /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& computation(std::string name, F fn) {
-    if constexpr (!readable<F, 1>()) {
+    if constexpr (!check_readable<F, 1>()) {
       return *this;
     } else {
       static_assert(detail::inputs_then_emit<F, 1>(),
@@ -412,7 +412,7 @@ class PluginBuilder {
   /// Message -> key. Return an integer for integer keys, a string(_view) for string keys.
   template <class F>
   PluginBuilder& partition(std::string name, F fn) {
-    if constexpr (!readable<F, 1>()) {
+    if constexpr (!check_readable<F, 1>()) {
       return *this;
     } else {
       static_assert(detail::arity_v<F> == 1,
@@ -421,11 +421,9 @@ class PluginBuilder {
       using K = std::remove_cvref_t<detail::result_t<F>>;
       static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
                     "a partition function returns an integer or a string key");
-      auto& info = add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr,
-                       nullptr, std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)));
-      m_.components.back().key_kind =
-          std::is_integral_v<K> ? KeyKind::integer : KeyKind::string;
-      return info;
+      return add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr, nullptr,
+                 std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)),
+                 std::is_integral_v<K> ? KeyKind::integer : KeyKind::string);
     }
   }
 
@@ -482,7 +480,7 @@ class PluginBuilder {
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& state_computation(std::string name, F fn) {
-    if constexpr (!readable<F, 2>()) {
+    if constexpr (!check_readable<F, 2>()) {
       return *this;
     } else {
       static_assert(detail::inputs_then_emit<F, 2>(),
@@ -509,7 +507,7 @@ class PluginBuilder {
   /// Message -> bytes, written with a Writer, or returned as text.
   template <class F>
   PluginBuilder& encoder(std::string name, F fn) {
-    if constexpr (!readable<F, 1>()) {
+    if constexpr (!check_readable<F, 1>()) {
       return *this;
     } else {
       using In = detail::arg_t<F, 0>;
@@ -524,10 +522,10 @@ class PluginBuilder {
   }
 
  private:
-  /// Used as `if constexpr (!readable<F, n>()) return *this; else ...`: the one error for a
-  /// callable whose types cannot be read, and nothing else instantiated after it.
+  /// Used as `if constexpr (!check_readable<F, n>()) return *this; else ...`: the one error
+  /// for a callable whose types cannot be read, and nothing else instantiated after it.
   template <class F, std::size_t min_args>
-  static constexpr bool readable() {
+  static constexpr bool check_readable() {
     static_assert(detail::readable<F, min_args>(),
                   "write out the function's parameter types, e.g. [](const In& m) { ... }: the "
                   "SDK reads the message and state types from them, so a generic lambda (auto "
@@ -554,15 +552,16 @@ class PluginBuilder {
                   "any std::mutex or std::atomic member");
   }
 
+  /// `key_kind`: what a partition function returns (other components: unused).
   PluginBuilder& add(ComponentKind kind, std::string name, const TypeDesc* in,
                      const TypeDesc* out, const TypeDesc* state,
-                     std::unique_ptr<Component> impl) {
+                     std::unique_ptr<Component> impl, KeyKind key_kind = KeyKind::integer) {
     for (const auto& c : m_.components)
       if (c.kind == kind && c.name == name)
         throw std::invalid_argument("duplicate " + std::string(to_string(kind)) + " '" + name +
                                     "'");
-    m_.components.push_back(ComponentInfo{kind, std::move(name), in, out, state,
-                                          KeyKind::integer, std::move(impl)});
+    m_.components.push_back(
+        ComponentInfo{kind, std::move(name), in, out, state, key_kind, std::move(impl)});
     return *this;
   }
 

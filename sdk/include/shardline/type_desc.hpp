@@ -87,7 +87,9 @@ constexpr std::uint64_t fingerprint() {
 
 template <class T>
 void save(const void* value, std::vector<std::byte>& out) {
-  EncodedOutput bytes(out, Framing::lines);  // append() only: no framing is added
+  // The framing applies only between begin_message() and end_message(), which save() never
+  // calls: what the Writer writes is appended as it is.
+  EncodedOutput bytes(out, Framing::lines);
   Writer writer(bytes);
   static_cast<const T*>(value)->save(writer);
 }
