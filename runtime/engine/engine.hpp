@@ -31,6 +31,7 @@
 #include "engine/shard.hpp"
 #include "engine/source_gate.hpp"
 #include "reload/file_watcher.hpp"
+#include "reload/reload_plan.hpp"
 #include "topology/wiring.hpp"
 
 namespace shardline::engine {
@@ -146,6 +147,24 @@ class Engine {
   ReloadReport serve_reload(const ReloadRequest& r);
   /// Reloads these plugins together, in one pause; refused as a whole. Logs nothing.
   ReloadReport reload(const std::vector<std::string>& aliases);
+  /// A reload's step 4: the recent input of each pipeline through the running components and
+  /// through `fresh`'s. Why the new version is refused, or empty. With `in_copy` (run in a
+  /// copy of the host) it also tries the live states it keeps. [control thread, paused]
+  std::string run_canary(const topology::Wiring& fresh, bool in_copy);
+  /// [state][shard] -> the new table of each state a reload migrates or resets.
+  using MigratedTables = std::vector<std::vector<std::unique_ptr<state::StateTable>>>;
+  /// A reload's step 5: new tables for every state not kept as it is, the old ones untouched.
+  /// Throws what a restore() throws; `migrating` names the state it was at. [control thread,
+  /// paused; or in a copy of the host]
+  void migrate_states(const topology::Wiring& fresh,
+                      const std::vector<reload::StateCarry>& carries, MigratedTables& migrated,
+                      std::string& migrating) const;
+  /// A reload's commit, for the states: each kept table takes the new types, each migrated
+  /// or reset one is replaced; counts the keys of the states the reloaded plugins touch.
+  /// [control thread, paused]
+  void swap_states(const topology::Wiring& fresh, const std::vector<reload::StateCarry>& carries,
+                   MigratedTables& migrated, const std::vector<std::string>& aliases,
+                   ReloadReport& report);
   /// Reads the topology file again after an edit, wires it against the running plugins, and
   /// logs whether it is valid. [control thread, asked by the watcher through topology_edited_]
   void check_edited_topology();

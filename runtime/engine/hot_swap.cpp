@@ -71,7 +71,15 @@ std::optional<KeyKind> key_kind_of(const topology::Wiring& w, std::size_t s) {
   return std::nullopt;
 }
 
-/// A state object made for the canary: freed with its own type's destroy.
+/// Memory for one value of `type`, and its release (the alignment new/delete must agree on).
+void* allocate_value(const TypeDesc* type) {
+  return ::operator new(type->size, std::align_val_t(std::max<std::size_t>(type->align, 16)));
+}
+void free_value(const TypeDesc* type, void* p) {
+  ::operator delete(p, std::align_val_t(std::max<std::size_t>(type->align, 16)));
+}
+
+/// A state object made for the canary: destroyed with its own type's destroy.
 struct TempState {
   const TypeDesc* type;
   void* p;
@@ -92,7 +100,7 @@ class Canary {
   ~Canary() {
     for (auto& t : temps_) {
       t.type->destroy(t.p);
-      ::operator delete(t.p, std::align_val_t(std::max<std::size_t>(t.type->align, 16)));
+      free_value(t.type, t.p);
     }
   }
 
@@ -115,13 +123,21 @@ class Canary {
       if (!s.stateful) {
         in_plugin(p, s.name, [&] { s.computation->run(in->span(), *out, sink); });
       } else {
+        // A message whose partition function failed is dropped, as Worker::route drops it;
+        // so is one whose state the factory could not make, as in Shard::process.
         std::vector<std::uint64_t> keys(in->count());
-        in_plugin(p, s.partition_name, [&] { s.partition->keys(in->span(), keys.data(), sink); });
+        unkeyed_.assign(in->count(), 0);
+        ErrorSink keying(&Canary::on_partition_error, this);
+        in_plugin(p, s.partition_name,
+                  [&] { s.partition->keys(in->span(), keys.data(), keying); });
         std::vector<void*> states;
-        std::vector<std::size_t> failed;  // as in Shard::process: the message is dropped
+        std::vector<std::size_t> failed;
         step_ = s.name;
         for (std::size_t i = 0; i < keys.size(); ++i) {
-          if (void* state = copy_state(s.state, keys[i], state_types[s.state], factories[s.state]))
+          void* state = unkeyed_[i] ? nullptr
+                                    : copy_state(s.state, keys[i], state_types[s.state],
+                                                 factories[s.state]);
+          if (state)
             states.push_back(state);
           else
             failed.push_back(i);
@@ -157,6 +173,11 @@ class Canary {
     auto* c = static_cast<Canary*>(self);
     c->errors_.push_back("step '" + c->step_ + "': " + printable(what));
   }
+  static void on_partition_error(void* self, std::size_t index, std::string_view what) {
+    auto* c = static_cast<Canary*>(self);
+    if (index < c->unkeyed_.size()) c->unkeyed_[index] = 1;
+    on_error(self, index, what);
+  }
 
   /// A copy of key's live state converted to `to`, or a new one from `factory` for a key not
   /// held yet: null (an error counted, as a shard counts it) if the factory throws. A
@@ -167,7 +188,7 @@ class Canary {
     const TypeDesc* from = table.type();
     void* live = states_ == States::fresh ? nullptr : table.find(key);
     if (live && states_ == States::live && from->fingerprint == to->fingerprint) return live;
-    void* at = ::operator new(to->size, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+    void* at = allocate_value(to);
     try {
       if (live && from->fingerprint == to->fingerprint && from->trivial) {
         std::memcpy(at, live, to->size);
@@ -196,12 +217,12 @@ class Canary {
         }
         if (threw) {  // (the outer catch frees `at` if this throws)
           errors_.push_back("step '" + step_ + "': the state factory threw: " + *threw);
-          ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+          free_value(to, at);
           return nullptr;
         }
       }
     } catch (...) {
-      ::operator delete(at, std::align_val_t(std::max<std::size_t>(to->align, 16)));
+      free_value(to, at);
       throw;
     }
     temps_.push_back({to, at});
@@ -214,6 +235,7 @@ class Canary {
   std::vector<TempState> temps_;
   std::vector<std::string> errors_;
   std::string step_;
+  std::vector<char> unkeyed_;  ///< [message] its partition function failed
 };
 
 }  // namespace
@@ -404,6 +426,128 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   return logged(std::move(together));
 }
 
+std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
+  try {
+    std::vector<const TypeDesc*> old_types, new_types;
+    std::vector<StateFactory*> old_factories, new_factories;
+    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+      old_types.push_back(wiring_->states[s].factory->state);
+      old_factories.push_back(static_cast<StateFactory*>(wiring_->states[s].factory->impl.get()));
+      new_types.push_back(fresh.states[s].factory->state);
+      new_factories.push_back(static_cast<StateFactory*>(fresh.states[s].factory->impl.get()));
+    }
+    for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
+      const auto sample = ingresses_[i]->sample();
+      if (sample.empty()) continue;
+      PipelinePlan candidate;  // the new version's components (it routes nothing)
+      candidate.name = flow_->pipelines[i].name;
+      candidate.sink_framing = flow_->pipelines[i].sink_framing;
+      bind_components(candidate, fresh, i);
+      // On copies of the live states, then on fresh ones: the recent messages have already
+      // been applied to the live states, so a check the new build adds (a duplicate, an
+      // event out of order) fails on the replay itself; it must fail on both to count.
+      std::string first_failure;
+      for (const auto states : {Canary::States::copies, Canary::States::fresh}) {
+        Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
+        const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
+        const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
+        if (new_errors.size() <= old_errors.size()) break;
+        if (states == Canary::States::fresh)
+          return "canary: pipeline '" + flow_->pipelines[i].name + "' " + first_failure;
+        first_failure = new_errors.front() + " (" + std::to_string(new_errors.size()) + " of " +
+                        std::to_string(sample.size()) + " recent messages failed with the new "
+                        "version, " + std::to_string(old_errors.size()) + " with the old)";
+      }
+      // In the copy, the new version also runs on the live states it keeps as they are:
+      // one it cannot copy (no save()) is otherwise only tried fresh, and a crash on the
+      // real thing would come after the swap.
+      if (in_copy)
+        Canary(flow_->router, shards_, Canary::States::live)
+            .run(candidate, sample, new_types, new_factories);
+    }
+  } catch (const std::exception& e) {
+    return std::string("canary: the new version could not take over the state of a key the "
+                       "recent messages touched (tried before migrating every key): ") +
+           e.what();
+  }
+  return {};
+}
+
+void Engine::migrate_states(const topology::Wiring& fresh,
+                            const std::vector<reload::StateCarry>& carries,
+                            MigratedTables& migrated, std::string& migrating) const {
+  migrated.clear();  // (a trial in a copy of the host may have filled it there, not here)
+  migrated.resize(wiring_->states.size());
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    const reload::Carry carry = carries[s].carry;
+    if (carry == reload::Carry::keep) continue;
+    migrating = wiring_->states[s].spec->name;
+    const TypeDesc* to = fresh.states[s].factory->state;
+    auto* factory = static_cast<StateFactory*>(fresh.states[s].factory->impl.get());
+    std::vector<std::byte> saved;
+    for (const auto& shard : shards_) {
+      const state::StateTable& old_table = shard->table(s);
+      auto table = std::make_unique<state::StateTable>(to, factory, old_table.creates_unknown());
+      if (carry == reload::Carry::migrate) {
+        const TypeDesc* from = old_table.type();
+        const std::string label =
+            "save() and restore() of " + std::string(to->name) + " (the reload's migration)";
+        loader::PluginCall in("", label);
+        table->reserve(old_table.size());
+        old_table.for_each([&](std::uint64_t key, const void* value) {
+          saved.clear();
+          from->save(value, saved);
+          table->create_with(key, [&](void* at) {
+            to->restore(at, saved.data(), saved.size(), from->schema_version);
+          });
+        });
+      }
+      migrated[s].push_back(std::move(table));
+    }
+    if (carry == reload::Carry::reset)
+      for (std::uint64_t key : wiring_->states[s].spec->keys)
+        migrated[s][flow_->router.shard(key)]->declare(key);
+  }
+}
+
+void Engine::swap_states(const topology::Wiring& fresh,
+                         const std::vector<reload::StateCarry>& carries, MigratedTables& migrated,
+                         const std::vector<std::string>& aliases, ReloadReport& report) {
+  // The keys the reload is about: of the states the reloaded plugins make or compute on (a
+  // plugin with no state of its own reports none).
+  std::vector<char> touched(wiring_->states.size(), 0);
+  const auto reloaded = [&](const std::string& alias) {
+    return std::find(aliases.begin(), aliases.end(), alias) != aliases.end();
+  };
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s)
+    touched[s] = reloaded(wiring_->states[s].spec->factory.plugin);
+  for (const auto& wp : wiring_->pipelines)
+    for (const auto& ws : wp.steps)
+      if (ws.spec->stateful &&
+          (reloaded(ws.spec->component.plugin) || reloaded(ws.spec->partition.plugin)))
+        touched[ws.state] = 1;
+  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
+    std::uint64_t keys = 0;
+    for (auto& shard : shards_) keys += shard->table(s).size();
+    switch (carries[s].carry) {
+      case reload::Carry::keep:
+        if (touched[s]) report.keys_kept += keys;
+        for (auto& shard : shards_)
+          shard->table(s).retype(fresh.states[s].factory->state,
+                                 static_cast<StateFactory*>(fresh.states[s].factory->impl.get()));
+        break;
+      case reload::Carry::migrate:
+      case reload::Carry::reset:
+        (carries[s].carry == reload::Carry::migrate ? report.keys_migrated : report.keys_reset) += keys;
+        for (std::size_t i = 0; i < shards_.size(); ++i)
+          shards_[i]->replace_table(s, std::move(migrated[s][i]));  // old table destroyed here
+        break;
+      case reload::Carry::blocked:
+        break;
+    }
+  }
+}
+
 ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   const auto started = Clock::now();
   ReloadReport report;
@@ -525,66 +669,19 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   // 4. Canary on recent input: the new version may not fail where the old one did not. It runs
   // first in a copy of this process, where a crash of the new build ends only the copy and
   // refuses the reload; then here, where its failures are counted against the old version's.
-  const auto canary = [&](bool in_copy) -> std::string {
-    try {
-      std::vector<const TypeDesc*> old_types, new_types;
-      std::vector<StateFactory*> old_factories, new_factories;
-      for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-        old_types.push_back(wiring_->states[s].factory->state);
-        old_factories.push_back(static_cast<StateFactory*>(wiring_->states[s].factory->impl.get()));
-        new_types.push_back(fresh->states[s].factory->state);
-        new_factories.push_back(static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
-      }
-      for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
-        const auto sample = ingresses_[i]->sample();
-        if (sample.empty()) continue;
-        PipelinePlan candidate;  // the new version's components (it routes nothing)
-        candidate.name = flow_->pipelines[i].name;
-        candidate.sink_framing = flow_->pipelines[i].sink_framing;
-        bind_components(candidate, *fresh, i);
-        // On copies of the live states, then on fresh ones: the recent messages have already
-        // been applied to the live states, so a check the new build adds (a duplicate, an
-        // event out of order) fails on the replay itself; it must fail on both to count.
-        std::string first_failure;
-        for (const bool fresh : {false, true}) {
-          const auto states = fresh ? Canary::States::fresh : Canary::States::copies;
-          Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
-          const auto old_errors =
-              old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
-          const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
-          if (new_errors.size() <= old_errors.size()) break;
-          if (fresh)
-            return "canary: pipeline '" + flow_->pipelines[i].name + "' " + first_failure;
-          first_failure = new_errors.front() + " (" + std::to_string(new_errors.size()) + " of " +
-                          std::to_string(sample.size()) + " recent messages failed with the new "
-                          "version, " + std::to_string(old_errors.size()) + " with the old)";
-        }
-        // In the copy, the new version also runs on the live states it keeps as they are:
-        // one it cannot copy (no save()) is otherwise only tried fresh, and a crash on the
-        // real thing would come after the swap.
-        if (in_copy)
-          Canary(flow_->router, shards_, Canary::States::live)
-              .run(candidate, sample, new_types, new_factories);
-      }
-    } catch (const std::exception& e) {
-      return std::string("canary: the new version could not take over the state of a key the "
-                         "recent messages touched (tried before migrating every key): ") +
-             e.what();
-    }
-    return {};
-  };
   // (Before any input there is nothing to try, and no copy to pay for.)
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
   using End = loader::CopyOutcome::End;
-  const auto tried = any_input ? loader::crash_in_copy([&] { canary(true); }, std::chrono::seconds(5))
-                               : loader::CopyOutcome{End::returned, {}};
+  const auto tried =
+      any_input ? loader::crash_in_copy([&] { run_canary(*fresh, true); }, std::chrono::seconds(5))
+                : loader::CopyOutcome{End::returned, {}};
   if (tried.end == End::no_copy)
     spdlog::warn("reload of {}: the canary could not be run in a copy of the host first", who);
   const std::string why =
       tried.end == End::crashed ? "canary: the new version crashed on recent messages: " + tried.what
       : tried.end == End::hung  ? "canary: on recent messages, the new version " + tried.what
-                                : canary(false);
+                                : run_canary(*fresh, false);
   if (!why.empty()) {
     resume();
     return refuse(why);
@@ -593,40 +690,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   // 5. Migrate into new tables, then commit. A restore() that crashes or never returns on a key
   // the canary did not touch would take the host down with every state, so the migration is
   // tried in a copy of this process first, as the canary is.
-  std::vector<std::vector<std::unique_ptr<state::StateTable>>> migrated(wiring_->states.size());
+  MigratedTables migrated;
   std::string migrating;  // the state whose values are being carried over, for the error
-  const auto migrate = [&] {
-    for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-      const reload::Carry carry = carries[s].carry;
-      if (carry == reload::Carry::keep) continue;
-      migrating = wiring_->states[s].spec->name;
-      const TypeDesc* to = fresh->states[s].factory->state;
-      auto* factory = static_cast<StateFactory*>(fresh->states[s].factory->impl.get());
-      std::vector<std::byte> saved;
-      for (auto& shard : shards_) {
-        const state::StateTable& old_table = shard->table(s);
-        auto table = std::make_unique<state::StateTable>(to, factory, old_table.creates_unknown());
-        if (carry == reload::Carry::migrate) {
-          const TypeDesc* from = old_table.type();
-          const std::string label = "save() and restore() of " + std::string(to->name) +
-                                    " (the reload's migration)";
-          loader::PluginCall in("", label);
-          table->reserve(old_table.size());
-          old_table.for_each([&](std::uint64_t key, const void* value) {
-            saved.clear();
-            from->save(value, saved);
-            table->create_with(key, [&](void* at) {
-              to->restore(at, saved.data(), saved.size(), from->schema_version);
-            });
-          });
-        }
-        migrated[s].push_back(std::move(table));
-      }
-      if (carry == reload::Carry::reset)
-        for (std::uint64_t key : wiring_->states[s].spec->keys)
-          migrated[s][flow_->router.shard(key)]->declare(key);
-    }
-  };
+  const auto migrate = [&] { migrate_states(*fresh, carries, migrated, migrating); };
   const bool migrates = std::any_of(carries.begin(), carries.end(), [](const auto& c) {
     return c.carry == reload::Carry::migrate;
   });
@@ -651,39 +717,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     resume();
     return refuse("migrating state '" + migrating + "' failed: " + why);
   }
-  // The keys the reload is about: of the states the reloaded plugins make or compute on (a
-  // plugin with no state of its own reports none).
-  std::vector<char> touched(wiring_->states.size(), 0);
-  const auto reloaded = [&](const std::string& alias) {
-    return std::find(aliases.begin(), aliases.end(), alias) != aliases.end();
-  };
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s)
-    touched[s] = reloaded(wiring_->states[s].spec->factory.plugin);
-  for (const auto& wp : wiring_->pipelines)
-    for (const auto& ws : wp.steps)
-      if (ws.spec->stateful &&
-          (reloaded(ws.spec->component.plugin) || reloaded(ws.spec->partition.plugin)))
-        touched[ws.state] = 1;
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    std::uint64_t keys = 0;
-    for (auto& shard : shards_) keys += shard->table(s).size();
-    switch (carries[s].carry) {
-      case reload::Carry::keep:
-        if (touched[s]) report.keys_kept += keys;
-        for (auto& shard : shards_)
-          shard->table(s).retype(fresh->states[s].factory->state,
-                                 static_cast<StateFactory*>(fresh->states[s].factory->impl.get()));
-        break;
-      case reload::Carry::migrate:
-      case reload::Carry::reset:
-        (carries[s].carry == reload::Carry::migrate ? report.keys_migrated : report.keys_reset) += keys;
-        for (std::size_t i = 0; i < shards_.size(); ++i)
-          shards_[i]->replace_table(s, std::move(migrated[s][i]));  // old table destroyed here
-        break;
-      case reload::Carry::blocked:
-        break;
-    }
-  }
+  swap_states(*fresh, carries, migrated, aliases, report);
   for (std::size_t i = 0; i < flow_->pipelines.size(); ++i)
     bind_components(flow_->pipelines[i], *fresh, i);
   // A state kept as it is that may hold the old builds' objects keeps those builds loaded: a
