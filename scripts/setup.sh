@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Shardline needs on Debian 12 (as root, or with sudo available) and builds it.
-#   scripts/setup.sh [PRESET]     PRESET: default (build/), release (build-release/), asan (build-asan/)
+#   scripts/setup.sh [PRESET]     PRESET: default (build/), release (build-release/), asan
+#                                 (build-asan/), tsan (build-tsan/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-default}

@@ -30,10 +30,20 @@ def read(path, mode="r"):
         return f.read()
 
 
+def host_libraries():
+    return subprocess.run(["ldd", SHARDLINE], capture_output=True, text=True).stdout
+
+
 def host_has_asan():
     """True when shardline itself was built with AddressSanitizer (the asan preset)."""
-    return "libasan.so" in subprocess.run(["ldd", SHARDLINE], capture_output=True,
-                                          text=True).stdout
+    return "libasan.so" in host_libraries()
+
+
+def host_has_tsan():
+    """True when shardline itself was built with ThreadSanitizer (the tsan preset). TSan holds
+    a signal back until its thread calls into the C library, so a thread spinning in plugin
+    code never answers the host's "where are you?" signal."""
+    return "libtsan.so" in host_libraries()
 
 
 def free_port():

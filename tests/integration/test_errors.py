@@ -11,8 +11,8 @@ import unittest
 
 
 from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, LiveRun, Receiver, Run, TempDirTest,
-                     check, connect, events_topology, free_port, frame, host_has_asan, run, send_all,
-                     split_frames, summary)
+                     check, connect, events_topology, free_port, frame, host_has_asan, host_has_tsan, run,
+                     send_all, split_frames, summary)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
@@ -71,6 +71,8 @@ class PluginErrors(TempDirTest):
         self.assertEqual(live.wait(), 4, live.stderr)
 
     def test_plugin_code_that_never_returns_is_named_and_a_second_interrupt_ends_the_run(self):
+        if host_has_tsan():
+            self.skipTest("ThreadSanitizer keeps the spinning thread from answering")
         topo = self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so")
         live = LiveRun(topo)
         # While running: the pipeline stalls without an error, so the host says why.
@@ -127,6 +129,8 @@ class PluginErrors(TempDirTest):
         self.assertNotIn("SIGHUP: reloading", live.stderr)
 
     def test_a_reload_that_cannot_drain_names_the_plugin_code_that_holds_it(self):
+        if host_has_tsan():
+            self.skipTest("ThreadSanitizer keeps the spinning thread from answering")
         shutil.copy(f"{TEST_PLUGINS}/test_events_v9.so", self.path("ev.so"))
         live = LiveRun(self.stuck_topology(self.path("ev.so")), "--watch", "--stats", "0.1")
         live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
