@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
                    phase_file.c_str());
 
     const auto& sum = engine.summary();
-    const shardline::engine::PipelineSummary* counted = nullptr;
+    const shardline::metrics::PipelineSummary* counted = nullptr;
     for (const auto& p : sum.pipelines)
       if (count_pipeline.empty() || p.name == count_pipeline) counted = &p;
     if (!counted) throw std::runtime_error("no pipeline '" + count_pipeline + "'");

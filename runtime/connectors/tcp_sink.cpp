@@ -70,6 +70,10 @@ class TcpSink final : public Sink {
         failure("connection closed by the peer (whatever it had not read yet of the results "
                 "written to it is lost with it)");
         disconnect();
+        // A receiver going away may still listen for a moment: reconnecting at once would
+        // write into a connection it never accepts.
+        if (!back_off()) return 0;
+        continue;
       }
       if (fd_ >= 0 || connect()) {
         // What a failed connection took of the chunk does not count: it is sent again whole.

@@ -129,7 +129,7 @@ struct TcpSource::Io {
   std::list<Connection> connections;  // live ones; an iterator stays valid until erased
   FrameHandler* handler = nullptr;
   std::uint32_t accepted = 0;
-  std::uint32_t closed = 0;
+  std::uint32_t closed = 0;  ///< connections closed before the run ended (EOF, error, refused)
   bool stopping = false;
 };
 
@@ -192,7 +192,8 @@ void TcpSource::run(FrameHandler& handler) {
   error_code ignored;
   io.acceptor.close(ignored);
   io.connections.clear();
-  spdlog::debug("source {}: done after {} connections", describe(), io.closed);
+  spdlog::debug("source {}: done after {} connection{} ({} closed before the run ended)", describe(),
+                io.accepted, io.accepted == 1 ? "" : "s", io.closed);
 }
 
 void TcpSource::stop() {

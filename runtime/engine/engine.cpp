@@ -221,7 +221,7 @@ int Engine::run() {
   const auto started = std::chrono::steady_clock::now();
   // The counters at the last stats line: taken before any thread starts, so that the first
   // interval counts (and times) everything, however soon input arrives.
-  RunSummary progress{0, pipeline_counters(), {}};
+  metrics::RunSummary progress{0, pipeline_counters(), {}};
   for (std::size_t i = 0; i < sinks_.size(); ++i) threads_.emplace_back([this, i] { run_sink(i); });
   for (auto& s : shards_) s->start();
   for (std::size_t i = 0; i < sources_.size(); ++i)
@@ -307,7 +307,7 @@ int Engine::run() {
   summary_.states = state_counts(true);
   // A run that lost or refused something says so at warn, so `--log-level warn` still shows it.
   const bool troubled = std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
-                                    [](const PipelineSummary& p) {
+                                    [](const metrics::PipelineSummary& p) {
                                       return p.errors || p.bad_input || p.lost || p.dead_letters_lost;
                                     });
   spdlog::log(troubled ? spdlog::level::warn : spdlog::level::info, "{}", summary_.line());
@@ -323,8 +323,8 @@ std::string Engine::file_text(const std::filesystem::path& file) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-std::vector<PipelineSummary> Engine::pipeline_counters() const {
-  std::vector<PipelineSummary> out;
+std::vector<metrics::PipelineSummary> Engine::pipeline_counters() const {
+  std::vector<metrics::PipelineSummary> out;
   for (const auto& p : flow_->pipelines) {
     using M = metrics::PipelineMetrics;
     out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
@@ -335,10 +335,10 @@ std::vector<PipelineSummary> Engine::pipeline_counters() const {
   return out;
 }
 
-std::vector<StateSummary> Engine::state_counts(bool overhead) const {
-  std::vector<StateSummary> out;
+std::vector<metrics::StateSummary> Engine::state_counts(bool overhead) const {
+  std::vector<metrics::StateSummary> out;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    StateSummary st{wiring_->states[s].spec->name, 0, 0};
+    metrics::StateSummary st{wiring_->states[s].spec->name, 0, 0};
     for (const auto& shard : shards_) {
       st.keys += shard->table(s).keys();
       if (overhead) st.overhead_bytes += shard->table(s).overhead_bytes();
@@ -346,76 +346,6 @@ std::vector<StateSummary> Engine::state_counts(bool overhead) const {
     out.push_back(st);
   }
   return out;
-}
-
-namespace {
-/// "1234567 in (240.8k/s)": a counter and its rate over the last interval.
-std::string with_rate(std::uint64_t now, std::uint64_t before, double seconds, const char* what) {
-  double rate = seconds > 0 ? static_cast<double>(now - before) / seconds : 0;
-  const char* unit = rate >= 1e6 ? "M" : rate >= 1e3 ? "k" : "";
-  rate /= rate >= 1e6 ? 1e6 : rate >= 1e3 ? 1e3 : 1;
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%llu %s (%.*f%s/s)", static_cast<unsigned long long>(now), what,
-                *unit ? 1 : 0, rate, unit);
-  return buf;
-}
-
-/// "152us", "2.1ms", "1.20s": a duration in ns, to two or three significant digits.
-std::string duration(double ns) {
-  char buf[32];
-  if (ns < 1e3) std::snprintf(buf, sizeof buf, "%.0fns", ns);
-  else if (ns < 1e6) std::snprintf(buf, sizeof buf, "%.*fus", ns < 1e4 ? 1 : 0, ns / 1e3);
-  else if (ns < 1e9) std::snprintf(buf, sizeof buf, "%.*fms", ns < 1e7 ? 1 : 0, ns / 1e6);
-  else std::snprintf(buf, sizeof buf, "%.2fs", ns / 1e9);
-  return buf;
-}
-
-/// "p50 152us, p99 2.1ms, p99.9 4.0ms, p99.99 6.1ms, max 7.2ms".
-std::string percentiles(const metrics::LatencySnapshot& l) {
-  return "p50 " + duration(l.quantile(0.5)) + ", p99 " + duration(l.quantile(0.99)) +
-         ", p99.9 " + duration(l.quantile(0.999)) + ", p99.99 " + duration(l.quantile(0.9999)) +
-         ", max " + duration(l.max());
-}
-}  // namespace
-
-std::string RunSummary::line() const {
-  char head[48];
-  std::snprintf(head, sizeof head, "done in %.3f s", seconds);
-  return counts(head, nullptr, 0);
-}
-
-std::string RunSummary::progress_line(const std::vector<PipelineSummary>& before,
-                                      double seconds) const {
-  return counts("running", &before, seconds);
-}
-
-std::string RunSummary::counts(std::string_view head, const std::vector<PipelineSummary>* before,
-                               double seconds) const {
-  std::ostringstream o;
-  o << head;
-  for (std::size_t i = 0; i < pipelines.size(); ++i) {
-    const auto& p = pipelines[i];
-    o << "; pipeline " << p.name << ": ";
-    if (before && i < before->size())
-      o << with_rate(p.in, (*before)[i].in, seconds, "in") << ", "
-        << with_rate(p.out, (*before)[i].out, seconds, "out");
-    else
-      o << p.in << " in, " << p.out << " out";
-    o << ", " << p.errors << " errors";
-    if (p.bad_input) o << ", " << p.bad_input << " bad input";
-    if (p.lost) o << ", " << p.lost << " lost";
-    if (p.dead_letters_lost) o << ", " << p.dead_letters_lost << " dead letters lost";
-    if (p.dropped) o << ", " << p.dropped << " dropped by the decoder";
-  }
-  for (std::size_t i = 0; i < pipelines.size(); ++i) {
-    const auto& p = pipelines[i];
-    const metrics::LatencySnapshot l =
-        before && i < before->size() ? p.latency.since((*before)[i].latency) : p.latency;
-    if (l.total()) o << "; latency of " << p.name << " (source to sink): " << percentiles(l);
-  }
-  for (const auto& st : states)
-    o << "; state " << st.name << ": " << st.keys << (st.keys == 1 ? " key" : " keys");
-  return o.str();
 }
 
 }  // namespace shardline::engine

@@ -30,6 +30,7 @@
 #include "engine/dataflow.hpp"
 #include "engine/shard.hpp"
 #include "engine/source_gate.hpp"
+#include "metrics/run_summary.hpp"
 #include "reload/file_watcher.hpp"
 #include "reload/reload_plan.hpp"
 #include "topology/wiring.hpp"
@@ -45,33 +46,6 @@ enum ExitStatus : int {
   exit_usage = 2,
   exit_stopped_on_error = 3,
   exit_output_lost = 4,
-};
-
-struct PipelineSummary {
-  std::string name;
-  std::uint64_t in, out, errors, bad_input, lost, dead_letters_lost, dropped;
-  metrics::LatencySnapshot latency;  ///< source arrival -> sink write, per message written
-};
-struct StateSummary {
-  std::string name;
-  std::uint64_t keys;
-  std::uint64_t overhead_bytes;
-};
-struct RunSummary {
-  double seconds = 0;
-  std::vector<PipelineSummary> pipelines;
-  std::vector<StateSummary> states;
-  std::string line() const;  ///< the one-line summary printed at the end of a run
-  /// The pipelines' counters, each followed by its rate since `before` (same pipelines,
-  /// `seconds` earlier), their latency since `before`, and the states' keys: the periodic line
-  /// of `shardline run --stats`.
-  std::string progress_line(const std::vector<PipelineSummary>& before, double seconds) const;
-
- private:
-  /// `head`, then each pipeline's counters (with rates when `before` is given), then each
-  /// pipeline's latency (since `before`, when given), then each state's keys.
-  std::string counts(std::string_view head, const std::vector<PipelineSummary>* before,
-                     double seconds) const;
 };
 
 /// What a hot reload did (or why it was refused).
@@ -122,7 +96,7 @@ class Engine {
   ///    "*" refused that way (SIGHUP).
   std::future<ReloadReport> request_reload(std::string alias, bool if_rebuilt = false);
   /// Counters after run() returned.
-  const RunSummary& summary() const { return summary_; }
+  const metrics::RunSummary& summary() const { return summary_; }
 
  private:
   struct ReloadRequest {
@@ -171,10 +145,10 @@ class Engine {
   /// The whole text of a file; empty if it cannot be read.
   static std::string file_text(const std::filesystem::path& file);
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
-  std::vector<PipelineSummary> pipeline_counters() const;
+  std::vector<metrics::PipelineSummary> pipeline_counters() const;
   /// Every state's keys over all shards, and with `overhead` the bytes its tables use beyond
   /// the states (only once the shards have stopped). [control thread]
-  std::vector<StateSummary> state_counts(bool overhead) const;
+  std::vector<metrics::StateSummary> state_counts(bool overhead) const;
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);
@@ -208,7 +182,7 @@ class Engine {
   std::string topology_text_;  ///< the topology file as the run started with it
   std::mutex fail_mutex_;
   std::string failure_;
-  RunSummary summary_;
+  metrics::RunSummary summary_;
 };
 
 }  // namespace shardline::engine

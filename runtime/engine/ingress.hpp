@@ -33,7 +33,7 @@ class Ingress final : public connectors::FrameHandler {
       gate_.enter();
       inside_ = true;
     }
-    worker_.ingest(p_, frames, n, arrived_ns, origin);
+    worker_.decode(p_, frames, n, arrived_ns, origin);
     keep_sample(frames, n);
     if (gate_.pause_requested()) leave();
     return n;

@@ -120,14 +120,14 @@ void Shard::process(Batch& b) {
     }
   }
 
-  MessageBuffer& out = worker_.scratch(0);
+  MessageBuffer& out = worker_.step_output();
   out.set_type(step.output);
   BatchErrors errors(p, step.name, &b.messages);
   errors.run([&](ErrorSink& sink) {
     step.state_computation->run(b.messages.span(), states_.data(), out, sink);
   });
   b.messages.clear();
-  if (step.output) worker_.advance(p, b.step + 1, 0, b.arrived_ns);
+  if (step.output) worker_.advance(p, b.step + 1, b.arrived_ns);
 }
 
 }  // namespace shardline::engine

@@ -40,7 +40,7 @@ Worker::~Worker() {
     if (c) flow_.chunks.release(c);
 }
 
-void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+void Worker::decode(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
                     const connectors::FrameOrigin& origin) {
   MessageBuffer& out = scratch_[0];
   out.set_type(p.decoded);
@@ -49,10 +49,11 @@ void Worker::ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::ui
   p.metrics.add(p.metrics.in, out.count());
   // At most one message per frame: the rest failed (counted as errors) or were dropped.
   p.metrics.add(p.metrics.dropped, n - out.count() - errors.failed().size());
-  advance(p, 0, 0, arrived_ns);
+  advance(p, 0, arrived_ns);
 }
 
-void Worker::advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t arrived_ns) {
+void Worker::advance(PipelinePlan& p, std::size_t step, std::uint64_t arrived_ns) {
+  int which = 0;  // scratch_[which] holds the messages
   while (step < p.steps.size() && !p.steps[step].stateful) {
     const StepPlan& s = p.steps[step];
     MessageBuffer& in = scratch_[which];
@@ -67,7 +68,7 @@ void Worker::advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t
   MessageBuffer& msgs = scratch_[which];
   if (msgs.empty()) return;
   if (step == p.steps.size()) {
-    emit(p, msgs, arrived_ns);
+    encode_for_sink(p, msgs, arrived_ns);
   } else {
     route(p, p.steps[step], msgs, arrived_ns);
   }
@@ -177,7 +178,7 @@ void Worker::send_batch(std::uint32_t shard, Batch* b) {
   unwoken_[shard] = 1;
 }
 
-void Worker::emit(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns) {
+void Worker::encode_for_sink(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns) {
   if (!p.encoder) {
     // No sink (count nothing), or a discard sink without an encoder (delivered now).
     if (p.sink >= 0) {

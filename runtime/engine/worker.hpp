@@ -62,15 +62,17 @@ class Worker {
 
   /// Decodes frames of pipeline `p`, which the source read from `origin` at `arrived_ns`
   /// (metrics::now_ns), and carries the messages as far as this thread goes.
-  void ingest(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+  void decode(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
               const connectors::FrameOrigin& origin);
-  /// Carries the messages in scratch(which) through steps [step, end) of pipeline p. The
+  /// Where a step run by the caller (a shard's state computation) puts its outputs, for
+  /// advance() to carry on.
+  MessageBuffer& step_output() { return scratch_[0]; }
+  /// Carries the messages in step_output() through steps [step, end) of pipeline p: the
+  /// stateless steps here, then to the next stateful step's shards or to the sink. The
   /// batches and chunks they go into keep the oldest `arrived_ns` of what they hold.
-  void advance(PipelinePlan& p, std::size_t step, int which, std::uint64_t arrived_ns);
+  void advance(PipelinePlan& p, std::size_t step, std::uint64_t arrived_ns);
   /// Sends every partly filled batch and chunk.
   void flush();
-
-  MessageBuffer& scratch(int which) { return scratch_[which]; }
 
  private:
   void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs, std::uint64_t arrived_ns);
@@ -83,12 +85,13 @@ class Worker {
                       std::uint64_t arrived_ns);
   Batch* open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);
   void send_batch(std::uint32_t shard, Batch* b);
-  void emit(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns);
+  /// Encodes the messages of pipeline p's last step into the chunk for its sink.
+  void encode_for_sink(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns);
   void send_chunk(std::size_t sink);
 
   Dataflow& flow_;
   bool may_block_;
-  MessageBuffer scratch_[2];
+  MessageBuffer scratch_[2];  ///< a stateless step's input and output, in turn
   std::vector<std::uint64_t> keys_;
   std::vector<std::uint32_t> shard_of_;
   std::vector<Batch*> open_;          ///< [route * shards + shard]
