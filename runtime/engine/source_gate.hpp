@@ -7,6 +7,10 @@
 // messages, and none will start again until resume(). A source parked at the gate keeps its
 // unread bytes in its buffer and its socket: nothing is lost, it just waits (a TCP sender sees
 // its window close).
+//
+// With the gate closed and the engine drained (Dataflow::in_flight() == 0), the reload has its
+// consistent cut without a barrier message in the queues: they are empty, so there is nothing
+// to align. A cut taken while messages keep flowing (a checkpoint) would need such a marker.
 #pragma once
 
 #include <atomic>
