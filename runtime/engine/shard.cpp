@@ -91,15 +91,18 @@ void Shard::process(Batch& b) {
   // With many keys each lookup misses the cache twice (index slot, then state): prefetch the
   // slots a few keys ahead and each state as soon as its address is known. The messages were
   // written by another core: start fetching them too, for the computation after this pass.
-  // A key seen for the first time runs the state's factory: plugin code, named if it crashes.
-  const loader::PluginCall in(p.name, step.factory_name);
   constexpr std::size_t kAhead = 8;
   for (std::size_t i = 0; i < std::min(n, kAhead); ++i) table.prefetch(b.keys[i]);
   for (std::size_t i = 0; i < n; ++i) {
     if (i + kAhead < n) table.prefetch(b.keys[i + kAhead]);
     __builtin_prefetch(b.messages.at(i));
     try {
-      states_[i] = table.get(b.keys[i]);
+      states_[i] = table.find(b.keys[i]);
+      if (!states_[i] && table.creates_unknown()) {
+        // A key seen for the first time: the state's factory, plugin code named if it crashes.
+        const loader::PluginCall in(p.name, step.factory_name);
+        states_[i] = table.create(b.keys[i]);
+      }
       __builtin_prefetch(states_[i]);
       if (!states_[i]) lookup.add(i, undeclared_key(step, b.keys[i]));
     } catch (...) {

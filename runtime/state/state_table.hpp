@@ -42,6 +42,8 @@ class StateTable {
 
   /// The state of `key` if it exists, without creating it.
   void* find(std::uint64_t key) const { return index_.find(key); }
+  /// Creates the state of a key not in the table with the plugin's factory, which may throw.
+  void* create(std::uint64_t key);
   /// Creates the state of a new key with `construct(void* at)` (which may throw).
   template <class Construct>
   void* create_with(std::uint64_t key, Construct&& construct) {
@@ -75,7 +77,6 @@ class StateTable {
   std::size_t overhead_bytes() const;
 
  private:
-  void* create(std::uint64_t key);
   /// Memory for the next state object (a new chunk when the last one is full).
   void* slot();
 
