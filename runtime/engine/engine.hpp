@@ -134,7 +134,8 @@ class Engine {
                       const std::vector<reload::StateCarry>& carries, MigratedTables& migrated,
                       std::string& migrating) const;
   /// A reload's commit, for the states: each kept table takes the new types, each migrated
-  /// or reset one is replaced; counts the keys of the states the reloaded plugins touch.
+  /// or reset one is replaced. Counts the keys migrated and reset, and the keys kept of the
+  /// states the reloaded plugins make or compute on.
   /// [control thread, paused]
   void swap_states(const topology::Wiring& fresh, const std::vector<reload::StateCarry>& carries,
                    MigratedTables& migrated, const std::vector<std::string>& aliases,

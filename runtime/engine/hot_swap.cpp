@@ -6,7 +6,7 @@
 //      still matching; decide for each state whether it is kept, migrated, reset or blocked;
 //   3. pause the sources at the gate and wait until nothing is in flight: every message read
 //      before this point has been processed by the old code, and nothing after it has started;
-//   4. canary: run the most recent frames of each affected pipeline through the old and the new
+//   4. canary: run the most recent frames of each pipeline through the old and the new
 //      components against copies of their keys' state (results discarded), first in a forked
 //      copy of the process (refuse if the new version crashes it), then here (refuse if the new
 //      version fails on more of them than the old one);
@@ -476,7 +476,7 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
 void Engine::migrate_states(const topology::Wiring& fresh,
                             const std::vector<reload::StateCarry>& carries,
                             MigratedTables& migrated, std::string& migrating) const {
-  migrated.clear();  // (a trial in a copy of the host may have filled it there, not here)
+  migrated.clear();  // (empty when called: a trial in a copy of the host filled the copy's)
   migrated.resize(wiring_->states.size());
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     const reload::Carry carry = carries[s].carry;

@@ -5,12 +5,15 @@ computed here, independently of the runtime.
 Environment (set by CTest): SHARDLINE_BUILD (the build folder: shardline, shardline-gen,
 plugins/, tests/plugins/) and SHARDLINE_SHARED_DATA (the Market Spread and word-count data).
 """
+import array
+import fcntl
 import os
 import re
 import socket
 import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import unittest
@@ -44,6 +47,27 @@ def host_has_tsan():
     a signal back until its thread calls into the C library, so a thread spinning in plugin
     code never answers the host's "where are you?" signal."""
     return "libtsan.so" in host_libraries()
+
+
+def pipe_bytes(fd):
+    """How many bytes wait unread in a pipe."""
+    n = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, n)
+    return n[0]
+
+
+def wait_until_pipe_full(fd):
+    """Until nobody has written to a pipe nobody reads for a second, with over 16 KiB in it.
+    (How many bytes fill a pipe depends on the sizes of the writes: each new write that does
+    not fit in the last page takes a page of its own, so a fixed count may never be reached.)"""
+    last, unchanged_since = -1, time.monotonic()
+    while True:
+        time.sleep(0.05)
+        n = pipe_bytes(fd)
+        if n != last:
+            last, unchanged_since = n, time.monotonic()
+        elif n > 16384 and time.monotonic() - unchanged_since >= 1:
+            return
 
 
 def free_port():

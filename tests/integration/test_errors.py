@@ -7,12 +7,14 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
+import time
 import unittest
 
 
 from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, LiveRun, Receiver, Run, TempDirTest,
                      check, connect, events_topology, free_port, frame, host_has_asan, host_has_tsan, run,
-                     send_all, split_frames, summary)
+                     send_all, split_frames, summary, wait_until_pipe_full)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
@@ -88,6 +90,79 @@ class PluginErrors(TempDirTest):
                       "if any, follow; ending without draining", live.stderr)
         self.assertEqual(live.stderr.count("thread 'shard 0' is in plugin code: ev.track"), 3)
         self.assertEqual(live.stderr.count("plugin code has not returned"), 1)  # told once
+
+    def test_a_shard_waiting_for_a_blocked_sink_is_not_named_as_plugin_code(self):
+        # Backpressure is not a plugin call that never returns: a shard waiting for room in a
+        # full sink queue is in the host's code. The watch for stuck plugin calls looks after
+        # 10 s, so the sink stays blocked for longer than that; then everything arrives.
+        os.mkfifo(self.path("out.txt"))
+        pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink opens
+        lines = 200_000
+        self.write("events.txt", "".join(f"{k % 5} {k // 5 + 1}\n" for k in range(lines)))
+        # Batches large enough that a chunk of output fills up, and waits, inside one batch.
+        self.write("topology.toml", "queue_batches = 2\n" + events_topology(1, batch_size=20000))
+        live = LiveRun(self.path("topology.toml"))
+        wait_until_pipe_full(pipe)
+        time.sleep(11)
+        self.assertEqual([l for l in live.lines if "plugin code" in l], [])
+        os.set_blocking(pipe, True)
+        received = bytearray()
+        while chunk := os.read(pipe, 1 << 16):
+            received += chunk
+        os.close(pipe)
+        self.assertEqual(live.wait(), 0, live.stderr)
+        self.assertEqual(len(received.splitlines()), lines)
+        self.assertNotIn("plugin code", live.stderr)
+
+    def test_a_receiver_restarted_in_the_documented_order_loses_nothing(self):
+        # topology.md: a receiver going away closes its listener, shuts down its sending side
+        # and reads to the end of the stream; the sink then reconnects to the next receiver.
+        port_in, port_out = free_port(), free_port()
+
+        def listener():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port_out))
+            s.listen(1)
+            s.settimeout(60)
+            return s
+
+        def read_to_end(conn, into):
+            while chunk := conn.recv(1 << 16):
+                into += chunk
+
+        first = listener()
+        self.write("topology.toml", events_topology(2).replace(
+            'kind = "file", path = "events.txt"',
+            f'kind = "tcp", listen = "127.0.0.1:{port_in}", connections = 1').replace(
+            'kind = "file", path = "out.txt"', f'kind = "tcp", connect = "127.0.0.1:{port_out}"'))
+        live = LiveRun(self.path("topology.toml"))
+        events = [f"{k % 7} {k // 7 + 1}\n" for k in range(2000)]
+        with connect(port_in) as source:
+            source.sendall("".join(events[:1000]).encode())
+            conn, _ = first.accept()
+            conn.settimeout(60)
+            got_first = bytearray()
+            while got_first.count(b"\n") < 1000:
+                got_first += conn.recv(1 << 16)
+            first.close()
+            conn.shutdown(socket.SHUT_WR)
+            reader = threading.Thread(target=read_to_end, args=(conn, got_first))
+            reader.start()
+            second = listener()
+            source.sendall("".join(events[1000:]).encode())
+            source.shutdown(socket.SHUT_WR)
+            conn2, _ = second.accept()
+            conn2.settimeout(60)
+            got_second = bytearray()
+            read_to_end(conn2, got_second)
+            reader.join(60)
+            conn.close(), conn2.close(), second.close()
+        self.assertEqual(live.wait(), 0, live.stderr)
+        self.assertIn("connection closed by the peer", live.stderr)
+        seen = sorted(tuple(map(int, l.split()[:2])) for l in
+                      (got_first + got_second).decode().splitlines())
+        self.assertEqual(seen, sorted(tuple(map(int, e.split())) for e in events))
 
     def test_a_fifo_source_no_process_writes_to_stops_at_the_first_interrupt(self):
         # Opening a FIFO waits for its writer; the source waits in poll() instead, where the
