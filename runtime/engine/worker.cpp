@@ -1,10 +1,19 @@
 #include "engine/worker.hpp"
 
 #include <algorithm>
+#include <string>
+
+#include <shardline/type_desc.hpp>
 
 namespace shardline::engine {
 
 namespace {
+/// Whether messages of `type` are std::string: plugins are built with the host's compiler and
+/// string ABI (their ABI record says so), so the host can read the text of such a message.
+bool is_std_string(const TypeDesc& type) {
+  return type.fingerprint == type_desc_v<std::string>.fingerprint;
+}
+
 /// Encoded bytes are sent to the sink in chunks of about this size.
 constexpr std::size_t kChunkBytes = 256 * 1024;
 /// shard_of_ of a message whose partition function failed.
@@ -17,6 +26,10 @@ void BatchErrors::add(std::size_t index, std::string_view what) {
                               origin_->where(&frames_[index]));
   } else if (input_ && input_->type()->trivial) {
     p_.errors->message_failed(step_, what, {input_->at(index), input_->type()->size});
+  } else if (input_ && is_std_string(*input_->type())) {
+    const auto& text = *reinterpret_cast<const std::string*>(input_->at(index));
+    p_.errors->message_failed(step_, what,
+                              {reinterpret_cast<const std::byte*>(text.data()), text.size()});
   } else {
     p_.errors->message_failed(step_, what, {});
   }

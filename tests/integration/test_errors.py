@@ -297,6 +297,17 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         # The payload is the Event's bytes: key 1 (7-1 = 6 % 5), seq 7, little-endian u64s.
         self.assertEqual(bytes.fromhex(cursed[0][3]), struct.pack("<QQ", 1, 7))
 
+    def test_a_dead_letter_of_a_string_message_holds_its_text(self):
+        self.write("events.txt", "".join(f"{k} 1\n" for k in range(20)))
+        self.write("topology.toml", events_topology(
+            1, steps='{ computation = "ev.to_text" }, { computation = "ev.no_13" }',
+            extra='on_error = "dead_letter"\ndead_letter = "dead.tsv"').replace(
+            '"ev.tracked_line"', '"ev.text"'))
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 0, err)
+        dead = [l.split("\t") for l in read(self.path("dead.tsv")).splitlines()]
+        self.assertEqual(dead, [["events", "ev.no_13", "no text for key 13", b"13:1".hex()]])
+
     def test_a_dead_letter_file_that_cannot_be_written_counts_the_messages_lost(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "/dev/full"'))
         self.assertEqual(status, 4, err)

@@ -202,6 +202,10 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
     return std::to_string(e.key) + ":" + std::to_string(e.seq);
   });
   p.encoder("text", [](const std::string& s) { return s; });
+  p.computation("no_13", [](const std::string& s) {  // fails on the text of key 13's events
+    if (s.rfind("13:", 0) == 0) throw std::runtime_error("no text for key 13");
+    return s;
+  });
   // A state holding code of the build that made it (no save(): kept as is across a reload).
   p.state<Labeller>("labeller", [] {
     return Labeller{[](std::uint64_t seq) { return "seq " + std::to_string(seq) + kTag; }};
