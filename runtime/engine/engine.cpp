@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -16,7 +18,7 @@
 namespace shardline::engine {
 
 namespace {
-/// How long one plugin call may run before the control thread names it in a warning.
+/// How long one plugin call may run before the monitor thread names it in a warning.
 constexpr std::chrono::seconds kStuckCall{10};
 }  // namespace
 
@@ -30,6 +32,7 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     build_plan();
 
     std::vector<StateSetup> setups;
+    for (const auto& s : wiring_->states) state_names_.push_back(s.spec->name);
     for (const auto& s : wiring_->states)
       setups.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
                        !s.spec->reject_unknown_keys});
@@ -82,6 +85,7 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
 
 Engine::~Engine() {
   request_stop();
+  stop_monitor();
   for (auto& q : flow_->inboxes) q->close();
   for (auto& s : flow_->sinks) s->close();
   for (auto& t : threads_)
@@ -217,6 +221,48 @@ void Engine::run_sink(std::size_t i) {
   if (lost) output_lost_ = true;
 }
 
+void Engine::monitor(std::chrono::steady_clock::time_point started,
+                     metrics::RunSummary progress) {
+  ::pthread_setname_np(::pthread_self(), "monitor");
+  const bool stats = options_.stats_every.count() > 0;
+  auto progress_at = started;                          // when the last stats line was taken
+  auto progress_due = started + options_.stats_every;  // on a fixed grid: no drift
+  auto stuck_check_due = started;
+  for (;;) {
+    {
+      std::unique_lock lock(monitor_mutex_);
+      const auto wake = stats ? std::min(stuck_check_due, progress_due) : stuck_check_due;
+      if (monitor_cv_.wait_until(lock, wake, [&] { return monitor_stop_; })) return;
+    }
+    if (const auto now = std::chrono::steady_clock::now(); now >= stuck_check_due) {
+      // A plugin call that never returns stalls its pipeline without any error: say so.
+      stuck_check_due = now + std::chrono::seconds(1);
+      if (loader::stuck_plugin_call(kStuckCall)) {
+        spdlog::warn("plugin code has not returned for {} s (an endless loop, or a wait that never "
+                     "ends?); its pipeline makes no progress meanwhile:", kStuckCall.count());
+        loader::report_plugin_calls();
+      }
+    }
+    if (const auto now = std::chrono::steady_clock::now(); stats && now >= progress_due) {
+      const auto before = std::exchange(progress.pipelines, pipeline_counters());
+      progress.states = state_counts(false);
+      spdlog::info("{}", progress.progress_line(
+                             before, std::chrono::duration<double>(now - progress_at).count()));
+      progress_at = now;
+      while (progress_due <= now) progress_due += options_.stats_every;
+    }
+  }
+}
+
+void Engine::stop_monitor() {
+  {
+    std::lock_guard lock(monitor_mutex_);
+    monitor_stop_ = true;
+  }
+  monitor_cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
+}
+
 int Engine::run() {
   const auto started = std::chrono::steady_clock::now();
   // The counters at the last stats line: taken before any thread starts, so that the first
@@ -231,6 +277,7 @@ int Engine::run() {
   sources_running_ = sources_.size();
   for (std::size_t i = 0; i < sources_.size(); ++i)
     threads_.emplace_back([this, i] { run_source(i); });
+  monitor_ = std::thread([this, started, progress] { monitor(started, progress); });
 
   if (options_.watch) {
     std::vector<reload::FileWatcher::Watched> files;
@@ -251,36 +298,14 @@ int Engine::run() {
                     e.what());
     }
   }
-  const bool stats = options_.stats_every.count() > 0;
-  auto progress_at = started;                            // when the last stats line was taken
-  auto progress_due = started + options_.stats_every;    // on a fixed grid: no drift
-  auto stuck_check_due = started;
   for (;;) {
     serve_reloads();
-    if (const auto now = std::chrono::steady_clock::now(); now >= stuck_check_due) {
-      // A plugin call that never returns stalls its pipeline without any error: say so.
-      stuck_check_due = now + std::chrono::seconds(1);
-      if (loader::stuck_plugin_call(kStuckCall)) {
-        spdlog::warn("plugin code has not returned for {} s (an endless loop, or a wait that never "
-                     "ends?); its pipeline makes no progress meanwhile:", kStuckCall.count());
-        loader::report_plugin_calls();
-      }
-    }
-    if (const auto now = std::chrono::steady_clock::now(); stats && now >= progress_due) {
-      const auto before = std::exchange(progress.pipelines, pipeline_counters());
-      progress.states = state_counts(false);
-      spdlog::info("{}", progress.progress_line(
-                             before, std::chrono::duration<double>(now - progress_at).count()));
-      progress_at = now;
-      while (progress_due <= now) progress_due += options_.stats_every;
-    }
     // Polls too, in case a wake-up raced with the check (cheap: a few times a second at most).
     std::unique_lock lock(flow_->control_mutex);
     if (sources_running_.load() == 0 && flow_->in_flight() == 0) break;
-    auto wait = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-    if (stats) wait = std::min(wait, progress_due);
-    flow_->control_cv.wait_until(lock, wait);
+    flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
   }
+  stop_monitor();
   watcher_.reset();
   {
     std::lock_guard lock(reload_mutex_);
@@ -336,9 +361,10 @@ std::vector<metrics::PipelineSummary> Engine::pipeline_counters() const {
 }
 
 std::vector<metrics::StateSummary> Engine::state_counts(bool overhead) const {
+  std::lock_guard lock(tables_mutex_);
   std::vector<metrics::StateSummary> out;
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    metrics::StateSummary st{wiring_->states[s].spec->name, 0, 0};
+  for (std::size_t s = 0; s < state_names_.size(); ++s) {
+    metrics::StateSummary st{state_names_[s], 0, 0};
     for (const auto& shard : shards_) {
       st.keys += shard->table(s).keys();
       if (overhead) st.overhead_bytes += shard->table(s).overhead_bytes();

@@ -1,11 +1,12 @@
 // Engine: runs a wired topology. [control thread, except where noted]
 //
 // Threads: one per shard, one per pipeline source, one per sink (with scheduling = "latency"
-// the shards write the sinks themselves, and a sink's thread only closes it: SinkPort); the
-// control thread (the caller of run()) waits. Lifecycle:
+// the shards write the sinks themselves, and a sink's thread only closes it: SinkPort); a
+// monitor thread (--stats, plugin calls that do not return); the control thread (the caller of
+// run()) serves reloads and waits. Lifecycle:
 //   1. build the Dataflow (plans, router, queues), the shards and their state tables (declared
 //      keys are created now), the sinks (opened now, so a bad path fails before any input);
-//   2. start sinks, shards, then sources;
+//   2. start sinks, shards, then sources and the monitor;
 //   3. wait until every source has ended (input exhausted, or request_stop()) and no batch is
 //      in flight; then close the shard inboxes, join the shards, close the sink queues and
 //      join the sinks, which flush;
@@ -16,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -148,8 +150,15 @@ class Engine {
   /// Every pipeline's counters now. [any thread: relaxed reads of the metrics]
   std::vector<metrics::PipelineSummary> pipeline_counters() const;
   /// Every state's keys over all shards, and with `overhead` the bytes its tables use beyond
-  /// the states (only once the shards have stopped). [control thread]
+  /// the states (only once the shards have stopped). [monitor or control thread]
   std::vector<metrics::StateSummary> state_counts(bool overhead) const;
+  /// The monitor thread: the `--stats` line on its grid, and a warning for plugin code that
+  /// has not returned for 10 s. A thread of its own, so that neither waits while the control
+  /// thread is busy with a reload (a pause, a canary, a migration). `progress` holds the
+  /// counters at `started`.
+  void monitor(std::chrono::steady_clock::time_point started, metrics::RunSummary progress);
+  /// Ends the monitor thread, if it runs. [control thread]
+  void stop_monitor();
   void fail(const std::string& why);
   void run_source(std::size_t pipeline);
   void run_sink(std::size_t sink);
@@ -167,6 +176,14 @@ class Engine {
   std::vector<std::unique_ptr<connectors::Sink>> sinks_;
   std::vector<std::size_t> sink_pipeline_;  ///< [sink] -> pipeline
   std::vector<std::thread> threads_;
+  std::thread monitor_;
+  std::mutex monitor_mutex_;
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;  ///< [monitor_mutex_]
+  /// Held while a reload replaces or retypes the state tables, and while the monitor counts
+  /// their keys. [control and monitor threads; never a shard's]
+  mutable std::mutex tables_mutex_;
+  std::vector<std::string> state_names_;  ///< [state], as in the topology
   std::atomic<std::size_t> sources_running_{0};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> failed_{false};

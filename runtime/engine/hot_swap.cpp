@@ -526,6 +526,7 @@ void Engine::swap_states(const topology::Wiring& fresh,
       if (ws.spec->stateful &&
           (reloaded(ws.spec->component.plugin) || reloaded(ws.spec->partition.plugin)))
         touched[ws.state] = 1;
+  const std::lock_guard tables(tables_mutex_);  // the monitor may be counting their keys
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     std::uint64_t keys = 0;
     for (auto& shard : shards_) keys += shard->table(s).size();

@@ -43,7 +43,7 @@ void watch_plugin_calls();
 
 /// Whether a watched thread has been inside one and the same plugin call for at least
 /// `patience` (each such call is told once). Call it regularly: a call counts as the same one
-/// from the first look that finds it. [one thread: the engine's control thread]
+/// from the first look that finds it. [one thread: the engine's monitor thread]
 bool stuck_plugin_call(std::chrono::seconds patience);
 
 /// Installs the fatal-signal handlers that report the running PluginCall, and the handler that

@@ -211,7 +211,11 @@ class PluginErrors(TempDirTest):
         live.wait_for("pipeline events: 2 in")  # both read, and sent to the shard
         shutil.copy(f"{TEST_PLUGINS}/test_events_v2.so", self.path("ev.so.tmp"))
         os.rename(self.path("ev.so.tmp"), self.path("ev.so"))
+        stats_before = sum("running;" in l for l in live.lines)
         refused = live.wait_for("reload of plugin 'ev' refused")
+        # The 10 s the reload waited for the drain, the stats lines went on (every 0.1 s).
+        waited = live.lines[:live.lines.index(refused)]
+        self.assertGreater(sum("running;" in l for l in waited) - stats_before, 30)
         self.assertIn("still running test_events 9.0.0: in-flight messages did not drain within "
                       "10 s (a sink that is blocked, or plugin code that does not return: the "
                       "threads in plugin code, if any, are named above)", refused)
