@@ -659,6 +659,9 @@ int receive(const ReceiveOptions& o) {
     const Socket conn(::accept4(listener.fd(), reinterpret_cast<sockaddr*>(&from), &from_len,
                                 SOCK_CLOEXEC));
     if (conn.fd() < 0) throw Failure(errno_text("accept"));
+    // One connection is all it takes: closing the listener now makes a sink's reconnection
+    // fail at once, instead of waiting in the kernel's queue for an accept that never comes.
+    listener = Socket();
     peer = describe(reinterpret_cast<sockaddr*>(&from));
     start = Clock::now();
     std::vector<char> buf(256 * 1024);
