@@ -225,9 +225,9 @@ int main(int argc, char** argv) {
   run->footer(
       "Exit status: 0 done; 1 refused at start (the topology, a plugin, an input, an output, or\n"
       "a state factory throwing for a declared key: nothing ran, and the last run's output files\n"
-      "are as they were); 2 usage error; 3 stopped by an error (on_error = \"stop\", a source\n"
-      "failing while running); 4 some output could not be delivered (see 'lost' and 'dead\n"
-      "letters lost' in the summary). When both 3 and 4 apply, 3.");
+      "are as they were); 2 usage error (or no TOPOLOGY file there); 3 stopped by an error\n"
+      "(on_error = \"stop\", a source failing while running); 4 some output could not be\n"
+      "delivered (see 'lost' and 'dead letters lost' in the summary). When both 3 and 4 apply, 3.");
   run->add_option("--shards", shards,
                   "Override the topology's shard count (key_groups is raised to it if lower)")
       ->check(CLI::Range(1, 1024));
@@ -266,7 +266,8 @@ int main(int argc, char** argv) {
   add_common(*check, check_opts);
   check->footer(
       "Exit status: 0 valid (warnings included); 1 refused (with --against: the reload would be\n"
-      "refused, a component the old build has is gone or a state is blocked); 2 usage error.");
+      "refused, a component the old build has is gone or a state is blocked); 2 usage error (or\n"
+      "no TOPOLOGY file there).");
   check->get_option("TOPOLOGY")->required(false);
   check->add_option("--against", against, "OLD.so NEW.so: compare two builds of a plugin")
       ->expected(2)

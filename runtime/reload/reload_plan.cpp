@@ -31,6 +31,10 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
     return {Carry::migrate, name + " (" + version_str(to) + ") is not trivially copyable: every "
                                    "value saved by the old code and restored by the new, so none "
                                    "holds anything of the old code"};
+  if (can_migrate && from.fingerprint == to.fingerprint)  // a vtable: never kept as it is
+    return {Carry::migrate, name + " (" + version_str(to) + ") has virtual functions: every "
+                                   "value saved by the old code and restored by the new, so none "
+                                   "points into the old build"};
   if (can_migrate && from.name == to.name && from.schema_version == to.schema_version)
     // restore() is told the version the values were saved with: the same number for two
     // layouts cannot tell it which form it reads.
