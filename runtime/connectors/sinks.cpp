@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +51,13 @@ class FdSink final : public Sink {
       } catch (const std::runtime_error& e) {
         throw std::runtime_error("cannot open sink file " + *path_ + ": " + e.what());
       }
+      // Two runs writing one file would garble it, each reporting success: the first holds a
+      // lock on a regular file for as long as it runs, and a second is refused at start.
+      struct stat st {};
+      if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+        throw std::runtime_error("cannot open sink file " + *path_ +
+                                 ": another process writes it (it holds a lock on it: another "
+                                 "shardline run?); stop that one, or give this sink another path");
     }
   }
 

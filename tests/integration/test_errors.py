@@ -114,6 +114,29 @@ class PluginErrors(TempDirTest):
         self.assertEqual(len(received.splitlines()), lines)
         self.assertNotIn("plugin code", live.stderr)
 
+    def test_a_second_run_writing_the_same_file_is_refused(self):
+        # Two runs on one output file would garble it, both reporting success.
+        first_topology = self.write("first.toml", events_topology(1).replace(
+            'kind = "file", path = "events.txt"', 'kind = "stdin"'))
+        first = subprocess.Popen([SHARDLINE, "run", first_topology], stdin=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        first.stdin.write("1 1\n")
+        first.stdin.flush()
+        deadline = time.time() + 60
+        while not os.path.exists(self.path("out.txt")) or not read(self.path("out.txt")):
+            self.assertLess(time.time(), deadline, "the first run wrote nothing")
+            time.sleep(0.05)
+        self.write("events.txt", "2 1\n")
+        status, _, err = run(self.write("topology.toml", events_topology(1)))
+        self.assertEqual(status, 1, err)
+        self.assertIn("cannot open sink file " + self.path("out.txt") + ": another process "
+                      "writes it (it holds a lock on it: another shardline run?)", err)
+        first.stdin.write("1 2\n")
+        first.stdin.close()
+        self.assertEqual(first.wait(60), 0, first.stderr.read())
+        first.stderr.close()
+        self.assertEqual(read(self.path("out.txt")).splitlines(), ["1 1 1 ok", "1 2 2 ok"])
+
     def test_a_receiver_restarted_in_the_documented_order_loses_nothing(self):
         # topology.md: a receiver going away closes its listener, shuts down its sending side
         # and reads to the end of the stream; the sink then reconnects to the next receiver.
