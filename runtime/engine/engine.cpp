@@ -20,6 +20,9 @@ namespace shardline::engine {
 namespace {
 /// How long one plugin call may run before the monitor thread names it in a warning.
 constexpr std::chrono::seconds kStuckCall{10};
+/// How long a sink may be inside one write before the monitor thread warns, and how often it
+/// warns again while the write lasts.
+constexpr std::uint64_t kStuckSinkNs = 10'000'000'000, kStuckSinkRepeatNs = 60'000'000'000;
 }  // namespace
 
 Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
@@ -228,6 +231,7 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
   auto progress_at = started;                          // when the last stats line was taken
   auto progress_due = started + options_.stats_every;  // on a fixed grid: no drift
   auto stuck_check_due = started;
+  std::vector<std::uint64_t> sink_warned(flow_->sinks.size(), 0);  // blocked ns at the warning
   for (;;) {
     {
       std::unique_lock lock(monitor_mutex_);
@@ -241,6 +245,21 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
         spdlog::warn("plugin code has not returned for {} s (an endless loop, or a wait that never "
                      "ends?); its pipeline makes no progress meanwhile:", kStuckCall.count());
         loader::report_plugin_calls();
+      }
+      // A receiver that is connected but does not read stalls its pipelines without an error
+      // (one that is gone is logged by its sink as it reconnects): say so.
+      for (std::size_t i = 0; i < flow_->sinks.size(); ++i) {
+        const std::uint64_t ns = flow_->sinks[i]->blocked_ns();
+        if (ns < kStuckSinkNs) {
+          sink_warned[i] = 0;
+        } else if (sink_warned[i] == 0 || ns - sink_warned[i] >= kStuckSinkRepeatNs) {
+          sink_warned[i] = ns;
+          spdlog::warn("sink {} of pipeline '{}' has been inside one write for {:.0f} s (a "
+                       "receiver that does not read, or is gone): its pipeline waits, and so "
+                       "does every pipeline whose messages share its shards",
+                       sinks_[i]->describe(), flow_->pipelines[sink_pipeline_[i]].name,
+                       static_cast<double>(ns) / 1e9);
+        }
       }
     }
     if (const auto now = std::chrono::steady_clock::now(); stats && now >= progress_due) {

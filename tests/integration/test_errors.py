@@ -94,7 +94,8 @@ class PluginErrors(TempDirTest):
     def test_a_shard_waiting_for_a_blocked_sink_is_not_named_as_plugin_code(self):
         # Backpressure is not a plugin call that never returns: a shard waiting for room in a
         # full sink queue is in the host's code. The watch for stuck plugin calls looks after
-        # 10 s, so the sink stays blocked for longer than that; then everything arrives.
+        # 10 s, so the sink stays blocked for longer than that (and is named); then everything
+        # arrives.
         os.mkfifo(self.path("out.txt"))
         pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink opens
         lines = 200_000
@@ -103,7 +104,13 @@ class PluginErrors(TempDirTest):
         self.write("topology.toml", "queue_batches = 2\n" + events_topology(1, batch_size=20000))
         live = LiveRun(self.path("topology.toml"))
         wait_until_pipe_full(pipe)
-        time.sleep(11)
+        # The stall is named for what it is: the sink.
+        line = live.wait_for("sink file " + self.path("out.txt") + " of pipeline 'events' has "
+                             "been inside one write for ")
+        self.assertRegex(line, r"for 1\d s \(a receiver that does not read, or is gone\): its "
+                               r"pipeline waits, and so does every pipeline whose messages "
+                               r"share its shards$")
+        time.sleep(1)
         self.assertEqual([l for l in live.lines if "plugin code" in l], [])
         os.set_blocking(pipe, True)
         received = bytearray()
