@@ -64,8 +64,9 @@ class TcpSink final : public Sink {
   void open() override {}  // the first connection is made by the first write()
 
   std::size_t write(const std::byte* data, std::size_t n) override {
+    // Once abandoned, a write still goes out as far as the connection takes it without
+    // waiting (a healthy receiver loses nothing); every wait gives up at once instead.
     for (;;) {
-      if (abandoned_.load(std::memory_order_relaxed)) return 0;
       if (fd_ >= 0 && peer_closed()) {
         failure("connection closed by the peer (whatever it had not read yet of the results "
                 "written to it is lost with it)");
@@ -75,6 +76,7 @@ class TcpSink final : public Sink {
         if (!back_off()) return 0;
         continue;
       }
+      if (fd_ < 0 && abandoned_.load(std::memory_order_relaxed)) return 0;  // no reconnecting
       if (fd_ >= 0 || connect()) {
         // What a failed connection took of the chunk does not count: it is sent again whole.
         const std::size_t sent = send_all(data, n);
