@@ -14,8 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -43,8 +45,10 @@ class FdSink final : public Sink {
   }
 
   void open() override {  // [control thread]
+    struct stat st {};
     if (!path_) {
       fd_ = STDOUT_FILENO;
+      pipe_ = ::fstat(fd_, &st) == 0 && S_ISFIFO(st.st_mode);
     } else {
       try {
         fd_ = open_output(*path_, false, &created_);
@@ -53,11 +57,11 @@ class FdSink final : public Sink {
       }
       // Two runs writing one file would garble it, each reporting success: the first holds a
       // lock on a regular file for as long as it runs, and a second is refused at start.
-      struct stat st {};
       if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd_, LOCK_EX | LOCK_NB) != 0)
         throw std::runtime_error("cannot open sink file " + *path_ +
                                  ": another process writes it (it holds a lock on it: another "
                                  "shardline run?); stop that one, or give this sink another path");
+      pipe_ = S_ISFIFO(st.st_mode);
     }
   }
 
@@ -92,7 +96,19 @@ class FdSink final : public Sink {
   std::size_t write_all(const std::byte* p, std::size_t n) {
     std::size_t done = 0;
     while (done < n) {
-      const ssize_t w = ::write(fd_, p + done, n - done);
+      std::size_t piece = n - done;
+      if (pipe_) {
+        // A blocking write to a pipe whose reader stopped never returns, and abandon() could
+        // not end it: wait for room here instead, then write no more than the pipe then takes
+        // without blocking (PIPE_BUF bytes fit once poll() says it is writable).
+        pollfd pfd{fd_, POLLOUT, 0};
+        if (::poll(&pfd, 1, kAbandonCheckMs) == 0) {
+          if (abandoned_.load(std::memory_order_relaxed)) return done;
+          continue;
+        }
+        piece = std::min<std::size_t>(piece, PIPE_BUF);
+      }
+      const ssize_t w = ::write(fd_, p + done, piece);
       if (w >= 0) {
         done += static_cast<std::size_t>(w);
         continue;
@@ -117,6 +133,7 @@ class FdSink final : public Sink {
   bool created_ = false;  ///< open() made the file: removed again if the run never begins
   bool begun_ = false;
   bool failed_ = false;
+  bool pipe_ = false;  ///< a pipe or FIFO: written a PIPE_BUF at a time, once it has room
   std::atomic<bool> abandoned_{false};
 };
 

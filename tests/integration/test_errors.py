@@ -121,6 +121,27 @@ class PluginErrors(TempDirTest):
         self.assertEqual(len(received.splitlines()), lines)
         self.assertNotIn("plugin code", live.stderr)
 
+    def test_a_second_interrupt_abandons_a_pipe_nobody_reads(self):
+        # A blocking write into a full pipe must still give way to the second interrupt, and
+        # the run end with its summary and the lost output counted.
+        self.write("events.txt", "".join(f"{k % 5} {k // 5 + 1}\n" for k in range(200_000)))
+        self.write("topology.toml", "queue_batches = 2\n" + events_topology(1).replace(
+            'kind = "file", path = "out.txt"', 'kind = "stdout"'))
+        with open(self.path("log.txt"), "w") as log:
+            live = subprocess.Popen([SHARDLINE, "run", self.path("topology.toml")],
+                                    stdout=subprocess.PIPE, stderr=log)
+            os.set_blocking(live.stdout.fileno(), False)
+            wait_until_pipe_full(live.stdout.fileno())
+            live.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            live.send_signal(signal.SIGINT)
+            status = live.wait(60)  # the pipe is never read
+            live.stdout.close()
+        err = read(self.path("log.txt"))
+        self.assertEqual(status, 4, err)
+        self.assertNotIn("ending without draining", err)
+        self.assertGreater(summary(err)["events"]["lost"], 0)
+
     def test_a_second_run_writing_the_same_file_is_refused(self):
         # Two runs on one output file would garble it, both reporting success.
         first_topology = self.write("first.toml", events_topology(1).replace(
