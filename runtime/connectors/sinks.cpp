@@ -57,7 +57,9 @@ class FdSink final : public Sink {
       }
       // Two runs writing one file would garble it, each reporting success: the first holds a
       // lock on a regular file for as long as it runs, and a second is refused at start.
-      if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+      // (Only a lock held elsewhere refuses: a file system without locks is written unlocked.)
+      if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) &&
+          ::flock(fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
         throw std::runtime_error("cannot open sink file " + *path_ +
                                  ": another process writes it (it holds a lock on it: another "
                                  "shardline run?); stop that one, or give this sink another path");
