@@ -3,9 +3,8 @@
 // The thread that runs a pipeline's last step (a shard, or the source thread for a pipeline
 // without state) encodes its messages into framed byte chunks. By default it queues them for
 // the sink's own thread, which writes them in order of arrival; with scheduling = "latency"
-// the thread that filled a chunk writes it itself, one writer at a time
-// (engine/sink_port.hpp). Either
-// way a sink is used by one thread at a time: "[sink thread]" below means that one. A sink
+// the thread that filled a chunk writes it itself, one writer at a time (engine/sink_port.hpp).
+// Either way a sink is used by one thread at a time: "[sink thread]" below means that one. A sink
 // never drops data silently: if it cannot write (a TCP peer is down), it retries (reconnecting
 // with backoff), and the queue or lock in front of it blocks the shards, which in turn stops
 // the sources.

@@ -45,26 +45,26 @@ class FdSink final : public Sink {
   }
 
   void open() override {  // [control thread]
-    struct stat st {};
     if (!path_) {
       fd_ = STDOUT_FILENO;
-      pipe_ = ::fstat(fd_, &st) == 0 && S_ISFIFO(st.st_mode);
     } else {
       try {
         fd_ = open_output(*path_, false, &created_);
       } catch (const std::runtime_error& e) {
         throw std::runtime_error("cannot open sink file " + *path_ + ": " + e.what());
       }
-      // Two runs writing one file would garble it, each reporting success: the first holds a
-      // lock on a regular file for as long as it runs, and a second is refused at start.
-      // (Only a lock held elsewhere refuses: a file system without locks is written unlocked.)
-      if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) &&
-          ::flock(fd_, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
-        throw std::runtime_error("cannot open sink file " + *path_ +
-                                 ": another process writes it (it holds a lock on it: another "
-                                 "shardline run?); stop that one, or give this sink another path");
-      pipe_ = S_ISFIFO(st.st_mode);
     }
+    struct stat st {};
+    const bool known = ::fstat(fd_, &st) == 0;
+    pipe_ = known && S_ISFIFO(st.st_mode);
+    // Two runs writing one file would garble it, each reporting success: the first holds a
+    // lock on a regular file for as long as it runs, and a second is refused at start.
+    // (Only a lock held elsewhere refuses: a file system without locks is written unlocked.)
+    if (path_ && known && S_ISREG(st.st_mode) && ::flock(fd_, LOCK_EX | LOCK_NB) != 0 &&
+        errno == EWOULDBLOCK)
+      throw std::runtime_error("cannot open sink file " + *path_ +
+                               ": another process writes it (it holds a lock on it: another "
+                               "shardline run?); stop that one, or give this sink another path");
   }
 
   void begin() override {  // [control thread]
@@ -104,7 +104,7 @@ class FdSink final : public Sink {
         // not end it: wait for room here instead, then write no more than the pipe then takes
         // without blocking (PIPE_BUF bytes fit once poll() says it is writable).
         pollfd pfd{fd_, POLLOUT, 0};
-        if (::poll(&pfd, 1, kAbandonCheckMs) == 0) {
+        if (::poll(&pfd, 1, kAbandonCheckMs) <= 0) {  // no room yet (or interrupted)
           if (abandoned_.load(std::memory_order_relaxed)) return done;
           continue;
         }

@@ -192,8 +192,8 @@ void TcpSource::run(FrameHandler& handler) {
   error_code ignored;
   io.acceptor.close(ignored);
   io.connections.clear();
-  spdlog::debug("source {}: done after {} connection{} ({} closed before the run ended)", describe(),
-                io.accepted, io.accepted == 1 ? "" : "s", io.closed);
+  spdlog::debug("source {}: done after {} connection{} ({} closed before the run ended)",
+                describe(), io.accepted, io.accepted == 1 ? "" : "s", io.closed);
 }
 
 void TcpSource::stop() {

@@ -35,10 +35,11 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     build_plan();
 
     std::vector<StateSetup> setups;
-    for (const auto& s : wiring_->states) state_names_.push_back(s.spec->name);
-    for (const auto& s : wiring_->states)
+    for (const auto& s : wiring_->states) {
+      state_names_.push_back(s.spec->name);
       setups.push_back({s.factory->state, static_cast<StateFactory*>(s.factory->impl.get()),
-                       !s.spec->reject_unknown_keys});
+                        !s.spec->reject_unknown_keys});
+    }
     for (std::uint32_t i = 0; i < t.shards; ++i)
       shards_.push_back(std::make_unique<Shard>(*flow_, i, setups));
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
@@ -254,11 +255,10 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
           sink_warned[i] = 0;
         } else if (sink_warned[i] == 0 || ns - sink_warned[i] >= kStuckSinkRepeatNs) {
           sink_warned[i] = ns;
-          spdlog::warn("sink {} of pipeline '{}' has been inside one write for {:.0f} s (a "
-                       "receiver that does not read, or is gone): its pipeline waits, and so "
-                       "does every pipeline whose messages share its shards",
-                       sinks_[i]->describe(), flow_->pipelines[sink_pipeline_[i]].name,
-                       static_cast<double>(ns) / 1e9);
+          spdlog::warn("{} has been inside one write for {:.0f} s (a receiver that does not "
+                       "read, or is gone): its pipeline waits, and so does every pipeline whose "
+                       "messages share its shards",
+                       sink_named(i), static_cast<double>(ns) / 1e9);
         }
       }
     }
@@ -271,6 +271,11 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
       while (progress_due <= now) progress_due += options_.stats_every;
     }
   }
+}
+
+std::string Engine::sink_named(std::size_t i) const {
+  return "sink " + sinks_[i]->describe() + " of pipeline '" +
+         flow_->pipelines[sink_pipeline_[i]].name + "'";
 }
 
 void Engine::stop_monitor() {

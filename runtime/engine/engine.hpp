@@ -119,6 +119,8 @@ class Engine {
   /// "sink X of pipeline 'p' has been inside one write for 12.3 s" for each sink blocked for
   /// over a second, "; "-separated; empty if none. [control thread]
   std::string blocked_sinks() const;
+  /// "sink tcp 127.0.0.1:7200 of pipeline 'orders'": sink `i` as the log names it. [any thread]
+  std::string sink_named(std::size_t i) const;
   /// Carries out one request (see request_reload) and logs its outcome. [control thread]
   ReloadReport serve_reload(const ReloadRequest& r);
   /// Reloads these plugins together, in one pause; refused as a whole. Logs nothing.

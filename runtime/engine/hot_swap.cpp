@@ -305,9 +305,8 @@ std::string Engine::blocked_sinks() const {
   for (std::size_t i = 0; i < flow_->sinks.size(); ++i) {
     const std::uint64_t ns = flow_->sinks[i]->blocked_ns();
     if (ns < kBlocked) continue;
-    out += fmt::format("{}sink {} of pipeline '{}' has been inside one write for {:.1f} s",
-                       out.empty() ? "" : "; ", sinks_[i]->describe(),
-                       flow_->pipelines[sink_pipeline_[i]].name, static_cast<double>(ns) / 1e9);
+    out += fmt::format("{}{} has been inside one write for {:.1f} s", out.empty() ? "" : "; ",
+                       sink_named(i), static_cast<double>(ns) / 1e9);
   }
   return out;
 }
@@ -476,8 +475,7 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
 void Engine::migrate_states(const topology::Wiring& fresh,
                             const std::vector<reload::StateCarry>& carries,
                             MigratedTables& migrated, std::string& migrating) const {
-  migrated.clear();  // (empty when called: a trial in a copy of the host filled the copy's)
-  migrated.resize(wiring_->states.size());
+  migrated = MigratedTables(wiring_->states.size());
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     const reload::Carry carry = carries[s].carry;
     if (carry == reload::Carry::keep) continue;
