@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include <shardline/type_desc.hpp>
 
@@ -30,6 +31,17 @@ void BatchErrors::add(std::size_t index, std::string_view what) {
     const auto& text = *reinterpret_cast<const std::string*>(input_->at(index));
     p_.errors->message_failed(step_, what,
                               {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+  } else if (input_ && input_->type()->save) {
+    // The type's own save(): plugin code, which may fail in turn (then no bytes).
+    std::vector<std::byte> saved;
+    const std::string label = std::string(input_->type()->name) + "::save";
+    try {
+      const loader::PluginCall in(p_.name, label);
+      input_->type()->save(input_->at(index), saved);
+    } catch (...) {
+      saved.clear();
+    }
+    p_.errors->message_failed(step_, what, saved);
   } else {
     p_.errors->message_failed(step_, what, {});
   }

@@ -363,6 +363,21 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         dead = [l.split("\t") for l in read(self.path("dead.tsv")).splitlines()]
         self.assertEqual(dead, [["events", "ev.no_13", "no text for key 13", b"13:1".hex()]])
 
+    def test_a_dead_letter_of_a_message_with_save_holds_its_saved_form(self):
+        self.write("events.txt", "".join(f"{k} 1\n" for k in range(20)))
+        self.write("topology.toml", events_topology(
+            1, steps='{ computation = "x.to_note" }, { computation = "x.no_note_13" }',
+            extra='on_error = "dead_letter"\ndead_letter = "dead.tsv"').replace(
+            "[plugins]", f'[plugins]\nx = "{TEST_PLUGINS}/test_extra.so"').replace(
+            'sink = { kind = "file", path = "out.txt", framing = "lines", '
+            'encoder = "ev.tracked_line" }', 'sink = { kind = "discard" }'))
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 0, err)
+        dead = [l.split("\t") for l in read(self.path("dead.tsv")).splitlines()]
+        # Note::save writes the key (big-endian u64), then the text.
+        self.assertEqual(dead, [["events", "x.no_note_13", "no note for key 13",
+                                 (struct.pack(">Q", 13) + b"seq 1").hex()]])
+
     def test_a_dead_letter_file_that_cannot_be_written_counts_the_messages_lost(self):
         status, _, err = run(self.topology('on_error = "dead_letter"\ndead_letter = "/dev/full"'))
         self.assertEqual(status, 4, err)

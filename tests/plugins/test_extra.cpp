@@ -1,5 +1,6 @@
 // test_extra: a second valid plugin, for topology checks that test_events alone cannot reach:
-// a state of another type than LastSeq, and state computations that emit nothing. Its Event
+// a state of another type than LastSeq, state computations that emit nothing, and a message
+// type with save() (Note). Its Event
 // and LastSeq have the same names and layouts as test_events' own, so the host matches them.
 // TEST_EXTRA_VARIANT 2 (version 0.3.0) has the Event of test_events_v10, with a field more:
 // the two plugins reload together. TEST_EXTRA_VARIANT 3 (0.4.0): "remember" crashes on a
@@ -41,6 +42,16 @@ struct History {
   std::vector<std::uint64_t> seqs;
 };
 
+/// A message that is not trivially copyable, with a save(): a dead letter holds its saved form.
+struct Note {
+  std::uint64_t key = 0;
+  std::string text;
+  void save(shardline::Writer& out) const {
+    out.u64be(key);
+    out.text(text);
+  }
+};
+
 namespace {
 /// Writes through a null pointer the compiler cannot see (SIGSEGV, as a real bug would).
 void crash() {
@@ -72,6 +83,11 @@ SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 3 ? "0.4.0" : TEST_EXTRA_VA
   p.state_computation("observe", [](const Event& e, LastSeq& s) {
     ++s.count;
     s.last = e.seq;
+  });
+  p.computation("to_note", [](const Event& e) { return Note{e.key, "seq " + std::to_string(e.seq)}; });
+  p.computation("no_note_13", [](const Note& n) {  // fails on key 13's notes
+    if (n.key == 13) throw std::runtime_error("no note for key 13");
+    return n;
   });
   p.state_computation("observe_text", [](const std::string&, LastSeq& s) { ++s.count; });
 }
