@@ -1,7 +1,7 @@
 // test_extra: a second valid plugin, for topology checks that test_events alone cannot reach:
 // a state of another type than LastSeq, state computations that emit nothing, and a message
-// type with save() (Note). Its Event
-// and LastSeq have the same names and layouts as test_events' own, so the host matches them.
+// type with save() (Note). Its Event and LastSeq have the same names and layouts as
+// test_events' own, so the host matches them.
 // TEST_EXTRA_VARIANT 2 (version 0.3.0) has the Event of test_events_v10, with a field more:
 // the two plugins reload together. TEST_EXTRA_VARIANT 3 (0.4.0): "remember" crashes on a
 // history that is not empty, a state that cannot be copied (a vector, no save()): only a canary
