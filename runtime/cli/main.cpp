@@ -91,8 +91,10 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   try {
     engine = std::make_unique<engine::Engine>(std::move(wiring), options);
   } catch (const std::exception& e) {
-    std::istringstream lines(e.what());  // one line per input or output refused
-    for (std::string line; std::getline(lines, line);) spdlog::error("{}", line);
+    // One line per input or output refused. Printed as the topology's errors are, whatever
+    // --log-level says: a run refused at start must say why.
+    std::istringstream lines(e.what());
+    for (std::string line; std::getline(lines, line);) std::fprintf(stderr, "%s\n", line.c_str());
     return engine::exit_startup_failed;
   }
 

@@ -576,10 +576,14 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
         topo = self.topology(steps=TRACK)
         self.write("topology.toml", read(topo).replace('factory = "ev.last_seq"',
                                                        'factory = "ev.picky"\nkeys = [1, 13]'))
+        why = ("topology.toml:7:9: state 'seqs': the factory threw while creating declared key "
+               "13: no state for key 13")
         status, _, err = run(self.path("topology.toml"))
         self.assertEqual(status, 1, err)
-        self.assertIn("topology.toml:7:9: state 'seqs': the factory threw while creating "
-                      "declared key 13: no state for key 13", err)
+        self.assertIn(why, err)
+        # Why a run was refused is printed whatever the log level.
+        status, _, err = run(self.path("topology.toml"), "--log-level", "off")
+        self.assertEqual((status, err.strip()), (1, self.path(why)))
 
     def test_partition_throwing(self):
         # A message whose partition function throws is dropped alone: every other message still
