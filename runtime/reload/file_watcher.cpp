@@ -70,6 +70,12 @@ FileWatcher::~FileWatcher() {
     (void)!::write(wake_[1], &stop, 1);
     thread_.join();
   }
+  // A change still settling (within the debounce time, or not yet read) is not acted on: say
+  // so, or a rebuild that landed just before the run ended would leave no trace.
+  if (inotify_ >= 0) read_events();
+  for (const auto& e : entries_)
+    if (e.pending)
+      spdlog::info("{}: {} changed as the run ended; not acted on", e.w.what, e.w.file.string());
   for (int fd : {inotify_, wake_[0], wake_[1]})
     if (fd >= 0) ::close(fd);
 }
@@ -87,8 +93,19 @@ bool FileWatcher::stable(Entry& e) {
   return same;
 }
 
-void FileWatcher::run() {
+void FileWatcher::read_events() {
   alignas(inotify_event) char buf[16 * 1024];
+  ssize_t n;
+  while ((n = ::read(inotify_, buf, sizeof buf)) > 0) {
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      p += sizeof(inotify_event) + ev->len;
+      on_event(*ev);
+    }
+  }
+}
+
+void FileWatcher::run() {
   for (;;) {
     pollfd fds[2] = {{inotify_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     const bool any_pending =
@@ -98,16 +115,7 @@ void FileWatcher::run() {
     const int timeout_ms = any_pending ? 100 : any_lost ? static_cast<int>(debounce_.count()) : -1;
     if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) return;
     if (fds[1].revents) return;
-    if (fds[0].revents & POLLIN) {
-      ssize_t n;
-      while ((n = ::read(inotify_, buf, sizeof buf)) > 0) {
-        for (char* p = buf; p < buf + n;) {
-          const auto* ev = reinterpret_cast<const inotify_event*>(p);
-          p += sizeof(inotify_event) + ev->len;
-          on_event(*ev);
-        }
-      }
-    }
+    if (fds[0].revents & POLLIN) read_events();
     if (any_lost) rewatch();
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::pair<Watched, bool>> changed;  // bool: the file the topology names

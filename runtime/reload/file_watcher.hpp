@@ -66,6 +66,9 @@ class FileWatcher {
   std::vector<Entry>::iterator target_of(const std::filesystem::path& link);
   void run();
   bool stable(Entry& e);
+  /// Handles the inotify events queued, without waiting for any. [the watcher's thread; the
+  /// destructor, once it has stopped]
+  void read_events();
   /// Handles one inotify event. [the watcher's thread]
   void on_event(const inotify_event& ev);
   /// Watches again the directories that have come back. [the watcher's thread]

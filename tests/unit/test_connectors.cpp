@@ -19,7 +19,6 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "connectors/sink.hpp"
@@ -36,11 +35,11 @@ using shardline::Framing;
 using namespace shardline::connectors;
 namespace topology = shardline::topology;
 using shardline_test::FrameRecorder;
+using shardline_test::kGenerous;
+using shardline_test::LogWatch;
 using shardline_test::length_prefixed;
 
 namespace {
-
-constexpr auto kGenerous = std::chrono::seconds(60);
 
 /// A file name in this process's own temporary folder, which is removed at exit.
 std::filesystem::path temp_path(const std::string& name) {
@@ -52,44 +51,6 @@ std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
-
-/// Captures log lines, so a test can wait for "the sink has tried and failed" as an event.
-class LogWatch : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  LogWatch() { spdlog::default_logger()->sinks().push_back(self()); }
-  ~LogWatch() override {
-    auto& sinks = spdlog::default_logger()->sinks();
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), self()), sinks.end());
-  }
-  /// Waits until `count` lines containing `needle` have been logged.
-  bool wait_for(const std::string& needle, std::ptrdiff_t count = 1) {
-    std::unique_lock lock(seen_mutex_);
-    return seen_cv_.wait_for(lock, kGenerous, [&] {
-      return std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
-               return l.find(needle) != l.npos;
-             }) >= count;
-    });
-  }
-
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    {
-      std::lock_guard lock(seen_mutex_);
-      lines_.emplace_back(msg.payload.data(), msg.payload.size());
-    }
-    seen_cv_.notify_all();
-  }
-  void flush_() override {}
-
- private:
-  // Registered in the logger as a non-owning shared_ptr: the LogWatch lives on the stack.
-  std::shared_ptr<spdlog::sinks::sink> self() {
-    return std::shared_ptr<spdlog::sinks::sink>(std::shared_ptr<void>(), this);
-  }
-  std::mutex seen_mutex_;
-  std::condition_variable seen_cv_;
-  std::vector<std::string> lines_;
-};
 
 /// Runs `source` to its end on another thread; stops it and fails if it takes too long.
 void run_to_end(Source& source, FrameHandler& handler) {

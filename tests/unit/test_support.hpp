@@ -1,5 +1,5 @@
 // Helpers that several unit test files share: where the test plugins are, a temporary folder,
-// a log of what components report through ErrorSink, typed access to a MessageBuffer, and the
+// a capture of the log, a log of what components report through ErrorSink, typed access to a MessageBuffer, and the
 // frames side of the connectors (a FrameHandler that records, length-prefixed framing).
 // Everything is inline, in namespace shardline_test; a test file says which names it uses.
 #pragma once
@@ -8,10 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
@@ -20,6 +24,8 @@
 #include <vector>
 
 #include <shardline/boundary.hpp>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "connectors/source.hpp"
 #include "engine/message_buffer.hpp"
@@ -54,6 +60,53 @@ struct TempDir {
     return path / name;
   }
   std::filesystem::path path;
+};
+
+/// How long a test waits for something that happens at once on an idle machine: far longer
+/// than any run, so a slow CI machine never fails a test by timing out.
+constexpr auto kGenerous = std::chrono::seconds(60);
+
+/// Captures log lines, so a test can wait for "the sink has tried and failed" as an event.
+class LogWatch : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  LogWatch() { spdlog::default_logger()->sinks().push_back(self()); }
+  ~LogWatch() override {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), self()), sinks.end());
+  }
+  /// Waits until `count` lines containing `needle` have been logged.
+  bool wait_for(const std::string& needle, std::ptrdiff_t count = 1) {
+    std::unique_lock lock(seen_mutex_);
+    return seen_cv_.wait_for(lock, kGenerous, [&] { return matching(needle) >= count; });
+  }
+  /// How many lines containing `needle` have been logged so far.
+  std::ptrdiff_t count(const std::string& needle) {
+    std::lock_guard lock(seen_mutex_);
+    return matching(needle);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    {
+      std::lock_guard lock(seen_mutex_);
+      lines_.emplace_back(msg.payload.data(), msg.payload.size());
+    }
+    seen_cv_.notify_all();
+  }
+  void flush_() override {}
+
+ private:
+  std::ptrdiff_t matching(const std::string& needle) const {
+    return std::count_if(lines_.begin(), lines_.end(),
+                         [&](const std::string& l) { return l.find(needle) != l.npos; });
+  }
+  // Registered in the logger as a non-owning shared_ptr: the LogWatch lives on the stack.
+  std::shared_ptr<spdlog::sinks::sink> self() {
+    return std::shared_ptr<spdlog::sinks::sink>(std::shared_ptr<void>(), this);
+  }
+  std::mutex seen_mutex_;
+  std::condition_variable seen_cv_;
+  std::vector<std::string> lines_;
 };
 
 /// What an ErrorSink was told: (index of the message, what went wrong), in order.
