@@ -39,6 +39,38 @@ thread_local std::shared_ptr<CallCounter> tl_counter;  // null: not watched
 std::mutex g_counters_mutex;
 std::vector<std::weak_ptr<CallCounter>> g_counters;
 
+/// An alternate stack for the fatal-signal handler of one thread: a stack overflow (plugin
+/// code recursing without end) leaves no room on the thread's own stack, and a handler run
+/// there would fault again and end the process without a word. Freed with the thread.
+struct SignalStack {
+  std::unique_ptr<char[]> memory;
+  SignalStack() {
+    const std::size_t size = std::max<std::size_t>(64 * 1024, ::sysconf(_SC_SIGSTKSZ));
+    memory = std::make_unique<char[]>(size);
+    stack_t stack{};
+    stack.ss_sp = memory.get();
+    stack.ss_size = size;
+    if (::sigaltstack(&stack, nullptr) != 0) memory.reset();  // then without: as before
+  }
+  ~SignalStack() {
+    if (!memory) return;
+    stack_t off{};
+    off.ss_flags = SS_DISABLE;
+    ::sigaltstack(&off, nullptr);
+  }
+  SignalStack(const SignalStack&) = delete;
+  SignalStack& operator=(const SignalStack&) = delete;
+};
+
+/// Gives the calling thread its alternate signal stack (once). Under AddressSanitizer, which
+/// reports crashes itself, its own alternate stack is kept.
+void use_signal_stack() {
+#ifndef __SANITIZE_ADDRESS__
+  thread_local SignalStack stack;
+  (void)stack;
+#endif
+}
+
 // In a copy made by crash_in_copy(): where the handler writes what crashed. [that copy only]
 int g_probe_fd = -1;
 
@@ -141,6 +173,7 @@ PluginCall::~PluginCall() {
 }
 
 void watch_plugin_calls() {
+  use_signal_stack();
   tl_counter = std::make_shared<CallCounter>();  // freed with the thread; the list holds it weakly
   std::lock_guard lock(g_counters_mutex);
   g_counters.push_back(tl_counter);
@@ -173,9 +206,10 @@ void install_crash_report() {
 #ifndef __SANITIZE_ADDRESS__
   struct sigaction action {};
   action.sa_handler = on_fatal_signal;
-  action.sa_flags = SA_RESETHAND;
+  action.sa_flags = SA_RESETHAND | SA_ONSTACK;  // on the thread's alternate stack, if it has one
   sigemptyset(&action.sa_mask);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &action, nullptr);
+  use_signal_stack();
 #endif
   struct sigaction where {};
   where.sa_handler = on_where_signal;

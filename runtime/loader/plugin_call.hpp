@@ -38,7 +38,9 @@ class PluginCall {
 };
 
 /// Lets stuck_plugin_call() watch the calling thread's plugin calls (a counter per call, no
-/// clock read). [each engine thread, once, when it starts]
+/// clock read), and gives the thread an alternate stack on which a crash in plugin code is
+/// still reported when that code overflowed the stack. [each engine thread, once, when it
+/// starts]
 void watch_plugin_calls();
 
 /// Whether a watched thread has been inside one and the same plugin call for at least
@@ -46,7 +48,8 @@ void watch_plugin_calls();
 /// from the first look that finds it. [one thread: the engine's monitor thread]
 bool stuck_plugin_call(std::chrono::seconds patience);
 
-/// Installs the fatal-signal handlers that report the running PluginCall, and the handler that
+/// Installs the fatal-signal handlers that report the running PluginCall (on the alternate
+/// stack of the thread that crashed: the main thread's is set up here), and the handler that
 /// report_plugin_calls() uses. [main thread, once]
 void install_crash_report();
 

@@ -60,6 +60,21 @@ class PluginErrors(TempDirTest):
                       "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
                       "recover from a crash inside a plugin", p.stderr)
 
+    def test_a_stack_overflow_in_plugin_code_names_the_component(self):
+        # Plugin code recursing without end leaves no stack for the report: each thread has an
+        # alternate stack for it, the source's as a shard's.
+        if host_has_asan():
+            self.skipTest("AddressSanitizer reports the crash itself")
+        for steps, where in (('{ computation = "ev.overflow" }, ' + TRACK,
+                              "ev.overflow, pipeline 'events', thread 'source events'"),
+                             (TRACK + ', { computation = "ev.overflow_tracked" }',
+                              "ev.overflow_tracked, pipeline 'events', thread 'shard ")):
+            with self.subTest(where):
+                p = run_to_crash("run", self.topology(steps=steps))
+                self.assertEqual(p.returncode, -signal.SIGSEGV, p.stderr)
+                self.assertIn("shardline: fatal SIGSEGV (invalid memory access) in plugin code: " +
+                              where, p.stderr)
+
     def stuck_topology(self, plugin):
         """One shard; test_events_v9's track never returns, so the shard never drains."""
         self.write("events.txt", "1 1\n2 1\n")

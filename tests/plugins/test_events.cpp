@@ -139,6 +139,15 @@ void crash() {
   *reinterpret_cast<volatile int*>(null) = 1;
 }
 
+/// Recurses until the thread's stack is gone (SIGSEGV on the guard page), as a recursion
+/// without a base case would. The frame's volatile array keeps it from becoming a loop.
+std::uint64_t overflow(std::uint64_t depth) {
+  volatile char frame[256];
+  frame[0] = static_cast<char>(depth);
+  if (depth == ~std::uint64_t{0}) return 0;  // never: only so the recursion is not endless
+  return overflow(depth + 1) + static_cast<std::uint64_t>(frame[0]);
+}
+
 Event parse_event(std::string_view line) {
   const auto space = line.find(' ');
   if (space == std::string_view::npos)
@@ -194,6 +203,15 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
   p.computation("segfault", [](const Event& e) {  // a plugin that crashes the host at seq 5
     if (e.seq == 5) crash();
     return e;
+  });
+  // Overflow the stack at seq 5: on the source thread, and on a shard after "track".
+  p.computation("overflow", [](const Event& e) {
+    if (e.seq == 5) (void)overflow(0);
+    return e;
+  });
+  p.computation("overflow_tracked", [](const Tracked& t) {
+    if (t.seq == 5) (void)overflow(0);
+    return t;
   });
 #if TEST_EVENTS_VARIANT == 2
   p.computation("pass", [](const Event& e) { return e; });
