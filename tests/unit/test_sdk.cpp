@@ -476,6 +476,39 @@ TEST_CASE("a text encoder's output is copied whole, whatever its length", "[sdk]
   }
 }
 
+TEST_CASE("a message with a newline inside fails for lines framing, not for length", "[sdk]") {
+  // Written as lines it would reach a reader as two messages: the encoder fails on it instead.
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).encoder("two_lines", [](const std::uint32_t& n) {
+    return n == 2 ? std::string("2\nand more") : std::to_string(n);
+  });
+  MessageBuffer in(&shardline::type_desc_v<std::uint32_t>);
+  for (std::uint32_t n : {1u, 2u, 3u}) push(in, n);
+  SECTION("lines") {
+    std::vector<std::byte> buffer;
+    ErrorLog errors;
+    {
+      shardline::EncodedOutput out(buffer, shardline::Framing::lines);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "two_lines").encode(in.span(), out, errors.sink);
+    }
+    CHECK(as_text(buffer) == "1\n3\n");
+    CHECK(errors.entries ==
+          Reports{{1, "the encoded message has a newline at byte 1, and the sink's framing is "
+                      "\"lines\": a reader would take it for two messages (encode it without "
+                      "newlines, or give the sink framing = \"length\")"}});
+  }
+  SECTION("length-prefixed") {
+    std::vector<std::byte> buffer;
+    ErrorLog errors;
+    {
+      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
+      impl<shardline::Encoder>(m, ComponentKind::encoder, "two_lines").encode(in.span(), out, errors.sink);
+    }
+    CHECK(as_text(buffer) == std::string("\0\0\0\x01" "1" "\0\0\0\x0a" "2\nand more" "\0\0\0\x01" "3", 24));
+    CHECK(errors.entries.empty());
+  }
+}
+
 TEST_CASE("a duplicate registration is rejected", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder p(m);

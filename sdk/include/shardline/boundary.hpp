@@ -23,6 +23,7 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -155,6 +156,10 @@ class EncodedOutput {
                                std::byte(n)};
       std::memcpy(buf_.data() + start_, be, 4);
     } else {
+      // A newline inside the message would make a reader see two messages, the second one
+      // made of the first one's tail.
+      if (const void* nl = std::memchr(buf_.data() + start_, '\n', end_ - start_))
+        throw_newline_inside(static_cast<const std::byte*>(nl) - (buf_.data() + start_));
       reserve(1);
       buf_[end_++] = std::byte('\n');
     }
@@ -181,6 +186,14 @@ class EncodedOutput {
   void advance_to(std::byte* end) { end_ = static_cast<std::size_t>(end - buf_.data()); }
 
  private:
+  [[noreturn, gnu::cold, gnu::noinline]] void throw_newline_inside(std::ptrdiff_t at) {
+    end_ = start_;  // the message is dropped, as one whose encoder threw
+    throw std::runtime_error(
+        "the encoded message has a newline at byte " + std::to_string(at) +
+        ", and the sink's framing is \"lines\": a reader would take it for two messages (encode "
+        "it without newlines, or give the sink framing = \"length\")");
+  }
+
   std::vector<std::byte>& buf_;
   Framing framing_;
   std::size_t start_ = 0;

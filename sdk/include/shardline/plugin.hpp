@@ -351,11 +351,11 @@ class EncoderImpl final : public Encoder {
           const std::string_view view(text);
           out.append(view.data(), view.size());
         }
+        out.end_message();  // throws (the message dropped) for a newline in a line
       } catch (...) {
         out.abandon_message();
         throw;
       }
-      out.end_message();
     });
   }
 
