@@ -1,6 +1,7 @@
 #include "loader/plugin_call.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -74,6 +75,15 @@ void use_signal_stack() {
 // In a copy made by crash_in_copy(): where the handler writes what crashed. [that copy only]
 int g_probe_fd = -1;
 
+// How many times a thread has answered report_plugin_calls()'s signal (lock-free, so the
+// handler may count). [every thread]
+std::atomic<std::uint64_t> g_where_answers{0};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+/// The longest report_plugin_calls() and a hung copy wait for threads to say where they are:
+/// a thread answers once it next runs, which on a loaded machine may take a while.
+constexpr auto kAnswerPatience = std::chrono::seconds(2);
+
 /// Appends to a fixed buffer: only async-signal-safe work in the handler.
 struct Message {
   char text[1024];
@@ -100,6 +110,9 @@ int where_signal() { return SIGRTMIN + 1; }
 
 /// Answers report_plugin_calls() on the thread it interrupted.
 void on_where_signal(int) {
+  struct Answered {  // however the handler returns
+    ~Answered() { g_where_answers.fetch_add(1, std::memory_order_release); }
+  } answered;
   const PluginCall* call = tl_call;
   if (!call) return;
   const int saved_errno = errno;
@@ -220,12 +233,20 @@ void install_crash_report() {
 
 void report_plugin_calls() {
   const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
+  const std::uint64_t before = g_where_answers.load(std::memory_order_acquire);
+  std::uint64_t asked = 0;
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
     const pid_t tid = static_cast<pid_t>(std::atol(task.path().filename().c_str()));
-    if (tid > 0 && tid != self) ::syscall(SYS_tgkill, ::getpid(), tid, where_signal());
+    if (tid > 0 && tid != self && ::syscall(SYS_tgkill, ::getpid(), tid, where_signal()) == 0)
+      ++asked;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Until every thread asked has answered (its line is then written), not for a fixed time: the
+  // caller may end the process next. A thread that ended meanwhile never answers.
+  const auto deadline = std::chrono::steady_clock::now() + kAnswerPatience;
+  while (g_where_answers.load(std::memory_order_acquire) - before < asked &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds timeout) {
@@ -265,9 +286,13 @@ CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds
     return text;
   };
   if (done != pid) {  // the host would be stuck the same way: never run it there
-    // Asked where it is first (on_where_signal writes the plugin call it is in), then killed.
+    // Asked where it is first (on_where_signal writes the plugin call it is in), then killed
+    // once it has answered (or has not within kAnswerPatience: not in plugin code).
     ::kill(pid, where_signal());
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    pollfd answer{fds[0], POLLIN, 0};
+    while (::poll(&answer, 1, static_cast<int>(std::chrono::milliseconds(kAnswerPatience).count())) < 0 &&
+           errno == EINTR) {
+    }
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
     return {End::hung, "did not finish within " + std::to_string(timeout.count()) +

@@ -9,6 +9,8 @@ import array
 import fcntl
 import os
 import re
+import select
+import signal
 import socket
 import struct
 import subprocess
@@ -18,6 +20,7 @@ import threading
 import time
 import unittest
 
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")  # the source tree
 BUILD = os.environ.get("SHARDLINE_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
 DATA = os.environ.get("SHARDLINE_SHARED_DATA",
                       os.path.join(os.path.dirname(__file__), "../../../shared/data"))
@@ -56,24 +59,61 @@ def pipe_bytes(fd):
     return n[0]
 
 
-def wait_until_pipe_full(fd):
-    """Until nobody has written to a pipe nobody reads for a second, with over 16 KiB in it.
-    (How many bytes fill a pipe depends on the sizes of the writes: each new write that does
-    not fit in the last page takes a page of its own, so a fixed count may never be reached.)"""
-    last, unchanged_since = -1, time.monotonic()
-    while True:
+def pipe_is_full(fd):
+    """True when the pipe or FIFO whose reading end is `fd` has no room left, so its writer
+    waits: poll() finds none for a second writing end, opened through /proc. (A pipe holds 16
+    pages, and a write that does not fit in the last page takes a page of its own, so a byte
+    count cannot tell.)"""
+    probe = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        p = select.poll()
+        p.register(probe, select.POLLOUT)
+        return not p.poll(0)
+    finally:
+        os.close(probe)
+
+
+def wait_until_pipe_full(fd, timeout=TIMEOUT):
+    """Until a pipe nobody reads is full, so its writer waits (for as long as it stays unread)."""
+    deadline = time.monotonic() + timeout
+    while not pipe_is_full(fd):
+        assert time.monotonic() < deadline, f"the pipe never filled: {pipe_bytes(fd)} bytes in it"
         time.sleep(0.05)
-        n = pipe_bytes(fd)
-        if n != last:
-            last, unchanged_since = n, time.monotonic()
-        elif n > 16384 and time.monotonic() - unchanged_since >= 1:
-            return
+
+
+def read_to_end(fd):
+    """Everything a pipe or FIFO (blocking from now on) holds and will hold, to its end."""
+    os.set_blocking(fd, True)
+    data = bytearray()
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    return bytes(data)
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """`n` different ports of 127.0.0.1 that nothing listened on a moment ago (each socket is
+    held until all are chosen: two calls to free_port() may return the same port)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+_started = []  # every shardline process a test started: ended by TempDirTest.tearDown
+
+
+def _start(args, **kwargs):
+    proc = subprocess.Popen([SHARDLINE, *args], **kwargs)
+    _started.append(proc)
+    return proc
 
 
 def frame(payload: bytes) -> bytes:
@@ -91,7 +131,7 @@ def split_frames(data: bytes):
     return out
 
 
-def connect(port, retry_for=60.0):
+def connect(port, retry_for=TIMEOUT):
     """A socket connected to 127.0.0.1:port; while the connection is refused (nothing listens
     there yet), tries again for up to `retry_for` seconds."""
     deadline = time.time() + retry_for
@@ -104,7 +144,7 @@ def connect(port, retry_for=60.0):
             time.sleep(0.05)
 
 
-def send_all(port, data: bytes, retry_for=60.0):
+def send_all(port, data: bytes, retry_for=TIMEOUT):
     """Connects (retrying while nothing listens yet), sends everything, closes."""
     with connect(port, retry_for) as s:
         s.sendall(data)
@@ -146,8 +186,8 @@ class Run:
     """A running `shardline run` process; stderr is collected for the summary and logs."""
 
     def __init__(self, topology, *args, stdin=None):
-        self.proc = subprocess.Popen([SHARDLINE, "run", *args, topology], stdin=stdin,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = _start(["run", *args, topology], stdin=stdin, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
 
     def wait(self, stdin_data=None):
         self.stdout, err = self.proc.communicate(stdin_data, timeout=TIMEOUT)
@@ -156,11 +196,12 @@ class Run:
 
 
 class LiveRun:
-    """A `shardline run` whose stderr is read as it is written, to wait for log lines."""
+    """A `shardline run` whose stderr is read as it is written, to wait for log lines. Its
+    stdin and stdout are `stdin` and `stdout` (subprocess.PIPE: self.proc.stdin, .stdout)."""
 
-    def __init__(self, topology, *args):
-        self.proc = subprocess.Popen([SHARDLINE, "run", *args, topology],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def __init__(self, topology, *args, stdin=None, stdout=subprocess.DEVNULL):
+        self.proc = _start(["run", *args, topology], stdin=stdin, stdout=stdout,
+                           stderr=subprocess.PIPE, text=True)
         self.lines = []
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -184,6 +225,13 @@ class LiveRun:
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     raise AssertionError(f"no log line with {text!r}; log:\n" + "\n".join(self.lines))
                 self._cv.wait(min(left, 0.5))
+
+    def interrupt(self):
+        """Sends SIGINT, and waits until the run has taken it: a second one sent before then
+        would merge with it (the signal thread takes pending signals one at a time)."""
+        taken = sum("stopping the sources and draining" in l for l in self.lines)
+        self.proc.send_signal(signal.SIGINT)
+        self.wait_for("stopping the sources and draining", taken + 1)
 
     def wait(self):
         status = self.proc.wait(TIMEOUT)
@@ -233,10 +281,22 @@ def latency(line, pipeline):
 TRACK = '{ state_computation = "ev.track", state = "seqs", partition = "ev.by_key" }'
 
 
-def events_topology(shards, steps=TRACK, batch_size=None, extra=""):
+FILE_SOURCE = 'kind = "file", path = "events.txt"'
+FILE_SINK = 'kind = "file", path = "out.txt"'
+
+
+def tcp_listen(port, connections=None):
+    """What events_topology's `source` takes for a TCP source on 127.0.0.1:port."""
+    more = f", connections = {connections}" if connections is not None else ""
+    return f'kind = "tcp", listen = "127.0.0.1:{port}"{more}'
+
+
+def events_topology(shards, steps=TRACK, batch_size=None, extra="", source=FILE_SOURCE,
+                    sink=FILE_SINK):
     """The TOML of one pipeline, "events", through the test_events plugin: "KEY SEQ" lines read
     from events.txt, through `steps` (state "seqs" is built by ev.last_seq), written to out.txt
-    as tracked lines. `extra` ends the pipeline's table (on_error, dead_letter)."""
+    as tracked lines. `extra` ends the pipeline's table (on_error, dead_letter); `source` and
+    `sink` replace where the lines come from and go to (e.g. tcp_listen(port))."""
     batch = f"batch_size = {batch_size}\n" if batch_size is not None else ""
     return f"""
 shards = {shards}
@@ -246,9 +306,9 @@ ev = "{TEST_PLUGINS}/test_events.so"
 factory = "ev.last_seq"
 [[pipelines]]
 name = "events"
-source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line" }}
+source = {{ {source}, framing = "lines", decoder = "ev.event_line" }}
 steps = [ {steps} ]
-sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+sink = {{ {sink}, framing = "lines", encoder = "ev.tracked_line" }}
 {extra}
 """
 
@@ -271,6 +331,13 @@ class TempDirTest(unittest.TestCase):
         self.dir = self._tmp.name
 
     def tearDown(self):
+        # A test that failed half-way may leave a run going (waiting for input, or stuck): end
+        # it, or it holds its ports and files, and the CPU, while the next tests run.
+        while _started:
+            proc = _started.pop()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         self._tmp.cleanup()
 
     def path(self, name):

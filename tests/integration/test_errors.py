@@ -12,9 +12,10 @@ import time
 import unittest
 
 
-from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, LiveRun, Receiver, Run, TempDirTest,
-                     check, connect, events_topology, free_port, frame, host_has_asan, host_has_tsan, run,
-                     send_all, split_frames, summary, wait_until_pipe_full)
+from harness import (PLUGINS, read, SHARDLINE, TEST_PLUGINS, TRACK, LiveRun, Run, TempDirTest,
+                     check, connect, events_topology, free_port, free_ports, frame, host_has_asan,
+                     host_has_tsan, read_to_end, run, send_all, summary, tcp_listen,
+                     wait_until_pipe_full)
 
 EVENTS = f'{TEST_PLUGINS}/test_events.so'
 
@@ -82,8 +83,7 @@ class PluginErrors(TempDirTest):
 
     def stop_stuck(self, live):
         """Two interrupts end a run whose plugin code never returns, without draining."""
-        live.proc.send_signal(signal.SIGINT)
-        live.wait_for("stopping the sources and draining")  # one at a time: pending ones merge
+        live.interrupt()
         live.proc.send_signal(signal.SIGINT)
         self.assertEqual(live.wait(), 4, live.stderr)
 
@@ -95,10 +95,11 @@ class PluginErrors(TempDirTest):
         # While running: the pipeline stalls without an error, so the host says why.
         live.wait_for("plugin code has not returned for 10 s (an endless loop, or a wait that "
                       "never ends?); its pipeline makes no progress meanwhile:")
-        live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
-        live.proc.send_signal(signal.SIGINT)
+        where = "shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'"
+        live.wait_for(where)
+        live.interrupt()
         live.wait_for("still draining 5 s after the interrupt")
-        live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
+        live.wait_for(where, 2)  # named again, after the interrupt
         live.proc.send_signal(signal.SIGINT)
         self.assertEqual(live.wait(), 4, live.stderr)
         self.assertIn("still not stopped 5 s after the second interrupt; threads in plugin code, "
@@ -127,10 +128,7 @@ class PluginErrors(TempDirTest):
                                r"share its shards$")
         time.sleep(1)
         self.assertEqual([l for l in live.lines if "plugin code" in l], [])
-        os.set_blocking(pipe, True)
-        received = bytearray()
-        while chunk := os.read(pipe, 1 << 16):
-            received += chunk
+        received = read_to_end(pipe)
         os.close(pipe)
         self.assertEqual(live.wait(), 0, live.stderr)
         self.assertEqual(len(received.splitlines()), lines)
@@ -140,31 +138,24 @@ class PluginErrors(TempDirTest):
         # A blocking write into a full pipe must still give way to the second interrupt, and
         # the run end with its summary and the lost output counted.
         self.write("events.txt", "".join(f"{k % 5} {k // 5 + 1}\n" for k in range(200_000)))
-        self.write("topology.toml", "queue_batches = 2\n" + events_topology(1).replace(
-            'kind = "file", path = "out.txt"', 'kind = "stdout"'))
-        with open(self.path("log.txt"), "w") as log:
-            live = subprocess.Popen([SHARDLINE, "run", self.path("topology.toml")],
-                                    stdout=subprocess.PIPE, stderr=log)
-            os.set_blocking(live.stdout.fileno(), False)
-            wait_until_pipe_full(live.stdout.fileno())
-            live.send_signal(signal.SIGINT)
-            time.sleep(0.5)
-            live.send_signal(signal.SIGINT)
-            status = live.wait(60)  # the pipe is never read
-            live.stdout.close()
-        err = read(self.path("log.txt"))
+        self.write("topology.toml", "queue_batches = 2\n" + events_topology(1, sink='kind = "stdout"'))
+        live = LiveRun(self.path("topology.toml"), stdout=subprocess.PIPE)
+        wait_until_pipe_full(live.proc.stdout.fileno())
+        live.interrupt()  # taken before the second: pending interrupts would merge into one
+        live.proc.send_signal(signal.SIGINT)
+        status = live.wait()  # the pipe is never read
+        live.proc.stdout.close()
+        err = live.stderr
         self.assertEqual(status, 4, err)
         self.assertNotIn("ending without draining", err)
         self.assertGreater(summary(err)["events"]["lost"], 0)
 
     def test_a_second_run_writing_the_same_file_is_refused(self):
         # Two runs on one output file would garble it, both reporting success.
-        first_topology = self.write("first.toml", events_topology(1).replace(
-            'kind = "file", path = "events.txt"', 'kind = "stdin"'))
-        first = subprocess.Popen([SHARDLINE, "run", first_topology], stdin=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        first.stdin.write("1 1\n")
-        first.stdin.flush()
+        first = LiveRun(self.write("first.toml", events_topology(1, source='kind = "stdin"')),
+                        stdin=subprocess.PIPE)
+        first.proc.stdin.write("1 1\n")
+        first.proc.stdin.flush()
         deadline = time.time() + 60
         while not os.path.exists(self.path("out.txt")) or not read(self.path("out.txt")):
             self.assertLess(time.time(), deadline, "the first run wrote nothing")
@@ -174,16 +165,15 @@ class PluginErrors(TempDirTest):
         self.assertEqual(status, 1, err)
         self.assertIn("cannot open sink file " + self.path("out.txt") + ": another process "
                       "writes it (it holds a lock on it: another shardline run?)", err)
-        first.stdin.write("1 2\n")
-        first.stdin.close()
-        self.assertEqual(first.wait(60), 0, first.stderr.read())
-        first.stderr.close()
+        first.proc.stdin.write("1 2\n")
+        first.proc.stdin.close()
+        self.assertEqual(first.wait(), 0, first.stderr)
         self.assertEqual(read(self.path("out.txt")).splitlines(), ["1 1 1 ok", "1 2 2 ok"])
 
     def test_a_receiver_restarted_in_the_documented_order_loses_nothing(self):
         # topology.md: a receiver going away closes its listener, shuts down its sending side
         # and reads to the end of the stream; the sink then reconnects to the next receiver.
-        port_in, port_out = free_port(), free_port()
+        port_in, port_out = free_ports(2)
 
         def listener():
             s = socket.socket()
@@ -198,10 +188,9 @@ class PluginErrors(TempDirTest):
                 into += chunk
 
         first = listener()
-        self.write("topology.toml", events_topology(2).replace(
-            'kind = "file", path = "events.txt"',
-            f'kind = "tcp", listen = "127.0.0.1:{port_in}", connections = 1').replace(
-            'kind = "file", path = "out.txt"', f'kind = "tcp", connect = "127.0.0.1:{port_out}"'))
+        self.write("topology.toml", events_topology(
+            2, source=tcp_listen(port_in, connections=1),
+            sink=f'kind = "tcp", connect = "127.0.0.1:{port_out}"'))
         live = LiveRun(self.path("topology.toml"))
         events = [f"{k % 7} {k // 7 + 1}\n" for k in range(2000)]
         with connect(port_in) as source:
@@ -245,8 +234,7 @@ class PluginErrors(TempDirTest):
     def test_an_interrupt_reports_what_an_open_connection_sent_and_was_not_processed(self):
         # The kernel has acknowledged the cut line to the sender: the run says it dropped it.
         port = free_port()
-        topo = self.write("topology.toml", events_topology(1).replace(
-            'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"'))
+        topo = self.write("topology.toml", events_topology(1, source=tcp_listen(port)))
         live = LiveRun(topo, "--stats", "0.1")
         with connect(port) as s:
             s.sendall(b"1 1\n2 1\n3 ")
@@ -260,8 +248,7 @@ class PluginErrors(TempDirTest):
     def test_sighup_while_the_run_drains_is_ignored_and_says_so(self):
         live = LiveRun(self.stuck_topology(f"{TEST_PLUGINS}/test_events_v9.so"), "--stats", "0.1")
         live.wait_for("pipeline events: 2 in")  # both read, and the shard stuck on the first
-        live.proc.send_signal(signal.SIGINT)
-        live.wait_for("stopping the sources and draining")
+        live.interrupt()
         live.proc.send_signal(signal.SIGHUP)
         live.wait_for("SIGHUP ignored: the run is stopping, and nothing is reloaded while it "
                       "drains")
@@ -443,8 +430,7 @@ sink = {{ kind = "discard" }}
         # and the summary's "0 in" for "after" comes with why (its whole input is unread).
         port = free_port()
         self.write("events.txt", "1 1\n")
-        topo = self.write("topology.toml", events_topology(1).replace(
-            'kind = "file", path = "events.txt"', f'kind = "tcp", listen = "127.0.0.1:{port}"') + f"""
+        topo = self.write("topology.toml", events_topology(1, source=tcp_listen(port)) + f"""
 [[pipelines]]
 name = "after"
 source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}
@@ -772,12 +758,14 @@ source = {{ kind = "stdin", decoder = "p.event_line" }}
                 self.assertEqual(status, 1, err)
                 self.assertIn(message, err)
 
-    def test_runtime_survives_a_broken_plugin_file_at_run(self):
+    def test_run_refuses_a_broken_plugin_file_before_starting(self):
         # `run` refuses a broken plugin before starting anything, with the same message.
         self.write("not_elf.so", "junk")
         status, _, err = run(self.topology_with(self.path("not_elf.so")))
-        self.assertEqual(status, 1)
+        self.assertEqual(status, 1, err)
+        self.assertIn("topology.toml:3:5: plugin 'p': ", err)
         self.assertIn("not an ELF file", err)
+        self.assertNotIn("done in", err)  # nothing ran
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ class Ordering(TempDirTest):
         s1, one, e1 = self.run_events(1, lines)
         s4, four, e4 = self.run_events(4, lines)
         self.assertEqual((s1, s4), (0, 0), e1 + e4)
+        self.assertEqual(len(one), len(lines))  # two empty outputs would agree too
+        self.assertFalse([l for l in one if not l.endswith(" ok")], "events seen out of order")
         self.assertEqual(sorted(one), sorted(four))
 
 

@@ -11,8 +11,9 @@ import threading
 import time
 import unittest
 
-from harness import (TEST_PLUGINS, LiveRun, TempDirTest, connect, free_port, host_has_asan,
-                     host_has_tsan, read, summary, wait_until_pipe_full)
+from harness import (TEST_PLUGINS, TIMEOUT, LiveRun, TempDirTest, connect, free_port,
+                     host_has_asan, host_has_tsan, read, read_to_end, summary,
+                     wait_until_pipe_full)
 
 KEYS = 20
 
@@ -36,7 +37,11 @@ class Feeder(threading.Thread):
             s.shutdown(socket.SHUT_WR)
 
     def wait_sent(self, n):
+        deadline = time.monotonic() + TIMEOUT
         while self.sent < n:
+            # A feeder that died (the run closed the connection) would leave this waiting.
+            assert self.is_alive(), f"the feeder stopped after {self.sent} events"
+            assert time.monotonic() < deadline, f"only {self.sent} events sent, {n} expected"
             time.sleep(0.01)
 
 
@@ -393,7 +398,12 @@ class HotReload(ReloadTest):
         os.mkfifo(self.path("out.txt"))
         pipe = os.open(self.path("out.txt"), os.O_RDONLY | os.O_NONBLOCK)  # so the sink can open
         self.start()
-        wait_until_pipe_full(pipe)  # the sink blocks
+        wait_until_pipe_full(pipe)  # the sink blocks...
+        # ... but the pipelines can still pause until the sink's queue is full too: a full pipe
+        # alone let the reload through. The 10 s the host waits before naming the stuck sink
+        # fill every queue before it at the feeder's 10k events/s.
+        self.run_.wait_for("sink file " + self.path("out.txt") + " of pipeline 'events' has "
+                           "been inside one write for ")
         self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
         refused = self.run_.wait_for("reload of plugin 'ev' refused")
         self.assertIn("still running test_events 1.0.0: ", refused)
@@ -407,13 +417,7 @@ class HotReload(ReloadTest):
         self.run_.wait_for("the rebuilt plugins: the reload is tried again in 5 s, or at the next "
                            "SIGHUP")
         received = bytearray()
-
-        def drain():
-            os.set_blocking(pipe, True)
-            while chunk := os.read(pipe, 1 << 16):
-                received.extend(chunk)
-
-        reader = threading.Thread(target=drain, daemon=True)
+        reader = threading.Thread(target=lambda: received.extend(read_to_end(pipe)), daemon=True)
         reader.start()
         line = self.run_.wait_for("reloaded plugin 'ev'")
         self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)

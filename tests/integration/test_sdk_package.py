@@ -6,9 +6,7 @@ import re
 import subprocess
 import unittest
 
-from harness import BUILD, DATA, TempDirTest, read, summary
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+from harness import BUILD, DATA, ROOT, TempDirTest, read, summary
 
 
 class SdkPackage(TempDirTest):

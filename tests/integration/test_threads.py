@@ -28,7 +28,10 @@ def thread_policies(pid):
 
 
 class EngineThreads(TempDirTest):
-    def policies_with(self, scheduling_line):
+    def policies_with(self, scheduling_line, expected):
+        """The engine threads' policies once they are all `expected` (or, if they never are,
+        after TIMEOUT). A thread is named first and then changes its policy: a thread seen
+        with its name may not have changed it yet."""
         topo = self.write("topology.toml", f"""
 shards = 2
 {scheduling_line}
@@ -47,7 +50,8 @@ sink = {{ kind = "discard" }}
             deadline = time.time() + TIMEOUT
             while True:  # the threads start while the engine wires itself up
                 policies = thread_policies(run.proc.pid)
-                if ENGINE_THREADS <= policies.keys() or time.time() > deadline:
+                mine = {name: policies.get(name) for name in ENGINE_THREADS}
+                if mine == {name: expected for name in ENGINE_THREADS} or time.time() > deadline:
                     break
                 time.sleep(0.05)
         finally:
@@ -57,12 +61,12 @@ sink = {{ kind = "discard" }}
         return policies
 
     def test_throughput_scheduling_is_the_default(self):
-        policies = self.policies_with("")
+        policies = self.policies_with("", SCHED_BATCH)
         self.assertEqual({name: policies.get(name) for name in ENGINE_THREADS},
                          {name: SCHED_BATCH for name in ENGINE_THREADS}, policies)
 
     def test_latency_scheduling_keeps_the_normal_policy(self):
-        policies = self.policies_with('scheduling = "latency"')
+        policies = self.policies_with('scheduling = "latency"', SCHED_OTHER)
         self.assertEqual({name: policies.get(name) for name in ENGINE_THREADS},
                          {name: SCHED_OTHER for name in ENGINE_THREADS}, policies)
 

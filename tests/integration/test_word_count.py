@@ -53,6 +53,7 @@ sink = {{ kind = "file", path = "{self.path('out.txt')}", framing = "lines", enc
 
     def test_shard_counts_agree(self):
         one = sorted(self.run_word_count(1)[0])
+        self.assertEqual(len(one), sum(len(words(l)) for l in read(TEXT).splitlines()))
         self.assertEqual(one, sorted(self.run_word_count(2)[0]))
         self.assertEqual(one, sorted(self.run_word_count(4)[0]))
 

@@ -132,6 +132,8 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::encoder, "tracked_line", "Tracked", "", ""},
       {ComponentKind::computation, "explode", "Event", "Event", ""},
       {ComponentKind::computation, "segfault", "Event", "Event", ""},
+      {ComponentKind::computation, "overflow", "Event", "Event", ""},
+      {ComponentKind::computation, "overflow_tracked", "Tracked", "Tracked", ""},
       {ComponentKind::computation, "to_text", "Event", "std::string", ""},
       {ComponentKind::encoder, "text", "std::string", "", ""},
       {ComponentKind::computation, "no_13", "std::string", "std::string", ""},
@@ -164,7 +166,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
   CHECK(plugin->find(ComponentKind::decoder, "track") == nullptr);
   CHECK(plugin->find(ComponentKind::decoder, "nope") == nullptr);
   CHECK(plugin->names_of(ComponentKind::decoder) == "event_line");
-  CHECK(plugin->names_of(ComponentKind::computation) == "explode, segfault, to_text, no_13");
+  CHECK(plugin->names_of(ComponentKind::computation) == "explode, segfault, overflow, overflow_tracked, to_text, no_13");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
   CHECK(plugin->names_of(ComponentKind::state) == "last_seq, labeller, picky");
   CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text, by_key_but_13");
