@@ -290,8 +290,9 @@ CopyOutcome crash_in_copy(const std::function<void()>& run, std::chrono::seconds
     // once it has answered (or has not within kAnswerPatience: not in plugin code).
     ::kill(pid, where_signal());
     pollfd answer{fds[0], POLLIN, 0};
-    while (::poll(&answer, 1, static_cast<int>(std::chrono::milliseconds(kAnswerPatience).count())) < 0 &&
-           errno == EINTR) {
+    const int patience_ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(kAnswerPatience).count());
+    while (::poll(&answer, 1, patience_ms) < 0 && errno == EINTR) {
     }
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
