@@ -55,8 +55,8 @@ void install_crash_report();
 
 /// Makes every other thread of the process that is running plugin code say so on stderr, one
 /// line each: "shardline: thread 'shard 1' is in plugin code: ev.track, pipeline 'events'".
-/// For a host that does not stop, it names what keeps it. Returns after the threads have had
-/// 100 ms to answer. [any thread, after install_crash_report()]
+/// For a host that does not stop, it names what keeps it. Returns once every thread asked has
+/// answered, or after 2 s. [any thread, after install_crash_report()]
 void report_plugin_calls();
 
 /// How plugin code run by crash_in_copy() ended.
