@@ -221,6 +221,29 @@ TEST_CASE("a computation returning optional filters", "[sdk]") {
   CHECK(errors.entries == Reports{{4, "four is unlucky"}});
 }
 
+TEST_CASE("a message returned const, or by reference, is the plain type, copied", "[sdk]") {
+  // `-> const T` and `-> const T&` name the same message type as `-> T`: the host matches
+  // steps by it. A reference is copied as the call returns (here, to the input itself).
+  shardline::Manifest m;
+  shardline::PluginBuilder(m)
+      .decoder("line", [](std::string_view s) -> const std::string { return std::string(s); })
+      .computation("same", [](const std::string& s) -> const std::string& { return s; })
+      .state_computation("keep", [](const std::string& s, std::string& last) -> const std::optional<std::string> {
+        last = s;
+        return last + "!";
+      });
+  for (const char* name : {"line", "same", "keep"})
+    CHECK(info(m, name).output == &shardline::type_desc_v<std::string>);
+  MessageBuffer in(&shardline::type_desc_v<std::string>), out(&shardline::type_desc_v<std::string>);
+  push(in, std::string("long enough to live on the heap, not in the string"));
+  ErrorLog errors;
+  impl<shardline::Computation>(m, ComponentKind::computation, "same").run(in.span(), out, errors.sink);
+  REQUIRE(out.count() == 1);
+  CHECK(get<std::string>(out, 0) == "long enough to live on the heap, not in the string");
+  CHECK(get<std::string>(in, 0) == get<std::string>(out, 0));  // copied, not moved from
+  CHECK(errors.entries.empty());
+}
+
 namespace sdk_test {
 struct Weird {};  // thrown by plugin code that does not throw std::exception
 }  // namespace sdk_test

@@ -110,6 +110,10 @@ struct unwrap_optional<std::optional<T>> {
 };
 template <class T>
 using unwrap_optional_t = typename unwrap_optional<T>::type;
+/// The message a function returns: by value, `const` or not, or a reference to one (copied
+/// as the call returns), or a std::optional of any of these.
+template <class F>
+using returned_message_t = unwrap_optional_t<std::remove_cvref_t<result_t<F>>>;
 
 template <class T>
 struct emit_type {
@@ -152,7 +156,7 @@ struct output_of {
     if constexpr (arity_v<F> > FixedArgs) {
       return std::type_identity<typename emit_type<arg_t<F, FixedArgs>>::type>{};
     } else {
-      return std::type_identity<unwrap_optional_t<result_t<F>>>{};
+      return std::type_identity<returned_message_t<F>>{};
     }
   }
   using type = typename decltype(deduce())::type;
@@ -255,7 +259,7 @@ template <class F>
 class DecoderImpl final : public Decoder {
  public:
   explicit DecoderImpl(F fn) : fn_(std::move(fn)) {}
-  using Out = unwrap_optional_t<result_t<F>>;
+  using Out = returned_message_t<F>;
   void decode(const Frame* frames, std::size_t n, MessageOutput& out,
               ErrorSink& errors) override {
     each_to_slot<Out>(n, out, errors, [&](std::size_t i) -> decltype(auto) {
@@ -379,7 +383,7 @@ class PluginBuilder {
       static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
                     "a decoder takes shardline::Reader& (a binary frame) or std::string_view (a "
                     "text line), and returns the message (or a std::optional of it)");
-      using Out = detail::unwrap_optional_t<detail::result_t<F>>;
+      using Out = detail::returned_message_t<F>;
       static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
       owns_its_data<Out>();
       return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
