@@ -377,6 +377,11 @@ TEST_CASE("a state computation updates each message's state and emits", "[sdk]")
         ++t.sum;
         emit(std::to_string(q.id));
         emit(std::to_string(t.sum));
+      })
+      .state_computation("half_done", [](const Quote& q, Total& t, shardline::Emit<std::string>& emit) {
+        ++t.sum;
+        emit(std::to_string(q.id));
+        if (q.price == 0) throw std::invalid_argument("free quote");
       });
   CHECK(info(m, "sum").input->name == "sdk_test::Quote");
   CHECK(info(m, "sum").state->name == "sdk_test::Total");
@@ -417,6 +422,15 @@ TEST_CASE("a state computation updates each message's state and emits", "[sdk]")
   CHECK(get<std::string>(texts, 2) == "2");
   CHECK(get<std::string>(texts, 3) == "201");
   CHECK(get<std::string>(texts, 7) == "33");
+
+  // A failure drops what the message emitted, and keeps what it changed in its state.
+  MessageBuffer ids(info(m, "half_done").output);
+  ErrorLog failed;
+  impl<shardline::StateComputation>(m, ComponentKind::state_computation, "half_done").run(in.span(), states, ids, failed.sink);
+  REQUIRE(ids.count() == 3);
+  CHECK(get<std::string>(ids, 2) == "1");  // the fourth message's
+  CHECK(a.sum == 36);  // all three of key 1's messages counted, the failed one too
+  CHECK(failed.entries == Reports{{2, "free quote"}});
 }
 
 TEST_CASE("encoders frame their output; a throwing encoder leaves no partial bytes", "[sdk]") {
