@@ -445,17 +445,25 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
       // On copies of the live states, then on fresh ones: the recent messages have already
       // been applied to the live states, so a check the new build adds (a duplicate, an
       // event out of order) fails on the replay itself; it must fail on both to count.
-      std::string first_failure;
+      std::string verdict;
       for (const auto states : {Canary::States::copies, Canary::States::fresh}) {
         Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
         const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
         const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
         if (new_errors.size() <= old_errors.size()) break;
-        if (states == Canary::States::fresh)
-          return "canary: pipeline '" + flow_->pipelines[i].name + "' " + first_failure;
-        first_failure = new_errors.front() + " (" + std::to_string(new_errors.size()) + " of " +
-                        std::to_string(sample.size()) + " recent messages failed with the new "
-                        "version, " + std::to_string(old_errors.size()) + " with the old)";
+        const std::string counts = std::to_string(new_errors.size()) + " failed with the new " +
+                                   "version, " + std::to_string(old_errors.size()) + " with the old";
+        if (states == Canary::States::copies) {
+          verdict = "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
+                    " (of " + std::to_string(sample.size()) + " recent messages: on copies of " +
+                    "their keys' states, " + counts;
+          continue;
+        }
+        verdict += "; on fresh states, " + counts + ")";
+        if (wiring_->topology.canary == topology::CanaryPolicy::refuse)
+          return verdict + "; if the new build rejects these messages on purpose, set canary = "
+                           "\"warn\" at the top of the topology (a restart applies it)";
+        if (!in_copy) spdlog::warn("{}; reloading anyway (canary = \"warn\")", verdict);
       }
       // In the copy, the new version also runs on the live states it keeps as they are:
       // one it cannot copy (no save()) is otherwise only tried fresh, and a crash on the

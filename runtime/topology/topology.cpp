@@ -73,7 +73,7 @@ std::string one_of(std::initializer_list<std::string_view> names) {
 
 /// The settings of the topology itself (before any [table]).
 constexpr std::string_view kTopLevelSettings[] = {"shards", "key_groups", "batch_size",
-                                                  "queue_batches", "scheduling"};
+                                                  "queue_batches", "scheduling", "canary"};
 
 /// Reads values out of TOML tables, recording an error (with position) for each problem.
 class Checker {
@@ -733,13 +733,14 @@ Topology parse_topology(const std::filesystem::path& file, std::optional<std::ui
   std::vector<std::string> errors;
   Checker c(name, errors);
   c.only_keys(root, "the top level",
-              {"shards", "key_groups", "batch_size", "queue_batches", "scheduling", "plugins", "states",
-               "pipelines"});
+              {"shards", "key_groups", "batch_size", "queue_batches", "scheduling", "canary",
+               "plugins", "states", "pipelines"});
   if (auto v = c.integer(root, "shards", 1, 1024)) topo.shards = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "key_groups", 1, 1 << 20)) topo.key_groups = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "batch_size", 1, 1 << 16)) topo.batch_size = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "queue_batches", 1, 1 << 16)) topo.queue_batches = static_cast<std::uint32_t>(*v);
   if (auto s = c.choice(root, "scheduling", {"throughput", "latency"})) topo.scheduling = static_cast<Scheduling>(*s);
+  if (auto s = c.choice(root, "canary", {"refuse", "warn"})) topo.canary = static_cast<CanaryPolicy>(*s);
   if (shards) {
     topo.shards = *shards;
     topo.key_groups = std::max(topo.key_groups, *shards);

@@ -76,6 +76,13 @@ enum class Scheduling {
   latency,     ///< the default policy (SCHED_OTHER): a thread that wakes up may preempt at once
 };
 
+/// What a reload does when its canary finds the new build failing on more of the recent
+/// messages than the old one (top-level key `canary`).
+enum class CanaryPolicy {
+  refuse,  ///< the reload is refused, and the old build runs on
+  warn,    ///< the reload goes ahead, with a warning (a build that rejects them on purpose)
+};
+
 struct SourceSpec {
   SourceKind kind = SourceKind::file;
   std::string address;            ///< tcp: listen "host:port"; file: path
@@ -122,6 +129,7 @@ struct Topology {
   std::uint32_t batch_size = 256;
   std::uint32_t queue_batches = 64;
   Scheduling scheduling = Scheduling::throughput;
+  CanaryPolicy canary = CanaryPolicy::refuse;
   std::vector<PluginSpec> plugins;
   std::vector<StateSpec> states;
   std::vector<PipelineSpec> pipelines;

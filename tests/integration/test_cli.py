@@ -118,7 +118,7 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         status, out, err = check(topo)
         self.assertEqual(status, 1)
         self.assertIn(f"{topo}:1:1: unknown key 'shard' in the top level; expected one of: shards, "
-                      "key_groups, batch_size, queue_batches, scheduling, plugins, states, pipelines "
+                      "key_groups, batch_size, queue_batches, scheduling, canary, plugins, states, pipelines "
                       "(did you mean 'shards'?)", err)
         self.assertIn("1 error(s)", err)
         # Fix the first error: the second (unknown component) shows with the plugin's exports.

@@ -50,9 +50,10 @@ class ReloadTest(TempDirTest):
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
                'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
-               factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None):
+               factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None, settings=""):
         """With `link`, the topology names each plugin through a symbolic link in that folder.
-        `extra_aliases` maps more aliases to the file of one of `plugins`."""
+        `extra_aliases` maps more aliases to the file of one of `plugins`. `settings`: more
+        top-level settings."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
             shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{folder}/{name}.so"))
@@ -66,6 +67,7 @@ class ReloadTest(TempDirTest):
         topology = self.write("topology.toml", f"""
 shards = 2
 batch_size = 32
+{settings}
 [plugins]
 {aliases}
 [states.seqs]
@@ -105,8 +107,9 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encode
 
 
 class HotReload(ReloadTest):
-    def start(self, extra_state="", watch=True):
-        self.launch({"ev": "test_events.so"}, extra_state=extra_state, watch=watch)
+    def start(self, extra_state="", watch=True, settings=""):
+        self.launch({"ev": "test_events.so"}, extra_state=extra_state, watch=watch,
+                    settings=settings)
 
     def test_swaps_keep_state_and_lose_nothing(self):
         self.start()
@@ -160,7 +163,10 @@ class HotReload(ReloadTest):
             (f"{TEST_PLUGINS}/test_events_v4.so", "and the new version has no restore()"),
             (f"{TEST_PLUGINS}/test_events_v5.so", "cannot migrate LastSeq from schema 0"),
             (f"{TEST_PLUGINS}/test_events_v6.so",
-             "canary: pipeline 'events' step 'ev.track': version 6 rejects every event"),
+             "(of 64 recent messages: on copies of their keys' states, 64 failed with the new "
+             "version, 0 with the old; on fresh states, 64 failed with the new version, 0 with "
+             "the old); if the new build rejects these messages on purpose, set canary = "
+             "\"warn\" at the top of the topology (a restart applies it)"),
             # Under ASan a copy's crash ends with AddressSanitizer's exit status instead.
             (f"{TEST_PLUGINS}/crash_on_load.so",
              self.path("ev.so") + ": loading it crashed: " +
@@ -195,6 +201,30 @@ class HotReload(ReloadTest):
         # A missing component is not a type two plugins share: no advice to rebuild others.
         self.assertNotIn("reloaded together", self.run_.stderr)
 
+
+    def test_with_canary_warn_a_build_failing_more_is_reloaded_with_a_warning(self):
+        # The same build the default refuses (see above): one that rejects these messages on
+        # purpose. Its failures then count as errors, and nothing else is lost.
+        self.start(settings='canary = "warn"')
+        self.feeder.wait_sent(1000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v6.so")
+        warning = self.run_.wait_for("reloading anyway (canary = \"warn\")")
+        self.run_.wait_for("reloaded plugin 'ev'")
+        self.feeder.wait_sent(self.feeder.sent + 500)
+        self.feeder.stop.set()
+        self.feeder.join(60)
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
+        self.assertIn("canary: pipeline 'events' step 'ev.track': version 6 rejects every event, "
+                      "e.g. seq ", warning)
+        self.assertIn(" (of 64 recent messages: on copies of their keys' states, 64 failed with "
+                      "the new version, 0 with the old; on fresh states, 64 failed with the new "
+                      "version, 0 with the old); reloading anyway", warning)
+        counts = summary(self.run_.stderr)["events"]
+        out = read(self.path("out.txt")).splitlines()
+        self.assertGreater(counts["errors"], 0)
+        self.assertEqual((counts["in"], len(out) + counts["errors"]),
+                         (self.feeder.sent, self.feeder.sent))
+        self.assertNotIn(" v6", "".join(out))  # version 6 emitted nothing: every event failed
 
     def test_an_edited_topology_is_checked_at_once_and_the_run_goes_on(self):
         self.start()

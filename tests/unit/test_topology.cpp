@@ -127,9 +127,9 @@ TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
         "name = \"events\"\n"
         "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
     CHECK(parse_errors(t.file) ==
-          Errors{t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, "
-                            "batch_size, queue_batches, scheduling, plugins, states, pipelines (did you "
-                            "mean 'shards'?)")});
+          Errors{t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, "
+                            "key_groups, batch_size, queue_batches, scheduling, canary, plugins, "
+                            "states, pipelines (did you mean 'shards'?)")});
   }
   SECTION("in a nested table") {
     TopologyFile t(
@@ -912,8 +912,9 @@ TEST_CASE("every error of a topology is reported at once", "[topology]") {
     FAIL("parse_topology accepted a topology with errors");
   } catch (const TopologyError& e) {
     const Errors expected = {
-        t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, batch_size, "
-                   "queue_batches, scheduling, plugins, states, pipelines (did you mean 'shards'?)"),
+        t.at(1, 1, "unknown key 'shard' in the top level; expected one of: shards, key_groups, "
+                   "batch_size, queue_batches, scheduling, canary, plugins, states, pipelines "
+                   "(did you mean 'shards'?)"),
         t.at(2, 14, "'key_groups' must be an integer, not a string"),
         t.at(5, 1, "[states.seqs] rejects unknown keys but declares none; add 'keys' or 'keys_file'"),
         t.at(10, 10, "missing key 'listen' in pipeline 'events' source (tcp needs \"host:port\")"),
