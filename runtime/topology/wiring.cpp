@@ -57,9 +57,15 @@ class Binder {
     if (!plugin) return nullptr;  // failed to load: already reported
     const ComponentInfo* c = plugin->find(kind, ref.name);
     if (!c) {
-      error(ref.pos, "plugin '" + ref.plugin + "' (" + plugin->name() + " " + plugin->version() +
-                         ") has no " + std::string(to_string(kind)) + " '" + ref.name + "'; its " +
-                         std::string(to_string(kind)) + "s: " + plugin->names_of(kind));
+      std::string why = "plugin '" + ref.plugin + "' (" + plugin->name() + " " +
+                        plugin->version() + ") has no " + std::string(to_string(kind)) + " '" +
+                        ref.name + "'; its " + std::string(to_string(kind)) + "s: " +
+                        plugin->names_of(kind);
+      // The name right, the kind wrong (a computation named where a state_computation is).
+      for (const auto& other : plugin->manifest().components)
+        if (other.name == ref.name)
+          why += " ('" + ref.name + "' is a " + std::string(to_string(other.kind)) + ")";
+      error(ref.pos, why);
       return nullptr;
     }
     return c;

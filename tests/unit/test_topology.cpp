@@ -402,7 +402,7 @@ TEST_CASE("an unknown component lists what the plugin exports", "[topology]") {
                t.at(8, 33, "plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'; its "
                            "state_computations: track, label"),
                t.at(9, 37, "plugin 'ev' (test_events 1.0.0) has no encoder 'track'; its encoders: "
-                           "tracked_line, text")});
+                           "tracked_line, text ('track' is a state_computation)")});
 }
 
 TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[topology]") {
