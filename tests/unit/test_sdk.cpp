@@ -336,6 +336,23 @@ TEST_CASE("partitions produce integer keys as they are and string keys as key_of
   CHECK(errors.entries == Reports{{1, "no key"}});
 }
 
+TEST_CASE("a partition returning an enum keys by its underlying value", "[sdk]") {
+  enum class Venue : std::int16_t { nyse = 3, lse = -2 };
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).partition("by_venue", [](const std::int64_t& v) {
+    return v > 0 ? Venue::nyse : Venue::lse;
+  });
+  CHECK(info(m, "by_venue").key_kind == shardline::KeyKind::integer);
+  MessageBuffer in(&shardline::type_desc_v<std::int64_t>);
+  push(in, std::int64_t{1});
+  push(in, std::int64_t{-1});
+  std::uint64_t keys[2] = {};
+  ErrorLog errors;
+  impl<shardline::Partition>(m, ComponentKind::partition, "by_venue").keys(in.span(), keys, errors.sink);
+  CHECK(keys[0] == 3);
+  CHECK(keys[1] == static_cast<std::uint64_t>(std::int64_t{-2}));  // as `keys = [-2]` declares it
+}
+
 TEST_CASE("state factories build default states or states from their key", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m)

@@ -298,6 +298,9 @@ class PartitionImpl final : public Partition {
       const auto k = fn_(in.at<In>(i));
       if constexpr (std::is_integral_v<decltype(k)>) {
         keys_out[i] = static_cast<std::uint64_t>(k);
+      } else if constexpr (std::is_enum_v<std::remove_cv_t<decltype(k)>>) {
+        using U = std::underlying_type_t<std::remove_cv_t<decltype(k)>>;
+        keys_out[i] = static_cast<std::uint64_t>(static_cast<U>(k));
       } else {
         keys_out[i] = key_of(std::string_view(k));
       }
@@ -423,11 +426,12 @@ class PluginBuilder {
                     "a partition function takes the message (const In&) and returns its key");
       using In = detail::arg_t<F, 0>;
       using K = std::remove_cvref_t<detail::result_t<F>>;
-      static_assert(std::is_integral_v<K> || std::is_convertible_v<K, std::string_view>,
-                    "a partition function returns an integer or a string key");
+      constexpr bool integer_key = std::is_integral_v<K> || std::is_enum_v<K>;
+      static_assert(integer_key || std::is_convertible_v<K, std::string_view>,
+                    "a partition function returns an integer (or an enum) or a string key");
       return add(ComponentKind::partition, std::move(name), &type_desc_v<In>, nullptr, nullptr,
                  std::make_unique<detail::PartitionImpl<F, In>>(std::move(fn)),
-                 std::is_integral_v<K> ? KeyKind::integer : KeyKind::string);
+                 integer_key ? KeyKind::integer : KeyKind::string);
     }
   }
 
