@@ -50,7 +50,11 @@ void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
       abi.cxx11_abi != host.cxx11_abi || abi.spdlog_version != host.spdlog_version)
     throw PluginError(file.string() + ": ABI mismatch: the plugin was built for " +
                       describe(abi) + ", but this host runs " + describe(host) +
-                      "; rebuild the plugin against this host's SDK");
+                      "; rebuild the plugin against this host's SDK" +
+                      (abi.cxx11_abi != host.cxx11_abi
+                           ? std::string(", without -D_GLIBCXX_USE_CXX11_ABI=") +
+                                 (abi.cxx11_abi ? "1" : "0") + " in its compiler flags"
+                           : std::string()));
 }
 
 /// AddressSanitizer's runtime must be the first library of a process: dlopen-ing a plugin that

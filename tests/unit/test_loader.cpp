@@ -398,6 +398,18 @@ TEST_CASE("an ABI record of another SDK is refused before dlopen", "[loader]") {
                      "; rebuild the plugin against this host's SDK");
     CHECK_THAT(msg, Catch::Matchers::Contains("built for SDK ABI " + std::to_string(shardline::kSdkAbiVersion) + " (SDK " SHARDLINE_SDK_VERSION ", g++ 11.4, "));
   }
+  SECTION("the old string ABI: the flag that chose it is named") {
+    shardline::AbiRecord record;
+    std::memcpy(&record, image.data() + section.sh_offset, sizeof record);
+    record.cxx11_abi = 0;
+    poke(image, section.sh_offset, record);
+    const auto file = dir.file("old_strings.so", image);
+    const std::string msg = load_error(file);
+    CHECK_THAT(msg, Catch::Matchers::Contains(", old string ABI, "));
+    CHECK_THAT(msg, Catch::Matchers::EndsWith(
+                        "; rebuild the plugin against this host's SDK, without "
+                        "-D_GLIBCXX_USE_CXX11_ABI=0 in its compiler flags"));
+  }
   CHECK(mapped_shadow_copies() == before);
 }
 
