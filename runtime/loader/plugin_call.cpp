@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -168,6 +169,22 @@ void on_where_signal(int) {
   ::raise(sig);  // SA_RESETHAND restored the default action: end as the signal would have
 }
 
+/// Runs as the process exits: a thread still inside plugin code got there by the plugin
+/// calling exit(), which ends the host without draining or a summary; say so.
+void on_process_exit(int status, void*) {
+  const PluginCall* call = tl_call;
+  if (!call || g_probe_fd >= 0) return;  // a normal end, or a copy (its host reports it)
+  Message m;
+  m.add("shardline: plugin code called exit(");
+  char digits[12];
+  const int n = std::snprintf(digits, sizeof digits, "%d", status);
+  m.add({digits, static_cast<std::size_t>(std::max(n, 0))});
+  m.add("): ");
+  add_call(m, *call);
+  m.add("; the host ends with it, without draining its pipelines or printing a summary\n");
+  (void)!::write(STDERR_FILENO, m.text, m.n);
+}
+
 }  // namespace
 
 PluginCall::PluginCall(std::string_view pipeline, std::string_view component) noexcept
@@ -224,6 +241,7 @@ void install_crash_report() {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigaction(sig, &action, nullptr);
   use_signal_stack();
 #endif
+  ::on_exit(on_process_exit, nullptr);
   struct sigaction where {};
   where.sa_handler = on_where_signal;
   where.sa_flags = SA_RESTART;  // interrupted system calls go on as if nothing happened

@@ -49,8 +49,9 @@ void watch_plugin_calls();
 bool stuck_plugin_call(std::chrono::seconds patience);
 
 /// Installs the fatal-signal handlers that report the running PluginCall (on the alternate
-/// stack of the thread that crashed: the main thread's is set up here), and the handler that
-/// report_plugin_calls() uses. [main thread, once]
+/// stack of the thread that crashed: the main thread's is set up here), the handler that
+/// report_plugin_calls() uses, and an exit handler that names plugin code calling exit().
+/// [main thread, once]
 void install_crash_report();
 
 /// Makes every other thread of the process that is running plugin code say so on stderr, one

@@ -61,6 +61,14 @@ class PluginErrors(TempDirTest):
                       "ev.segfault, pipeline 'events', thread 'source events'. The host cannot "
                       "recover from a crash inside a plugin", p.stderr)
 
+    def test_plugin_code_calling_exit_is_named(self):
+        topo = self.topology(steps='{ computation = "ev.exit_at_5" }, ' + TRACK)
+        p = run_to_crash("run", topo)
+        self.assertEqual(p.returncode, 7, p.stderr)
+        self.assertIn("shardline: plugin code called exit(7): ev.exit_at_5, pipeline 'events'; "
+                      "the host ends with it, without draining its pipelines or printing a "
+                      "summary", p.stderr)
+
     def test_a_stack_overflow_in_plugin_code_names_the_component(self):
         # Plugin code recursing without end leaves no stack for the report: each thread has an
         # alternate stack for it, the source's as a shard's.

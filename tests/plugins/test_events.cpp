@@ -6,6 +6,7 @@
 // on std::string for type and key-kind mismatches in topologies.
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -202,6 +203,10 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
   });
   p.computation("segfault", [](const Event& e) {  // a plugin that crashes the host at seq 5
     if (e.seq == 5) crash();
+    return e;
+  });
+  p.computation("exit_at_5", [](const Event& e) {  // ends the process, as a careless plugin may
+    if (e.seq == 5) std::exit(7);
     return e;
   });
   // Overflow the stack at seq 5: on the source thread, and on a shard after "track".

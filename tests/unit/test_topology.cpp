@@ -421,8 +421,8 @@ TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[to
                               ": not a Shardline plugin: it has no shardline_abi record (define it with "
                               "SHARDLINE_PLUGIN and build it with shardline_add_plugin())"),
                t.at(7, 27, "plugin 'ev' (test_events 1.0.0) has no computation 'nope'; its "
-                           "computations: explode, segfault, overflow, overflow_tracked, "
-                           "to_text, no_13")});
+                           "computations: explode, segfault, exit_at_5, overflow, "
+                           "overflow_tracked, to_text, no_13")});
 }
 
 TEST_CASE("a step that consumes another type than the step before produces", "[topology]") {
@@ -985,7 +985,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   const std::string expected =
       "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
       "batches, scheduling for throughput (sink threads write the sinks)\n"
-      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 17 components)\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 18 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"
       "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"
