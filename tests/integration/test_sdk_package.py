@@ -84,7 +84,7 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
             "p.encoder(\"e\", [](const In& m) { return m.v; });":
                 "an encoder is void(const In&, shardline::Writer&) (binary), or returns the text",
             "p.partition(\"k\", [](const In& m) { return 1.5 * m.v; });":
-                "a partition function returns an integer or a string key",
+                "a partition function returns an integer (or an enum) or a string key",
             "p.state_computation(\"f\", [](const auto& m, S& s) { s.n += m.v; });":
                 "write out the function's parameter types, e.g. [](const In& m) { ... }",
             "p.encoder(\"e\", []() { return std::string(); });":
