@@ -12,6 +12,8 @@
 //                    once per message, once per batch of 256, and the same functions
 //                    (plugins/market_spread/market_spread.hpp) called directly here.
 //   Decode/*         the plugin's order decoder per batch vs its decode_order called directly.
+//   Encode/*         Market Spread's result encoder per batch; a text encoder framed by length
+//                    and as lines (each line checked for a newline inside).
 //   Split/*          FrameSplitter over 1 MiB of 57-byte length-prefixed frames, as a file
 //                    source hands them to its pipeline (items = frames).
 #include <benchmark/benchmark.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include <shardline/key.hpp>
+#include <shardline/plugin.hpp>
 
 #include "connectors/frame_splitter.hpp"
 #include "engine/batch.hpp"
@@ -345,6 +348,32 @@ void Encode_OrderResults_PluginPerBatch(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * results.count()));
 }
 BENCHMARK(Encode_OrderResults_PluginPerBatch);
+
+/// A text encoder (a std::string per message, word count's kind of output) for a sink framed
+/// by length (Arg 0) or as lines (Arg 1), where each message is also checked for a newline.
+void Encode_Text(benchmark::State& state) {
+  Manifest m;
+  PluginBuilder(m).encoder("text", [](const std::string& s) { return s; });
+  auto& encoder = *static_cast<Encoder*>(m.components.front().impl.get());
+  engine::MessageBuffer words(&type_desc_v<std::string>);
+  for (int i = 0; i < 256; ++i) {
+    ::new (words.room(1)) std::string("word " + std::to_string(i * 7919) + " count " +
+                                      std::to_string(i));  // 18-24 bytes: inline strings
+    words.commit(1);
+  }
+  ErrorSink sink(&MarketSpread::fail, nullptr);
+  const Framing framing = state.range(0) ? Framing::lines : Framing::length_prefixed;
+  std::vector<std::byte> bytes;
+  bytes.reserve(64 * 1024);
+  for (auto _ : state) {
+    bytes.clear();
+    EncodedOutput out(bytes, framing, 4096);
+    encoder.encode(words.span(), out, sink);
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * words.count()));
+}
+BENCHMARK(Encode_Text)->Arg(0)->Arg(1);
 
 void Decode_Orders_PluginPerBatch(benchmark::State& state) {
   auto& ms = market_spread();

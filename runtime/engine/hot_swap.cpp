@@ -451,8 +451,9 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
         const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
         const auto new_errors = new_run.run(candidate, sample, new_types, new_factories);
         if (new_errors.size() <= old_errors.size()) break;
-        const std::string counts = std::to_string(new_errors.size()) + " failed with the new " +
-                                   "version, " + std::to_string(old_errors.size()) + " with the old";
+        const std::string counts = std::to_string(new_errors.size()) +
+                                   " failed with the new version, " +
+                                   std::to_string(old_errors.size()) + " with the old";
         if (states == Canary::States::copies) {
           verdict = "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
                     " (of " + std::to_string(sample.size()) + " recent messages: on copies of " +
@@ -463,7 +464,7 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
         if (wiring_->topology.canary == topology::CanaryPolicy::refuse)
           return verdict + "; if the new build rejects these messages on purpose, set canary = "
                            "\"warn\" at the top of the topology (a restart applies it)";
-        if (!in_copy) spdlog::warn("{}; reloading anyway (canary = \"warn\")", verdict);
+        if (!in_copy) spdlog::warn("{}; the reload goes on (canary = \"warn\")", verdict);
       }
       // In the copy, the new version also runs on the live states it keeps as they are:
       // one it cannot copy (no save()) is otherwise only tried fresh, and a crash on the

@@ -52,6 +52,9 @@ class PipelineErrors {
   /// The run never started: closes the dead-letter file, and removes it if this object created
   /// it. [control thread, while the engine is being built]
   void remove_unstarted();
+  /// Whether a failed message's bytes are kept (on_error = "dead_letter"): only then is it
+  /// worth saving a message whose bytes are not at hand. [any thread]
+  bool keeps_payloads() const { return policy_ == topology::ErrorPolicy::dead_letter; }
   /// Whether some failed message could not be written to the dead-letter file (then counted
   /// as lost). [any thread]
   bool dead_letter_failed() {

@@ -31,7 +31,7 @@ void BatchErrors::add(std::size_t index, std::string_view what) {
     const auto& text = *reinterpret_cast<const std::string*>(input_->at(index));
     p_.errors->message_failed(step_, what,
                               {reinterpret_cast<const std::byte*>(text.data()), text.size()});
-  } else if (input_ && input_->type()->save) {
+  } else if (input_ && input_->type()->save && p_.errors->keeps_payloads()) {
     // The type's own save(): plugin code, which may fail in turn (then no bytes).
     std::vector<std::byte> saved;
     const std::string label = std::string(input_->type()->name) + "::save";

@@ -47,7 +47,8 @@ std::vector<std::weak_ptr<CallCounter>> g_counters;
 struct SignalStack {
   std::unique_ptr<char[]> memory;
   SignalStack() {
-    const std::size_t size = std::max<std::size_t>(64 * 1024, ::sysconf(_SC_SIGSTKSZ));
+    const long wanted = ::sysconf(_SC_SIGSTKSZ);  // -1 if unknown
+    const std::size_t size = std::max<std::size_t>(64 * 1024, wanted > 0 ? wanted : 0);
     memory = std::make_unique<char[]>(size);
     stack_t stack{};
     stack.ss_sp = memory.get();
@@ -115,16 +116,17 @@ void on_where_signal(int) {
     ~Answered() { g_where_answers.fetch_add(1, std::memory_order_release); }
   } answered;
   const PluginCall* call = tl_call;
-  if (!call) return;
   const int saved_errno = errno;
   if (g_probe_fd >= 0) {  // a copy of the host that is taking too long: tell the host where
+    // Always an answer: the host waits for one before it kills the copy.
     Message where;
-    where.add(" in plugin code: ");
-    add_call(where, *call);
+    where.add(call ? " in plugin code: " : ", outside plugin code");
+    if (call) add_call(where, *call);
     (void)!::write(g_probe_fd, where.text, where.n);
     errno = saved_errno;
     return;
   }
+  if (!call) return;
   Message m;
   char thread[17] = {};
   prctl(PR_GET_NAME, thread);
@@ -250,6 +252,9 @@ void install_crash_report() {
 }
 
 void report_plugin_calls() {
+  // One report at a time: the answers are counted, and two reports would count each other's.
+  static std::mutex reporting;
+  const std::lock_guard one_at_a_time(reporting);
   const pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
   const std::uint64_t before = g_where_answers.load(std::memory_order_acquire);
   std::uint64_t asked = 0;

@@ -69,7 +69,7 @@ class FileWatcher {
   /// Handles the inotify events queued, without waiting for any. [the watcher's thread; the
   /// destructor, once it has stopped]
   void read_events();
-  /// Handles one inotify event. [the watcher's thread]
+  /// Handles one inotify event. [the watcher's thread; the destructor, once it has stopped]
   void on_event(const inotify_event& ev);
   /// Watches again the directories that have come back. [the watcher's thread]
   void rewatch();

@@ -740,7 +740,8 @@ Topology parse_topology(const std::filesystem::path& file, std::optional<std::ui
   if (auto v = c.integer(root, "batch_size", 1, 1 << 16)) topo.batch_size = static_cast<std::uint32_t>(*v);
   if (auto v = c.integer(root, "queue_batches", 1, 1 << 16)) topo.queue_batches = static_cast<std::uint32_t>(*v);
   if (auto s = c.choice(root, "scheduling", {"throughput", "latency"})) topo.scheduling = static_cast<Scheduling>(*s);
-  if (auto s = c.choice(root, "canary", {"refuse", "warn"})) topo.canary = static_cast<CanaryPolicy>(*s);
+  if (auto s = c.choice(root, "canary", {"refuse", "warn"}))
+    topo.canary = static_cast<CanaryPolicy>(*s);
   if (shards) {
     topo.shards = *shards;
     topo.key_groups = std::max(topo.key_groups, *shards);

@@ -84,7 +84,8 @@ SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 3 ? "0.4.0" : TEST_EXTRA_VA
     ++s.count;
     s.last = e.seq;
   });
-  p.computation("to_note", [](const Event& e) { return Note{e.key, "seq " + std::to_string(e.seq)}; });
+  p.computation("to_note",
+                [](const Event& e) { return Note{e.key, "seq " + std::to_string(e.seq)}; });
   p.computation("no_note_13", [](const Note& n) {  // fails on key 13's notes
     if (n.key == 13) throw std::runtime_error("no note for key 13");
     return n;

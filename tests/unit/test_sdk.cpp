@@ -228,11 +228,15 @@ TEST_CASE("a message returned const, or by reference, is the plain type, copied"
   shardline::PluginBuilder(m)
       .decoder("line", [](std::string_view s) -> const std::string { return std::string(s); })
       .computation("same", [](const std::string& s) -> const std::string& { return s; })
-      .state_computation("keep", [](const std::string& s, std::string& last) -> const std::optional<std::string> {
+      .state_computation("keep", [](const std::string& s, std::string& last)
+                                     -> const std::optional<std::string> {
         last = s;
         return last + "!";
+      })
+      .computation("maybe", [](const std::string& s) -> std::optional<const std::string> {
+        return s;
       });
-  for (const char* name : {"line", "same", "keep"})
+  for (const char* name : {"line", "same", "keep", "maybe"})
     CHECK(info(m, name).output == &shardline::type_desc_v<std::string>);
   MessageBuffer in(&shardline::type_desc_v<std::string>), out(&shardline::type_desc_v<std::string>);
   push(in, std::string("long enough to live on the heap, not in the string"));

@@ -1,6 +1,7 @@
 // Helpers that several unit test files share: where the test plugins are, a temporary folder,
-// a capture of the log, a log of what components report through ErrorSink, typed access to a MessageBuffer, and the
-// frames side of the connectors (a FrameHandler that records, length-prefixed framing).
+// a capture of the log, a log of what components report through ErrorSink, typed access to a
+// MessageBuffer, and the frames side of the connectors (a FrameHandler that records,
+// length-prefixed framing).
 // Everything is inline, in namespace shardline_test; a test file says which names it uses.
 #pragma once
 

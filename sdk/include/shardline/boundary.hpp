@@ -149,20 +149,33 @@ class EncodedOutput {
       end_ += 4;
     }
   }
+  /// Frames the message written since begin_message(); for lines framing, throws (the message
+  /// dropped) if it holds a newline.
   void end_message() {
+    if (framing_ == Framing::lines) check_line(buf_.data() + start_, end_ - start_);
+    end_checked_message();
+  }
+  /// end_message() for a message whose bytes check_line() has already seen.
+  void end_checked_message() {
     if (framing_ == Framing::length_prefixed) {
       const auto n = static_cast<std::uint32_t>(end_ - start_ - 4);
       const std::byte be[4] = {std::byte(n >> 24), std::byte(n >> 16), std::byte(n >> 8),
                                std::byte(n)};
       std::memcpy(buf_.data() + start_, be, 4);
     } else {
-      // A newline inside the message would make a reader see two messages, the second one
-      // made of the first one's tail.
-      if (const void* nl = std::memchr(buf_.data() + start_, '\n', end_ - start_))
-        throw_newline_inside(static_cast<const std::byte*>(nl) - (buf_.data() + start_));
       reserve(1);
       buf_[end_++] = std::byte('\n');
     }
+  }
+  /// For lines framing, throws if the n bytes at p (the whole message) hold a newline: a reader
+  /// would see two messages, the second one made of the first one's tail. A text encoder's
+  /// bytes are checked before they are copied, where the check costs about 2 ns per 20-byte
+  /// line (micro_bench Encode_Text/1 against /0); scanned just after being written, about 3x
+  /// that.
+  void check_line(const void* p, std::size_t n) const {
+    if (framing_ != Framing::lines) return;
+    if (const void* nl = std::memchr(p, '\n', n))
+      throw_newline_inside(static_cast<const char*>(nl) - static_cast<const char*>(p));
   }
   /// Drops a message whose encoder threw half-way.
   void abandon_message() { end_ = start_; }
@@ -186,8 +199,7 @@ class EncodedOutput {
   void advance_to(std::byte* end) { end_ = static_cast<std::size_t>(end - buf_.data()); }
 
  private:
-  [[noreturn, gnu::cold, gnu::noinline]] void throw_newline_inside(std::ptrdiff_t at) {
-    end_ = start_;  // the message is dropped, as one whose encoder threw
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_newline_inside(std::ptrdiff_t at) {
     throw std::runtime_error(
         "the encoded message has a newline at byte " + std::to_string(at) +
         ", and the sink's framing is \"lines\": a reader would take it for two messages (encode "

@@ -113,7 +113,9 @@ using unwrap_optional_t = typename unwrap_optional<T>::type;
 /// The message a function returns: by value, `const` or not, or a reference to one (copied
 /// as the call returns), or a std::optional of any of these.
 template <class F>
-using returned_message_t = unwrap_optional_t<std::remove_cvref_t<result_t<F>>>;
+using returned_message_t = std::remove_cv_t<unwrap_optional_t<std::remove_cvref_t<result_t<F>>>>;
+template <class T>
+inline constexpr bool is_optional_v = !std::is_same_v<unwrap_optional_t<T>, T>;
 
 template <class T>
 struct emit_type {
@@ -222,7 +224,7 @@ void each_to_slot(std::size_t n, MessageOutput& out, ErrorSink& errors, Make&& m
   std::size_t made = 0;
   for (std::size_t i = 0; i < n; ++i) {
     guarded(i, errors, [&] {
-      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(make(i))>, std::optional<Out>>) {
+      if constexpr (is_optional_v<std::remove_cvref_t<decltype(make(i))>>) {
         auto r = make(i);
         if (!r) return;
         ::new (slot) Out(std::move(*r));
@@ -350,15 +352,19 @@ class EncoderImpl final : public Encoder {
       out.begin_message();
       try {
         if constexpr (std::is_invocable_v<F&, const In&, Writer&>) {
-          Writer writer(out);  // hands its position back to `out` when it goes
-          fn_(in.at<In>(i), writer);
+          {
+            Writer writer(out);  // hands its position back to `out` when it goes
+            fn_(in.at<In>(i), writer);
+          }
+          out.end_message();  // throws for a newline in a line (caught below)
         } else {
           // Keep the returned string alive while its bytes are copied.
           const auto text = fn_(in.at<In>(i));
           const std::string_view view(text);
+          out.check_line(view.data(), view.size());  // throws for a newline in a line
           out.append(view.data(), view.size());
+          out.end_checked_message();
         }
-        out.end_message();  // throws (the message dropped) for a newline in a line
       } catch (...) {
         out.abandon_message();
         throw;
