@@ -5,11 +5,11 @@
 // more threads than cores, spinning collapses throughput). Waiters are notified after the lock
 // is released: a thread woken while the notifier still holds it would run only to block on the
 // mutex and be woken a second time, and on a virtual machine each wake-up of an idle CPU costs
-// tens of microseconds. The consumer takes everything queued in one call. push() blocks while
-// the queue holds `capacity` items — that is the backpressure — unless the producer asks not to
-// block: shards forwarding to other shards never block, so two shards feeding each other cannot
-// deadlock (they drain their own inbox first; the sources, which do block, bound how much can
-// be in flight).
+// tens of microseconds. The consumer takes everything queued in one call (a sink, which holds
+// each item long, takes one at a time). push() blocks while the queue holds `capacity` items —
+// that is the backpressure — unless the producer asks not to block: shards forwarding to other
+// shards never block, so two shards feeding each other cannot deadlock (they drain their own
+// inbox first; the sources, which do block, bound how much can be in flight).
 #pragma once
 
 #include <algorithm>
@@ -61,6 +61,25 @@ class BoundedQueue {
       not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
       consumer_waiting_ = false;
       if (!take_all(out)) return false;
+    }
+    not_full_.notify_all();
+    return true;
+  }
+
+  /// Moves the oldest queued item into `out`, waiting for one. Returns false once the queue is
+  /// closed and empty. For a consumer that holds each item a long time (a sink writing a chunk
+  /// to a slow receiver): taking one at a time, what it holds and what is queued stay within
+  /// the capacity and one item, where pop_all() would let the queue fill again behind all it
+  /// took. [consumer thread]
+  bool pop_one(T& out) {
+    {
+      std::unique_lock lock(mutex_);
+      consumer_waiting_ = true;
+      not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
+      consumer_waiting_ = false;
+      if (items_.empty()) return false;
+      out = std::move(items_.front());
+      items_.erase(items_.begin());  // at most `capacity` items: a short move
     }
     not_full_.notify_all();
     return true;

@@ -14,7 +14,6 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <vector>
 
 #include "connectors/frame_splitter.hpp"
 #include "connectors/sink.hpp"
@@ -45,13 +44,14 @@ class SinkPort {
     write(c);
   }
 
-  /// Writes the queued chunks until close() and the queue is empty. [sink thread]
+  /// Writes the queued chunks until close() and the queue is empty. One at a time: a write may
+  /// wait long for a receiver, and the chunks queued meanwhile, with the one being written,
+  /// are all the sink holds (queue_batches + 1). [sink thread]
   void drain() {
-    std::vector<EncodedChunk*> taken;
-    while (queue_.pop_all(taken)) {
+    EncodedChunk* c = nullptr;
+    while (queue_.pop_one(c)) {
       std::lock_guard lock(mutex_);
-      for (EncodedChunk* c : taken) write(c);
-      taken.clear();
+      write(c);
     }
   }
 

@@ -105,6 +105,23 @@ TEST_CASE("pop_all takes everything queued, in order", "[queue]") {
   CHECK(out == std::vector<int>{5});
 }
 
+TEST_CASE("pop_one takes the oldest item, and frees its room at once", "[queue]") {
+  BoundedQueue<int> q(2);
+  q.push(1);
+  q.push(2);
+  int item = 0;
+  REQUIRE(q.pop_one(item));
+  CHECK(item == 1);
+  q.push(3);  // room for one more, so it does not block: 2 and 3 queued, 1 held
+  CHECK(q.size() == 2);
+  REQUIRE(q.pop_one(item));
+  CHECK(item == 2);
+  REQUIRE(q.pop_one(item));
+  CHECK(item == 3);
+  q.close();
+  CHECK_FALSE(q.pop_one(item));  // closed and empty
+}
+
 TEST_CASE("push blocks while the queue is full, until the consumer pops", "[queue]") {
   BoundedQueue<int> q(2);
   q.push(1);
