@@ -62,6 +62,10 @@ class PluginErrors(TempDirTest):
                       "recover from a crash inside a plugin", p.stderr)
 
     def test_plugin_code_calling_exit_is_named(self):
+        if host_has_tsan():
+            # exit() on a source thread runs static destructors while the shards still run:
+            # ThreadSanitizer reports that race, and ends the process with its own status.
+            self.skipTest("ThreadSanitizer reports the race that exit() itself starts")
         topo = self.topology(steps='{ computation = "ev.exit_at_5" }, ' + TRACK)
         p = run_to_crash("run", topo)
         self.assertEqual(p.returncode, 7, p.stderr)
