@@ -75,6 +75,13 @@ std::string as_text(const std::vector<std::byte>& b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+/// Runs encoder `name` over `in`, appending its framed output to `buffer` (exact once done).
+void encode(const shardline::Manifest& m, std::string_view name, const MessageBuffer& in,
+            shardline::Framing framing, std::vector<std::byte>& buffer, ErrorLog& errors) {
+  shardline::EncodedOutput out(buffer, framing);
+  impl<shardline::Encoder>(m, ComponentKind::encoder, name).encode(in.span(), out, errors.sink);
+}
+
 }  // namespace
 
 TEST_CASE("a decoder with a Reader reads big-endian fields and reports bad frames by index", "[sdk]") {
@@ -478,10 +485,7 @@ TEST_CASE("encoders frame their output; a throwing encoder leaves no partial byt
   SECTION("length-prefixed bytes") {
     std::vector<std::byte> buffer = bytes({0xee});  // bytes already in the chunk stay
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "binary").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "binary", in, shardline::Framing::length_prefixed, buffer, errors);
     CHECK(buffer == bytes({0xee,                                       //
                            0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b,  //
                            0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 9}));
@@ -490,20 +494,14 @@ TEST_CASE("encoders frame their output; a throwing encoder leaves no partial byt
   SECTION("lines") {
     std::vector<std::byte> buffer;
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, shardline::Framing::lines);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "text", in, shardline::Framing::lines, buffer, errors);
     CHECK(as_text(buffer) == "1@2571\n3@9\n");
     CHECK(errors.entries == Reports{{1, "cannot encode quote 2"}});
   }
   SECTION("text, length-prefixed") {
     std::vector<std::byte> buffer;
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "text").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "text", in, shardline::Framing::length_prefixed, buffer, errors);
     CHECK(as_text(buffer) == std::string("\0\0\0\x06" "1@2571" "\0\0\0\x03" "3@9", 17));
   }
 }
@@ -518,10 +516,7 @@ TEST_CASE("a text encoder's output is copied whole, whatever its length", "[sdk]
   for (const auto framing : {shardline::Framing::lines, shardline::Framing::length_prefixed}) {
     std::vector<std::byte> buffer;  // empty: the first append allocates
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, framing);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "repeat").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "repeat", in, framing, buffer, errors);
     std::string expected;
     for (std::uint32_t n : {100u, 3u, 5000u, 1000u, 40u}) {
       if (framing == shardline::Framing::length_prefixed)
@@ -545,10 +540,7 @@ TEST_CASE("a message with a newline inside fails for lines framing, not for leng
   SECTION("lines") {
     std::vector<std::byte> buffer;
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, shardline::Framing::lines);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "two_lines").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "two_lines", in, shardline::Framing::lines, buffer, errors);
     CHECK(as_text(buffer) == "1\n3\n");
     CHECK(errors.entries ==
           Reports{{1, "the encoded message has a newline at byte 1, and the sink's framing is "
@@ -558,10 +550,7 @@ TEST_CASE("a message with a newline inside fails for lines framing, not for leng
   SECTION("length-prefixed") {
     std::vector<std::byte> buffer;
     ErrorLog errors;
-    {
-      shardline::EncodedOutput out(buffer, shardline::Framing::length_prefixed);
-      impl<shardline::Encoder>(m, ComponentKind::encoder, "two_lines").encode(in.span(), out, errors.sink);
-    }
+    encode(m, "two_lines", in, shardline::Framing::length_prefixed, buffer, errors);
     CHECK(as_text(buffer) == std::string("\0\0\0\x01" "1" "\0\0\0\x0a" "2\nand more" "\0\0\0\x01" "3", 24));
     CHECK(errors.entries.empty());
   }
