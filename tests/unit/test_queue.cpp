@@ -1,17 +1,22 @@
 // BoundedQueue: order, batching, backpressure and closing. No sleeps: threads are coordinated
-// with latches and atomics, and every wait for a thread has a generous timeout.
+// with latches and atomics, and every wait for a thread has a generous timeout. Pool: the order
+// in which it hands objects back out.
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
 #include <future>
 #include <latch>
+#include <set>
 #include <thread>
 #include <vector>
 
+#include "engine/batch.hpp"
 #include "engine/bounded_queue.hpp"
 
 using shardline::engine::BoundedQueue;
+using shardline::engine::Pool;
 using namespace std::chrono_literals;
 
 namespace {
@@ -207,4 +212,28 @@ TEST_CASE("close() releases a producer blocked on a full queue", "[queue]") {
   CHECK(out == std::vector<int>{1, 2});
   out.clear();
   CHECK_FALSE(q.pop_all(out));
+}
+
+TEST_CASE("a pool hands out the least recently released object first", "[pool]") {
+  Pool<int> pool;
+  // More objects than the ring's first size (16), so it grows twice.
+  std::vector<int*> made;
+  for (int i = 0; i < 40; ++i) made.push_back(pool.acquire());
+  REQUIRE(std::set<int*>(made.begin(), made.end()).size() == made.size());
+  for (int i = 0; i < 20; ++i) pool.release(made[i]);
+  CHECK(pool.acquire() == made[0]);  // the oldest release, not the newest
+  CHECK(pool.acquire() == made[1]);
+  for (int i = 20; i < 40; ++i) pool.release(made[i]);
+  // The ring wraps: the rest of the first releases, then the later ones, in order.
+  for (int i = 2; i < 40; ++i) REQUIRE(pool.acquire() == made[i]);
+  // Nothing free: a new object, then order kept across it.
+  pool.release(made[5]);
+  int* fresh = pool.acquire();
+  CHECK(fresh == made[5]);
+  int* extra = pool.acquire();
+  CHECK(std::find(made.begin(), made.end(), extra) == made.end());
+  pool.release(extra);
+  pool.release(fresh);
+  CHECK(pool.acquire() == extra);
+  CHECK(pool.acquire() == fresh);
 }
