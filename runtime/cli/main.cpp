@@ -87,6 +87,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 
   auto wiring = load(o, shards);
   if (!wiring) return engine::exit_startup_failed;
+  for (const auto& w : wiring->warnings) spdlog::warn("{}: {}", w.pos.str(), w.text);
   std::unique_ptr<engine::Engine> engine;
   try {
     engine = std::make_unique<engine::Engine>(std::move(wiring), options);
@@ -161,10 +162,12 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   return status;
 }
 
-/// `check`: what depends on the machine the topology runs on is a warning, not an error (see
-/// connectors/machine_checks.hpp).
-void warn_machine_dependent(const topology::Topology& topo) {
-  for (const auto& w : connectors::machine_warnings(topo))
+/// `check`: the wiring's warnings, and what depends on the machine the topology runs on, are
+/// warnings, not errors (see connectors/machine_checks.hpp).
+void print_warnings(const topology::Wiring& wiring) {
+  auto warnings = wiring.warnings;
+  for (auto& w : connectors::machine_warnings(wiring.topology)) warnings.push_back(std::move(w));
+  for (const auto& w : warnings)
     std::fprintf(stderr, "%s: warning: %s\n", w.pos.str().c_str(), w.text.c_str());
 }
 
@@ -302,7 +305,7 @@ int main(int argc, char** argv) {
   auto wiring = load(check_opts, std::nullopt);
   if (!wiring) return engine::exit_startup_failed;
   std::cout << wiring->describe();
-  warn_machine_dependent(wiring->topology);
+  print_warnings(*wiring);
   std::cout << "ok: " << check_opts.topology << " is valid\n";
   return 0;
 }

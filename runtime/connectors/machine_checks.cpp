@@ -51,7 +51,7 @@ std::string unresolved(const std::string& address, const InUse& known) {
 
 /// A file to write whose folder is missing or that is a folder (`run` cannot open it), or a
 /// FIFO (`run` opens it only while something reads it).
-void check_output(std::vector<MachineWarning>& out, const topology::Position& pos,
+void check_output(std::vector<topology::Warning>& out, const topology::Position& pos,
                   const std::string& what, const std::filesystem::path& path) {
   std::error_code ec;
   const auto folder = path.parent_path();
@@ -69,7 +69,7 @@ void check_output(std::vector<MachineWarning>& out, const topology::Position& po
   }
 }
 
-void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& source,
+void check_source(std::vector<topology::Warning>& out, const topology::SourceSpec& source,
                   const InUse& known) {
   if (source.kind == topology::SourceKind::file) {
     // Checked by name, not opened: opening a FIFO would wait for its writer.
@@ -102,10 +102,10 @@ void check_source(std::vector<MachineWarning>& out, const topology::SourceSpec& 
 
 }  // namespace
 
-std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
-                                             const topology::Topology* running) {
+std::vector<topology::Warning> machine_warnings(const topology::Topology& topo,
+                                                const topology::Topology* running) {
   const InUse known = in_use(running);
-  std::vector<MachineWarning> out;
+  std::vector<topology::Warning> out;
   for (const auto& p : topo.pipelines) {
     if (p.on_error == topology::ErrorPolicy::dead_letter && !p.dead_letter.empty())
       check_output(out, p.dead_letter_pos,

@@ -14,15 +14,10 @@
 
 namespace shardline::connectors {
 
-struct MachineWarning {
-  topology::Position pos;
-  std::string text;  ///< e.g. "source file x.msg does not exist here; ... would not start ..."
-};
-
 /// Checks `topo` against this machine now. With `running` (the topology of the host running
 /// now, for an edit of it), a TCP port it listens on is not tried (the host holds it, and lets
 /// go of it when it stops), and a host it names is not resolved again.
-std::vector<MachineWarning> machine_warnings(const topology::Topology& topo,
-                                             const topology::Topology* running = nullptr);
+std::vector<topology::Warning> machine_warnings(const topology::Topology& topo,
+                                                const topology::Topology* running = nullptr);
 
 }  // namespace shardline::connectors

@@ -283,10 +283,12 @@ void Engine::check_edited_topology() {
     // What `check` warns about, too: a restart with the edit would not start if, say, its new
     // port is taken. What the running topology already uses is not looked at again: its ports
     // are this host's own (free once it stops), and its hosts resolved (a lookup may be slow).
-    const auto warnings = connectors::machine_warnings(wired->topology, &wiring_->topology);
+    auto warnings = wired->warnings;
+    for (auto& w : connectors::machine_warnings(wired->topology, &wiring_->topology))
+      warnings.push_back(std::move(w));
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
                  "started with: restart shardline to apply it{}",
-                 warnings.empty() ? "" : "; on this machine now:");
+                 warnings.empty() ? "" : "; warnings:");
     for (const auto& w : warnings) spdlog::warn("  {}: {}", w.pos.str(), w.text);
   } catch (const topology::TopologyError& e) {
     edit_refused_ = true;
@@ -617,6 +619,10 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                                        : "the new builds do not fit the topology: ") + all);
   }
   options.loaded.clear();  // the new builds are held by `fresh` alone
+  for (const auto& w : fresh->warnings)  // new ones only: the others were logged before
+    if (std::none_of(wiring_->warnings.begin(), wiring_->warnings.end(),
+                     [&](const topology::Warning& was) { return was.text == w.text; }))
+      spdlog::warn("reload of {}: {}: {}", who, w.pos.str(), w.text);
   std::vector<reload::StateCarry> carries;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     // A string key and an integer key of the same item hash differently: every key held would

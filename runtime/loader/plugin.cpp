@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
+#include <tuple>
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -28,9 +30,24 @@ std::string describe(const AbiRecord& abi) {
          std::to_string(abi.spdlog_version % 100) + ")";
 }
 
+bool Plugin::built_with_sdk(int major, int minor, int patch) const {
+  // "MAJOR.MINOR.PATCH"; a part that does not parse counts as 0.
+  int got[3] = {0, 0, 0};
+  std::string_view rest = sdk_version_;
+  for (int& part : got) {
+    const auto dot = rest.find('.');
+    const std::string_view digits = rest.substr(0, dot);
+    std::from_chars(digits.data(), digits.data() + digits.size(), part);
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  return std::tie(got[0], got[1], got[2]) >= std::tie(major, minor, patch);
+}
+
 namespace {
 
-void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
+/// The plugin's ABI record, if this host can run it; throws PluginError otherwise.
+AbiRecord check_abi(const std::filesystem::path& file, const ElfFile& elf) {
   const auto section = elf.section(kAbiSection);
   if (!section)
     throw PluginError(file.string() +
@@ -55,6 +72,7 @@ void check_abi(const std::filesystem::path& file, const ElfFile& elf) {
                            ? std::string(", without -D_GLIBCXX_USE_CXX11_ABI=") +
                                  (abi.cxx11_abi ? "1" : "0") + " in its compiler flags"
                            : std::string()));
+  return abi;
 }
 
 /// AddressSanitizer's runtime must be the first library of a process: dlopen-ing a plugin that
@@ -144,7 +162,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file, Trial tr
                       (std::filesystem::exists(file, ec) ? " (it is not a regular file)" : ""));
   ElfFile elf(file);
   if (auto why = elf.check_complete(); !why.empty()) throw PluginError(file.string() + ": " + why);
-  check_abi(file, elf);
+  const AbiRecord abi = check_abi(file, elf);
   check_sanitizer_runtime(file, elf);
   check_unloadable(file, elf);
 
@@ -174,6 +192,7 @@ std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file, Trial tr
   plugin->file_ = file;
   plugin->shadow_ = shadow;
   plugin->build_hash_ = hash_of(elf.bytes());
+  plugin->sdk_version_.assign(abi.sdk_version, strnlen(abi.sdk_version, sizeof abi.sdk_version));
   if (trial == Trial::in_copy_first) {
     // The very bytes the host maps next, so no build landing meanwhile goes untried. The copy
     // throws what the host would; only a crash or a hang is its verdict.

@@ -50,6 +50,11 @@ class Plugin {
   const std::string& name() const { return manifest_->plugin_name; }
   const std::string& version() const { return manifest_->plugin_version; }
   const Manifest& manifest() const { return *manifest_; }
+  /// The SDK version the plugin was built with, from its ABI record (e.g. "0.2.4").
+  const std::string& sdk_version() const { return sdk_version_; }
+  /// Whether that version is MAJOR.MINOR.PATCH or later: checks the SDK compiles into a
+  /// plugin's own code (inline) are missing from older builds of the same ABI.
+  bool built_with_sdk(int major, int minor, int patch) const;
   /// Whether file() now holds another build than the one loaded (false if it cannot be read).
   /// [control thread]
   bool rebuilt() const;
@@ -66,6 +71,7 @@ class Plugin {
   std::filesystem::path file_;
   std::filesystem::path shadow_;
   std::size_t build_hash_ = 0;  ///< of the bytes loaded
+  std::string sdk_version_;
   std::unique_ptr<boost::dll::shared_library> library_;
   const Manifest* manifest_ = nullptr;
 };

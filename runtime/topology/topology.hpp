@@ -27,6 +27,13 @@ struct Position {
   std::string str() const;
 };
 
+/// Something in a topology that works but deserves a look: printed, never refused (e.g. "source
+/// file x.msg does not exist here; ... would not start ...").
+struct Warning {
+  Position pos;
+  std::string text;
+};
+
 /// Every error found in a topology, one complete line each.
 struct TopologyError : std::runtime_error {
   explicit TopologyError(std::vector<std::string> errors);

@@ -4,6 +4,8 @@
 #include <map>
 #include <sstream>
 
+#include <shardline/abi.hpp>
+
 namespace shardline::topology {
 
 namespace {
@@ -190,6 +192,16 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
                                             " produces " + type_str(current) +
                                             b.two_builds(wp.encoder->input, current));
       }
+      if (wp.encoder && p.sink->kind != SinkKind::discard && p.sink->framing == Framing::lines)
+        if (const auto plugin = b.find_plugin(p.sink->encoder->plugin);
+            plugin && !plugin->built_with_sdk(0, 2, 4))
+          w->warnings.push_back(
+              {p.sink->encoder->pos,
+               "encoder '" + p.sink->encoder->str() + "' comes from a build of plugin '" +
+                   p.sink->encoder->plugin + "' with SDK " + plugin->sdk_version() +
+                   ", whose encoders do not check for newlines (SDK 0.2.4 on do): with framing "
+                   "= \"lines\", an encoded message holding a newline would be written as two "
+                   "lines; rebuild the plugin against this SDK (" SHARDLINE_SDK_VERSION ")"});
     }
     // (Unless something before is already wrong: the output's type may then be a mistake.)
     if (!p.sink && known && current && errors.size() == errors_before)

@@ -42,6 +42,8 @@ struct Wiring {
   std::vector<std::pair<std::string, std::shared_ptr<loader::Plugin>>> plugins;
   std::vector<WiredState> states;
   std::vector<WiredPipeline> pipelines;
+  /// What works but deserves a look (e.g. an encoder built without a check a sink relies on).
+  std::vector<Warning> warnings;
 
   /// The plugin loaded under `alias`, or null.
   std::shared_ptr<loader::Plugin> plugin(std::string_view alias) const;

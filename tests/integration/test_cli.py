@@ -163,6 +163,38 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertEqual(run.wait(), 0, run.stderr)
         self.assertIn("pipeline events: 300 in, 300 out, 0 errors", run.stderr)
 
+    def test_an_encoder_built_without_the_newline_check_is_a_warning_for_a_lines_sink(self):
+        # test_events as an SDK 0.2.3 build would be (same ABI): its record names that release.
+        with open(os.path.join(TEST_PLUGINS, "test_events.so"), "rb") as f:
+            image = f.read()
+        version = image.find(b"SHRDLN\0\0")
+        while image[version + 28:version + 33] != b"0.2.4":  # after the magic and 5 numbers
+            version = image.find(b"SHRDLN\0\0", version + 1)
+            self.assertNotEqual(version, -1, "no ABI record of SDK 0.2.4 in test_events.so")
+        version += 28
+        with open(self.path("older.so"), "wb") as f:
+            f.write(image[:version] + b"0.2.3".ljust(16, b"\0") + image[version + 16:])
+        topo = self.write("topology.toml", """
+[plugins]
+ev = "older.so"
+[[pipelines]]
+name = "events"
+source = { kind = "stdin", decoder = "ev.event_line" }
+steps = [ { computation = "ev.to_text" } ]
+sink = { kind = "stdout", encoder = "ev.text" }
+""")
+        warning = ("encoder 'ev.text' comes from a build of plugin 'ev' with SDK 0.2.3, whose "
+                   "encoders do not check for newlines")
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertIn(topo + ":8:37: warning: " + warning, err)
+        self.assertIn("is valid", out)
+        p = subprocess.run([SHARDLINE, "run", topo], input="1 1\n2 2\n", capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "1:1\n2:2\n")
+        self.assertIn("[warning] " + topo + ":8:37: " + warning, p.stderr)
+
     def test_check_warns_about_a_sink_host_that_does_not_resolve(self):
         topo = self.write("topology.toml", events_topology(
             2, sink='kind = "tcp", connect = "no-such-host.invalid:80"'))

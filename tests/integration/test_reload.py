@@ -242,7 +242,7 @@ class HotReload(ReloadTest):
             port = taken.getsockname()[1]
             self.write("topology.toml", text.replace(f"127.0.0.1:{self.port}",
                                                      f"127.0.0.1:{port}"))
-            self.run_.wait_for("restart shardline to apply it; on this machine now:")
+            self.run_.wait_for("restart shardline to apply it; warnings:")
             line = self.run_.wait_for(f"cannot listen on 127.0.0.1:{port}")
             self.assertIn("topology.toml:", line)
             self.assertIn("`shardline run` would not start now", line)

@@ -415,6 +415,30 @@ TEST_CASE("an ABI record of another SDK is refused before dlopen", "[loader]") {
   CHECK(mapped_shadow_copies() == before);
 }
 
+TEST_CASE("a plugin of the same ABI built with another SDK release loads, and says which",
+          "[loader]") {
+  TempDir dir;
+  const auto current = Plugin::load(test_plugin("test_events"));
+  CHECK(current->sdk_version() == SHARDLINE_SDK_VERSION);
+  CHECK(current->built_with_sdk(0, 2, 4));
+  CHECK_FALSE(current->built_with_sdk(99, 0, 0));
+
+  const auto file = shardline_test::with_sdk_version(dir, "older.so", test_plugin("test_events"),
+                                                     "0.2.3");
+  REQUIRE_FALSE(file.empty());
+  const auto older = Plugin::load(file);
+  CHECK(older->sdk_version() == "0.2.3");
+  CHECK(older->built_with_sdk(0, 2, 3));
+  CHECK(older->built_with_sdk(0, 1, 9));
+  CHECK_FALSE(older->built_with_sdk(0, 2, 4));
+  CHECK_FALSE(older->built_with_sdk(0, 3, 0));
+  // Compared as numbers, not as text.
+  const auto later = Plugin::load(shardline_test::with_sdk_version(
+      dir, "later.so", test_plugin("test_events"), "0.10.0"));
+  CHECK(later->built_with_sdk(0, 2, 4));
+  CHECK_FALSE(later->built_with_sdk(1, 0, 0));
+}
+
 TEST_CASE("a shared library without an ABI record is not a Shardline plugin", "[loader]") {
   const auto file = test_plugin("no_abi");
   CHECK(load_error(file) == file.string() +

@@ -11,10 +11,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -24,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include <shardline/abi.hpp>
 #include <shardline/boundary.hpp>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
@@ -62,6 +65,25 @@ struct TempDir {
   }
   std::filesystem::path path;
 };
+
+/// A copy of `plugin`, written to `dir` as `name`, whose ABI record says it was built with SDK
+/// `version` (of the same ABI): what the host sees of a plugin built with another SDK release.
+inline std::filesystem::path with_sdk_version(const TempDir& dir, const std::string& name,
+                                              const std::filesystem::path& plugin,
+                                              std::string_view version) {
+  std::ifstream in(plugin, std::ios::binary);
+  std::string image{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const auto& host = shardline::kAbiRecord;  // the plugin's record, as built with this SDK
+  const std::string_view record(reinterpret_cast<const char*>(&host), sizeof host);
+  const auto at = image.find(record);
+  if (at == std::string::npos || image.find(record, at + 1) != std::string::npos) return {};
+  shardline::AbiRecord patched = host;
+  std::memset(patched.sdk_version, 0, sizeof patched.sdk_version);
+  std::memcpy(patched.sdk_version, version.data(),
+              std::min(version.size(), sizeof patched.sdk_version - 1));
+  std::memcpy(image.data() + at, &patched, sizeof patched);
+  return dir.file(name, image);
+}
 
 /// How long a test waits for something that happens at once on an idle machine: far longer
 /// than any run, so a slow CI machine never fails a test by timing out.

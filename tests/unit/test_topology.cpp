@@ -368,6 +368,39 @@ TEST_CASE("a plugin name with a dot", "[topology]") {
                    "\"plugin.component\"; name the plugin without one"));
 }
 
+TEST_CASE("a lines sink whose encoder was built without the newline check is a warning",
+          "[topology]") {
+  TempDir dir;
+  const auto older = shardline_test::with_sdk_version(dir, "older.so",
+                                                      test_plugin("test_events"), "0.2.3");
+  REQUIRE_FALSE(older.empty());
+  const auto topology = [&](const fs::path& plugin, const std::string& framing) {
+    return TopologyFile("[plugins]\n"
+                        "ev = \"" + plugin.string() + "\"\n"
+                        "[[pipelines]]\n"
+                        "name = \"events\"\n"
+                        "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+                        "steps = [ { computation = \"ev.to_text\" } ]\n"
+                        "sink = { kind = \"stdout\", encoder = \"ev.text\"" + framing + " }\n");
+  };
+  const auto warnings_of = [](const TopologyFile& t) {
+    const auto wiring = wire_topology(parse_topology(t.file));
+    std::vector<std::string> out;
+    for (const auto& w : wiring->warnings) out.push_back(w.pos.str() + ": " + w.text);
+    return out;
+  };
+  const TopologyFile lines = topology(older, "");  // stdout's default framing: lines
+  CHECK(warnings_of(lines) ==
+        Errors{lines.at(7, 37,
+                        "encoder 'ev.text' comes from a build of plugin 'ev' with SDK 0.2.3, "
+                        "whose encoders do not check for newlines (SDK 0.2.4 on do): with "
+                        "framing = \"lines\", an encoded message holding a newline would be "
+                        "written as two lines; rebuild the plugin against this SDK (" +
+                            std::string(SHARDLINE_SDK_VERSION) + ")")});
+  CHECK(warnings_of(topology(older, ", framing = \"length\"")).empty());
+  CHECK(warnings_of(topology(test_plugin("test_events"), "")).empty());
+}
+
 TEST_CASE("a component of an unknown plugin alias", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
