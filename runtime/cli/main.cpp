@@ -165,9 +165,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
 /// `check`: the wiring's warnings, and what depends on the machine the topology runs on, are
 /// warnings, not errors (see connectors/machine_checks.hpp).
 void print_warnings(const topology::Wiring& wiring) {
-  auto warnings = wiring.warnings;
-  for (auto& w : connectors::machine_warnings(wiring.topology)) warnings.push_back(std::move(w));
-  for (const auto& w : warnings)
+  for (const auto& w : connectors::all_warnings(wiring))
     std::fprintf(stderr, "%s: warning: %s\n", w.pos.str().c_str(), w.text.c_str());
 }
 

@@ -123,4 +123,11 @@ std::vector<topology::Warning> machine_warnings(const topology::Topology& topo,
   return out;
 }
 
+std::vector<topology::Warning> all_warnings(const topology::Wiring& wiring,
+                                            const topology::Topology* running) {
+  auto out = wiring.warnings;
+  for (auto& w : machine_warnings(wiring.topology, running)) out.push_back(std::move(w));
+  return out;
+}
+
 }  // namespace shardline::connectors

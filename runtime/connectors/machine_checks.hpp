@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "topology/topology.hpp"
+#include "topology/wiring.hpp"
 
 namespace shardline::connectors {
 
@@ -19,5 +20,10 @@ namespace shardline::connectors {
 /// go of it when it stops), and a host it names is not resolved again.
 std::vector<topology::Warning> machine_warnings(const topology::Topology& topo,
                                                 const topology::Topology* running = nullptr);
+
+/// Everything `check` warns about: the wiring's own warnings, then machine_warnings() of its
+/// topology (`running` as there).
+std::vector<topology::Warning> all_warnings(const topology::Wiring& wiring,
+                                            const topology::Topology* running = nullptr);
 
 }  // namespace shardline::connectors

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,8 +36,9 @@ struct EncodedChunk {
 /// source fills a batch, a shard reads it). The object released last was just read, so its
 /// cache lines still sit in the reader's core, and every store of the next filler would first
 /// have to take its line back from there. Reused after all the others, an object has had the
-/// longest time to leave the reader's cache. On the benchmark machine this made the source
-/// thread's scatter 2-3x cheaper (bench/RESULTS.md, "Changes").
+/// longest time to leave the reader's cache. How much that saves depends on the machine: on the
+/// benchmark's Zen 4 host it made the source thread's scatter 2-3x cheaper, where a Zen 3 host
+/// had measured it slower (bench/RESULTS.md, "Changes").
 template <class T>
 class Pool {
  public:
@@ -53,13 +55,16 @@ class Pool {
     auto fresh = std::make_unique<T>();
     T* t = fresh.get();
     std::lock_guard lock(mutex_);
+    // The ring first: it must hold a slot for every object, even if growing it throws.
+    if (free_.size() < all_.size() + 1) grow();
     all_.push_back(std::move(fresh));
-    if (free_.size() < all_.size()) grow();
     return t;
   }
+  /// Takes back an object of this pool that is not free already.
   void release(T* t) {
     std::lock_guard lock(mutex_);
     // Room is certain: the ring holds as many slots as there are objects.
+    assert(free_count_ < free_.size());
     std::size_t tail = free_head_ + free_count_;
     if (tail >= free_.size()) tail -= free_.size();
     free_[tail] = t;

@@ -283,12 +283,10 @@ void Engine::check_edited_topology() {
     // What `check` warns about, too: a restart with the edit would not start if, say, its new
     // port is taken. What the running topology already uses is not looked at again: its ports
     // are this host's own (free once it stops), and its hosts resolved (a lookup may be slow).
-    auto warnings = wired->warnings;
-    for (auto& w : connectors::machine_warnings(wired->topology, &wiring_->topology))
-      warnings.push_back(std::move(w));
+    const auto warnings = connectors::all_warnings(*wired, &wiring_->topology);
     spdlog::warn("the edited topology is valid, but a running host keeps the topology it "
                  "started with: restart shardline to apply it{}",
-                 warnings.empty() ? "" : "; warnings:");
+                 warnings.empty() ? "" : "; warnings (plugins and this machine):");
     for (const auto& w : warnings) spdlog::warn("  {}: {}", w.pos.str(), w.text);
   } catch (const topology::TopologyError& e) {
     edit_refused_ = true;
@@ -619,10 +617,6 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                                        : "the new builds do not fit the topology: ") + all);
   }
   options.loaded.clear();  // the new builds are held by `fresh` alone
-  for (const auto& w : fresh->warnings)  // new ones only: the others were logged before
-    if (std::none_of(wiring_->warnings.begin(), wiring_->warnings.end(),
-                     [&](const topology::Warning& was) { return was.text == w.text; }))
-      spdlog::warn("reload of {}: {}: {}", who, w.pos.str(), w.text);
   std::vector<reload::StateCarry> carries;
   for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
     // A string key and an integer key of the same item hash differently: every key held would
@@ -743,6 +737,11 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
 
   // 6. Resume, then let the old versions go.
   resume();
+  for (const auto& w : wiring_->warnings)  // new ones only: the others were logged before
+    if (std::none_of(old->warnings.begin(), old->warnings.end(), [&](const topology::Warning& was) {
+          return was.pos.str() == w.pos.str() && was.text == w.text;
+        }))
+      spdlog::warn("reload of {}: {}: {}", who, w.pos.str(), w.text);
   old.reset();
   // The old builds go, unless a state kept as it is holds them on purpose.
   report.old_unloaded = true;

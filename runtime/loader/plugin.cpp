@@ -31,17 +31,18 @@ std::string describe(const AbiRecord& abi) {
 }
 
 bool Plugin::built_with_sdk(int major, int minor, int patch) const {
-  // "MAJOR.MINOR.PATCH"; a part that does not parse counts as 0.
+  // "MAJOR.MINOR.PATCH", each part its leading digits (a part missing counts as 0). A
+  // pre-release ("0.2.4-rc1") comes before its release, as in semantic versioning.
   int got[3] = {0, 0, 0};
-  std::string_view rest = sdk_version_;
+  const char* at = sdk_version_.data();
+  const char* const end = at + sdk_version_.size();
   for (int& part : got) {
-    const auto dot = rest.find('.');
-    const std::string_view digits = rest.substr(0, dot);
-    std::from_chars(digits.data(), digits.data() + digits.size(), part);
-    if (dot == std::string_view::npos) break;
-    rest.remove_prefix(dot + 1);
+    at = std::from_chars(at, end, part).ptr;
+    if (at == end || *at != '.') break;
+    ++at;
   }
-  return std::tie(got[0], got[1], got[2]) >= std::tie(major, minor, patch);
+  const bool release = sdk_version_.find('-') == std::string::npos;
+  return std::tuple(got[0], got[1], got[2], release) >= std::tuple(major, minor, patch, true);
 }
 
 namespace {

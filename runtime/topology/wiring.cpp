@@ -197,11 +197,13 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
             plugin && !plugin->built_with_sdk(0, 2, 4))
           w->warnings.push_back(
               {p.sink->encoder->pos,
-               "encoder '" + p.sink->encoder->str() + "' comes from a build of plugin '" +
-                   p.sink->encoder->plugin + "' with SDK " + plugin->sdk_version() +
-                   ", whose encoders do not check for newlines (SDK 0.2.4 on do): with framing "
-                   "= \"lines\", an encoded message holding a newline would be written as two "
-                   "lines; rebuild the plugin against this SDK (" SHARDLINE_SDK_VERSION ")"});
+               "plugin '" + p.sink->encoder->plugin + "' (" + plugin->file().string() +
+                   ") was built with SDK " +
+                   (plugin->sdk_version().empty() ? "(unknown)" : plugin->sdk_version()) +
+                   ", whose encoders do not reject a newline inside a message: with framing = "
+                   "\"lines\", encoder '" + p.sink->encoder->str() +
+                   "' would write such a message as two lines; rebuild the plugin against SDK "
+                   "0.2.4 or later (this host's is " SHARDLINE_SDK_VERSION ")"});
     }
     // (Unless something before is already wrong: the output's type may then be a mistake.)
     if (!p.sink && known && current && errors.size() == errors_before)

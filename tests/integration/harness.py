@@ -36,6 +36,26 @@ def read(path, mode="r"):
         return f.read()
 
 
+def sdk_version():
+    """This SDK's version, as sdk/include/shardline/abi.hpp defines it."""
+    text = read(os.path.join(ROOT, "sdk", "include", "shardline", "abi.hpp"))
+    return re.search(r'#define SHARDLINE_SDK_VERSION "([^"]+)"', text).group(1)
+
+
+def with_sdk_version(plugin, copy, version):
+    """Writes to `copy` the plugin file `plugin` with its ABI record saying it was built with
+    SDK `version` (of the same ABI): what the host sees of a build with another SDK release."""
+    image = read(plugin, "rb")
+    # The record: an 8-byte magic, five 32-bit numbers, then the version in 16 bytes.
+    current = sdk_version().encode().ljust(16, b"\0")
+    at = image.find(b"SHRDLN\0\0")
+    while at != -1 and image[at + 28:at + 44] != current:
+        at = image.find(b"SHRDLN\0\0", at + 1)
+    assert at != -1, f"no ABI record of SDK {sdk_version()} in {plugin}"
+    with open(copy, "wb") as f:
+        f.write(image[:at + 28] + version.encode().ljust(16, b"\0") + image[at + 44:])
+
+
 def host_libraries():
     return subprocess.run(["ldd", SHARDLINE], capture_output=True, text=True).stdout
 

@@ -6,7 +6,8 @@ import subprocess
 import unittest
 
 from harness import (PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest, check, connect,
-                     events_topology, free_port, host_has_asan, latency, tcp_listen)
+                     events_topology, free_port, host_has_asan, latency, sdk_version, tcp_listen,
+                     with_sdk_version)
 
 
 def shardline(*args):
@@ -165,15 +166,8 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
 
     def test_an_encoder_built_without_the_newline_check_is_a_warning_for_a_lines_sink(self):
         # test_events as an SDK 0.2.3 build would be (same ABI): its record names that release.
-        with open(os.path.join(TEST_PLUGINS, "test_events.so"), "rb") as f:
-            image = f.read()
-        version = image.find(b"SHRDLN\0\0")
-        while image[version + 28:version + 33] != b"0.2.4":  # after the magic and 5 numbers
-            version = image.find(b"SHRDLN\0\0", version + 1)
-            self.assertNotEqual(version, -1, "no ABI record of SDK 0.2.4 in test_events.so")
-        version += 28
-        with open(self.path("older.so"), "wb") as f:
-            f.write(image[:version] + b"0.2.3".ljust(16, b"\0") + image[version + 16:])
+        with_sdk_version(os.path.join(TEST_PLUGINS, "test_events.so"), self.path("older.so"),
+                         "0.2.3")
         topo = self.write("topology.toml", """
 [plugins]
 ev = "older.so"
@@ -183,17 +177,19 @@ source = { kind = "stdin", decoder = "ev.event_line" }
 steps = [ { computation = "ev.to_text" } ]
 sink = { kind = "stdout", encoder = "ev.text" }
 """)
-        warning = ("encoder 'ev.text' comes from a build of plugin 'ev' with SDK 0.2.3, whose "
-                   "encoders do not check for newlines")
+        warning = (f"topology.toml:8:37: plugin 'ev' ({self.path('older.so')}) was built with SDK "
+                   "0.2.3, whose encoders do not reject a newline inside a message: with framing "
+                   "= \"lines\", encoder 'ev.text' would write such a message as two lines; "
+                   f"rebuild the plugin against SDK 0.2.4 or later (this host's is {sdk_version()})")
         status, out, err = check(topo)
         self.assertEqual(status, 0, err)
-        self.assertIn(topo + ":8:37: warning: " + warning, err)
+        self.assertIn(warning.replace("topology.toml:8:37: ", "topology.toml:8:37: warning: "), err)
         self.assertIn("is valid", out)
         p = subprocess.run([SHARDLINE, "run", topo], input="1 1\n2 2\n", capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout, "1:1\n2:2\n")
-        self.assertIn("[warning] " + topo + ":8:37: " + warning, p.stderr)
+        self.assertIn("[warning] " + self.path(warning), p.stderr)
 
     def test_check_warns_about_a_sink_host_that_does_not_resolve(self):
         topo = self.write("topology.toml", events_topology(

@@ -13,7 +13,7 @@ import unittest
 
 from harness import (TEST_PLUGINS, TIMEOUT, LiveRun, TempDirTest, connect, free_port,
                      host_has_asan, host_has_tsan, read, read_to_end, summary,
-                     wait_until_pipe_full)
+                     wait_until_pipe_full, with_sdk_version)
 
 KEYS = 20
 
@@ -226,6 +226,32 @@ class HotReload(ReloadTest):
                          (self.feeder.sent, self.feeder.sent))
         self.assertNotIn(" v6", "".join(out))  # version 6 emitted nothing: every event failed
 
+    def test_a_build_with_an_older_sdk_is_reloaded_with_a_warning_for_its_lines_sink(self):
+        # The sink is framed as lines, and its encoder's plugin becomes an SDK 0.2.3 build of
+        # the same ABI: the reload goes on, and says once that newlines are not checked.
+        self.start()
+        self.feeder.wait_sent(500)
+        with_sdk_version(f"{TEST_PLUGINS}/test_events_v2.so", self.path("older.so"), "0.2.3")
+        self.publish(self.path("older.so"))
+        self.run_.wait_for("reloaded plugin 'ev'", 1)
+        line = self.run_.wait_for("reload of plugin 'ev': ")
+        self.assertIn(f"topology.toml:15:72: plugin 'ev' ({self.path('ev.so')}) was built with SDK "
+                      "0.2.3, whose encoders do not reject a newline inside a message: with "
+                      "framing = \"lines\", encoder 'ev.tracked_line' would write such a "
+                      "message as two lines", line)
+        # An edit under --watch is checked with it, and says it too.
+        self.write("topology.toml", read(self.path("topology.toml")).replace("shards = 2",
+                                                                              "shards = 3"))
+        self.run_.wait_for("restart shardline to apply it; warnings (plugins and this machine):")
+        self.run_.wait_for("was built with SDK 0.2.3, whose encoders do not reject a newline", 2)
+        # A reload to another build of that SDK does not say it again.
+        with_sdk_version(f"{TEST_PLUGINS}/test_events.so", self.path("older.so"), "0.2.3")
+        self.publish(self.path("older.so"))
+        self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.feeder.wait_sent(self.feeder.sent + 500)
+        self.finish()
+        self.assertEqual(self.run_.stderr.count("reload of plugin 'ev': "), 1, self.run_.stderr)
+
     def test_an_edited_topology_is_checked_at_once_and_the_run_goes_on(self):
         self.start()
         self.feeder.wait_sent(500)
@@ -242,7 +268,7 @@ class HotReload(ReloadTest):
             port = taken.getsockname()[1]
             self.write("topology.toml", text.replace(f"127.0.0.1:{self.port}",
                                                      f"127.0.0.1:{port}"))
-            self.run_.wait_for("restart shardline to apply it; warnings:")
+            self.run_.wait_for("restart shardline to apply it; warnings (plugins and this machine):")
             line = self.run_.wait_for(f"cannot listen on 127.0.0.1:{port}")
             self.assertIn("topology.toml:", line)
             self.assertIn("`shardline run` would not start now", line)

@@ -437,6 +437,17 @@ TEST_CASE("a plugin of the same ABI built with another SDK release loads, and sa
       dir, "later.so", test_plugin("test_events"), "0.10.0"));
   CHECK(later->built_with_sdk(0, 2, 4));
   CHECK_FALSE(later->built_with_sdk(1, 0, 0));
+  // A pre-release comes before its release; a version without a patch (or without anything)
+  // counts the missing parts as 0.
+  const auto version = [&](const std::string& v) {
+    return Plugin::load(shardline_test::with_sdk_version(dir, "sdk-" + v + ".so",
+                                                         test_plugin("test_events"), v));
+  };
+  CHECK_FALSE(version("0.2.4-rc1")->built_with_sdk(0, 2, 4));
+  CHECK(version("0.2.4-rc1")->built_with_sdk(0, 2, 3));
+  CHECK(version("0.3")->built_with_sdk(0, 2, 4));
+  CHECK_FALSE(version("0.2")->built_with_sdk(0, 2, 4));
+  CHECK_FALSE(version("")->built_with_sdk(0, 0, 1));
 }
 
 TEST_CASE("a shared library without an ABI record is not a Shardline plugin", "[loader]") {

@@ -226,14 +226,47 @@ TEST_CASE("a pool hands out the least recently released object first", "[pool]")
   for (int i = 20; i < 40; ++i) pool.release(made[i]);
   // The ring wraps: the rest of the first releases, then the later ones, in order.
   for (int i = 2; i < 40; ++i) REQUIRE(pool.acquire() == made[i]);
-  // Nothing free: a new object, then order kept across it.
+  // Nothing free: a new object; then the order holds across it.
   pool.release(made[5]);
-  int* fresh = pool.acquire();
-  CHECK(fresh == made[5]);
-  int* extra = pool.acquire();
-  CHECK(std::find(made.begin(), made.end(), extra) == made.end());
-  pool.release(extra);
-  pool.release(fresh);
-  CHECK(pool.acquire() == extra);
-  CHECK(pool.acquire() == fresh);
+  CHECK(pool.acquire() == made[5]);
+  int* added = pool.acquire();
+  CHECK(std::find(made.begin(), made.end(), added) == made.end());
+  pool.release(added);
+  pool.release(made[7]);
+  CHECK(pool.acquire() == added);
+  CHECK(pool.acquire() == made[7]);
+}
+
+namespace {
+/// An object whose construction gives back the objects queued in `give_back` to `pool`: as
+/// another thread's releases would while acquire() makes a new object outside its lock.
+struct GivesBack {
+  static inline Pool<GivesBack>* pool = nullptr;
+  static inline std::vector<GivesBack*> give_back;
+  GivesBack() {
+    for (GivesBack* g : give_back) pool->release(g);
+    give_back.clear();
+  }
+};
+}  // namespace
+
+TEST_CASE("a pool's ring keeps the order of free objects when it grows around its end",
+          "[pool]") {
+  Pool<GivesBack> pool;
+  GivesBack::pool = &pool;
+  std::vector<GivesBack*> made;
+  for (int i = 0; i < 16; ++i) made.push_back(pool.acquire());  // a ring of 16, all taken
+  for (int i = 0; i < 10; ++i) pool.release(made[i]);
+  for (int i = 0; i < 10; ++i) REQUIRE(pool.acquire() == made[i]);  // the ring's head at 10
+  // Nothing free, so a 17th object is made; meanwhile 8 come back, into slots 10-15, 0 and 1,
+  // and the ring grows with them in it.
+  GivesBack::give_back = {made[3], made[12], made[0], made[15], made[9], made[4], made[11],
+                          made[6]};
+  const std::vector<GivesBack*> order = GivesBack::give_back;
+  GivesBack* seventeenth = pool.acquire();
+  CHECK(std::find(made.begin(), made.end(), seventeenth) == made.end());
+  for (GivesBack* g : order) REQUIRE(pool.acquire() == g);
+  pool.release(seventeenth);
+  CHECK(pool.acquire() == seventeenth);
+  GivesBack::pool = nullptr;
 }

@@ -392,11 +392,12 @@ TEST_CASE("a lines sink whose encoder was built without the newline check is a w
   const TopologyFile lines = topology(older, "");  // stdout's default framing: lines
   CHECK(warnings_of(lines) ==
         Errors{lines.at(7, 37,
-                        "encoder 'ev.text' comes from a build of plugin 'ev' with SDK 0.2.3, "
-                        "whose encoders do not check for newlines (SDK 0.2.4 on do): with "
-                        "framing = \"lines\", an encoded message holding a newline would be "
-                        "written as two lines; rebuild the plugin against this SDK (" +
-                            std::string(SHARDLINE_SDK_VERSION) + ")")});
+                        "plugin 'ev' (" + older.string() +
+                            ") was built with SDK 0.2.3, whose encoders do not reject a newline "
+                            "inside a message: with framing = \"lines\", encoder 'ev.text' "
+                            "would write such a message as two lines; rebuild the plugin "
+                            "against SDK 0.2.4 or later (this host's is " SHARDLINE_SDK_VERSION
+                            ")")});
   CHECK(warnings_of(topology(older, ", framing = \"length\"")).empty());
   CHECK(warnings_of(topology(test_plugin("test_events"), "")).empty());
 }
