@@ -49,7 +49,7 @@ namespace {
 void Queue_BatchHandoff(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
   engine::BoundedQueue<engine::Batch*> queue(64);  // the default queue_batches
-  engine::Pool<engine::Batch> pool;
+  engine::Pool<engine::Batch> pool(engine::Reuse::oldest_first);  // as the engine's
   std::uint64_t consumed_sum = 0;
   std::thread consumer([&] {
     std::vector<engine::Batch*> taken;

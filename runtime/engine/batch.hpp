@@ -30,25 +30,36 @@ struct EncodedChunk {
   std::uint64_t arrived_ns = 0;  ///< when the source read the oldest message encoded in it
 };
 
-/// A free list of reusable objects, handed out least recently released first. [any thread]
+/// Which free object a Pool hands out next.
 ///
-/// Oldest first, not most recent: each object is filled by one thread and read by another (a
-/// source fills a batch, a shard reads it). The object released last was just read, so its
-/// cache lines still sit in the reader's core, and every store of the next filler would first
-/// have to take its line back from there. Reused after all the others, an object has had the
-/// longest time to leave the reader's cache. How much that saves depends on the machine: on the
-/// benchmark's Zen 4 host it made the source thread's scatter 2-3x cheaper, where a Zen 3 host
-/// had measured it slower (bench/RESULTS.md, "Changes").
+/// - `oldest_first` (batches): each is filled by one thread and read by another (a source fills
+///   a batch, a shard reads it). The batch released last was just read, so its cache lines still
+///   sit in the reader's core, and every store of the next filler would first have to take its
+///   line back from there. Reused after all the others, a batch has had the longest time to
+///   leave the reader's cache. How much that saves depends on the machine: on the benchmark's
+///   Zen 4 host it made the source thread's scatter 2-3x cheaper, where a Zen 3 host had
+///   measured it slower (bench/RESULTS.md, "Changes").
+/// - `newest_first` (output chunks): a chunk's 320 KiB become resident only as output is written
+///   into them, and at light load chunks go out nearly empty. Reusing the most recent keeps the
+///   resident memory to the few chunks in use; taking them in turn, a catch-up burst after a
+///   receiver outage fills every pooled chunk (a soak: +13 MB of RSS against +2.8 MB). The order
+///   made no difference to throughput for chunks.
+enum class Reuse { oldest_first, newest_first };
+
+/// A free list of reusable objects, handed out in the order `Reuse` says. [any thread]
 template <class T>
 class Pool {
  public:
+  explicit Pool(Reuse reuse) : reuse_(reuse) {}
+
   T* acquire() {
     {
       std::lock_guard lock(mutex_);
       if (free_count_) {
-        T* t = free_[free_head_];
-        free_head_ = next(free_head_);
         --free_count_;
+        if (reuse_ == Reuse::newest_first) return free_[at(free_count_)];
+        T* t = free_[free_head_];
+        free_head_ = at(1);
         return t;
       }
     }
@@ -65,24 +76,26 @@ class Pool {
     std::lock_guard lock(mutex_);
     // Room is certain: the ring holds as many slots as there are objects.
     assert(free_count_ < free_.size());
-    std::size_t tail = free_head_ + free_count_;
-    if (tail >= free_.size()) tail -= free_.size();
-    free_[tail] = t;
+    free_[at(free_count_)] = t;
     ++free_count_;
   }
 
  private:
-  std::size_t next(std::size_t i) const { return i + 1 == free_.size() ? 0 : i + 1; }
+  /// The slot `i` places after the oldest free object.
+  std::size_t at(std::size_t i) const {
+    const std::size_t slot = free_head_ + i;
+    return slot < free_.size() ? slot : slot - free_.size();
+  }
   /// Doubles the ring of free objects, keeping their order; only when a new object is made,
   /// so a steady state allocates nothing. [mutex_ held]
   void grow() {
     std::vector<T*> bigger(std::max<std::size_t>(16, 2 * free_.size()));
-    for (std::size_t i = 0, at = free_head_; i < free_count_; ++i, at = next(at))
-      bigger[i] = free_[at];
+    for (std::size_t i = 0; i < free_count_; ++i) bigger[i] = free_[at(i)];
     free_.swap(bigger);
     free_head_ = 0;
   }
 
+  const Reuse reuse_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<T>> all_;
   std::vector<T*> free_;  ///< a ring: free_count_ objects from free_head_, oldest first

@@ -119,8 +119,8 @@ class Dataflow {
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
   std::vector<std::unique_ptr<SinkPort>> sinks;
-  Pool<Batch> batches;
-  Pool<EncodedChunk> chunks;
+  Pool<Batch> batches{Reuse::oldest_first};
+  Pool<EncodedChunk> chunks{Reuse::newest_first};
 
   std::mutex control_mutex;
   std::condition_variable control_cv;

@@ -17,6 +17,7 @@
 
 using shardline::engine::BoundedQueue;
 using shardline::engine::Pool;
+using shardline::engine::Reuse;
 using namespace std::chrono_literals;
 
 namespace {
@@ -214,8 +215,8 @@ TEST_CASE("close() releases a producer blocked on a full queue", "[queue]") {
   CHECK_FALSE(q.pop_all(out));
 }
 
-TEST_CASE("a pool hands out the least recently released object first", "[pool]") {
-  Pool<int> pool;
+TEST_CASE("an oldest-first pool hands out the least recently released object", "[pool]") {
+  Pool<int> pool(Reuse::oldest_first);
   // More objects than the ring's first size (16), so it grows twice.
   std::vector<int*> made;
   for (int i = 0; i < 40; ++i) made.push_back(pool.acquire());
@@ -237,6 +238,20 @@ TEST_CASE("a pool hands out the least recently released object first", "[pool]")
   CHECK(pool.acquire() == made[7]);
 }
 
+TEST_CASE("a newest-first pool hands out the most recently released object", "[pool]") {
+  Pool<int> pool(Reuse::newest_first);
+  std::vector<int*> made;
+  for (int i = 0; i < 40; ++i) made.push_back(pool.acquire());  // the ring grows twice
+  for (int i = 0; i < 20; ++i) pool.release(made[i]);
+  CHECK(pool.acquire() == made[19]);
+  CHECK(pool.acquire() == made[18]);
+  pool.release(made[30]);
+  CHECK(pool.acquire() == made[30]);
+  for (int i = 17; i >= 0; --i) REQUIRE(pool.acquire() == made[i]);
+  int* added = pool.acquire();  // nothing free: a new object
+  CHECK(std::find(made.begin(), made.end(), added) == made.end());
+}
+
 namespace {
 /// An object whose construction gives back the objects queued in `give_back` to `pool`: as
 /// another thread's releases would while acquire() makes a new object outside its lock.
@@ -252,7 +267,7 @@ struct GivesBack {
 
 TEST_CASE("a pool's ring keeps the order of free objects when it grows around its end",
           "[pool]") {
-  Pool<GivesBack> pool;
+  Pool<GivesBack> pool(Reuse::oldest_first);
   GivesBack::pool = &pool;
   std::vector<GivesBack*> made;
   for (int i = 0; i < 16; ++i) made.push_back(pool.acquire());  // a ring of 16, all taken

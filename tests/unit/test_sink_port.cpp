@@ -18,6 +18,7 @@
 
 using shardline::engine::EncodedChunk;
 using shardline::engine::Pool;
+using shardline::engine::Reuse;
 using shardline::engine::SinkPort;
 
 namespace {
@@ -89,7 +90,7 @@ TEST_CASE("a sink port delivers every chunk whole, one writer at a time", "[sink
   constexpr int producers = 3, chunks = 400, lines = 7;
   RecordingSink sink;
   shardline::metrics::PipelineMetrics metrics;
-  Pool<EncodedChunk> pool;
+  Pool<EncodedChunk> pool(Reuse::newest_first);
   // A small queue: producers block often.
   SinkPort port(sink, metrics, pool, 4, direct, shardline::Framing::lines);
 
@@ -134,7 +135,7 @@ TEST_CASE("once the sink gives up, every later chunk is counted lost", "[sink_po
   CAPTURE(direct);
   RecordingSink sink(3);  // the third write fails
   shardline::metrics::PipelineMetrics metrics;
-  Pool<EncodedChunk> pool;
+  Pool<EncodedChunk> pool(Reuse::newest_first);
   SinkPort port(sink, metrics, pool, 64, direct, shardline::Framing::lines);
   auto drainer = std::async(std::launch::async, [&] { port.drain(); });
   int seq = 0;
@@ -152,7 +153,7 @@ TEST_CASE("the chunk a sink gives up in counts its whole frames as written, the 
   // Chunks of 10 lines "0 N\n" (4 or 5 bytes each); the third write stops after 13 bytes of
   // its chunk: "0 20\n0 21\n0 2" holds two whole lines.
   shardline::metrics::PipelineMetrics metrics;
-  Pool<EncodedChunk> pool;
+  Pool<EncodedChunk> pool(Reuse::newest_first);
   RecordingSink sink(3, 13);
   SinkPort port(sink, metrics, pool, 64, true, shardline::Framing::lines);
   int seq = 0;
