@@ -41,9 +41,9 @@ struct EncodedChunk {
 ///   measured it slower (bench/RESULTS.md, "Changes").
 /// - `newest_first` (output chunks): a chunk's 320 KiB become resident only as output is written
 ///   into them, and at light load chunks go out nearly empty. Reusing the most recent keeps the
-///   resident memory to the few chunks in use; taking them in turn, a catch-up burst after a
-///   receiver outage fills every pooled chunk (a soak: +13 MB of RSS against +2.8 MB). The order
-///   made no difference to throughput for chunks.
+///   resident memory to the chunks in use; taken in turn, the catch-up burst after a receiver
+///   outage touched more of them (RSS +14.5-15.5 MB against +7.6-10.0 MB, two runs each). The
+///   order made no difference to throughput for chunks.
 enum class Reuse { oldest_first, newest_first };
 
 /// A free list of reusable objects, handed out in the order `Reuse` says. [any thread]
