@@ -5,15 +5,15 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <charconv>
-#include <tuple>
 #include <boost/dll/shared_library.hpp>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <shardline/abi.hpp>
 #include <string_view>
+#include <tuple>
 
 #include "loader/elf_file.hpp"
 #include "loader/plugin_call.hpp"

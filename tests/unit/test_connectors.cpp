@@ -38,6 +38,7 @@ using shardline_test::FrameRecorder;
 using shardline_test::kGenerous;
 using shardline_test::LogWatch;
 using shardline_test::length_prefixed;
+using shardline_test::read_file;
 
 namespace {
 
@@ -45,11 +46,6 @@ namespace {
 std::filesystem::path temp_path(const std::string& name) {
   static const shardline_test::TempDir folder("shardline-connectors-");
   return folder.path / name;
-}
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 /// Runs `source` to its end on another thread; stops it and fails if it takes too long.

@@ -30,6 +30,7 @@ using shardline::loader::PluginError;
 using shardline_test::ErrorLog;
 using shardline_test::push;
 using shardline_test::Reports;
+using shardline_test::read_file;
 using shardline_test::test_plugin;
 
 namespace {
@@ -69,11 +70,6 @@ std::vector<std::string> names_in(const std::set<std::string>& all, const std::s
   for (const auto& s : all)
     if (!minus.count(s)) out.push_back(s);
   return out;
-}
-
-std::string read_all(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 /// The file offset of the shardline_abi section's header in an ELF image, and the header.
@@ -293,8 +289,7 @@ TEST_CASE("a file that is not ELF is refused before dlopen", "[loader]") {
 
 TEST_CASE("a truncated plugin is refused before dlopen", "[loader]") {
   TempDir dir;
-  std::ifstream in(test_plugin("test_events"), std::ios::binary);
-  const std::string whole((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string whole = read_file(test_plugin("test_events"));
   REQUIRE(whole.size() > 4096);
   const auto before = mapped_shadow_copies();
 
@@ -325,7 +320,7 @@ TEST_CASE("a truncated plugin is refused before dlopen", "[loader]") {
 
 TEST_CASE("an ELF file that is not a shared object for this machine is refused", "[loader]") {
   TempDir dir;
-  const std::string original = read_all(test_plugin("test_events"));
+  const std::string original = read_file(test_plugin("test_events"));
   SECTION("a relocatable object") {
     std::string image = original;
     poke<Elf64_Half>(image, offsetof(Elf64_Ehdr, e_type), ET_REL);
@@ -351,7 +346,7 @@ TEST_CASE("an ELF file whose header entry sizes are wrong is refused, not read p
   // A section header entry size of 0 would have every entry read at the table's offset, 64
   // bytes of it past the end of a file whose table "ends" there (caught by ASan before).
   TempDir dir;
-  const std::string original = read_all(test_plugin("test_events"));
+  const std::string original = read_file(test_plugin("test_events"));
   for (const auto& [field, size] : {std::pair{offsetof(Elf64_Ehdr, e_shentsize), 0},
                                    std::pair{offsetof(Elf64_Ehdr, e_phentsize), 8}}) {
     std::string image = original;
@@ -367,7 +362,7 @@ TEST_CASE("an ELF file whose header entry sizes are wrong is refused, not read p
 TEST_CASE("an ABI record of another SDK is refused before dlopen", "[loader]") {
   TempDir dir;
   const auto before = mapped_shadow_copies();
-  std::string image = read_all(test_plugin("test_events"));
+  std::string image = read_file(test_plugin("test_events"));
   const auto [header_at, section] = abi_section(image);
   REQUIRE(section.sh_size == sizeof(shardline::AbiRecord));
   SECTION("a record of another size") {

@@ -11,9 +11,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -66,13 +66,18 @@ struct TempDir {
   std::filesystem::path path;
 };
 
+/// The bytes of a file (empty if it cannot be read).
+inline std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 /// A copy of `plugin`, written to `dir` as `name`, whose ABI record says it was built with SDK
 /// `version` (of the same ABI): what the host sees of a plugin built with another SDK release.
 inline std::filesystem::path with_sdk_version(const TempDir& dir, const std::string& name,
                                               const std::filesystem::path& plugin,
                                               std::string_view version) {
-  std::ifstream in(plugin, std::ios::binary);
-  std::string image{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::string image = read_file(plugin);
   const auto& host = shardline::kAbiRecord;  // the plugin's record, as built with this SDK
   const std::string_view record(reinterpret_cast<const char*>(&host), sizeof host);
   const auto at = image.find(record);

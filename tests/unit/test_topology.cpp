@@ -800,12 +800,8 @@ TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
       "[[pipelines]]\n"
       "name = \"e\"\n"
       "source = { kind = \"tcp\", listen = \"[::ffff:127.0.0.1]:7100\", decoder = \"ev.event_line\" }\n");
-  {
-    std::ifstream in(t.file);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    in.close();
-    std::ofstream(t.file) << replace_all(text, "@DIR@", t.file.parent_path().filename().string());
-  }
+  const std::string text = shardline_test::read_file(t.file);  // read before it is rewritten
+  std::ofstream(t.file) << replace_all(text, "@DIR@", t.file.parent_path().filename().string());
   // Given as a relative path, as `shardline check topology.toml` in its folder does: the sink
   // paths stay relative, and new.bin does not exist yet.
   const auto was = fs::current_path();

@@ -152,7 +152,7 @@ class EncodedOutput {
   /// Frames the message written since begin_message(); for lines framing, throws (the message
   /// dropped) if it holds a newline.
   void end_message() {
-    if (framing_ == Framing::lines) check_line(buf_.data() + start_, end_ - start_);
+    check_line(buf_.data() + start_, end_ - start_);
     end_checked_message();
   }
   /// end_message() for a message whose bytes check_line() has already seen.
