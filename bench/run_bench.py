@@ -10,7 +10,8 @@ Scenarios (bench/RESULTS.md explains each and what the numbers mean):
               shardline-gen receive
   latency     orders over TCP at 50% of the maximum rate measured the same way, and at a light
               load (shardline-latency), scheduling = "latency", all orders rejected so that
-              each is a sample; each also through a null pipeline, the floor the harness and
+              each is a sample; with 1 shard (run by the source's thread: one thread from read
+              to write) and with 2; each also through a null pipeline, the floor the harness and
               the machine set; the same orders replayed from a file at a fixed rate (the
               source's `rate`), with no harness process; how long the machine stops a spinning
               thread; and how long a sleeping thread takes to run once woken
@@ -497,7 +498,6 @@ class Suite:
 
     def run_latency(self):
         _, orders = self.ms_files(self.sizes.latency_symbols)
-        shards = 2
         s = self.sizes
         # What the machine does to a thread that never sleeps: the floor under every hop.
         st = run_json([self.latency, "--stalls", s.stall_seconds], 60, "stalls")
@@ -514,9 +514,19 @@ class Suite:
             f"machine: waking a sleeping thread ({wk['wakeups']} futex wake-ups, 200 us apart): "
             f"p50 {wk['p50_us']:.0f} us, p99 {wk['p99_us']:.0f} us, p99.9 {wk['p999_us']:.0f} us, "
             f"p99.99 {wk['p9999_us']:.0f} us")
-        mx = self.latency_run(orders, shards, 0, s.latency_max_count, 0, "max")
-        self.results[("latency", "max")] = mx
-        self.row(f"MS TCP max, all rejected, {s.latency_symbols} sym", shards, mx["received"],
+        # One shard is run by the source's own thread (no hand-off); two have threads of their own.
+        for shards in (1, 2):
+            self.latency_set(orders, shards)
+        self.run_replay()
+
+    def latency_set(self, orders, shards):
+        """The TCP latency rows of one shard count: its maximum, 50% of that and the light load,
+        each with the null pipeline's floor at the same load."""
+        s = self.sizes
+        how = ", 1 thread read to write" if shards == 1 else ""
+        mx = self.latency_run(orders, shards, 0, s.latency_max_count, 0, f"max-{shards}")
+        self.results[("latency", shards, "max")] = mx
+        self.row(f"MS TCP max, all rejected, {s.latency_symbols} sym{how}", shards, mx["received"],
                  mx["msgs_per_s"], mx["p50_us"], mx["p99_us"], mx["p999_us"], mx["max_rss_kb"])
         half = s.latency_rate or round(mx["msgs_per_s"] * 0.5)
         loads = [(half, "half", "50% of max" if not s.latency_rate else None)]
@@ -524,29 +534,29 @@ class Suite:
             loads.append((s.latency_low_rate, "low", "light load"))
         for rate, name, why in loads:
             count = max(1000, int(rate * s.latency_seconds))
-            r = self.latency_run(orders, shards, rate, count, s.latency_warmup, name)
+            r = self.latency_run(orders, shards, rate, count, s.latency_warmup, f"{name}-{shards}")
             r["offered_rate"] = rate
-            self.results[("latency", name)] = r
-            self.row(f"MS TCP latency @ {fmt_rate(rate)}/s" + (f" ({why})" if why else ""),
+            self.results[("latency", shards, name)] = r
+            at = f"{fmt_rate(rate)}/s, {shards} shard{'s' if shards > 1 else ''}"
+            self.row(f"MS TCP latency @ {fmt_rate(rate)}/s" + (f" ({why})" if why else "") + how,
                      shards, r["samples"], r["msgs_per_s"], r["p50_us"], r["p99_us"], r["p999_us"],
                      r["max_rss_kb"])
-            self.latency_notes.append(f"latency @ {fmt_rate(rate)}/s: p99.99 {r['p9999_us']:.0f} us, "
+            self.latency_notes.append(f"latency @ {at}: p99.99 {r['p9999_us']:.0f} us, "
                                       f"max {r['max_us']:.0f} us")
             e = r["engine"]
             self.row("  inside Shardline: source arrival to sink write", shards, None, None,
                      e["p50_us"], e["p99_us"], e["p999_us"])
-            self.latency_notes.append(f"inside Shardline @ {fmt_rate(rate)}/s: p99.99 "
+            self.latency_notes.append(f"inside Shardline @ {at}: p99.99 "
                                       f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
             # The floor under these numbers: the same load through a pipeline that does nothing.
-            f = self.latency_run(orders, shards, rate, count, s.latency_warmup, name + "-floor",
-                                 null=True)
-            self.results[("latency", name + "-floor")] = f
+            f = self.latency_run(orders, shards, rate, count, s.latency_warmup,
+                                 f"{name}-{shards}-floor", null=True)
+            self.results[("latency", shards, name + "-floor")] = f
             self.row(f"  floor: null pipeline @ {fmt_rate(rate)}/s (no Shardline)", "-",
                      f["samples"], f["msgs_per_s"], f["p50_us"], f["p99_us"], f["p999_us"],
                      f["max_rss_kb"])
-            self.latency_notes.append(f"floor @ {fmt_rate(rate)}/s: p99.99 {f['p9999_us']:.0f} us, "
+            self.latency_notes.append(f"floor @ {at}: p99.99 {f['p9999_us']:.0f} us, "
                                       f"max {f['max_us']:.0f} us")
-        self.run_replay()
 
     def replay_once(self, orders, shards, rate, label):
         """The latency topology with the orders replayed from the file at `rate` (0: at full
@@ -584,7 +594,7 @@ class Suite:
             loads = [(self.sizes.replay_rate, "fixed", None)]
         else:
             loads = [(round(mx["msgs_per_s"] * 0.5), "half", "50% of max")]
-            tcp_half = self.results.get(("latency", "half"))
+            tcp_half = self.results.get(("latency", 2, "half"))
             if tcp_half:
                 loads.append((tcp_half["offered_rate"], "tcp-half", "the TCP 50% load"))
         for rate, name, why in loads:

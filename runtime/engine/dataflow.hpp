@@ -28,6 +28,8 @@
 
 namespace shardline::engine {
 
+class Shard;
+
 struct StepPlan {
   std::string name;  ///< "plugin.component" as written in the topology
   bool stateful = false;
@@ -119,6 +121,10 @@ class Dataflow {
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
   std::vector<std::unique_ptr<SinkPort>> sinks;
+  /// The shard whose steps a source thread runs itself (topology::Wiring::source_runs_shard):
+  /// its batches go to Shard::process_here() instead of its inbox, and its thread never
+  /// starts. Null when every shard runs on its own thread.
+  Shard* run_on_source = nullptr;
   Pool<Batch> batches{Reuse::oldest_first};
   Pool<EncodedChunk> chunks{Reuse::newest_first};
 

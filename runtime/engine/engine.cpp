@@ -42,6 +42,15 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     }
     for (std::uint32_t i = 0; i < t.shards; ++i)
       shards_.push_back(std::make_unique<Shard>(*flow_, i, setups));
+    // One thread from read to write where the topology allows it (and the shard's thread is
+    // then never started): no hand-off to a sleeping shard, whose wake-up sets the tail of the
+    // latency on a busy machine (bench/RESULTS.md, "Latency").
+    if (const int p = wiring_->source_runs_shard(); p >= 0) {
+      flow_->run_on_source = shards_[0].get();
+      spdlog::info("pipeline '{}': its source thread runs the shard's steps and writes the sinks "
+                   "(scheduling = \"latency\", one shard, no other pipeline with a stateful step)",
+                   wiring_->pipelines[static_cast<std::size_t>(p)].spec->name);
+    }
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
       for (std::uint64_t key : wiring_->states[s].spec->keys) {
         try {
@@ -293,7 +302,8 @@ int Engine::run() {
   // interval counts (and times) everything, however soon input arrives.
   metrics::RunSummary progress{0, pipeline_counters(), {}};
   for (std::size_t i = 0; i < sinks_.size(); ++i) threads_.emplace_back([this, i] { run_sink(i); });
-  for (auto& s : shards_) s->start();
+  if (!flow_->run_on_source)
+    for (auto& s : shards_) s->start();
   for (std::size_t i = 0; i < sources_.size(); ++i)
     if (const std::string at = sources_[i]->listens_on(); !at.empty())
       spdlog::info("pipeline '{}' source {}: listening on {}", flow_->pipelines[i].name,

@@ -1,9 +1,11 @@
 // Engine: runs a wired topology. [control thread, except where noted]
 //
 // Threads: one per shard, one per pipeline source, one per sink (with scheduling = "latency"
-// the shards write the sinks themselves, and a sink's thread only closes it: SinkPort); a
-// monitor thread (--stats, plugin calls that do not return); the control thread (the caller of
-// run()) serves reloads and waits. Lifecycle:
+// the shards write the sinks themselves, and a sink's thread only closes it: SinkPort; with
+// "latency" and one shard fed by a single source, that source's thread runs the shard, whose
+// own thread never starts: Dataflow::run_on_source); a monitor thread (--stats, plugin calls
+// that do not return); the control thread (the caller of run()) serves reloads and waits.
+// Lifecycle:
 //   1. build the Dataflow (plans, router, queues), the shards and their state tables (declared
 //      keys are created now), the sinks (opened now, so a bad path fails before any input);
 //   2. start sinks, shards, then sources and the monitor;

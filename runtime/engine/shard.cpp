@@ -61,6 +61,33 @@ void Shard::run() {
   }
 }
 
+void Shard::process_here(Batch* b) {
+  here_.push_back(b);
+  // Called from inside process() (its outputs routed back to this shard), the batch waits:
+  // the Worker is in the middle of scattering the outputs it would overwrite.
+  if (!draining_) drain_here();
+}
+
+void Shard::drain_here() {
+  draining_ = true;
+  for (std::size_t i = 0; i < here_.size(); ++i) {  // here_ may grow meanwhile
+    process(*here_[i]);
+    flow_.batches.release(here_[i]);
+  }
+  here_.clear();
+  draining_ = false;
+}
+
+void Shard::flush_here() {
+  for (;;) {
+    draining_ = true;  // what the flush sends to this shard waits in here_
+    worker_.flush();
+    draining_ = false;
+    if (here_.empty()) return;
+    drain_here();  // which may leave new outputs partly filled: flushed in the next round
+  }
+}
+
 void Shard::flush(std::vector<std::uint32_t>& done) {
   // Everything the batches produced is sent before they count as done, so the control
   // thread never sees an idle pipeline while outputs wait in a partly filled batch.

@@ -6,6 +6,11 @@
 // outputs go out when the inbox is empty (or every 500 us under constant load). No other
 // thread ever touches the shard's states, so there are no locks on the hot path; messages of
 // one key reach it in the order their source read them, and it processes them in that order.
+//
+// With scheduling = "latency", one shard and one source thread feeding it, that source thread
+// runs the shard instead (process_here(), flush_here()) and the shard's own thread never
+// starts: still one thread touching the states, and no hand-off or wake-up on the way from a
+// read to a write (topology::Wiring::source_runs_shard).
 #pragma once
 
 #include <memory>
@@ -33,6 +38,14 @@ class Shard {
   /// Pre-creates the state of a declared key. [control thread, before start()]
   void declare(std::size_t state, std::uint64_t key) { tables_[state]->declare(key); }
   void start();
+  /// Processes a batch on the calling thread, the only one that runs this shard
+  /// (Dataflow::run_on_source). A batch the shard's own steps send back to it (a later
+  /// stateful step) waits until the current one is done, then is processed in turn.
+  /// [the source thread that runs the shard]
+  void process_here(Batch* b);
+  /// Sends every output process_here() left partly filled, and processes what that sends
+  /// back to this shard. [the source thread that runs the shard, when it runs out of input]
+  void flush_here();
   /// Waits for the thread to end (after its inbox was closed). [control thread]
   void join();
   const state::StateTable& table(std::size_t state) const { return *tables_[state]; }
@@ -47,6 +60,8 @@ class Shard {
  private:
   void run();
   void process(Batch& b);
+  /// Processes and releases every batch in here_, including those queued meanwhile.
+  void drain_here();
   /// Sends every partly filled output, then counts `done`'s batches as done.
   void flush(std::vector<std::uint32_t>& done);
 
@@ -55,6 +70,8 @@ class Shard {
   std::vector<std::unique_ptr<state::StateTable>> tables_;
   Worker worker_;
   std::vector<void*> states_;
+  std::vector<Batch*> here_;  ///< batches for process_here(), oldest first
+  bool draining_ = false;     ///< inside drain_here() or flush_here(): new batches wait in here_
   std::thread thread_;
 };
 

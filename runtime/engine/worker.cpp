@@ -6,6 +6,8 @@
 
 #include <shardline/type_desc.hpp>
 
+#include "engine/shard.hpp"
+
 namespace shardline::engine {
 
 namespace {
@@ -219,6 +221,10 @@ void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer
 }
 
 void Worker::send_batch(std::uint32_t shard, Batch* b) {
+  if (Shard* here = flow_.run_on_source) {  // the only shard: `shard` is 0
+    here->process_here(b);
+    return;
+  }
   // Not woken now: flush() wakes every shard sent to since the last flush, once.
   flow_.send(shard, b, may_block_, false);
   unwoken_[shard] = 1;
@@ -276,6 +282,9 @@ void Worker::flush() {
   }
   for (std::size_t s = 0; s < chunks_.size(); ++s)
     if (chunks_[s] && !chunks_[s]->bytes.empty()) send_chunk(s);
+  // A source thread that runs the shard sends the shard's outputs too (the shard's own
+  // Worker, whose flush() comes here without may_block_).
+  if (may_block_ && flow_.run_on_source) flow_.run_on_source->flush_here();
 }
 
 }  // namespace shardline::engine

@@ -242,15 +242,34 @@ const char* framing_str(Framing f) {
 }
 }  // namespace
 
+int Wiring::source_runs_shard() const {
+  if (topology.scheduling != Scheduling::latency || topology.shards != 1) return -1;
+  int found = -1;
+  for (std::size_t i = 0; i < pipelines.size(); ++i) {
+    const auto& steps = pipelines[i].steps;
+    if (std::none_of(steps.begin(), steps.end(), [](const WiredStep& s) { return s.spec->stateful; }))
+      continue;
+    if (found >= 0) return -1;  // two source threads would share the shard
+    found = static_cast<int>(i);
+  }
+  return found;
+}
+
 std::string Wiring::describe() const {
   std::ostringstream o;
   const Topology& t = topology;
   o << "topology " << t.file.string() << ": " << t.shards << " shard(s), " << t.key_groups
     << " key groups, batches of " << t.batch_size << ", queues of " << t.queue_batches
-    << " batches, scheduling for "
-    << (t.scheduling == Scheduling::throughput ? "throughput (sink threads write the sinks)"
-                                               : "latency (shards write the sinks)")
-    << "\n";
+    << " batches, scheduling for ";
+  if (t.scheduling == Scheduling::throughput) {
+    o << "throughput (sink threads write the sinks)";
+  } else if (const int p = source_runs_shard(); p >= 0) {
+    o << "latency (the source of pipeline " << pipelines[static_cast<std::size_t>(p)].spec->name
+      << " runs the shard's steps and writes the sinks: one thread from read to write)";
+  } else {
+    o << "latency (shards write the sinks)";
+  }
+  o << "\n";
   for (const auto& [alias, p] : plugins)
     o << "plugin " << alias << ": " << p->name() << " " << p->version() << " ("
       << p->file().string() << ", " << p->manifest().components.size() << " components)\n";

@@ -49,6 +49,11 @@ struct Wiring {
   std::shared_ptr<loader::Plugin> plugin(std::string_view alias) const;
   /// A human-readable description of the wiring (`shardline check`).
   std::string describe() const;
+  /// The index of the pipeline whose source thread runs the shard's steps itself, or -1. It
+  /// does so with scheduling = "latency", one shard, and only that pipeline having stateful
+  /// steps: its source thread is then the only one that would ever send the shard work, and
+  /// it alone can run the shard without a lock.
+  int source_runs_shard() const;
 };
 
 struct WireOptions {

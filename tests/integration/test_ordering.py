@@ -5,7 +5,7 @@ import random
 import time
 import unittest
 
-from harness import TRACK, TempDirTest, events_topology, read, run, summary
+from harness import TRACK, TempDirTest, check, events_topology, read, run, summary
 
 
 class Ordering(TempDirTest):
@@ -22,9 +22,9 @@ class Ordering(TempDirTest):
         return lines
 
     def run_events(self, shards, lines, steps=TRACK, extra="", batch_size=64, queue_batches=None,
-                   rate=None):
+                   rate=None, settings=""):
         self.write("events.txt", "\n".join(lines) + "\n")
-        text = events_topology(shards, steps, batch_size=batch_size, extra=extra)
+        text = settings + "\n" + events_topology(shards, steps, batch_size=batch_size, extra=extra)
         if rate is not None:
             text = text.replace('framing = "lines", decoder', f'framing = "lines", rate = {rate}, decoder')
         if queue_batches is not None:
@@ -67,6 +67,33 @@ class Ordering(TempDirTest):
         self.assertEqual(len(out), len(lines))
         self.assertFalse([l for l in out if not l.endswith(" ok")], "events seen out of order")
         self.assertEqual(summary(err)["events"]["in"], len(lines))
+
+    def test_one_shard_run_by_its_source_thread_keeps_the_order(self):
+        # scheduling = "latency" with one shard: the source's thread runs both stateful steps
+        # itself, each batch of the second step processed after the batch that made it. Small
+        # batches, so that one read makes many of both. Every event comes out once, in order
+        # per key, counted once in each state; the same lines as with the shard's own thread.
+        lines = self.events(keys=100, per_key=50)
+        steps = TRACK + (', { state_computation = "ev.retrack", state = "again", '
+                         'partition = "ev.tracked_by_key" }')
+        again = '[states.again]\nfactory = "ev.last_seq"'
+        status, out, err = self.run_events(1, lines, steps, again, batch_size=8,
+                                           settings='scheduling = "latency"')
+        self.assertEqual(status, 0, err)
+        self.assertIn("pipeline 'events': its source thread runs the shard's steps", err)
+        self.assertEqual(len(out), len(lines))
+        self.assertFalse([l for l in out if not l.endswith(" ok")], "events seen out of order")
+        self.assertFalse([l for l in out if l.split()[1] != l.split()[2]], "counted once each")
+        counts = summary(err)
+        self.assertEqual((counts["state:seqs"], counts["state:again"]), (100, 100))
+        status, described, err = check(self.path("topology.toml"))
+        self.assertEqual(status, 0, err)
+        self.assertIn("scheduling for latency (the source of pipeline events runs the shard's "
+                      "steps and writes the sinks: one thread from read to write)", described)
+        status, threaded, err = self.run_events(1, lines, steps, again, batch_size=8)
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("runs the shard's steps", err)
+        self.assertEqual(out, threaded)
 
     def test_one_and_four_shards_agree(self):
         lines = self.events(keys=100, per_key=50)

@@ -50,7 +50,8 @@ class ReloadTest(TempDirTest):
 
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
                'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
-               factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None, settings=""):
+               factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None, settings="",
+               shards=2):
         """With `link`, the topology names each plugin through a symbolic link in that folder.
         `extra_aliases` maps more aliases to the file of one of `plugins`. `settings`: more
         top-level settings."""
@@ -65,7 +66,7 @@ class ReloadTest(TempDirTest):
         aliases += "".join(f'{alias} = "{link or folder}/{name}.so"\n'
                            for alias, name in (extra_aliases or {}).items())
         topology = self.write("topology.toml", f"""
-shards = 2
+shards = {shards}
 batch_size = 32
 {settings}
 [plugins]
@@ -107,9 +108,19 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encode
 
 
 class HotReload(ReloadTest):
-    def start(self, extra_state="", watch=True, settings=""):
+    def start(self, extra_state="", watch=True, settings="", shards=2):
         self.launch({"ev": "test_events.so"}, extra_state=extra_state, watch=watch,
-                    settings=settings)
+                    settings=settings, shards=shards)
+
+    def assert_versions_in_order(self, versions, expected):
+        """Per key: lines of each version in `expected`'s order, never back; every key ends
+        with the last, and every version was seen."""
+        order = {v: i for i, v in enumerate(expected)}
+        for key, vs in versions.items():
+            ranks = [order[v] for v in vs]
+            self.assertEqual(ranks, sorted(ranks), f"key {key} went back to an older version")
+        self.assertTrue(all(vs[-1] == expected[-1] for vs in versions.values()))
+        self.assertEqual({v for vs in versions.values() for v in vs}, set(expected))
 
     def test_swaps_keep_state_and_lose_nothing(self):
         self.start()
@@ -132,13 +143,25 @@ class HotReload(ReloadTest):
         self.assertIn("still running test_events 3.0.0", refused)
         self.assertIn("state 'seqs': LastSeq (schema 3, 24 bytes) changed to LastSeq (schema 4, "
                       "24 bytes), and the new version has no restore()", refused)
-        # Per key: v1 lines, then v2 lines, then v3 lines; never back.
-        order = {"v1": 0, "v2": 1, "v3": 2}
-        for key, vs in versions.items():
-            ranks = [order[v] for v in vs]
-            self.assertEqual(ranks, sorted(ranks), f"key {key} went back to an older version")
-        self.assertTrue(all(vs[-1] == "v3" for vs in versions.values()))
-        self.assertEqual({v for vs in versions.values() for v in vs}, {"v1", "v2", "v3"})
+        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
+        self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS)
+
+    def test_a_shard_run_by_its_source_thread_is_reloaded_the_same_way(self):
+        # scheduling = "latency" with one shard: no shard thread to pause, the source's thread
+        # runs the steps; a reload pauses it between reads, and keeps or migrates the states.
+        self.start(settings='scheduling = "latency"', shards=1)
+        self.run_.wait_for("its source thread runs the shard's steps")
+        self.feeder.wait_sent(2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")
+        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        _, versions = self.finish()
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20, migrated 0", kept)
+        self.assertIn("test_events 2.0.0 -> 3.0.0; keys kept 0, migrated 20", migrated)
+        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
         self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS)
 
     def test_broken_builds_are_refused_and_the_old_version_keeps_serving(self):

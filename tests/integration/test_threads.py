@@ -1,6 +1,6 @@
 """The engine's threads as Linux sees them: named after what they run, and scheduled as the
 topology's `scheduling` asks (SCHED_BATCH for "throughput", the default; the normal policy for
-"latency")."""
+"latency"); with "latency" and one shard, the source's thread runs the shard."""
 import os
 import subprocess
 import time
@@ -28,12 +28,12 @@ def thread_policies(pid):
 
 
 class EngineThreads(TempDirTest):
-    def policies_with(self, scheduling_line, expected):
-        """The engine threads' policies once they are all `expected` (or, if they never are,
-        after TIMEOUT). A thread is named first and then changes its policy: a thread seen
+    def policies_with(self, scheduling_line, expected, threads=ENGINE_THREADS, shards=2):
+        """The engine threads' policies once `threads` are all `expected` (or, if they never
+        are, after TIMEOUT). A thread is named first and then changes its policy: a thread seen
         with its name may not have changed it yet."""
         topo = self.write("topology.toml", f"""
-shards = 2
+shards = {shards}
 {scheduling_line}
 [plugins]
 ev = "{TEST_PLUGINS}/test_events.so"
@@ -50,8 +50,8 @@ sink = {{ kind = "discard" }}
             deadline = time.time() + TIMEOUT
             while True:  # the threads start while the engine wires itself up
                 policies = thread_policies(run.proc.pid)
-                mine = {name: policies.get(name) for name in ENGINE_THREADS}
-                if mine == {name: expected for name in ENGINE_THREADS} or time.time() > deadline:
+                mine = {name: policies.get(name) for name in threads}
+                if mine == {name: expected for name in threads} or time.time() > deadline:
                     break
                 time.sleep(0.05)
         finally:
@@ -69,6 +69,19 @@ sink = {{ kind = "discard" }}
         policies = self.policies_with('scheduling = "latency"', SCHED_OTHER)
         self.assertEqual({name: policies.get(name) for name in ENGINE_THREADS},
                          {name: SCHED_OTHER for name in ENGINE_THREADS}, policies)
+
+    def test_latency_scheduling_with_one_shard_runs_it_on_the_source_thread(self):
+        threads = {"source events", "sink events"}
+        policies = self.policies_with('scheduling = "latency"', SCHED_OTHER, threads, shards=1)
+        self.assertEqual({name: policies.get(name) for name in threads},
+                         {name: SCHED_OTHER for name in threads}, policies)
+        self.assertNotIn("shard 0", policies, "the source's thread runs the shard")
+
+    def test_throughput_scheduling_with_one_shard_keeps_its_thread(self):
+        threads = {"shard 0", "source events", "sink events"}
+        policies = self.policies_with("", SCHED_BATCH, threads, shards=1)
+        self.assertEqual({name: policies.get(name) for name in threads},
+                         {name: SCHED_BATCH for name in threads}, policies)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,15 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
     return Tracked{e.key, e.seq, s.count, in_order};
   });
 #endif
+  // A second stateful step after "track", for pipelines that hand a key's events from one state
+  // to the next: counts them again in a state of its own, and keeps "track"'s verdict.
+  p.partition("tracked_by_key", [](const Tracked& t) { return t.key; });
+  p.state_computation("retrack", [](const Tracked& t, LastSeq& s) {
+    ++s.count;
+    const bool in_order = t.in_order && t.seq > s.last;
+    s.last = t.seq;
+    return Tracked{t.key, t.seq, s.count, in_order};
+  });
   p.encoder("tracked_line", [](const Tracked& t) {
     return std::to_string(t.key) + " " + std::to_string(t.seq) + " " + std::to_string(t.count) +
            (t.in_order ? " ok" : " OUT-OF-ORDER") + kTag;

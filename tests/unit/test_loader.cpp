@@ -125,6 +125,8 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::partition, "by_key", "Event", "", ""},
       {ComponentKind::state, "last_seq", "", "", "LastSeq"},
       {ComponentKind::state_computation, "track", "Event", "Tracked", "LastSeq"},
+      {ComponentKind::partition, "tracked_by_key", "Tracked", "", ""},
+      {ComponentKind::state_computation, "retrack", "Tracked", "Tracked", "LastSeq"},
       {ComponentKind::encoder, "tracked_line", "Tracked", "", ""},
       {ComponentKind::computation, "explode", "Event", "Event", ""},
       {ComponentKind::computation, "segfault", "Event", "Event", ""},
@@ -167,8 +169,8 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
         "explode, segfault, exit_at_5, overflow, overflow_tracked, to_text, no_13");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
   CHECK(plugin->names_of(ComponentKind::state) == "last_seq, labeller, picky");
-  CHECK(plugin->names_of(ComponentKind::partition) == "by_key, by_text, by_key_but_13");
-  CHECK(plugin->names_of(ComponentKind::state_computation) == "track, label");
+  CHECK(plugin->names_of(ComponentKind::partition) == "by_key, tracked_by_key, by_text, by_key_but_13");
+  CHECK(plugin->names_of(ComponentKind::state_computation) == "track, retrack, label");
 }
 
 TEST_CASE("a loaded plugin's decoder runs in the host", "[loader]") {

@@ -434,7 +434,7 @@ TEST_CASE("an unknown component lists what the plugin exports", "[topology]") {
                t.at(7, 38, "plugin 'ev' (test_events 1.0.0) has no decoder 'event_lines'; its decoders: "
                            "event_line"),
                t.at(8, 33, "plugin 'ev' (test_events 1.0.0) has no state_computation 'trak'; its "
-                           "state_computations: track, label"),
+                           "state_computations: track, retrack, label"),
                t.at(9, 37, "plugin 'ev' (test_events 1.0.0) has no encoder 'track'; its encoders: "
                            "tracked_line, text ('track' is a state_computation)")});
 }
@@ -1015,7 +1015,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   const std::string expected =
       "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
       "batches, scheduling for throughput (sink threads write the sinks)\n"
-      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 18 components)\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 20 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"
       "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"
@@ -1029,6 +1029,44 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
       "  sink stdout (lines) <- encoder ev.text\n"
       "  on error: skip\n";
   CHECK(wiring->describe() == expected);
+  CHECK(wiring->source_runs_shard() == -1);  // scheduling for throughput
+}
+
+TEST_CASE("with latency scheduling, one shard fed by one source is run by that source", "[topology]") {
+  // Pipeline "counts" has a stateful step; "texts" only a stateless one, and never reaches the
+  // shard. A third pipeline with a stateful step would share the shard with "counts".
+  const auto wired = [](const std::string& settings, bool second_stateful) {
+    TopologyFile t(settings +
+                   "[plugins]\n"
+                   "ev = \"@EV@\"\n"
+                   "[states.seqs]\n"
+                   "factory = \"ev.last_seq\"\n"
+                   "[[pipelines]]\n"
+                   "name = \"texts\"\n"
+                   "source = { kind = \"file\", path = \"a.txt\", framing = \"lines\", decoder = \"ev.event_line\" }\n"
+                   "steps = [ { computation = \"ev.to_text\" } ]\n"
+                   "sink = { kind = \"discard\" }\n"
+                   "[[pipelines]]\n"
+                   "name = \"counts\"\n"
+                   "source = { kind = \"file\", path = \"b.txt\", framing = \"lines\", decoder = \"ev.event_line\" }\n"
+                   "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+                   "sink = { kind = \"discard\" }\n" +
+                   (second_stateful ? "[[pipelines]]\n"
+                                      "name = \"more\"\n"
+                                      "source = { kind = \"stdin\", framing = \"lines\", decoder = \"ev.event_line\" }\n"
+                                      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+                                      "sink = { kind = \"discard\" }\n"
+                                    : ""));
+    return wire_topology(parse_topology(t.file));
+  };
+  const auto one = wired("shards = 1\nscheduling = \"latency\"\n", false);
+  CHECK(one->source_runs_shard() == 1);
+  CHECK(one->describe().find("scheduling for latency (the source of pipeline counts runs the "
+                             "shard's steps and writes the sinks: one thread from read to write)") !=
+        std::string::npos);
+  CHECK(wired("shards = 2\nscheduling = \"latency\"\n", false)->source_runs_shard() == -1);
+  CHECK(wired("shards = 1\n", false)->source_runs_shard() == -1);
+  CHECK(wired("shards = 1\nscheduling = \"latency\"\n", true)->source_runs_shard() == -1);
 }
 
 TEST_CASE("host:port parsing", "[topology]") {
