@@ -5,13 +5,13 @@
 
 #include <cstdint>
 #include <cstring>
-#include <ctime>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
 #include <shardline/bytes.hpp>
+#include <shardline/processing_time.hpp>
 
 namespace market_spread {
 
@@ -159,13 +159,6 @@ inline void update_nbbo(const Nbbo& m, SymbolData& s) {
   s.last_offer = m.offer;
 }
 
-inline std::uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 inline std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
   if (!s.should_reject_trades) return std::nullopt;
   OrderResult r;
@@ -177,7 +170,8 @@ inline std::optional<OrderResult> check_order(const Order& o, SymbolData& s) {
   r.price = o.price;
   r.bid = s.last_bid;
   r.offer = s.last_offer;
-  r.timestamp_ns = realtime_ns();
+  // When the batch of orders reached the check: one clock reading per batch, not per order.
+  r.timestamp_ns = shardline::processing_time_ns();
   return r;
 }
 

@@ -2,6 +2,8 @@
 // in this test, called through the erased interfaces of <shardline/boundary.hpp> with the
 // host's MessageBuffer as output, exactly as the engine calls them.
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -9,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -459,6 +462,44 @@ TEST_CASE("a state computation updates each message's state and emits", "[sdk]")
   CHECK(get<std::string>(ids, 2) == "1");  // the fourth message's
   CHECK(a.sum == 36);  // all three of key 1's messages counted, the failed one too
   CHECK(failed.entries == Reports{{2, "free quote"}});
+}
+
+TEST_CASE("processing_time_ns is read once per call into the plugin, and afresh outside one", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).state_computation("stamp", [](const Quote& q, Total& t) {
+    if (q.price == 0) throw std::invalid_argument("free quote");
+    ++t.sum;
+    return shardline::processing_time_ns();
+  });
+  auto& stamp = impl<shardline::StateComputation>(m, ComponentKind::state_computation, "stamp");
+  Total total;
+  MessageBuffer in(&shardline::type_desc_v<Quote>);
+  for (std::uint32_t i = 0; i < 100; ++i) push(in, Quote{i, i == 50 ? 0u : 1u});
+  const std::vector<void*> states(100, &total);
+  const auto stamps = [&] {
+    MessageBuffer out(info(m, "stamp").output);
+    ErrorLog errors;
+    stamp.run(in.span(), states.data(), out, errors.sink);
+    CHECK(errors.entries == Reports{{50, "free quote"}});
+    std::vector<std::uint64_t> got;
+    for (std::size_t i = 0; i < out.count(); ++i) got.push_back(get<std::uint64_t>(out, i));
+    return got;
+  };
+  const auto first = stamps();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto second = stamps();
+  REQUIRE(first.size() == 99);
+  REQUIRE(second.size() == 99);
+  // One reading per call, shared by every message of it; each call its own.
+  CHECK(std::count(first.begin(), first.end(), first[0]) == 99);
+  CHECK(std::count(second.begin(), second.end(), second[0]) == 99);
+  CHECK(second[0] != first[0]);
+  CHECK(first[0] > 1'600'000'000ull * 1'000'000'000ull);  // nanoseconds since the epoch
+  // Outside a call (the failed message's exception did not leave one open), a fresh reading.
+  CHECK(shardline::detail::call_time_ns == shardline::detail::kNoCall);
+  const std::uint64_t outside = shardline::processing_time_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  CHECK(shardline::processing_time_ns() != outside);
 }
 
 TEST_CASE("encoders frame their output; a throwing encoder leaves no partial bytes", "[sdk]") {

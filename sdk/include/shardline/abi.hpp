@@ -16,7 +16,7 @@ namespace shardline {
 inline constexpr std::uint32_t kSdkAbiVersion = 2;
 
 /// Human-readable SDK version (semantic version of the headers).
-#define SHARDLINE_SDK_VERSION "0.2.4"
+#define SHARDLINE_SDK_VERSION "0.3.0"
 
 /// Plain integers and fixed arrays only: the host reads this from the file, unrelocated.
 struct AbiRecord {

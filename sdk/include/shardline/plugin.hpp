@@ -15,7 +15,8 @@
 // Every registration deduces the message and state types from the function's signature and
 // wraps the function in a component that the host calls once per batch. Exceptions thrown by a
 // function are caught per message and reported to the host, which counts them and applies the
-// pipeline's error policy; the other messages of the batch carry on.
+// pipeline's error policy; the other messages of the batch carry on. Within one batch,
+// shardline::processing_time_ns() is the same for every message (<shardline/processing_time.hpp>).
 //
 // Accepted signatures (In, Out, S are your types; Out may be wrapped in std::optional to
 // emit nothing for some inputs):
@@ -42,6 +43,7 @@
 #include <shardline/boundary.hpp>
 #include <shardline/bytes.hpp>
 #include <shardline/key.hpp>
+#include <shardline/processing_time.hpp>
 #include <shardline/type_desc.hpp>
 
 namespace shardline {
@@ -264,6 +266,7 @@ class DecoderImpl final : public Decoder {
   using Out = returned_message_t<F>;
   void decode(const Frame* frames, std::size_t n, MessageOutput& out,
               ErrorSink& errors) override {
+    const CallTime call;
     each_to_slot<Out>(n, out, errors, [&](std::size_t i) -> decltype(auto) {
       if constexpr (std::is_invocable_v<F&, Reader&>) {
         Reader reader(frames[i]);
@@ -283,6 +286,7 @@ class ComputationImpl final : public Computation {
  public:
   explicit ComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, MessageOutput& out, ErrorSink& errors) override {
+    const CallTime call;
     run_each<Out>(fn_, in.count, out, errors,
                   [&](std::size_t i) { return std::forward_as_tuple(in.at<In>(i)); });
   }
@@ -296,6 +300,7 @@ class PartitionImpl final : public Partition {
  public:
   explicit PartitionImpl(F fn) : fn_(std::move(fn)) {}
   void keys(MessageSpan in, std::uint64_t* keys_out, ErrorSink& errors) override {
+    const CallTime call;
     each_guarded(in.count, nullptr, errors, [&](std::size_t i) {
       const auto k = fn_(in.at<In>(i));
       if constexpr (std::is_integral_v<decltype(k)>) {
@@ -334,6 +339,7 @@ class StateComputationImpl final : public StateComputation {
  public:
   explicit StateComputationImpl(F fn) : fn_(std::move(fn)) {}
   void run(MessageSpan in, void* const* states, MessageOutput& out, ErrorSink& errors) override {
+    const CallTime call;
     run_each<Out>(fn_, in.count, out, errors, [&](std::size_t i) {
       return std::forward_as_tuple(in.at<In>(i), *std::launder(static_cast<S*>(states[i])));
     });
@@ -348,6 +354,7 @@ class EncoderImpl final : public Encoder {
  public:
   explicit EncoderImpl(F fn) : fn_(std::move(fn)) {}
   void encode(MessageSpan in, EncodedOutput& out, ErrorSink& errors) override {
+    const CallTime call;
     each_guarded(in.count, nullptr, errors, [&](std::size_t i) {
       out.begin_message();
       try {
