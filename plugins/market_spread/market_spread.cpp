@@ -19,8 +19,10 @@ SHARDLINE_PLUGIN("market_spread", MARKET_SPREAD_VERSION == 1 ? "1.0.0" : "2.0.0"
   p.partition("order_symbol", [](const Order& m) { return symbol_key(m.symbol); });
   p.state<SymbolData>("symbol_data");
   p.state_computation("update_nbbo", [](const Nbbo& m, SymbolData& s) { update_nbbo(m, s); });
-  p.state_computation("check_order",
-                      [](const Order& o, SymbolData& s) { return check_order(o, s); });
+  p.state_computation("check_order", [](const Order& o, SymbolData& s,
+                                        shardline::Emit<OrderResult>& emit) {
+    if (s.should_reject_trades) reject_order(o, s, emit.emplace());
+  });
   p.encoder("order_result",
             [](const OrderResult& r, shardline::Writer& w) { encode_order_result(r, w); });
 }

@@ -464,6 +464,36 @@ TEST_CASE("a state computation updates each message's state and emits", "[sdk]")
   CHECK(failed.entries == Reports{{2, "free quote"}});
 }
 
+TEST_CASE("Emit::emplace builds outputs in place; a message that throws keeps none of them", "[sdk]") {
+  shardline::Manifest m;
+  shardline::PluginBuilder(m).state_computation(
+      "fill", [](const Quote& q, Total& t, shardline::Emit<Quote>& emit) {
+        Quote& filled = emit.emplace();  // value-initialized, then filled where it lies
+        CHECK((filled.id == 0 && filled.price == 0));
+        filled.price = (t.sum += q.price);
+        filled.id = q.id;
+        emit.emplace(q.id + 100, std::uint64_t{7});  // from arguments
+        if (q.price == 0) throw std::invalid_argument("free quote");
+      });
+  Total total;
+  MessageBuffer in(&shardline::type_desc_v<Quote>);
+  push(in, Quote{1, 10});
+  push(in, Quote{2, 0});
+  push(in, Quote{3, 5});
+  void* const states[] = {&total, &total, &total};
+  MessageBuffer out(info(m, "fill").output);
+  ErrorLog errors;
+  impl<shardline::StateComputation>(m, ComponentKind::state_computation, "fill")
+      .run(in.span(), states, out, errors.sink);
+  CHECK(errors.entries == Reports{{1, "free quote"}});
+  REQUIRE(out.count() == 4);  // the second message's two outputs were rolled back
+  const auto quote = [&](std::size_t i) { return get<Quote>(out, i); };
+  CHECK((quote(0).id == 1 && quote(0).price == 10));
+  CHECK((quote(1).id == 101 && quote(1).price == 7));
+  CHECK((quote(2).id == 3 && quote(2).price == 15));
+  CHECK((quote(3).id == 103 && quote(3).price == 7));
+}
+
 TEST_CASE("processing_time_ns is read once per call into the plugin, and afresh outside one", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m).state_computation("stamp", [](const Quote& q, Total& t) {

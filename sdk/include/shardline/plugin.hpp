@@ -53,9 +53,22 @@ template <class T>
 class Emit {
  public:
   explicit Emit(MessageOutput& out) : out_(out) {}
+  /// Appends `value`, moved (or copied) into the engine's output buffer.
   void operator()(T value) {
     ::new (out_.next_slot()) T(std::move(value));
     out_.commit();
+  }
+  /// Appends a T built in the output buffer itself from `args` (none: value-initialized, so a
+  /// plain struct starts zeroed) and returns it, for the function to fill in place; the
+  /// reference is valid until the function emits its next output (the buffer may grow). A message
+  /// filled field by field and then copied (returned in an std::optional, or passed to
+  /// operator()) is read back before its stores have left the core: 20-30 ns for a 64-byte
+  /// message on the benchmark machine, against 2-3 ns filled in place (bench/RESULTS.md).
+  template <class... A>
+  T& emplace(A&&... args) {
+    T* made = ::new (out_.next_slot()) T(std::forward<A>(args)...);
+    out_.commit();
+    return *made;
   }
 
  private:
