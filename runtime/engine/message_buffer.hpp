@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include <shardline/boundary.hpp>
 
@@ -58,6 +59,17 @@ class MessageBuffer : public MessageOutput {
   /// Trivially-copyable types only: the first `n` slots (within the capacity) hold messages
   /// that were copied into at() directly.
   void set_count(std::size_t n) { count_ = n; }
+  /// Exchanges the contents (messages, type, allocation) of two buffers: handing a whole
+  /// buffer on without copying its messages.
+  void swap(MessageBuffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(count_, o.count_);
+    std::swap(capacity_, o.capacity_);
+    std::swap(stride_, o.stride_);
+    std::swap(type_, o.type_);
+    std::swap(bytes_, o.bytes_);
+    std::swap(alignment_, o.alignment_);
+  }
 
  private:
   static void grow_one(MessageOutput& self);

@@ -117,6 +117,16 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
     msgs.destroy_one(i);
     shard_of_[i] = kSkip;
   }
+  // A source thread that runs the shard itself crosses no thread: the messages go to the shard
+  // in their own buffer, swapped into a batch, not copied (unless a partition failed, or an
+  // earlier fallback left a batch open, whose messages must go first).
+  if (flow_.run_on_source && errors.failed().empty() && !open_[std::size_t{step.route}]) {
+    Batch* b = new_batch(p, step, arrived_ns);
+    b->messages.swap(msgs);
+    b->keys.swap(keys_);
+    flow_.run_on_source->process_here(b);
+    return;
+  }
   if (step.input->trivial) scatter_trivial(p, step, msgs, arrived_ns);
   else scatter_moving(p, step, msgs, arrived_ns);
   msgs.forget_all();
@@ -130,11 +140,16 @@ Batch** Worker::open_batches(const StepPlan& step, std::uint64_t arrived_ns) {
   return open;
 }
 
-Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns) {
+Batch* Worker::new_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns) {
   Batch* b = flow_.batches.acquire();
   b->pipeline = p.index;
   b->step = static_cast<std::uint32_t>(&step - p.steps.data());
   b->arrived_ns = arrived_ns;
+  return b;
+}
+
+Batch* Worker::open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns) {
+  Batch* b = new_batch(p, step, arrived_ns);
   b->messages.set_type(step.input);
   b->messages.reserve(flow_.batch_size);
   b->keys.resize(flow_.batch_size);  // keys[i] for i < messages.count() are used

@@ -7,7 +7,8 @@
 // either the next stateful step (re-keyed, possibly on another shard) or the encoder and the
 // sink. Full batches and chunks are sent at once; partly filled ones on flush(), which each
 // thread calls whenever it runs out of input (a busy shard also every 500 us), so latency stays
-// low when traffic is light.
+// low when traffic is light. A source thread that runs the shard itself
+// (Dataflow::run_on_source) hands it each call's messages in their own buffer instead.
 #pragma once
 
 #include <cstdint>
@@ -87,6 +88,9 @@ class Worker {
                       std::uint64_t arrived_ns);
   void scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
                       std::uint64_t arrived_ns);
+  /// A batch from the pool for `step` of `p`, its messages and keys as the pool left them.
+  Batch* new_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);
+  /// new_batch(), emptied and sized for batch_size messages of the step's input.
   Batch* open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);
   void send_batch(std::uint32_t shard, Batch* b);
   /// Encodes the messages of pipeline p's last step into the chunk for its sink.

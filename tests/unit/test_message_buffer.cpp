@@ -1,4 +1,4 @@
-// MessageBuffer: non-trivial messages through growth, moves between buffers, erasure in
+// MessageBuffer: non-trivial messages through growth, moves between buffers, swaps, erasure in
 // order, and retyping.
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -89,6 +89,29 @@ TEST_CASE("take moves messages between buffers", "[message_buffer]") {
   REQUIRE(b.count() == 100);
   CHECK(get<std::uint64_t>(b, 0) == 99 * 99);
   CHECK(get<std::uint64_t>(b, 99) == 0);
+}
+
+TEST_CASE("swap exchanges messages, types and allocations, and each buffer destroys its own", "[message_buffer]") {
+  Counted::live = 0;
+  {
+    MessageBuffer texts(&type_desc_v<Counted>), wides(&type_desc_v<mb_test::Wide>);
+    for (int i = 0; i < 300; ++i) push(texts, Counted(text(i)));
+    for (std::uint64_t i = 0; i < 3; ++i) push(wides, mb_test::Wide{i + 7});
+    texts.swap(wides);
+    REQUIRE(texts.type() == &type_desc_v<mb_test::Wide>);
+    REQUIRE(wides.type() == &type_desc_v<Counted>);
+    REQUIRE(texts.count() == 3);
+    REQUIRE(wides.count() == 300);
+    CHECK(get<mb_test::Wide>(texts, 2).v == 9);
+    CHECK(reinterpret_cast<std::uintptr_t>(texts.at(1)) % 128 == 0);
+    CHECK(get<Counted>(wides, 299).text == text(299));
+    push(wides, Counted(text(300)));  // each keeps growing its new allocation
+    push(texts, mb_test::Wide{10});
+    CHECK(get<Counted>(wides, 300).text == text(300));
+    CHECK(get<mb_test::Wide>(texts, 3).v == 10);
+    CHECK(Counted::live == 301);
+  }
+  CHECK(Counted::live == 0);
 }
 
 TEST_CASE("erase_sorted removes the listed messages and keeps the order of the rest", "[message_buffer]") {

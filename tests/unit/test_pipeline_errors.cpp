@@ -14,7 +14,7 @@ TEST_CASE("error text is kept as it is when it is printable UTF-8", "[errors]") 
   CHECK(printable("") == "");
 }
 
-TEST_CASE("control characters and bytes that are not UTF-8 become \\xNN", "[errors]") {
+TEST_CASE("control characters and bytes that are not UTF-8 are shown as hexadecimal escapes", "[errors]") {
   CHECK(printable("a\tb\nc\r") == "a\\x09b\\x0ac\\x0d");
   CHECK(printable(std::string("nul\0end", 7)) == "nul\\x00end");
   CHECK(printable("\x7f") == "\\x7f");

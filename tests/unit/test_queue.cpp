@@ -163,7 +163,7 @@ TEST_CASE("a non-blocking push goes beyond the capacity", "[queue]") {
   CHECK(out == std::vector<int>{0, 1, 2, 3, 4});
 }
 
-TEST_CASE("close() wakes a waiting consumer; pop_all returns false once empty", "[queue]") {
+TEST_CASE("close() wakes a waiting consumer, and pop_all returns false once empty", "[queue]") {
   SECTION("an empty queue") {
     BoundedQueue<int> q(4);
     std::latch entered(1);

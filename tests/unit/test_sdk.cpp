@@ -464,7 +464,7 @@ TEST_CASE("a state computation updates each message's state and emits", "[sdk]")
   CHECK(failed.entries == Reports{{2, "free quote"}});
 }
 
-TEST_CASE("Emit::emplace builds outputs in place; a message that throws keeps none of them", "[sdk]") {
+TEST_CASE("Emit::emplace builds outputs in place, and a message that throws keeps none of them", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m).state_computation(
       "fill", [](const Quote& q, Total& t, shardline::Emit<Quote>& emit) {
@@ -532,7 +532,7 @@ TEST_CASE("processing_time_ns is read once per call into the plugin, and afresh 
   CHECK(shardline::processing_time_ns() != outside);
 }
 
-TEST_CASE("encoders frame their output; a throwing encoder leaves no partial bytes", "[sdk]") {
+TEST_CASE("encoders frame their output, and a throwing encoder leaves no partial bytes", "[sdk]") {
   shardline::Manifest m;
   shardline::PluginBuilder(m)
       .encoder("binary", [](const Quote& q, shardline::Writer& w) {
