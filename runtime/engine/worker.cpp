@@ -105,27 +105,28 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
                    std::uint64_t arrived_ns) {
   const std::size_t n = msgs.count();
   keys_.resize(n);
-  shard_of_.resize(n);
   BatchErrors errors(p, step.partition_name, &msgs);
   errors.run([&](ErrorSink& sink) { step.partition->keys(msgs.span(), keys_.data(), sink); });
 
-  // First every message's shard: no message depends on another, so the CPU overlaps the
-  // hashing of many; then the appends, whose only dependency is each batch's fill level.
-  const ShardRouter& router = flow_.router;
-  for (std::size_t i = 0; i < n; ++i) shard_of_[i] = router.shard(keys_[i]);
-  for (std::size_t i : errors.failed()) {
-    msgs.destroy_one(i);
-    shard_of_[i] = kSkip;
-  }
   // A source thread that runs the shard itself crosses no thread: the messages go to the shard
-  // in their own buffer, swapped into a batch, not copied (unless a partition failed, or an
-  // earlier fallback left a batch open, whose messages must go first).
+  // in their own buffer, swapped into a batch, not copied nor routed (unless a partition
+  // failed, or an earlier fallback left a batch open, whose messages must go first).
   if (flow_.run_on_source && errors.failed().empty() && !open_[std::size_t{step.route}]) {
     Batch* b = new_batch(p, step, arrived_ns);
     b->messages.swap(msgs);
     b->keys.swap(keys_);
     flow_.run_on_source->process_here(b);
     return;
+  }
+
+  // First every message's shard: no message depends on another, so the CPU overlaps the
+  // hashing of many; then the appends, whose only dependency is each batch's fill level.
+  shard_of_.resize(n);
+  const ShardRouter& router = flow_.router;
+  for (std::size_t i = 0; i < n; ++i) shard_of_[i] = router.shard(keys_[i]);
+  for (std::size_t i : errors.failed()) {
+    msgs.destroy_one(i);
+    shard_of_[i] = kSkip;
   }
   if (step.input->trivial) scatter_trivial(p, step, msgs, arrived_ns);
   else scatter_moving(p, step, msgs, arrived_ns);
