@@ -23,7 +23,6 @@ std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t a
     const std::uint64_t now = metrics::now_ns();
     const std::uint64_t ready = due_by(now);
     if (ready <= sent_) {
-      next_.on_caught_up();
       if (!sleep_until(due(sent_))) break;
       continue;
     }
@@ -32,6 +31,12 @@ std::size_t Pacer::on_frames(const Frame* frames, std::size_t n, std::uint64_t a
     i += taken;
     sent_ += taken;
     if (taken < m) break;
+    // Everything due is handed on: as far as the schedule goes, the source has caught up. Said
+    // after every hand-on, not only before a sleep: at a high rate the next frame falls due
+    // while this one is processed, the pacer never sleeps, and the pipeline would hold its
+    // outputs until the end of the read (a 64 KiB read is 92 us of Market Spread orders at
+    // 12.5M/s).
+    next_.on_caught_up();
   }
   return i;
 }

@@ -5,10 +5,12 @@
 // on, in one go, the frames already due, stamped with the time the first of them was due, then
 // sleeps until the next one is: so the arrival stamps describe the offered load, not when the
 // pipeline got round to the frames, and a pipeline that falls behind shows it in its latency
-// instead of slowing the clock down. Before it sleeps it tells the next handler that it has
-// caught up, which sends partly filled batches to the shards instead of holding them through
-// the pause. (Linux wakes a sleeping thread up to 50 us late, its default timer slack: at high
-// rates the frames go out in bursts of what fell due meanwhile, as from a network.)
+// instead of slowing the clock down. After each hand-on it tells the next handler that it has
+// caught up, which sends partly filled batches to the shards (or, with one thread from read
+// to write, writes the outputs) instead of holding them until the end of the read. (Linux
+// wakes a sleeping thread up to 50 us late, its default timer slack: at high rates the frames
+// go out in bursts of what fell due meanwhile, as from a network; at rates the pipeline only
+// just keeps up with, in small groups, each as soon as it is due.)
 #pragma once
 
 #include <atomic>

@@ -229,6 +229,32 @@ TEST_CASE("file source with a rate hands each frame on when it is due", "[connec
     CHECK(c.called_at.back() >= start + (payloads.size() - 1) * kSecond / spec.rate);
     CHECK(!c.caught_up.empty());
   }
+  SECTION("a pipeline that only just keeps up is told it has caught up after every call") {
+    // Each call takes until after the next frame is due, so the pacer never sleeps: the
+    // outputs of each call must still go out then, not at the end of the read.
+    struct Slow : FrameRecorder {
+      std::uint64_t rate = 0;
+      std::vector<std::size_t> first;
+      std::size_t on_frames(const Frame* f, std::size_t n, std::uint64_t at,
+                            const shardline::connectors::FrameOrigin& origin) override {
+        first.push_back(frames.size());
+        const std::uint64_t until = shardline::metrics::now_ns() + 3 * kSecond / rate / 2;
+        while (shardline::metrics::now_ns() < until) {
+        }
+        return FrameRecorder::on_frames(f, n, at, origin);
+      }
+    } c;
+    c.rate = spec.rate;
+    auto source = make_source(spec);
+    run_to_end(*source, c);
+    CHECK(c.frames == payloads);
+    CHECK(c.calls > 1);
+    for (std::size_t j = 1; j < c.calls; ++j) {
+      INFO("call " << j << ", first frame " << c.first[j]);
+      CHECK(std::find(c.caught_up.begin(), c.caught_up.end(), c.first[j]) != c.caught_up.end());
+    }
+    CHECK(c.caught_up.back() == payloads.size());
+  }
   SECTION("stop() ends the wait for the next frame") {
     spec.rate = 1;  // 3000 s in all
     auto source = make_source(spec);
