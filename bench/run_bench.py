@@ -580,33 +580,36 @@ class Suite:
         return r
 
     def run_replay(self):
-        """Latency with the load offered by a paced file source: at 50% of the replay's own
-        maximum, and at the TCP rows' 50% load (the same rate with and without the harness)."""
+        """Latency with the load offered by a paced file source, with 1 shard (one thread from
+        read to write) and with 2: at 50% of the replay's own maximum, and at the TCP rows'
+        50% load of the same shard count (the same rate with and without the harness)."""
         _, orders = self.ms_files(self.sizes.latency_symbols)
-        shards = 2
-        mx = self.replay_once(orders, shards, 0, "max")
-        self.results[("replay", "max")] = mx
-        e = mx["engine"]
-        self.row(f"MS file replay max, all rejected, {self.sizes.latency_symbols} sym", shards,
-                 mx["messages"], mx["msgs_per_s"], e["p50_us"], e["p99_us"], e["p999_us"],
-                 mx["max_rss_kb"])
-        if self.sizes.replay_rate:
-            loads = [(self.sizes.replay_rate, "fixed", None)]
-        else:
-            loads = [(round(mx["msgs_per_s"] * 0.5), "half", "50% of max")]
-            tcp_half = self.results.get(("latency", 2, "half"))
-            if tcp_half:
-                loads.append((tcp_half["offered_rate"], "tcp-half", "the TCP 50% load"))
-        for rate, name, why in loads:
-            r = self.replay_once(orders, shards, rate, name)
-            self.results[("replay", name)] = r
-            e = r["engine"]
-            self.row(f"MS file replay @ {fmt_rate(rate)}/s" + (f" ({why})" if why else ""),
-                     shards, r["messages"], r["msgs_per_s"], e["p50_us"], e["p99_us"],
-                     e["p999_us"], r["max_rss_kb"])
-            self.latency_notes.append(f"file replay @ {fmt_rate(rate)}/s (achieved "
-                                      f"{fmt_rate(r['msgs_per_s'])}/s): p99.99 "
-                                      f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
+        for shards in (1, 2):
+            how = ", 1 thread read to write" if shards == 1 else ""
+            mx = self.replay_once(orders, shards, 0, f"max-{shards}")
+            self.results[("replay", shards, "max")] = mx
+            e = mx["engine"]
+            self.row(f"MS file replay max, all rejected, {self.sizes.latency_symbols} sym{how}",
+                     shards, mx["messages"], mx["msgs_per_s"], e["p50_us"], e["p99_us"],
+                     e["p999_us"], mx["max_rss_kb"])
+            if self.sizes.replay_rate:
+                loads = [(self.sizes.replay_rate, "fixed", None)]
+            else:
+                loads = [(round(mx["msgs_per_s"] * 0.5), "half", "50% of max")]
+                tcp_half = self.results.get(("latency", shards, "half"))
+                if tcp_half:
+                    loads.append((tcp_half["offered_rate"], "tcp-half", "the TCP 50% load"))
+            for rate, name, why in loads:
+                r = self.replay_once(orders, shards, rate, f"{name}-{shards}")
+                self.results[("replay", shards, name)] = r
+                e = r["engine"]
+                self.row(f"MS file replay @ {fmt_rate(rate)}/s" + (f" ({why})" if why else "")
+                         + how, shards, r["messages"], r["msgs_per_s"], e["p50_us"], e["p99_us"],
+                         e["p999_us"], r["max_rss_kb"])
+                self.latency_notes.append(
+                    f"file replay @ {fmt_rate(rate)}/s, {shards} shard{'s' if shards > 1 else ''} "
+                    f"(achieved {fmt_rate(r['msgs_per_s'])}/s): p99.99 {e['p9999_us']:.0f} us, "
+                    f"max {e['max_us']:.0f} us")
 
     # ---- 3. word count
 
