@@ -121,9 +121,9 @@ class Dataflow {
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
   std::vector<std::unique_ptr<SinkPort>> sinks;
-  /// The shard whose steps a source thread runs itself (topology::Wiring::source_runs_shard):
-  /// its batches go to Shard::process_here() instead of its inbox, and its thread never
-  /// starts. Null when every shard runs on its own thread.
+  /// The shard whose steps the source threads run themselves (topology::Wiring::
+  /// sources_run_shard): their batches go to Shard::process_from_source() instead of its inbox,
+  /// and its thread never starts. Null when every shard runs on its own thread.
   Shard* run_on_source = nullptr;
   Pool<Batch> batches{Reuse::oldest_first};
   Pool<EncodedChunk> chunks{Reuse::newest_first};

@@ -45,11 +45,12 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
     // One thread from read to write where the topology allows it (and the shard's thread is
     // then never started): no hand-off to a sleeping shard, whose wake-up sets the tail of the
     // latency on a busy machine (bench/RESULTS.md, "Latency").
-    if (const int p = wiring_->source_runs_shard(); p >= 0) {
+    if (const auto run = wiring_->sources_run_shard(); !run.empty()) {
       flow_->run_on_source = shards_[0].get();
-      spdlog::info("pipeline '{}': its source thread runs the shard's steps and writes the sinks "
-                   "(scheduling = \"latency\", one shard, no other pipeline with a stateful step)",
-                   wiring_->pipelines[static_cast<std::size_t>(p)].spec->name);
+      for (std::size_t p : run)
+        spdlog::info("pipeline '{}': its source thread runs the shard's steps and writes the sinks "
+                     "(scheduling = \"latency\", one shard{})", wiring_->pipelines[p].spec->name,
+                     run.size() > 1 ? ", taking turns with the other sources that do" : "");
     }
     for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
       for (std::uint64_t key : wiring_->states[s].spec->keys) {

@@ -7,13 +7,17 @@
 // thread ever touches the shard's states, so there are no locks on the hot path; messages of
 // one key reach it in the order their source read them, and it processes them in that order.
 //
-// With scheduling = "latency", one shard and one source thread feeding it, that source thread
-// runs the shard instead (process_here(), flush_here()) and the shard's own thread never
-// starts: still one thread touching the states, and no hand-off or wake-up on the way from a
-// read to a write (topology::Wiring::source_runs_shard).
+// With scheduling = "latency" and one shard, the source threads that feed it run the shard
+// instead (process_from_source(), flush_from_source()) and the shard's own thread never
+// starts: no hand-off or wake-up on the way from a read to a write (topology::Wiring::
+// sources_run_shard). With several such sources they take turns under a lock, each running
+// the shard for one call's worth of its own input: the states still see one thread at a time,
+// and each source's messages in the order it read them. The lock is only ever waited for when
+// two sources have input at the same moment.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -38,14 +42,22 @@ class Shard {
   /// Pre-creates the state of a declared key. [control thread, before start()]
   void declare(std::size_t state, std::uint64_t key) { tables_[state]->declare(key); }
   void start();
-  /// Processes a batch on the calling thread, the only one that runs this shard
-  /// (Dataflow::run_on_source). A batch the shard's own steps send back to it (a later
-  /// stateful step) waits until the current one is done, then is processed in turn.
-  /// [the source thread that runs the shard]
+  /// Processes a batch on the calling thread, once no other source thread is running the
+  /// shard (Dataflow::run_on_source). [a source thread that runs the shard]
+  void process_from_source(Batch* b) {
+    std::lock_guard lock(here_mutex_);
+    process_here(b);
+  }
+  /// Sends every output this source's batches left partly filled, and processes what that
+  /// sends back to this shard. [a source thread that runs the shard, when it runs out of input]
+  void flush_from_source() {
+    std::lock_guard lock(here_mutex_);
+    flush_here();
+  }
+  /// A batch the shard's own steps send back to it (a later stateful step): it waits until the
+  /// current one is done, then is processed in turn. [the thread running the shard, inside
+  /// process_from_source() or flush_from_source()]
   void process_here(Batch* b);
-  /// Sends every output process_here() left partly filled, and processes what that sends
-  /// back to this shard. [the source thread that runs the shard, when it runs out of input]
-  void flush_here();
   /// Waits for the thread to end (after its inbox was closed). [control thread]
   void join();
   const state::StateTable& table(std::size_t state) const { return *tables_[state]; }
@@ -62,6 +74,7 @@ class Shard {
   void process(Batch& b);
   /// Processes and releases every batch in here_, including those queued meanwhile.
   void drain_here();
+  void flush_here();
   /// Sends every partly filled output, then counts `done`'s batches as done.
   void flush(std::vector<std::uint32_t>& done);
 
@@ -70,8 +83,10 @@ class Shard {
   std::vector<std::unique_ptr<state::StateTable>> tables_;
   Worker worker_;
   std::vector<void*> states_;
-  std::vector<Batch*> here_;  ///< batches for process_here(), oldest first
-  bool draining_ = false;     ///< inside drain_here() or flush_here(): new batches wait in here_
+  std::mutex here_mutex_;     ///< held by the source thread running the shard
+  std::vector<Batch*> here_;  ///< [here_mutex_] batches for process_here(), oldest first
+  bool draining_ = false;     ///< [here_mutex_] inside drain_here() or flush_here(): new batches
+                              ///< wait in here_
   std::thread thread_;
 };
 

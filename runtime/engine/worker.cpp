@@ -115,7 +115,7 @@ void Worker::route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs,
     Batch* b = new_batch(p, step, arrived_ns);
     b->messages.swap(msgs);
     b->keys.swap(keys_);
-    flow_.run_on_source->process_here(b);
+    run_here(b);
     return;
   }
 
@@ -237,13 +237,19 @@ void Worker::scatter_moving(PipelinePlan& p, const StepPlan& step, MessageBuffer
 }
 
 void Worker::send_batch(std::uint32_t shard, Batch* b) {
-  if (Shard* here = flow_.run_on_source) {  // the only shard: `shard` is 0
-    here->process_here(b);
+  if (flow_.run_on_source) {  // the only shard: `shard` is 0
+    run_here(b);
     return;
   }
   // Not woken now: flush() wakes every shard sent to since the last flush, once.
   flow_.send(shard, b, may_block_, false);
   unwoken_[shard] = 1;
+}
+
+void Worker::run_here(Batch* b) {
+  // A source's Worker takes its turn at the shard; the shard's own Worker is already inside it.
+  if (may_block_) flow_.run_on_source->process_from_source(b);
+  else flow_.run_on_source->process_here(b);
 }
 
 void Worker::encode_for_sink(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns) {
@@ -300,7 +306,7 @@ void Worker::flush() {
     if (chunks_[s] && !chunks_[s]->bytes.empty()) send_chunk(s);
   // A source thread that runs the shard sends the shard's outputs too (the shard's own
   // Worker, whose flush() comes here without may_block_).
-  if (may_block_ && flow_.run_on_source) flow_.run_on_source->flush_here();
+  if (may_block_ && flow_.run_on_source) flow_.run_on_source->flush_from_source();
 }
 
 }  // namespace shardline::engine

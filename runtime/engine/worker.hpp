@@ -8,7 +8,7 @@
 // sink. Full batches and chunks are sent at once; partly filled ones on flush(), which each
 // thread calls whenever it runs out of input (a busy shard also every 500 us), so latency stays
 // low when traffic is light. A source thread that runs the shard itself
-// (Dataflow::run_on_source) hands it each call's messages in their own buffer instead.
+// (Dataflow::run_on_source) processes each call's messages there, in their own buffer.
 #pragma once
 
 #include <cstdint>
@@ -93,6 +93,8 @@ class Worker {
   /// new_batch(), emptied and sized for batch_size messages of the step's input.
   Batch* open_batch(PipelinePlan& p, const StepPlan& step, std::uint64_t arrived_ns);
   void send_batch(std::uint32_t shard, Batch* b);
+  /// Processes `b` on this thread, which runs the only shard (Dataflow::run_on_source).
+  void run_here(Batch* b);
   /// Encodes the messages of pipeline p's last step into the chunk for its sink.
   void encode_for_sink(PipelinePlan& p, MessageBuffer& msgs, std::uint64_t arrived_ns);
   void send_chunk(std::size_t sink);

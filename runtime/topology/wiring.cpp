@@ -242,15 +242,13 @@ const char* framing_str(Framing f) {
 }
 }  // namespace
 
-int Wiring::source_runs_shard() const {
-  if (topology.scheduling != Scheduling::latency || topology.shards != 1) return -1;
-  int found = -1;
+std::vector<std::size_t> Wiring::sources_run_shard() const {
+  std::vector<std::size_t> found;
+  if (topology.scheduling != Scheduling::latency || topology.shards != 1) return found;
   for (std::size_t i = 0; i < pipelines.size(); ++i) {
     const auto& steps = pipelines[i].steps;
-    if (std::none_of(steps.begin(), steps.end(), [](const WiredStep& s) { return s.spec->stateful; }))
-      continue;
-    if (found >= 0) return -1;  // two source threads would share the shard
-    found = static_cast<int>(i);
+    if (std::any_of(steps.begin(), steps.end(), [](const WiredStep& s) { return s.spec->stateful; }))
+      found.push_back(i);
   }
   return found;
 }
@@ -263,9 +261,15 @@ std::string Wiring::describe() const {
     << " batches, scheduling for ";
   if (t.scheduling == Scheduling::throughput) {
     o << "throughput (sink threads write the sinks)";
-  } else if (const int p = source_runs_shard(); p >= 0) {
-    o << "latency (the source of pipeline " << pipelines[static_cast<std::size_t>(p)].spec->name
+  } else if (const auto run = sources_run_shard(); run.size() == 1) {
+    o << "latency (the source of pipeline " << pipelines[run[0]].spec->name
       << " runs the shard's steps and writes the sinks: one thread from read to write)";
+  } else if (!run.empty()) {
+    o << "latency (the sources of pipelines ";
+    for (std::size_t i = 0; i < run.size(); ++i)
+      o << (i ? ", " : "") << pipelines[run[i]].spec->name;
+    o << " run the shard's steps, one at a time, and write the sinks: one thread from read to "
+         "write)";
   } else {
     o << "latency (shards write the sinks)";
   }

@@ -49,11 +49,10 @@ struct Wiring {
   std::shared_ptr<loader::Plugin> plugin(std::string_view alias) const;
   /// A human-readable description of the wiring (`shardline check`).
   std::string describe() const;
-  /// The index of the pipeline whose source thread runs the shard's steps itself, or -1. It
-  /// does so with scheduling = "latency", one shard, and only that pipeline having stateful
-  /// steps: its source thread is then the only one that would ever send the shard work, and
-  /// it alone can run the shard without a lock.
-  int source_runs_shard() const;
+  /// The pipelines whose source threads run the shard's steps themselves, instead of a shard
+  /// thread: with scheduling = "latency" and one shard, every pipeline with a stateful step.
+  /// Empty otherwise. With several, the source threads take turns (engine::Shard).
+  std::vector<std::size_t> sources_run_shard() const;
 };
 
 struct WireOptions {

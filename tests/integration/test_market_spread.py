@@ -88,6 +88,9 @@ sink = {{ kind = "tcp", connect = "127.0.0.1:{receiver.port}", encoder = "market
         send_all(orders_port, order_bytes)
         status = run.wait()
         self.assertEqual(status, 0, run.stderr)
+        for name in ("nbbo", "orders"):
+            (self.assertIn if shards == 1 and scheduling == "latency" else self.assertNotIn)(
+                f"pipeline '{name}': its source thread runs the shard's steps", run.stderr)
         got = [decode_result(p) for p in split_frames(receiver.wait())]
 
         expected = expected_results(split_frames(nbbo), split_frames(order_bytes))
@@ -119,6 +122,11 @@ sink = {{ kind = "tcp", connect = "127.0.0.1:{receiver.port}", encoder = "market
     def test_latency_scheduling_shards_write_the_sink(self):
         # Four shards take turns writing the TCP sink themselves: the same results, each whole.
         self.run_market_spread(4, scheduling="latency")
+
+    def test_latency_scheduling_one_shard_run_by_both_sources(self):
+        # One shard: the NBBO and the orders sources' threads run it themselves, in turn, and
+        # the orders' thread writes the results: the same results as the shard's own thread.
+        self.assertEqual(self.run_market_spread(1, scheduling="latency"), self.run_market_spread(1))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import random
 import time
 import unittest
 
-from harness import TRACK, TempDirTest, check, events_topology, read, run, summary
+from harness import TEST_PLUGINS, TRACK, TempDirTest, check, events_topology, read, run, summary
 
 
 class Ordering(TempDirTest):
@@ -94,6 +94,54 @@ class Ordering(TempDirTest):
         self.assertEqual(status, 0, err)
         self.assertNotIn("runs the shard's steps", err)
         self.assertEqual(out, threaded)
+
+    def test_two_sources_take_turns_running_one_shard(self):
+        # scheduling = "latency" with one shard and two pipelines with a stateful step on the
+        # same state, read at the same time: each source's thread runs the shard for its own
+        # batches, one thread at a time. Keys 0-49 come from one file, 50-99 from the other;
+        # every event comes out once, in order per key, as with the shard's own thread.
+        lines = self.events(keys=100, per_key=1000)
+        self.write("a.txt", "\n".join(l for l in lines if int(l.split()[0]) < 50) + "\n")
+        self.write("b.txt", "\n".join(l for l in lines if int(l.split()[0]) >= 50) + "\n")
+
+        def topology(scheduling):
+            pipes = "".join(f"""
+[[pipelines]]
+name = "{name}"
+source = {{ kind = "file", path = "{name}.txt", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "file", path = "{name}-out.txt", framing = "lines", encoder = "ev.tracked_line" }}
+""" for name in ("a", "b"))
+            return self.write("topology.toml", f"""
+shards = 1
+batch_size = 8
+scheduling = "{scheduling}"
+[plugins]
+ev = "{TEST_PLUGINS}/test_events.so"
+[states.seqs]
+factory = "ev.last_seq"
+{pipes}""")
+
+        outputs = {}
+        for scheduling in ("latency", "throughput"):
+            status, _, err = run(topology(scheduling))
+            self.assertEqual(status, 0, err)
+            taking_turns = [f"pipeline '{n}': its source thread runs the shard's steps and writes "
+                            f"the sinks (scheduling = \"latency\", one shard, taking turns with "
+                            f"the other sources that do)" for n in ("a", "b")]
+            for line in taking_turns:
+                (self.assertIn if scheduling == "latency" else self.assertNotIn)(line, err)
+            out = {n: read(self.path(f"{n}-out.txt")).splitlines() for n in ("a", "b")}
+            self.assertEqual(len(out["a"]) + len(out["b"]), len(lines))
+            self.assertFalse([l for n in out for l in out[n] if not l.endswith(" ok")],
+                             "events seen out of order")
+            self.assertEqual(summary(err)["state:seqs"], 100)
+            outputs[scheduling] = out
+        self.assertEqual(outputs["latency"], outputs["throughput"])
+        status, described, err = check(topology("latency"))
+        self.assertEqual(status, 0, err)
+        self.assertIn("scheduling for latency (the sources of pipelines a, b run the shard's steps, "
+                      "one at a time, and write the sinks: one thread from read to write)", described)
 
     def test_one_and_four_shards_agree(self):
         lines = self.events(keys=100, per_key=50)

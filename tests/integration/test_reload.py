@@ -164,6 +164,44 @@ class HotReload(ReloadTest):
         self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
         self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS)
 
+    def test_two_sources_running_the_shard_are_reloaded_together(self):
+        # scheduling = "latency" with one shard and a second stateful pipeline, a paced file of
+        # other keys: both sources' threads run the shard, in turn; a reload pauses both, and
+        # keeps or migrates the states of both pipelines' keys. Nothing is lost or reordered.
+        other = [f"{1000 + i % KEYS} {i // KEYS + 1}" for i in range(KEYS * 1000)]
+        self.write("more.txt", "\n".join(other) + "\n")
+        more = """
+[[pipelines]]
+name = "more"
+source = { kind = "file", path = "more.txt", framing = "lines", rate = 5000, decoder = "ev.event_line" }
+steps = [ { state_computation = "ev.track", state = "seqs", partition = "ev.by_key" } ]
+sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.tracked_line" }
+"""
+        self.start(extra_state=more, settings='scheduling = "latency"', shards=1)
+        self.run_.wait_for("taking turns with the other sources that do")
+        self.feeder.wait_sent(2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")
+        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        _, versions = self.finish()
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 40, migrated 0", kept)
+        self.assertIn("test_events 2.0.0 -> 3.0.0; keys kept 0, migrated 40", migrated)
+        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
+        out = read(self.path("more-out.txt")).splitlines()
+        self.assertEqual(len(out), len(other), "every event of the file comes out exactly once")
+        seen = {}
+        for line in out:
+            key, seq, count, status, *tag = line.split()
+            self.assertEqual((status, int(count)), ("ok", int(seq)), line)
+            seen.setdefault(key, []).append(tag[0] if tag else "v1")
+        ranks = {"v1": 0, "v2": 1, "v3": 2}
+        for key, vs in seen.items():
+            self.assertEqual(vs, sorted(vs, key=ranks.get), f"key {key} went back")
+        self.assertEqual(summary(self.run_.stderr)["state:seqs"], 2 * KEYS)
+
     def test_broken_builds_are_refused_and_the_old_version_keeps_serving(self):
         self.start()
         self.feeder.wait_sent(1000)

@@ -1029,12 +1029,13 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
       "  sink stdout (lines) <- encoder ev.text\n"
       "  on error: skip\n";
   CHECK(wiring->describe() == expected);
-  CHECK(wiring->source_runs_shard() == -1);  // scheduling for throughput
+  CHECK(wiring->sources_run_shard().empty());  // scheduling for throughput
 }
 
-TEST_CASE("with latency scheduling, one shard fed by one source is run by that source", "[topology]") {
+TEST_CASE("with latency scheduling, one shard is run by the sources that feed it", "[topology]") {
   // Pipeline "counts" has a stateful step; "texts" only a stateless one, and never reaches the
-  // shard. A third pipeline with a stateful step would share the shard with "counts".
+  // shard. A third pipeline with a stateful step shares the shard with "counts": both sources
+  // run it, in turn.
   const auto wired = [](const std::string& settings, bool second_stateful) {
     TopologyFile t(settings +
                    "[plugins]\n"
@@ -1059,14 +1060,19 @@ TEST_CASE("with latency scheduling, one shard fed by one source is run by that s
                                     : ""));
     return wire_topology(parse_topology(t.file));
   };
+  using Pipelines = std::vector<std::size_t>;
   const auto one = wired("shards = 1\nscheduling = \"latency\"\n", false);
-  CHECK(one->source_runs_shard() == 1);
+  CHECK(one->sources_run_shard() == Pipelines{1});
   CHECK(one->describe().find("scheduling for latency (the source of pipeline counts runs the "
                              "shard's steps and writes the sinks: one thread from read to write)") !=
         std::string::npos);
-  CHECK(wired("shards = 2\nscheduling = \"latency\"\n", false)->source_runs_shard() == -1);
-  CHECK(wired("shards = 1\n", false)->source_runs_shard() == -1);
-  CHECK(wired("shards = 1\nscheduling = \"latency\"\n", true)->source_runs_shard() == -1);
+  const auto two = wired("shards = 1\nscheduling = \"latency\"\n", true);
+  CHECK(two->sources_run_shard() == Pipelines{1, 2});
+  CHECK(two->describe().find("scheduling for latency (the sources of pipelines counts, more run "
+                             "the shard's steps, one at a time, and write the sinks: one thread "
+                             "from read to write)") != std::string::npos);
+  CHECK(wired("shards = 2\nscheduling = \"latency\"\n", false)->sources_run_shard().empty());
+  CHECK(wired("shards = 1\n", true)->sources_run_shard().empty());
 }
 
 TEST_CASE("host:port parsing", "[topology]") {

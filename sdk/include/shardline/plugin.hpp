@@ -484,7 +484,7 @@ class PluginBuilder {
     if constexpr (!std::is_move_constructible_v<S>) {
       static_assert(std::is_move_constructible_v<S>,
                     "a state must be movable: the engine moves states when a reload carries them "
-                    "over. It needs no lock: only its key's shard thread ever touches it, so "
+                    "over. It needs no lock: its key's shard runs one message at a time, so "
                     "drop any std::mutex or std::atomic member");
       return *this;
     } else {
