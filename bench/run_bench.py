@@ -13,8 +13,10 @@ Scenarios (bench/RESULTS.md explains each and what the numbers mean):
               each is a sample; with 1 shard (run by the source's thread: one thread from read
               to write) and with 2; each also through a null pipeline, the floor the harness and
               the machine set; the same orders replayed from a file at a fixed rate (the
-              source's `rate`), with no harness process; how long the machine stops a spinning
-              thread; and how long a sleeping thread takes to run once woken
+              source's `rate`), with no harness process, with 1 and 2 shards; NBBO and orders
+              replayed at once with 1 shard, which both sources' threads run; how long the
+              machine stops a spinning thread; and how long a sleeping thread takes to run once
+              woken
   wordcount   word count on a generated text (in-process driver)
   micro       Google Benchmark micro-benchmarks (micro_bench)
 
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 
 ORDER_FRAME = 57
+NBBO_FRAME = 46
 
 # ---------------------------------------------------------------------------- configuration
 
@@ -518,6 +521,7 @@ class Suite:
         for shards in (1, 2):
             self.latency_set(orders, shards)
         self.run_replay()
+        self.run_replay_both()
 
     def latency_set(self, orders, shards):
         """The TCP latency rows of one shard count: its maximum, 50% of that and the light load,
@@ -610,6 +614,46 @@ class Suite:
                     f"file replay @ {fmt_rate(rate)}/s, {shards} shard{'s' if shards > 1 else ''} "
                     f"(achieved {fmt_rate(r['msgs_per_s'])}/s): p99.99 {e['p9999_us']:.0f} us, "
                     f"max {e['max_us']:.0f} us")
+
+    def run_replay_both(self):
+        """Market Spread whole, with 1 shard: NBBO updates and orders replayed from their files
+        at the same time, each file paced to last as long as the other, so that both sources'
+        threads run the shard, in turn; at full speed, then at 50% of that. The orders' latency
+        counts the rejected ones, the only ones written."""
+        nbbo, orders = self.ms_files(self.sizes.latency_symbols)
+        expected = orders.stat().st_size // ORDER_FRAME
+        updates = nbbo.stat().st_size // NBBO_FRAME
+
+        def once(rate, label):
+            pace = f", rate = {rate}" if rate else ""
+            npace = f", rate = {max(1, rate * updates // expected)}" if rate else ""
+            topo = self.ms_topology(
+                f"replay-both-{label}",
+                f'{{ kind = "file", path = "{nbbo}"{npace}, decoder = "market.nbbo" }}',
+                f'{{ kind = "file", path = "{orders}"{pace}, decoder = "market.order" }}',
+                '{ kind = "file", path = "/dev/null", encoder = "market.order_result" }',
+                1, scheduling="latency")
+            r = run_json([self.inproc, "--topology", topo, "--phase-file", orders,
+                          "--count-pipeline", "orders", "--count", "in", "--warm", nbbo,
+                          "--warm", orders], 300, f"replay both {label}")
+            if r["status"] != 0 or r["errors"] or r["messages"] != expected:
+                raise Failed(f"replay both {label}: status {r['status']}, {r['errors']} errors, "
+                             f"{r['messages']} orders of {expected}")
+            r["engine"] = self.engine_latency(r["summary"], "orders")
+            self.results[("replay-both", label)] = r
+            e = r["engine"]
+            what = (f"@ {fmt_rate(rate)}/s" + ("" if self.sizes.replay_rate else " (50% of max)")
+                    if rate else "max")
+            self.row(f"MS file replay {what}, NBBO + orders at once, sources run the shard", 1,
+                     r["messages"], r["msgs_per_s"], e["p50_us"], e["p99_us"], e["p999_us"],
+                     r["max_rss_kb"])
+            self.latency_notes.append(f"file replay of NBBO + orders {what}, 1 shard (achieved "
+                                      f"{fmt_rate(r['msgs_per_s'])}/s): p99.99 "
+                                      f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
+            return r
+
+        mx = once(0, "max")
+        once(self.sizes.replay_rate or round(mx["msgs_per_s"] * 0.5), "half")
 
     # ---- 3. word count
 
