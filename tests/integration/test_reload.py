@@ -122,6 +122,22 @@ class HotReload(ReloadTest):
         self.assertTrue(all(vs[-1] == expected[-1] for vs in versions.values()))
         self.assertEqual({v for vs in versions.values() for v in vs}, set(expected))
 
+    def keep_then_migrate(self, keys):
+        """Two reloads while the feeder sends, v2 (states kept) then v3 (migrated), and the run
+        finished: `keys` states each time, the feeder's lines in order, nothing lost."""
+        self.feeder.wait_sent(2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")
+        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
+        self.feeder.wait_sent(self.feeder.sent + 2000)
+        _, versions = self.finish()
+        self.assertIn(f"test_events 1.0.0 -> 2.0.0; keys kept {keys}, migrated 0", kept)
+        self.assertIn(f"test_events 2.0.0 -> 3.0.0; keys kept 0, migrated {keys}", migrated)
+        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
+        self.assertEqual(summary(self.run_.stderr)["state:seqs"], keys)
+
     def test_swaps_keep_state_and_lose_nothing(self):
         self.start()
         self.feeder.wait_sent(2000)
@@ -151,18 +167,7 @@ class HotReload(ReloadTest):
         # runs the steps; a reload pauses it between reads, and keeps or migrates the states.
         self.start(settings='scheduling = "latency"', shards=1)
         self.run_.wait_for("its source thread runs the shard's steps")
-        self.feeder.wait_sent(2000)
-        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
-        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
-        self.feeder.wait_sent(self.feeder.sent + 2000)
-        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")
-        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
-        self.feeder.wait_sent(self.feeder.sent + 2000)
-        _, versions = self.finish()
-        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20, migrated 0", kept)
-        self.assertIn("test_events 2.0.0 -> 3.0.0; keys kept 0, migrated 20", migrated)
-        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
-        self.assertEqual(summary(self.run_.stderr)["state:seqs"], KEYS)
+        self.keep_then_migrate(KEYS)
 
     def test_two_sources_running_the_shard_are_reloaded_together(self):
         # scheduling = "latency" with one shard and a second stateful pipeline, a paced file of
@@ -179,17 +184,7 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
 """
         self.start(extra_state=more, settings='scheduling = "latency"', shards=1)
         self.run_.wait_for("taking turns with the other sources that do")
-        self.feeder.wait_sent(2000)
-        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
-        kept = self.run_.wait_for("reloaded plugin 'ev'", 1)
-        self.feeder.wait_sent(self.feeder.sent + 2000)
-        self.publish(f"{TEST_PLUGINS}/test_events_v3.so")
-        migrated = self.run_.wait_for("reloaded plugin 'ev'", 2)
-        self.feeder.wait_sent(self.feeder.sent + 2000)
-        _, versions = self.finish()
-        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 40, migrated 0", kept)
-        self.assertIn("test_events 2.0.0 -> 3.0.0; keys kept 0, migrated 40", migrated)
-        self.assert_versions_in_order(versions, ["v1", "v2", "v3"])
+        self.keep_then_migrate(2 * KEYS)
         out = read(self.path("more-out.txt")).splitlines()
         self.assertEqual(len(out), len(other), "every event of the file comes out exactly once")
         seen = {}
@@ -200,7 +195,6 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         ranks = {"v1": 0, "v2": 1, "v3": 2}
         for key, vs in seen.items():
             self.assertEqual(vs, sorted(vs, key=ranks.get), f"key {key} went back")
-        self.assertEqual(summary(self.run_.stderr)["state:seqs"], 2 * KEYS)
 
     def test_broken_builds_are_refused_and_the_old_version_keeps_serving(self):
         self.start()
