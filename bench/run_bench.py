@@ -562,24 +562,32 @@ class Suite:
             self.latency_notes.append(f"floor @ {at}: p99.99 {f['p9999_us']:.0f} us, "
                                       f"max {f['max_us']:.0f} us")
 
-    def replay_once(self, orders, shards, rate, label):
+    def replay_once(self, orders, shards, rate, label, nbbo=None):
         """The latency topology with the orders replayed from the file at `rate` (0: at full
         speed) and the results written to /dev/null: the load is offered by the source itself,
-        with no sender or receiver process and no loopback TCP."""
+        with no sender or receiver process and no loopback TCP. With `nbbo`, the NBBO updates
+        are replayed at the same time, paced to last as long as the orders; only rejected
+        orders come out then, so the orders read are counted instead of the results."""
         pace = f", rate = {rate}" if rate else ""
+        expected = orders.stat().st_size // ORDER_FRAME
+        nbbo_source = None
+        if nbbo:
+            updates = nbbo.stat().st_size // NBBO_FRAME
+            npace = f", rate = {max(1, rate * updates // expected)}" if rate else ""
+            nbbo_source = f'{{ kind = "file", path = "{nbbo}"{npace}, decoder = "market.nbbo" }}'
         topo = self.ms_topology(
-            f"replay-{label}", None,
+            f"replay-{label}", nbbo_source,
             f'{{ kind = "file", path = "{orders}"{pace}, decoder = "market.order" }}',
             '{ kind = "file", path = "/dev/null", encoder = "market.order_result" }',
-            shards, with_nbbo=False, scheduling="latency")
+            shards, with_nbbo=nbbo is not None, scheduling="latency")
+        warm = ["--warm", orders] + (["--warm", nbbo] if nbbo else [])
         r = run_json([self.inproc, "--topology", topo, "--phase-file", orders,
-                      "--count-pipeline", "orders", "--count", "out", "--warm", orders], 300,
-                     f"replay {label}")
+                      "--count-pipeline", "orders", "--count", "in" if nbbo else "out", *warm],
+                     300, f"replay {label}")
         if r["status"] != 0 or r["errors"]:
             raise Failed(f"replay {label}: status {r['status']}, {r['errors']} errors")
-        expected = orders.stat().st_size // ORDER_FRAME
-        if r["messages"] != expected:  # every order is rejected, so each comes out
-            raise Failed(f"replay {label}: {r['messages']} results, expected {expected}")
+        if r["messages"] != expected:  # without NBBO every order is rejected, so each comes out
+            raise Failed(f"replay {label}: {r['messages']} orders counted, expected {expected}")
         r["engine"] = self.engine_latency(r["summary"], "orders")
         return r
 
@@ -617,29 +625,13 @@ class Suite:
 
     def run_replay_both(self):
         """Market Spread whole, with 1 shard: NBBO updates and orders replayed from their files
-        at the same time, each file paced to last as long as the other, so that both sources'
-        threads run the shard, in turn; at full speed, then at 50% of that. The orders' latency
-        counts the rejected ones, the only ones written."""
+        at the same time, so that both sources' threads run the shard, in turn; at full speed,
+        then at 50% of that. The orders' latency counts the rejected ones, the only ones
+        written."""
         nbbo, orders = self.ms_files(self.sizes.latency_symbols)
-        expected = orders.stat().st_size // ORDER_FRAME
-        updates = nbbo.stat().st_size // NBBO_FRAME
-
-        def once(rate, label):
-            pace = f", rate = {rate}" if rate else ""
-            npace = f", rate = {max(1, rate * updates // expected)}" if rate else ""
-            topo = self.ms_topology(
-                f"replay-both-{label}",
-                f'{{ kind = "file", path = "{nbbo}"{npace}, decoder = "market.nbbo" }}',
-                f'{{ kind = "file", path = "{orders}"{pace}, decoder = "market.order" }}',
-                '{ kind = "file", path = "/dev/null", encoder = "market.order_result" }',
-                1, scheduling="latency")
-            r = run_json([self.inproc, "--topology", topo, "--phase-file", orders,
-                          "--count-pipeline", "orders", "--count", "in", "--warm", nbbo,
-                          "--warm", orders], 300, f"replay both {label}")
-            if r["status"] != 0 or r["errors"] or r["messages"] != expected:
-                raise Failed(f"replay both {label}: status {r['status']}, {r['errors']} errors, "
-                             f"{r['messages']} orders of {expected}")
-            r["engine"] = self.engine_latency(r["summary"], "orders")
+        rate = 0
+        for label in ("max", "half"):
+            r = self.replay_once(orders, 1, rate, f"both-{label}", nbbo=nbbo)
             self.results[("replay-both", label)] = r
             e = r["engine"]
             what = (f"@ {fmt_rate(rate)}/s" + ("" if self.sizes.replay_rate else " (50% of max)")
@@ -650,10 +642,7 @@ class Suite:
             self.latency_notes.append(f"file replay of NBBO + orders {what}, 1 shard (achieved "
                                       f"{fmt_rate(r['msgs_per_s'])}/s): p99.99 "
                                       f"{e['p9999_us']:.0f} us, max {e['max_us']:.0f} us")
-            return r
-
-        mx = once(0, "max")
-        once(self.sizes.replay_rate or round(mx["msgs_per_s"] * 0.5), "half")
+            rate = self.sizes.replay_rate or round(r["msgs_per_s"] * 0.5)
 
     # ---- 3. word count
 

@@ -2,7 +2,7 @@
 //
 // Threads: one per shard, one per pipeline source, one per sink (with scheduling = "latency"
 // the shards write the sinks themselves, and a sink's thread only closes it: SinkPort; with
-// "latency" and one shard fed by a single source, that source's thread runs the shard, whose
+// "latency" and one shard, the threads of the sources that feed it run it, in turn, and its
 // own thread never starts: Dataflow::run_on_source); a monitor thread (--stats, plugin calls
 // that do not return); the control thread (the caller of run()) serves reloads and waits.
 // Lifecycle:

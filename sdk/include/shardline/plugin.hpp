@@ -54,10 +54,7 @@ class Emit {
  public:
   explicit Emit(MessageOutput& out) : out_(out) {}
   /// Appends `value`, moved (or copied) into the engine's output buffer.
-  void operator()(T value) {
-    ::new (out_.next_slot()) T(std::move(value));
-    out_.commit();
-  }
+  void operator()(T value) { emplace(std::move(value)); }
   /// Appends a T built in the output buffer itself from `args` (none: value-initialized, so a
   /// plain struct starts zeroed) and returns it, for the function to fill in place; the
   /// reference is valid until the function emits its next output (the buffer may grow). A message
