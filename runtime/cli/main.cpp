@@ -281,8 +281,37 @@ int main(int argc, char** argv) {
     std::cerr << app.help();
     return engine::exit_usage;
   }
+  // `shardline help [COMMAND]`, and a first word that is no command, said as such (CLI11 alone
+  // would answer both with "A subcommand is required").
+  auto command = [&](const std::string& name) -> CLI::App* {
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      if (sub->get_name() == name) return sub;
+    return nullptr;
+  };
+  if (const std::string first = argv[1]; first == "help") {
+    CLI::App* about = argc > 2 ? command(argv[2]) : &app;
+    if (!about) {
+      std::fprintf(stderr, "shardline help: no command '%s'; the commands are run and check\n",
+                   argv[2]);
+      return engine::exit_usage;
+    }
+    std::cout << about->help();
+    return 0;
+  } else if (!first.starts_with("-") && !command(first)) {
+    std::fprintf(stderr, "shardline: no command '%s'; the commands are run and check (see "
+                         "shardline --help)\n", first.c_str());
+    return engine::exit_usage;
+  }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ArgumentMismatch& e) {
+    // (CLI11 would say "At least 2 required", though exactly two are.)
+    if (std::string_view(e.what()).starts_with("--against"))
+      std::fprintf(stderr, "shardline check: --against takes two plugin files, OLD.so NEW.so: "
+                           "the build running now, then the new one\n");
+    else
+      app.exit(e);
+    return engine::exit_usage;
   } catch (const CLI::ParseError& e) {
     // Prints the help, the version, or what is wrong; usage errors all exit with one status.
     return app.exit(e) == 0 ? 0 : engine::exit_usage;

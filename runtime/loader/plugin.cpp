@@ -90,7 +90,8 @@ void check_sanitizer_runtime(const std::filesystem::path& file, const ElfFile& e
     }
     throw PluginError(file.string() + ": built with AddressSanitizer (it needs " + library +
                       "), but this host is not, and loading it would end the process: run it "
-                      "in a host built with the same sanitizer (the asan preset's "
+                      "in a host built with the same sanitizer (in Shardline's source tree, "
+                      "`cmake --preset asan && cmake --build build-asan` builds "
                       "build-asan/shardline), or rebuild it without -fsanitize=address");
   }
 }

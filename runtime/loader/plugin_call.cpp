@@ -166,7 +166,8 @@ void on_where_signal(int) {
             ? "'.\n"
             : "'. The host cannot recover from a crash inside a plugin, and its state is lost; "
               "to find the cause, run the same topology under gdb, or with a shardline built "
-              "with AddressSanitizer (the source tree's asan preset: build-asan/shardline).\n");
+              "with AddressSanitizer (in Shardline's source tree, `cmake --preset asan && cmake "
+              "--build build-asan` builds build-asan/shardline).\n");
   (void)!::write(STDERR_FILENO, m.text, m.n);
   ::raise(sig);  // SA_RESETHAND restored the default action: end as the signal would have
 }

@@ -33,6 +33,24 @@ class Cli(TempDirTest):
         for word in ("Subcommands:", "run", "check"):
             self.assertIn(word, p.stderr)
 
+    def test_help_command_and_words_that_are_no_command(self):
+        p = shardline("help")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("Subcommands:", p.stdout)
+        p = shardline("help", "run")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("--watch", p.stdout)
+        p = shardline("frob", "t.toml")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "shardline: no command 'frob'; the commands are run and check "
+                                   "(see shardline --help)\n")
+        p = shardline("help", "frob")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no command 'frob'", p.stderr)
+        p = shardline("check", "--against", f"{PLUGINS}/market_spread.so")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--against takes two plugin files, OLD.so NEW.so", p.stderr)
+
     def test_check_example_topologies(self):
         for topo in ("plugins/market_spread/topology.toml", "plugins/word_count/topology.toml"):
             with self.subTest(topology=topo):

@@ -535,7 +535,8 @@ TEST_CASE("a plugin built with AddressSanitizer loads only into a host that has 
   CHECK(load_error(file) ==
         file.string() + ": built with AddressSanitizer (it needs libasan.so.8), but this host is "
                         "not, and loading it would end the process: run it in a host built with "
-                        "the same sanitizer (the asan preset's build-asan/shardline), or rebuild "
+                        "the same sanitizer (in Shardline's source tree, `cmake --preset asan && "
+                        "cmake --build build-asan` builds build-asan/shardline), or rebuild "
                         "it without -fsanitize=address");
   CHECK(mapped_shadow_copies() == before);
 #endif
