@@ -169,27 +169,69 @@ void print_warnings(const topology::Wiring& wiring) {
     std::fprintf(stderr, "%s: warning: %s\n", w.pos.str().c_str(), w.text.c_str());
 }
 
-/// `check --against OLD.so NEW.so`: what a reload from OLD to NEW would do.
-int preflight(const std::string& old_file, const std::string& new_file) {
+/// `check [TOPOLOGY] --against OLD.so NEW.so`: what a reload from OLD to NEW would do; with
+/// the topology, whether the running host would accept it, as its reload decides.
+int preflight(const CommonOptions& o, const std::string& old_file, const std::string& new_file) {
   // A build whose static constructors crash would end this command inside dlopen: each is
   // loaded in a copy of the process first, NEW beside OLD as a reload loads it.
   using Trial = loader::Plugin::Trial;
+  reload::PluginDiff diff;
   try {
     const auto from = loader::Plugin::load(old_file, Trial::in_copy_first);
     const auto to = loader::Plugin::load(new_file, Trial::in_copy_first);
     std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
               << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
-    const auto diff = reload::compare_plugins(*from, *to);
+    diff = reload::compare_plugins(*from, *to);
     for (const auto& line : diff.lines) std::cout << "  " << line << "\n";
     if (diff.lines.empty()) std::cout << "  no difference in components or state types\n";
-    std::cout << (diff.refused
-                      ? "a topology using what is removed or blocked would refuse this reload\n"
-                      : "ok: the reload can keep or migrate every state\n");
-    return diff.refused ? 1 : 0;
   } catch (const loader::PluginError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return engine::exit_startup_failed;
   }
+  if (o.topology.empty()) {
+    std::cout << (diff.refused
+                      ? "a topology using what is removed or blocked would refuse this reload\n"
+                  : diff.types_changed
+                      ? "ok for every state, which can be kept or migrated; whether the changed "
+                        "types still fit the plugins this one exchanges them with, `shardline "
+                        "check TOPOLOGY --against OLD.so NEW.so` says\n"
+                      : "ok: the reload can keep or migrate every state\n");
+    return diff.refused ? 1 : 0;
+  }
+
+  const auto wiring = load(o, std::nullopt);
+  if (!wiring) return engine::exit_startup_failed;
+  std::vector<reload::NewBuild> builds;
+  std::string files;
+  for (const auto& [alias, plugin] : wiring->plugins) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(plugin->file(), old_file, ec))
+      builds.push_back({alias, new_file});
+    files += (files.empty() ? "" : ", ") + alias + " = " + plugin->file().string();
+  }
+  if (builds.empty()) {
+    std::fprintf(stderr, "shardline check: %s is not the file of a plugin of %s (%s); give the "
+                         "file the topology loads as OLD.so\n",
+                 old_file.c_str(), o.topology.c_str(), files.c_str());
+    return engine::exit_startup_failed;
+  }
+  const reload::ReloadPlan plan = reload::plan_reload(*wiring, builds);
+  std::cout << "in " << o.topology << ":\n";
+  if (!plan.refused.empty()) {
+    std::cout << "  refused: " << plan.refused << "\n";
+    return 1;
+  }
+  for (std::size_t s = 0; s < plan.carries.size(); ++s) {
+    const reload::StateCarry& c = plan.carries[s];
+    const char* verb = c.carry == reload::Carry::keep      ? "keep"
+                       : c.carry == reload::Carry::migrate ? "migrate"
+                                                           : "reset";
+    std::cout << "  state '" << wiring->states[s].spec->name << "': " << verb << ": " << c.why
+              << "\n";
+  }
+  std::cout << "ok: a running host would do this reload, if the new build also passes the "
+               "canary (recent input run through it first)\n";
+  return 0;
 }
 
 }  // namespace
@@ -272,10 +314,11 @@ int main(int argc, char** argv) {
       "refused, a component the old build has is gone or a state is blocked); 2 usage error (or\n"
       "no TOPOLOGY file there).");
   check->get_option("TOPOLOGY")->required(false);
-  check->add_option("--against", against, "OLD.so NEW.so: compare two builds of a plugin")
+  check->add_option("--against", against,
+                    "OLD.so NEW.so: compare two builds of a plugin; with TOPOLOGY (whose plugin "
+                    "OLD.so is), also whether a running host would accept the reload")
       ->expected(2)
-      ->check(CLI::ExistingFile)
-      ->excludes(check->get_option("TOPOLOGY"));
+      ->check(CLI::ExistingFile);
 
   if (argc == 1) {  // no subcommand at all: show what there is, rather than one line of error
     std::cerr << app.help();
@@ -324,7 +367,7 @@ int main(int argc, char** argv) {
   }
   setup_logging(check_opts.log_level);
   pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr);  // check runs no pipeline: a hang-up ends it
-  if (!against.empty()) return preflight(against[0], against[1]);
+  if (!against.empty()) return preflight(check_opts, against[0], against[1]);
   if (check_opts.topology.empty()) {
     std::fprintf(stderr, "shardline check: give a TOPOLOGY, or --against OLD.so NEW.so\n");
     return engine::exit_usage;

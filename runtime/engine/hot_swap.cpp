@@ -62,15 +62,6 @@ bool mapped(const std::filesystem::path& shadow) {
   return false;
 }
 
-/// The kind of key state `s` is partitioned by in `w` (every step updating it agrees: wiring
-/// checks that), or none if no step updates it.
-std::optional<KeyKind> key_kind_of(const topology::Wiring& w, std::size_t s) {
-  for (const auto& p : w.pipelines)
-    for (const auto& step : p.steps)
-      if (step.partition && step.state == s) return step.partition->key_kind;
-  return std::nullopt;
-}
-
 /// Memory for one value of `type`, and its release (the alignment new/delete must agree on).
 void* allocate_value(const TypeDesc* type) {
   return ::operator new(type->size, std::align_val_t(std::max<std::size_t>(type->align, 16)));
@@ -584,66 +575,26 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                                    "return: the threads in plugin code, if any, are named above)"
                                  : ": " + sinks);
   };
-  for (std::size_t i = 0; i < aliases.size(); ++i)
-    if (!olds[i]) return refuse("the topology has no plugin named '" + aliases[i] + "'");
 
-  // 1-2. Load and wire the new versions; decide how each state crosses over. A build whose
-  // static constructors crash would end the host inside dlopen: it is loaded in a copy first.
-  topology::WireOptions options;
-  options.loaded = wiring_->plugins;
-  for (std::size_t i = 0; i < aliases.size(); ++i) {
-    const std::string whose = aliases.size() == 1 ? "" : "plugin '" + aliases[i] + "': ";
-    try {
-      auto plugin = loader::Plugin::load(olds[i]->file(), loader::Plugin::Trial::in_copy_first);
-      // A build that renamed its plugin says so: "a 1.0.0 -> b 1.0.1".
-      report.versions += (i == 0 ? "" : ", ") + olds[i]->name() + " " + olds[i]->version() +
-                         " -> " +
-                         (plugin->name() == olds[i]->name() ? "" : plugin->name() + " ") +
-                         plugin->version();
-      for (auto& [alias, loaded] : options.loaded)
-        if (alias == aliases[i]) loaded = std::move(plugin);
-    } catch (const loader::PluginError& e) {
-      return refuse(whose + e.what());
-    }
-  }
-  std::unique_ptr<topology::Wiring> fresh;
-  try {
-    fresh = topology::wire_topology(wiring_->topology, options);
-  } catch (const topology::TopologyError& e) {
-    std::string all;
-    for (const auto& line : e.errors) all += (all.empty() ? "" : "; ") + line;
-    report.split_type = e.two_builds_of_a_type;
-    return refuse((aliases.size() == 1 ? "the new version does not fit the topology: "
-                                       : "the new builds do not fit the topology: ") + all);
-  }
-  options.loaded.clear();  // the new builds are held by `fresh` alone
-  std::vector<reload::StateCarry> carries;
-  for (std::size_t s = 0; s < wiring_->states.size(); ++s) {
-    // A string key and an integer key of the same item hash differently: every key held would
-    // be orphaned, and each item would start again from a fresh state.
-    const auto was = key_kind_of(*wiring_, s), now = key_kind_of(*fresh, s);
-    if (was && now && *was != *now)
-      return refuse("state '" + wiring_->states[s].spec->name + "' would be keyed with " +
-                    std::string(to_string(*now)) + " keys instead of " +
-                    std::string(to_string(*was)) +
-                    " keys: no key it holds would be found again; return the same kind of key from "
-                    "the partition function, or restart to begin from empty state");
-    const TypeDesc& from = *wiring_->states[s].factory->state;
-    const TypeDesc& to = *fresh->states[s].factory->state;
-    const bool unchanged = &from == &to;
-    carries.push_back(unchanged ? reload::StateCarry{reload::Carry::keep, "unchanged plugin"}
-                                : reload::plan_state(from, to,
-                                                     wiring_->states[s].spec->reset_on_reload));
+  // 1-2. Load and wire the new versions (each from its plugin's file); decide how each state
+  // crosses over.
+  std::vector<reload::NewBuild> builds;
+  for (std::size_t i = 0; i < aliases.size(); ++i)
+    builds.push_back({aliases[i], olds[i] ? olds[i]->file() : std::filesystem::path()});
+  reload::ReloadPlan plan = reload::plan_reload(*wiring_, builds);
+  report.versions = plan.versions;
+  report.split_type = plan.split_type;
+  if (!plan.refused.empty()) return refuse(plan.refused);
+  std::unique_ptr<topology::Wiring> fresh = std::move(plan.fresh);
+  const std::vector<reload::StateCarry>& carries = plan.carries;
+  for (std::size_t s = 0; s < carries.size(); ++s) {
     // A value kept as it is that is not plain data may hold objects made by any build that
     // worked on it: a state computation of another plugin as much as its own factory.
-    if (carries.back().carry == reload::Carry::keep && !from.trivial)
+    if (carries[s].carry == reload::Carry::keep && !wiring_->states[s].factory->state->trivial)
       report.old_held_for.push_back(wiring_->states[s].spec->name);
-    if (unchanged) continue;
-    if (carries.back().carry == reload::Carry::blocked)
-      return refuse("state '" + wiring_->states[s].spec->name + "': " + carries.back().why);
-    if (carries.back().warn)
+    if (carries[s].warn)
       spdlog::warn("reload of {}: state '{}': {}", who, wiring_->states[s].spec->name,
-                   carries.back().why);
+                   carries[s].why);
   }
 
   // 3. Pause the sources; drain everything already read. A sink blocked in a write would hold

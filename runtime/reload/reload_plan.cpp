@@ -1,5 +1,7 @@
 #include "reload/reload_plan.hpp"
 
+#include <optional>
+
 namespace shardline::reload {
 
 namespace {
@@ -89,12 +91,14 @@ PluginDiff compare_plugins(const loader::Plugin& from, const loader::Plugin& to)
     auto same = [](const TypeDesc* a, const TypeDesc* b) {
       return (!a && !b) || (a && b && a->fingerprint == b->fingerprint);
     };
-    if (!same(c.input, n->input) || !same(c.output, n->output))
+    if (!same(c.input, n->input) || !same(c.output, n->output)) {
+      diff.types_changed = true;
       lines.push_back(what + ": types changed from " + type_str(c.input) + " -> " +
                       type_str(c.output) + " to " + type_str(n->input) + " -> " +
                       type_str(n->output) +
                       "; every plugin it exchanges them with must be rebuilt with the new "
                       "definition and reloaded with it");
+    }
     if (c.kind == ComponentKind::partition && c.key_kind != n->key_kind) {
       diff.refused = true;
       lines.push_back(what + ": blocked: returns " +
@@ -116,6 +120,71 @@ PluginDiff compare_plugins(const loader::Plugin& from, const loader::Plugin& to)
     if (!from.find(n.kind, n.name))
       lines.push_back(std::string(to_string(n.kind)) + " '" + n.name + "': added");
   return diff;
+}
+
+namespace {
+/// The kind of key state `s` is partitioned by in `w` (every step updating it agrees: wiring
+/// checks that), or none if no step updates it.
+std::optional<KeyKind> key_kind_of(const topology::Wiring& w, std::size_t s) {
+  for (const auto& p : w.pipelines)
+    for (const auto& step : p.steps)
+      if (step.partition && step.state == s) return step.partition->key_kind;
+  return std::nullopt;
+}
+}  // namespace
+
+ReloadPlan plan_reload(const topology::Wiring& running, const std::vector<NewBuild>& builds) {
+  ReloadPlan plan;
+  auto refuse = [&](std::string why) {
+    plan.refused = std::move(why);
+    plan.fresh.reset();
+    return std::move(plan);
+  };
+  topology::WireOptions options;
+  options.loaded = running.plugins;
+  for (std::size_t i = 0; i < builds.size(); ++i) {
+    const std::string whose = builds.size() == 1 ? "" : "plugin '" + builds[i].alias + "': ";
+    const auto old = running.plugin(builds[i].alias);
+    if (!old) return refuse("the topology has no plugin named '" + builds[i].alias + "'");
+    try {
+      auto plugin = loader::Plugin::load(builds[i].file, loader::Plugin::Trial::in_copy_first);
+      // A build that renamed its plugin says so: "a 1.0.0 -> b 1.0.1".
+      plan.versions += (i == 0 ? "" : ", ") + old->name() + " " + old->version() + " -> " +
+                       (plugin->name() == old->name() ? "" : plugin->name() + " ") +
+                       plugin->version();
+      for (auto& [alias, loaded] : options.loaded)
+        if (alias == builds[i].alias) loaded = std::move(plugin);
+    } catch (const loader::PluginError& e) {
+      return refuse(whose + e.what());
+    }
+  }
+  try {
+    plan.fresh = topology::wire_topology(running.topology, options);
+  } catch (const topology::TopologyError& e) {
+    std::string all;
+    for (const auto& line : e.errors) all += (all.empty() ? "" : "; ") + line;
+    plan.split_type = e.two_builds_of_a_type;
+    return refuse((builds.size() == 1 ? "the new version does not fit the topology: "
+                                      : "the new builds do not fit the topology: ") + all);
+  }
+  for (std::size_t s = 0; s < running.states.size(); ++s) {
+    const std::string& name = running.states[s].spec->name;
+    // A string key and an integer key of the same item hash differently: every key held would
+    // be orphaned, and each item would start again from a fresh state.
+    const auto was = key_kind_of(running, s), now = key_kind_of(*plan.fresh, s);
+    if (was && now && *was != *now)
+      return refuse("state '" + name + "' would be keyed with " + std::string(to_string(*now)) +
+                    " keys instead of " + std::string(to_string(*was)) +
+                    " keys: no key it holds would be found again; return the same kind of key "
+                    "from the partition function, or restart to begin from empty state");
+    const TypeDesc& from = *running.states[s].factory->state;
+    const TypeDesc& to = *plan.fresh->states[s].factory->state;
+    plan.carries.push_back(&from == &to ? StateCarry{Carry::keep, "unchanged plugin"}
+                                        : plan_state(from, to, running.states[s].spec->reset_on_reload));
+    if (plan.carries.back().carry == Carry::blocked)
+      return refuse("state '" + name + "': " + plan.carries.back().why);
+  }
+  return plan;
 }
 
 }  // namespace shardline::reload

@@ -126,6 +126,38 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
             self.assertIn("SIGSEGV (invalid memory access) in plugin code: the loading of "
                           f"{TEST_PLUGINS}/crash_on_load.so", p.stderr)
 
+
+    def test_check_against_with_a_topology_says_whether_a_running_host_accepts(self):
+        # Alone, a message type's new layout is only flagged: it depends on who else uses it.
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v10.so")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("whether the changed types still fit the plugins this one exchanges them "
+                      "with, `shardline check TOPOLOGY --against OLD.so NEW.so` says", p.stdout)
+        # test_extra's relay step consumes test_events' Event: the new layout alone cannot fit.
+        topo = self.write("t.toml", events_topology(
+            2, steps='{ computation = "x.relay" }, { state_computation = "ev.track", '
+                     'state = "seqs", partition = "ev.by_key" }').replace(
+            "[plugins]\n", f'[plugins]\nx = "{TEST_PLUGINS}/test_extra.so"\n'))
+        p = shardline("check", topo, "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v10.so")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn(f"in {topo}:\n  refused: the new version does not fit the topology: ",
+                      p.stdout)
+        self.assertIn("two builds of Event, of 16 and 24 bytes", p.stdout)
+        # Where no other plugin uses the type, the same build is accepted, each state's fate said.
+        topo = self.write("t.toml", events_topology(2))
+        p = shardline("check", topo, "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v10.so")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn(f"in {topo}:\n  state 'seqs': keep: LastSeq has the same layout", p.stdout)
+        self.assertIn("ok: a running host would do this reload", p.stdout)
+        # OLD.so must be the file the topology loads.
+        p = shardline("check", topo, "--against", f"{TEST_PLUGINS}/test_events_v10.so",
+                      f"{TEST_PLUGINS}/test_events.so")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"test_events_v10.so is not the file of a plugin of {topo} (ev = "
+                      f"{TEST_PLUGINS}/test_events.so)", p.stderr)
     def test_topology_errors_name_file_line_column(self):
         topo = self.write("t.toml", f"""shard = 2
 [plugins]
