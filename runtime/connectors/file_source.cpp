@@ -51,6 +51,11 @@ class FileSource final : public Source {
       throw std::runtime_error("cannot read source file " + *path_ + ": " + std::strerror(errno));
     if (path_ && std::filesystem::is_directory(*path_, ec))
       throw std::runtime_error("source file " + *path_ + " is a folder");
+    // A stdin the caller closed (`<&-`) holds /dev/null opened write-only (cli/main.cpp):
+    // refused now, rather than a read failing once the run has begun.
+    if (!path_ && (::fcntl(STDIN_FILENO, F_GETFL) & O_ACCMODE) == O_WRONLY)
+      throw std::runtime_error("source stdin: stdin is closed (the run was started with `<&-`); "
+                               "give the run its input on stdin, or read a file instead");
   }
 
   void run(FrameHandler& next) override {  // [source thread]

@@ -98,8 +98,9 @@ void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
     if (framing_ == Framing::lines) {
       if (tail > 0 && !skipping_line_ && !cleanly) {
         handler.on_bad_input(fmt::format(
-            "truncated line at end of input: {} bytes without a newline when the stream failed",
-            tail));
+            "truncated line at end of input: {} bytes without a newline when the stream failed, "
+            "from byte offset {} of {}",
+            tail, base_offset_ + begin_, origin_));
       } else if (tail > 0 && !skipping_line_) {
         std::size_t len = tail;
         if (b[begin_ + len - 1] == std::byte('\r')) --len;
@@ -114,10 +115,13 @@ void FrameSplitter::finish(FrameHandler& handler, bool cleanly) {
       }
     } else if (tail > 0 && tail < 4) {
       handler.on_bad_input(fmt::format(
-          "truncated frame at end of input: got {} of 4 bytes of the length prefix", tail));
+          "truncated frame at end of input: got {} of 4 bytes of the length prefix, at byte "
+          "offset {} of {}",
+          tail, base_offset_ + begin_, origin_));
     } else if (tail >= 4) {
-      handler.on_bad_input(fmt::format("truncated frame at end of input: got {} of {} bytes",
-                                       tail - 4, read_be32(b + begin_)));
+      handler.on_bad_input(fmt::format(
+          "truncated frame at end of input: got {} of {} bytes, at byte offset {} of {}",
+          tail - 4, read_be32(b + begin_), base_offset_ + begin_, origin_));
     }
   }
   base_offset_ += end_;
@@ -143,7 +147,9 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
       if (!flush(handler)) return;  // stopped: the bad length is not reached
       broken_ = true;
       handler.on_bad_input(fmt::format(
-          "frame of {} bytes exceeds max_frame {} at byte offset {} of {}; closing this stream",
+          "frame of {} bytes exceeds max_frame {} at byte offset {} of {}; closing this stream, "
+          "since nothing after it can be framed for sure (if frames this large are real, raise "
+          "the source's max_frame; otherwise its sender's framing is wrong)",
           len, max_frame_, base_offset_ + pos, origin_));
       return;
     }

@@ -6,7 +6,8 @@
 // thousand per second reach a sink when traffic is light, so a system call per chunk costs
 // little. A write error other than an interruption is not retried (a full disk or a closed pipe
 // does not heal by itself here): it is logged as an error, and write() takes nothing from then
-// on (it returns how many bytes reached the file), so the loss is never silent.
+// on (it returns how many bytes reached the file), so the loss is never silent; its pipeline's
+// source then stops reading (engine/sink_port.hpp).
 
 #include <fcntl.h>
 #include <poll.h>

@@ -156,9 +156,20 @@ void Engine::build_plan() {
       p.sink = static_cast<int>(sinks_.size());
       sinks_.push_back(connectors::make_sink(*spec.sink));
       sink_pipeline_.push_back(i);
+      // A sink that cannot write any more (a closed pipe, a full disk) would lose all the rest
+      // of its pipeline's input: its source stops reading instead, leaving that input unread
+      // (the other pipelines go on). [the thread that wrote]
+      auto on_failed = [this, i, name = spec.name, sink = sinks_.back().get()] {
+        if (output_abandoned_) return;  // a second interrupt: the run is ending anyway
+        spdlog::error("pipeline '{}': its sink {} cannot write any more: its source stops "
+                      "reading, so that no more input is taken only to be lost (what it had "
+                      "read already is counted as lost)", name, sink->describe());
+        sources_[i]->stop();
+      };
       flow_->sinks.push_back(std::make_unique<SinkPort>(
           *sinks_.back(), p.metrics, flow_->chunks, flow_->queue_batches,
-          flow_->scheduling == topology::Scheduling::latency, spec.sink->framing));
+          flow_->scheduling == topology::Scheduling::latency, spec.sink->framing,
+          std::move(on_failed)));
       p.sink_framing = spec.sink->framing;
     }
     if (!spec.source.start_after.empty())
@@ -189,6 +200,7 @@ void Engine::request_stop() {
 }
 
 void Engine::abandon_output() {
+  output_abandoned_ = true;
   for (auto& s : sinks_) s->abandon();
 }
 
@@ -366,10 +378,11 @@ int Engine::run() {
   summary_.pipelines = pipeline_counters();
   summary_.states = state_counts(true);
   // A run that lost or refused something says so at warn, so `--log-level warn` still shows it.
-  const bool troubled = std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
-                                    [](const metrics::PipelineSummary& p) {
-                                      return p.errors || p.bad_input || p.lost || p.dead_letters_lost;
-                                    });
+  const bool troubled = failed_ || std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
+                                               [](const metrics::PipelineSummary& p) {
+                                                 return p.errors || p.bad_input || p.lost ||
+                                                        p.dead_letters_lost;
+                                               });
   spdlog::log(troubled ? spdlog::level::warn : spdlog::level::info, "{}", summary_.line());
   if (failed_) {
     spdlog::error("stopped: {}", failure_);

@@ -192,6 +192,7 @@ class Engine {
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> failed_{false};
   std::atomic<bool> output_lost_{false};
+  std::atomic<bool> output_abandoned_{false};  ///< abandon_output() was called
   EngineOptions options_;
   std::mutex reload_mutex_;
   std::vector<ReloadRequest> reload_requests_;

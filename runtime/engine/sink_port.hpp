@@ -5,14 +5,17 @@
 // filled the chunk writes it itself, the workers taking turns under a lock: one hand-off, and
 // one wake-up of a sleeping thread, less on every result's path, at the price of shards
 // waiting for the socket under full load (bench/RESULTS.md). Either way the queue or the lock
-// is the backpressure, and once the sink has given up (abandon(): a second Ctrl-C) every chunk
-// it is handed is counted as lost instead of written; of the chunk it gave up in, the frames
-// that reached the output whole count as written and the rest as lost.
+// is the backpressure, and once the sink has given up (abandon(): a second Ctrl-C; or a write
+// error it cannot recover from: a closed pipe, a full disk) every chunk it is handed is
+// counted as lost instead of written; of the chunk it gave up in, the frames that reached the
+// output whole count as written and the rest as lost. A sink that gives up by itself is
+// reported once (`on_failed`), so that its pipeline stops taking input only to lose it.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 
 #include "connectors/frame_splitter.hpp"
@@ -26,15 +29,18 @@ namespace shardline::engine {
 class SinkPort {
  public:
   /// `direct`: workers write themselves instead of queueing for the sink's thread. `framing`:
-  /// how the chunks' frames are delimited (one frame per message).
+  /// how the chunks' frames are delimited (one frame per message). `on_failed`: called once,
+  /// by the thread that wrote, when the sink first gives up.
   SinkPort(connectors::Sink& sink, metrics::PipelineMetrics& metrics, Pool<EncodedChunk>& pool,
-           std::size_t queue_chunks, bool direct, Framing framing)
+           std::size_t queue_chunks, bool direct, Framing framing,
+           std::function<void()> on_failed)
       : sink_(sink),
         metrics_(metrics),
         pool_(pool),
         queue_(queue_chunks),
         direct_(direct),
-        framing_(framing) {}
+        framing_(framing),
+        on_failed_(std::move(on_failed)) {}
 
   /// Hands over a chunk, which goes back to the pool once written. Blocks while the queue is
   /// full or, when writing directly, while the sink writes. [source and shard threads]
@@ -81,6 +87,7 @@ class SinkPort {
     const std::size_t written = abandoned_ ? 0 : sink_.write(c->bytes.data(), size);
     writing_since_ns_.store(0, std::memory_order_relaxed);
     if (written < size) {
+      if (!abandoned_) on_failed_();
       abandoned_ = true;
       const std::uint64_t delivered = connectors::whole_frames(framing_, c->bytes.data(), written);
       metrics_.add(metrics_.lost, c->messages - std::min(c->messages, delivered));
@@ -96,6 +103,7 @@ class SinkPort {
   BoundedQueue<EncodedChunk*> queue_;
   const bool direct_;
   const Framing framing_;
+  const std::function<void()> on_failed_;
   std::mutex mutex_;        ///< one writer at a time
   bool abandoned_ = false;  ///< [mutex_]
   std::atomic<std::uint64_t> writing_since_ns_{0};  ///< metrics::now_ns() of the write under way

@@ -205,7 +205,9 @@ TEST_CASE("an oversized length prefix is reported and closes the stream", "[fram
       length_prefixed(good) + length_prefixed({std::string(101, 'b'), "never"});
   const std::string expected =
       "frame of 101 bytes exceeds max_frame 100 at byte offset 240 of tcp 127.0.0.1:7000 "
-      "connection from 127.0.0.1:5000; closing this stream";
+      "connection from 127.0.0.1:5000; closing this stream, since nothing after it can be "
+      "framed for sure (if frames this large are real, raise the source's max_frame; otherwise "
+      "its sender's framing is wrong)";
 
   auto check = [&](auto&& feeder) {
     FrameSplitter s(Framing::length_prefixed, 100,
@@ -234,14 +236,16 @@ TEST_CASE("a truncated final frame is reported at end of input", "[framing]") {
     const std::string full = length_prefixed({"one", "0123456789"});
     REQUIRE(feed_random(s, r, full.substr(0, full.size() - 7), 5, 4));
     CHECK(r.frames == std::vector<std::string>{"one"});
-    CHECK(r.bad == std::vector<std::string>{"truncated frame at end of input: got 3 of 10 bytes"});
+    CHECK(r.bad == std::vector<std::string>{"truncated frame at end of input: got 3 of 10 bytes, at byte "
+                                         "offset 7 of test"});
   }
   SECTION("length prefix cut short") {
     FrameSplitter s(Framing::length_prefixed, 100, "test");
     REQUIRE(feed_bytewise(s, r, length_prefixed({"one"}) + std::string("\0\0", 2)));
     CHECK(r.frames == std::vector<std::string>{"one"});
     CHECK(r.bad == std::vector<std::string>{
-                       "truncated frame at end of input: got 2 of 4 bytes of the length prefix"});
+                       "truncated frame at end of input: got 2 of 4 bytes of the length prefix, "
+                       "at byte offset 7 of test"});
   }
   SECTION("an empty stream is not an error") {
     FrameSplitter s(Framing::length_prefixed, 100, "test");
@@ -293,7 +297,7 @@ TEST_CASE("lines: newline and CRLF endings, and a last line without newline", "[
     CHECK(r.frames == std::vector<std::string>{"one", "two"});
     CHECK(r.bad == std::vector<std::string>{
                        "truncated line at end of input: 4 bytes without a newline when the "
-                       "stream failed"});
+                       "stream failed, from byte offset 8 of test"});
   }
   SECTION("a line of exactly max_frame bytes, with CRLF") {
     FrameSplitter s(Framing::lines, 5, "test");

@@ -92,7 +92,8 @@ TEST_CASE("a sink port delivers every chunk whole, one writer at a time", "[sink
   shardline::metrics::PipelineMetrics metrics;
   Pool<EncodedChunk> pool(Reuse::newest_first);
   // A small queue: producers block often.
-  SinkPort port(sink, metrics, pool, 4, direct, shardline::Framing::lines);
+  std::atomic<int> failures{0};
+  SinkPort port(sink, metrics, pool, 4, direct, shardline::Framing::lines, [&] { ++failures; });
 
   std::thread::id sink_thread;
   auto drainer = std::async(std::launch::async, [&] {
@@ -113,6 +114,7 @@ TEST_CASE("a sink port delivers every chunk whole, one writer at a time", "[sink
 
   CHECK_FALSE(sink.overlapped());
   CHECK_FALSE(port.lost());
+  CHECK(failures == 0);
   CHECK(metrics.lost.load() == 0);
   if (direct) {
     CHECK(sink.threads() == worker_threads);
@@ -136,7 +138,8 @@ TEST_CASE("once the sink gives up, every later chunk is counted lost", "[sink_po
   RecordingSink sink(3);  // the third write fails
   shardline::metrics::PipelineMetrics metrics;
   Pool<EncodedChunk> pool(Reuse::newest_first);
-  SinkPort port(sink, metrics, pool, 64, direct, shardline::Framing::lines);
+  std::atomic<int> failures{0};
+  SinkPort port(sink, metrics, pool, 64, direct, shardline::Framing::lines, [&] { ++failures; });
   auto drainer = std::async(std::launch::async, [&] { port.drain(); });
   int seq = 0;
   for (int c = 0; c < 5; ++c) port.deliver(chunk_of(pool, 0, seq, 10));
@@ -144,6 +147,7 @@ TEST_CASE("once the sink gives up, every later chunk is counted lost", "[sink_po
   drainer.get();
   CHECK(port.lost());
   CHECK(sink.writes() == 3);  // not retried, and nothing tried after it
+  CHECK(failures == 1);       // reported once, when it gave up
   CHECK(metrics.lost.load() == 30);
   CHECK(std::count(sink.bytes().begin(), sink.bytes().end(), '\n') == 20);
 }
@@ -155,7 +159,7 @@ TEST_CASE("the chunk a sink gives up in counts its whole frames as written, the 
   shardline::metrics::PipelineMetrics metrics;
   Pool<EncodedChunk> pool(Reuse::newest_first);
   RecordingSink sink(3, 13);
-  SinkPort port(sink, metrics, pool, 64, true, shardline::Framing::lines);
+  SinkPort port(sink, metrics, pool, 64, true, shardline::Framing::lines, [] {});
   int seq = 0;
   for (int c = 0; c < 5; ++c) port.deliver(chunk_of(pool, 0, seq, 10));
   CHECK(port.lost());
