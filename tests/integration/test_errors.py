@@ -287,25 +287,30 @@ class PluginErrors(TempDirTest):
         live.wait_for("shardline: thread 'shard 0' is in plugin code: ev.track, pipeline 'events'")
         self.stop_stuck(live)
 
-    def test_a_closed_stdout_is_reported_and_not_taken_by_another_sink(self):
-        # Started with stdout closed (`>&-`): the file sink must not get descriptor 1, or the
-        # stdout sink would write into its file.
-        self.write("a.txt", "1 1\n2 2\n")
-        self.write("b.txt", "3 3\n")
-        topo = self.write("topology.toml", f"""
+    def two_pipelines(self, a_sink, b_source=""):
+        """Pipelines "a" (a.txt to `a_sink`) and "b" (b.txt to b.out), each turning "KEY SEQ"
+        lines into "KEY:SEQ" text; `b_source` ends b's source table."""
+        return self.write("topology.toml", f"""
 [plugins]
 ev = "{EVENTS}"
 [[pipelines]]
 name = "a"
 source = {{ kind = "file", path = "a.txt", framing = "lines", decoder = "ev.event_line" }}
 steps = [ {{ computation = "ev.to_text" }} ]
-sink = {{ kind = "stdout", encoder = "ev.text" }}
+sink = {{ {a_sink}, encoder = "ev.text" }}
 [[pipelines]]
 name = "b"
-source = {{ kind = "file", path = "b.txt", framing = "lines", decoder = "ev.event_line" }}
+source = {{ kind = "file", path = "b.txt", framing = "lines", decoder = "ev.event_line"{b_source} }}
 steps = [ {{ computation = "ev.to_text" }} ]
 sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" }}
 """)
+
+    def test_a_closed_stdout_is_reported_and_not_taken_by_another_sink(self):
+        # Started with stdout closed (`>&-`): the file sink must not get descriptor 1, or the
+        # stdout sink would write into its file.
+        self.write("a.txt", "1 1\n2 2\n")
+        self.write("b.txt", "3 3\n")
+        topo = self.two_pipelines('kind = "stdout"')
         p = subprocess.run([SHARDLINE, "run", topo], stderr=subprocess.PIPE, text=True,
                            timeout=60, preexec_fn=lambda: os.close(1))
         self.assertEqual(p.returncode, 4, p.stderr)
@@ -358,20 +363,8 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         lines = 500_000
         self.write("a.txt", "".join(f"{i % 1000} {i}\n" for i in range(lines)))
         self.write("b.txt", "3 3\n")
-        topo = self.write("topology.toml", f"""
-[plugins]
-ev = "{EVENTS}"
-[[pipelines]]
-name = "a"
-source = {{ kind = "file", path = "a.txt", framing = "lines", decoder = "ev.event_line" }}
-steps = [ {{ computation = "ev.to_text" }} ]
-sink = {{ kind = "file", path = "/dev/full", framing = "lines", encoder = "ev.text" }}
-[[pipelines]]
-name = "b"
-source = {{ kind = "file", path = "b.txt", framing = "lines", decoder = "ev.event_line", start_after = "a" }}
-steps = [ {{ computation = "ev.to_text" }} ]
-sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" }}
-""")
+        topo = self.two_pipelines('kind = "file", path = "/dev/full", framing = "lines"',
+                                  b_source=', start_after = "a"')
         status, _, err = run(topo)
         self.assertEqual(status, 4, err)
         self.assertIn("pipeline 'a': its sink file /dev/full cannot write any more: its source "
