@@ -1,5 +1,8 @@
 #include "connectors/tcp_source.hpp"
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <chrono>
 #include <list>
 #include <stdexcept>
@@ -9,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "topology/address.hpp"
@@ -26,6 +30,12 @@ namespace {
 constexpr std::size_t kReadSize = 256 * 1024;
 // After a failed accept (e.g. out of file descriptors), wait instead of spinning.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+constexpr auto kAcceptWarnEvery = std::chrono::seconds(30);
+
+std::uint64_t open_file_limit() {
+  rlimit limit{};
+  return ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 0;
+}
 
 std::string to_string(const tcp::endpoint& e) {
   const auto a = e.address();
@@ -50,7 +60,7 @@ struct TcpSource::Io {
     acceptor.async_accept([this](error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || stopping) return;
       if (ec) {
-        spdlog::warn("source {}: accept failed: {}; retrying", source.describe(), ec.message());
+        warn_accept_failed(ec);
         accept_retry.expires_after(kAcceptRetry);
         accept_retry.async_wait([this](error_code wait_ec) {
           if (!wait_ec && !stopping) start_accept();
@@ -58,6 +68,7 @@ struct TcpSource::Io {
         return;
       }
       ++accepted;
+      accept_failures = 0;
       error_code peer_ec;
       const auto peer = socket.remote_endpoint(peer_ec);
       const std::string origin = source.describe() + " connection from " +
@@ -94,6 +105,9 @@ struct TcpSource::Io {
           if (ec == asio::error::eof) {
             spdlog::debug("source {}: closed by the peer after {} bytes", c.splitter.origin(),
                           c.splitter.bytes_received());
+          } else if (c.splitter.bytes_received() == 0) {  // nothing lost (a port probe, say)
+            spdlog::debug("source {}: connection failed before any byte: {}", c.splitter.origin(),
+                          ec.message());
           } else {
             spdlog::warn("source {}: connection failed after {} bytes: {}",
                          c.splitter.origin(), c.splitter.bytes_received(), ec.message());
@@ -113,6 +127,23 @@ struct TcpSource::Io {
     // pending once the Nth connection closes, so io.run() returns by itself.
   }
 
+  /// Out of file descriptors, accept fails every kAcceptRetry until one is closed: said at
+  /// the first failure, then every kAcceptWarnEvery with the count, not ten times a second.
+  void warn_accept_failed(const error_code& ec) {
+    const auto now = std::chrono::steady_clock::now();
+    if (accept_failures++ > 0 && now - accept_warned < kAcceptWarnEvery) return;
+    accept_warned = now;
+    const bool no_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
+    spdlog::warn("source {}: accept failed{}: {}; retrying every {} ms{}", source.describe(),
+                 accept_failures > 1 ? fmt::format(" ({} times so far)", accept_failures) : "",
+                 ec.message(), kAcceptRetry.count(),
+                 no_fds ? fmt::format(" (out of file descriptors: this process may have {} "
+                                      "open, `ulimit -n`; raise that, or bound the clients with "
+                                      "the source's connections)",
+                                      open_file_limit())
+                        : "");
+  }
+
   // Posted by stop(). [source thread]
   void shut_down() {
     stopping = true;
@@ -129,6 +160,8 @@ struct TcpSource::Io {
   std::list<Connection> connections;  // live ones; an iterator stays valid until erased
   FrameHandler* handler = nullptr;
   std::uint32_t accepted = 0;
+  std::uint64_t accept_failures = 0;  ///< in a row
+  std::chrono::steady_clock::time_point accept_warned;
   std::uint32_t closed = 0;  ///< connections closed before the run ended (EOF, error, refused)
   bool stopping = false;
 };

@@ -219,9 +219,9 @@ class LiveRun:
     """A `shardline run` whose stderr is read as it is written, to wait for log lines. Its
     stdin and stdout are `stdin` and `stdout` (subprocess.PIPE: self.proc.stdin, .stdout)."""
 
-    def __init__(self, topology, *args, stdin=None, stdout=subprocess.DEVNULL):
+    def __init__(self, topology, *args, stdin=None, stdout=subprocess.DEVNULL, **popen):
         self.proc = _start(["run", *args, topology], stdin=stdin, stdout=stdout,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, **popen)
         self.lines = []
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -727,6 +727,41 @@ on_error = "{on_error}"
         self.assertNotIn("held back", r.stderr)
 
 
+    def test_a_connection_reset_before_any_byte_is_no_warning(self):
+        # A port probe, a health check: nothing was lost, so a hundred of them flood no log.
+        port = free_port()
+        topo = self.write("t.toml", events_topology(1, source=tcp_listen(port, 2)))
+        live = LiveRun(topo, "--log-level", "debug")
+        probe = connect(port)
+        live.wait_for("accepted connection 1")
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        probe.close()  # a reset
+        line = live.wait_for("connection failed before any byte")
+        self.assertIn("[debug]", line)
+        send_all(port, b"1 1\n")
+        self.assertEqual(live.wait(), 0)
+        self.assertFalse([l for l in live.lines if "[warning]" in l], live.lines)
+
+    def test_out_of_file_descriptors_is_said_once_with_what_to_do(self):
+        # Accept fails every 100 ms until a descriptor is free: one warning, not ten a second.
+        port = free_port()
+        topo = self.write("t.toml", events_topology(1, source=tcp_listen(port)))
+        limit = 48
+        live = LiveRun(topo, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                                   (limit, limit)))
+        clients = [connect(port) for _ in range(limit + 16)]  # the kernel queues them
+        line = live.wait_for("accept failed")
+        self.assertIn(f"Too many open files; retrying every 100 ms (out of file descriptors: "
+                      f"this process may have {limit} open, `ulimit -n`; raise that, or bound "
+                      f"the clients with the source's connections)", line)
+        time.sleep(1)  # ten more failures
+        self.assertEqual(sum("accept failed" in l for l in live.lines), 1, live.lines)
+        for c in clients:
+            c.close()
+        live.interrupt()
+        self.assertEqual(live.wait(), 0)
+
+
 class BrokenPlugins(TempDirTest):
     def topology_with(self, plugin_path):
         return self.write("topology.toml", f"""
