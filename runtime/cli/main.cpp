@@ -318,6 +318,9 @@ int main(int argc, char** argv) {
                     "OLD.so NEW.so: compare two builds of a plugin; with TOPOLOGY (whose plugin "
                     "OLD.so is), also whether a running host would accept the reload")
       ->expected(2)
+      // Exactly two: a vector option otherwise takes every word after it, TOPOLOGY included
+      // (`check --against OLD.so NEW.so topology.toml`).
+      ->allow_extra_args(false)
       ->check(CLI::ExistingFile);
 
   if (argc == 1) {  // no subcommand at all: show what there is, rather than one line of error

@@ -158,6 +158,24 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertEqual(p.returncode, 1)
         self.assertIn(f"test_events_v10.so is not the file of a plugin of {topo} (ev = "
                       f"{TEST_PLUGINS}/test_events.so)", p.stderr)
+
+    def test_check_against_takes_two_files_with_the_topology_before_or_after(self):
+        # --against takes exactly OLD.so and NEW.so: a TOPOLOGY after them is the topology.
+        topo = self.write("t.toml", events_topology(2))
+        against = ["--against", f"{TEST_PLUGINS}/test_events.so",
+                   f"{TEST_PLUGINS}/test_events_v10.so"]
+        for args in (["check", topo, *against], ["check", *against, topo]):
+            with self.subTest(args=args):
+                p = shardline(*args)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                self.assertIn(f"in {topo}:\n  state 'seqs': keep: LastSeq has the same layout",
+                              p.stdout)
+                self.assertIn("ok: a running host would do this reload", p.stdout)
+        # A third file is no third value of --against, but no second TOPOLOGY either.
+        p = shardline("check", topo, *against, f"{TEST_PLUGINS}/test_events_v4.so")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(f"The following argument was not expected: {TEST_PLUGINS}/test_events_v4.so",
+                      p.stderr)
     def test_topology_errors_name_file_line_column(self):
         topo = self.write("t.toml", f"""shard = 2
 [plugins]
