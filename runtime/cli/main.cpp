@@ -347,6 +347,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shardline: no command '%s'; the commands are run and check (see "
                          "shardline --help)\n", first.c_str());
     return engine::exit_usage;
+  } else if (const std::string name = first.substr(0, first.find('='));
+             first.starts_with("-") && name != "--help" && name != "-h" && name != "--version") {
+    // Before the command, only --help and --version: any other option, CLI11 would answer
+    // with "A subcommand is required". A command's own option put first is named as such.
+    std::string owners;
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      if (sub->get_option_no_throw(name))
+        owners += (owners.empty() ? "" : " and ") + sub->get_name();
+    if (!owners.empty())
+      std::fprintf(stderr, "shardline: %s is an option of %s: put it after the command (e.g. "
+                           "shardline %s %s ... TOPOLOGY)\n",
+                   name.c_str(), owners.c_str(), owners.substr(0, owners.find(' ')).c_str(),
+                   first.c_str());
+    else
+      std::fprintf(stderr, "shardline: no option '%s'; before the command, shardline takes only "
+                           "--help and --version (the commands are run and check: see shardline "
+                           "--help)\n", name.c_str());
+    return engine::exit_usage;
   }
   try {
     app.parse(argc, argv);

@@ -44,6 +44,20 @@ class Cli(TempDirTest):
         self.assertEqual(p.returncode, 2)
         self.assertEqual(p.stderr, "shardline: no command 'frob'; the commands are run and check "
                                    "(see shardline --help)\n")
+        # An option before the command: named, and one of a command's own said to go after it.
+        p = shardline("--bogus")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "shardline: no option '--bogus'; before the command, shardline "
+                                   "takes only --help and --version (the commands are run and "
+                                   "check: see shardline --help)\n")
+        p = shardline("--shards=2", "run", "t.toml")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "shardline: --shards is an option of run: put it after the "
+                                   "command (e.g. shardline run --shards=2 ... TOPOLOGY)\n")
+        p = shardline("--plugin-dir", "build", "check", "t.toml")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--plugin-dir is an option of run and check: put it after the command",
+                      p.stderr)
         p = shardline("help", "frob")
         self.assertEqual(p.returncode, 2)
         self.assertIn("no command 'frob'", p.stderr)
