@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -275,7 +276,18 @@ int main(int argc, char** argv) {
       "delivered (see 'lost' and 'dead letters lost' in the summary). When both 3 and 4 apply, 3.");
   run->add_option("--shards", shards,
                   "Override the topology's shard count (key_groups is raised to it if lower)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            // Decimal digits only (CLI11's own conversion reads "0x10" as hex and "010" as
+            // octal), and said as such: CLI::Range calls "abc" a value out of range.
+            unsigned n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 1024)
+              return "expected a whole number of shards from 1 to 1024, got '" + text + "'";
+            text = std::to_string(n);  // what CLI11 then converts: no leading zero
+            return {};
+          },
+          "1-1024"));
   engine::EngineOptions engine_options;
   run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
@@ -289,13 +301,12 @@ int main(int argc, char** argv) {
       ->option_text("SECONDS")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
-            std::size_t used = 0;
+            // Decimal only: std::stod would also take "0x10" (16 s) and "0x1p-3" as hex.
             double seconds = -1;
-            try {
-              seconds = std::stod(text, &used);
-            } catch (const std::exception&) {
-            }
-            if (used != text.size() || !(seconds == 0 || (seconds >= 0.01 && seconds <= 86400)))
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                                   seconds, std::chars_format::general);
+            if (ec != std::errc() || end != text.data() + text.size() ||
+                !(seconds == 0 || (seconds >= 0.01 && seconds <= 86400)))
               return "expected 0 or a number of seconds from 0.01 to 86400 (e.g. 10 or 0.5), "
                      "got '" + text + "'";
             return {};

@@ -386,8 +386,16 @@ sink = { kind = "stdout", encoder = "ev.text" }
                                                  "0.01 to 86400 (e.g. 10 or 0.5), got '-1'"),
                 (["run", "--stats", "0.00001", topo], "got '0.00001'"),
                 (["run", "--stats", "ten", topo], "got 'ten'"),
+                # Decimal only: std::stod would have read these as hex, 16 s and 0.125 s.
+                (["run", "--stats", "0x10", topo], "got '0x10'"),
+                (["run", "--stats", "0x1p-3", topo], "got '0x1p-3'"),
                 (["run", "--bogus", topo], "The following argument was not expected: --bogus"),
-                (["run", "--shards", "0", topo], "--shards"),
+                (["run", "--shards", "0", topo], "--shards: expected a whole number of shards "
+                                                 "from 1 to 1024, got '0'"),
+                (["run", "--shards", "abc", topo], "--shards: expected a whole number of shards "
+                                                   "from 1 to 1024, got 'abc'"),
+                (["run", "--shards", "2.5", topo], "got '2.5'"),
+                (["run", "--shards", "0x10", topo], "got '0x10'"),
                 (["check", "--against", "a.so"], "--against")]:
             with self.subTest(args=args):
                 p = shardline(*args)
