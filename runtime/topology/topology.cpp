@@ -9,6 +9,7 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <span>
 #include <shardline/key.hpp>
 #include <spdlog/fmt/fmt.h>
 #include <toml++/toml.h>
@@ -382,8 +383,10 @@ std::string address(Checker& c, const toml::table& t, std::string_view key,
   return *text;
 }
 
+/// `from_here`: the names of this source's pipeline and of those declared after it, for what
+/// start_after says when it names one of them.
 SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& where,
-                        const Topology& topo) {
+                        const Topology& topo, std::span<const std::string> from_here) {
   SourceSpec s;
   s.pos = c.pos(t);
   c.only_keys(t, where, {"kind", "listen", "path", "framing", "max_frame", "connections", "rate", "decoder", "start_after"});
@@ -410,6 +413,14 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
                                      [&](const PipelineSpec& p) { return p.name == *a; });
     if (earlier) {
       s.start_after = *a;
+    } else if (!from_here.empty() && *a == from_here.front()) {
+      c.error(*t.get("start_after"), "'start_after' names this pipeline itself; it can only "
+                                     "wait for a pipeline declared before it");
+    } else if (std::find(from_here.begin(), from_here.end(), *a) != from_here.end()) {
+      c.error(*t.get("start_after"), "'start_after' names \"" + *a +
+                                         "\", which is declared after this pipeline; a pipeline "
+                                         "can only wait for one declared before it: move the "
+                                         "[[pipelines]] section of \"" + *a + "\" before this one");
     } else {
       const std::string known = join(topo.pipelines, ", ", [](auto& p) { return p.name; });
       c.error(*t.get("start_after"), "'start_after' names \"" + *a +
@@ -502,6 +513,11 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     return;
   }
   std::set<std::string> names;
+  std::vector<std::string> declared;  // every pipeline's name, for start_after's errors
+  for (const toml::node& pipeline : *arr) {
+    const auto* name = pipeline.as_table()->get_as<std::string>("name");
+    declared.push_back(name ? name->get() : std::string());
+  }
   for (std::size_t i = 0; i < arr->size(); ++i) {
     const toml::table& t = *arr->get(i)->as_table();
     PipelineSpec p;
@@ -512,7 +528,8 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     if (!names.insert(p.name).second) c.error(t, "duplicate pipeline name '" + p.name + "'");
     c.only_keys(t, where, {"name", "source", "steps", "sink", "on_error", "dead_letter"});
     if (const auto* src = c.table(t, "source", where, true))
-      p.source = parse_source(c, *src, where + " source", topo);
+      p.source = parse_source(c, *src, where + " source", topo,
+                              std::span<const std::string>(declared).subspan(i));
     if (const toml::node* steps = t.get("steps")) {
       const toml::array* sa = steps->as_array();
       if (!sa || !(sa->empty() || sa->is_array_of_tables())) {

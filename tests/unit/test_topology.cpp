@@ -687,10 +687,26 @@ TEST_CASE("start_after must name a pipeline declared before", "[topology]") {
       "name = \"third\"\n"
       "source = { kind = \"file\", path = \"y\", decoder = \"ev.event_line\", start_after = \"second\" }\n");
   CHECK(parse_errors(t.file) ==
-        Errors{t.at(5, 69, "'start_after' names \"second\", which is not a pipeline declared before this "
-                           "one (there is none)"),
+        Errors{t.at(5, 69, "'start_after' names \"second\", which is declared after this pipeline; a "
+                           "pipeline can only wait for one declared before it: move the [[pipelines]] "
+                           "section of \"second\" before this one"),
                t.at(8, 80, "'start_after' names \"nope\", which is not a pipeline declared before this one "
                            "(declared before: first)")});
+  // A pipeline that waits for itself, and a name that no pipeline has, with none before.
+  TopologyFile self(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"first\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\", start_after = \"nope\" }\n"
+      "[[pipelines]]\n"
+      "name = \"second\"\n"
+      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\", start_after = \"second\" }\n");
+  CHECK(parse_errors(self.file) ==
+        Errors{self.at(5, 69, "'start_after' names \"nope\", which is not a pipeline declared before "
+                              "this one (there is none)"),
+               self.at(8, 80, "'start_after' names this pipeline itself; it can only wait for a "
+                              "pipeline declared before it")});
 }
 
 TEST_CASE("two pipelines with the same name", "[topology]") {
