@@ -159,9 +159,15 @@ void remove_with_folder(const std::filesystem::path& file) {
 
 std::shared_ptr<Plugin> Plugin::load(const std::filesystem::path& file, Trial trial) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec))
-    throw PluginError(file.string() + ": no such plugin file" +
-                      (std::filesystem::exists(file, ec) ? " (it is not a regular file)" : ""));
+  if (!std::filesystem::is_regular_file(file, ec)) {
+    // Something there that is not a file is not "no such file": say what it is.
+    if (std::filesystem::is_directory(file, ec))
+      throw PluginError(file.string() + ": is a folder, not a plugin file (name the .so in it)");
+    if (std::filesystem::exists(file, ec))
+      throw PluginError(file.string() + ": is not a regular file (a FIFO, a socket or a "
+                        "device), so not a plugin file");
+    throw PluginError(file.string() + ": no such plugin file");
+  }
   ElfFile elf(file);
   if (auto why = elf.check_complete(); !why.empty()) throw PluginError(file.string() + ": " + why);
   const AbiRecord abi = check_abi(file, elf);

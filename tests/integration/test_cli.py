@@ -220,6 +220,13 @@ source = {{ kind = "tcp", listen = "127.0.0.1:7000", decoder = "market.ordr" }}
         self.assertIn(f"{topo}:3:10: plugin 'market': {self.path('build/ms.so')}: no such plugin "
                       "file (a relative path is taken from the topology file's folder; "
                       "--plugin-dir DIR looks for ms.so in DIR first)", err)
+        # A folder there is no missing file: said as a folder, without the hint for a missing one.
+        os.mkdir(self.path("build"))
+        topo = self.write("t.toml", fixed.replace(f"{PLUGINS}/market_spread.so", "build"))
+        status, out, err = check(topo)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{topo}:3:10: plugin 'market': {self.path('build')}: is a folder, not a "
+                      "plugin file (name the .so in it)\n", err)
 
     def test_run_stats_log_counts_and_rates_while_running(self):
         port = free_port()

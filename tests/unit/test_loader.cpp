@@ -1,6 +1,7 @@
 // Plugin::load: the valid test plugin's manifest, every load-failure path (each asserted on its
 // exact message), shadow copies, and unmapping once the last reference goes.
 #include <elf.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -271,12 +272,16 @@ TEST_CASE("test_events' components behave as the integration tests expect", "[lo
   }
 }
 
-TEST_CASE("a missing plugin file is reported as missing", "[loader]") {
+TEST_CASE("a missing plugin file is reported as missing, a folder as a folder", "[loader]") {
   TempDir dir;
   const auto missing = dir.path / "missing.so";
   CHECK(load_error(missing) == missing.string() + ": no such plugin file");
-  // A folder is not a plugin file either.
-  CHECK(load_error(dir.path) == dir.path.string() + ": no such plugin file (it is not a regular file)");
+  // A folder, or a FIFO, is there, but is not a plugin file: said as such, not as missing.
+  CHECK(load_error(dir.path) == dir.path.string() + ": is a folder, not a plugin file (name the .so in it)");
+  const auto fifo = dir.path / "fifo.so";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(load_error(fifo) == fifo.string() + ": is not a regular file (a FIFO, a socket or a device), "
+                            "so not a plugin file");
 }
 
 TEST_CASE("a file that is not ELF is refused before dlopen", "[loader]") {
