@@ -50,7 +50,8 @@ std::string unresolved(const std::string& address, const InUse& known) {
 }
 
 /// A file to write whose folder is missing or that is a folder (`run` cannot open it), or a
-/// FIFO (`run` opens it only while something reads it).
+/// FIFO (`run` opens it only while something reads it), or that this process may not write:
+/// the file if it exists (`run` writes it in place), else its folder (`run` creates it there).
 void check_output(std::vector<topology::Warning>& out, const topology::Position& pos,
                   const std::string& what, const std::filesystem::path& path) {
   std::error_code ec;
@@ -66,6 +67,17 @@ void check_output(std::vector<topology::Warning>& out, const topology::Position&
     // open and close for the end of its input.
     out.push_back({pos, what + " is a FIFO: `shardline run` starts only while a process reads "
                                "it (start its reader first)"});
+  } else if (std::filesystem::exists(path, ec)) {
+    // access() answers for this process's user, as `run`'s open would (another user's file, a
+    // read-only mount), without opening it: that would create the file or lock it.
+    if (::access(path.c_str(), W_OK) != 0)
+      out.push_back({pos, what + " cannot be written here (" + std::strerror(errno) +
+                              "); `shardline run` would not start"});
+  } else if (const auto dir = folder.empty() ? std::filesystem::path(".") : folder;
+             ::access(dir.c_str(), W_OK | X_OK) != 0) {
+    out.push_back({pos, what + ": the folder " + dir.string() + " cannot be written here (" +
+                            std::strerror(errno) + "), so the file cannot be created in it; "
+                            "`shardline run` would not start"});
   }
 }
 

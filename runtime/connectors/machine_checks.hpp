@@ -1,5 +1,6 @@
 // What a topology's connectors need from the machine it runs on: hosts that resolve, listen
-// addresses that are free, source files that can be read, folders for the files it writes.
+// addresses that are free, source files that can be read, folders for the files it writes, and
+// the right to write those files (or to create them in their folder).
 // [control thread]
 //
 // None of this is an error in the topology itself (it may be written for another machine), so

@@ -5,9 +5,9 @@ import socket
 import subprocess
 import unittest
 
-from harness import (PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest, check, connect,
-                     events_topology, free_port, host_has_asan, latency, sdk_version, tcp_listen,
-                     with_sdk_version)
+from harness import (FILE_SINK, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest,
+                     check, connect, events_topology, free_port, host_has_asan, latency,
+                     sdk_version, tcp_listen, with_sdk_version)
 
 
 def shardline(*args):
@@ -322,6 +322,68 @@ sink = { kind = "stdout", encoder = "ev.text" }
         self.assertIn("topology.toml:11:8: warning: sink file " + self.path("out.fifo") +
                       " is a FIFO: `shardline run` starts only while a process reads it (start "
                       "its reader first)", err)
+
+    def test_check_warns_about_outputs_this_user_cannot_write(self):
+        # Even root may not create a file in /proc/1, nor write a read-only sysctl: access()
+        # says so as it does for another user's folder or file.
+        if os.access("/proc/1", os.W_OK) or os.access("/proc/sys/kernel/osrelease", os.W_OK):
+            self.skipTest("this kernel lets root write /proc/1 or /proc/sys/kernel/osrelease")
+        self.write("events.txt", "1 1\n")
+        for sink, extra, warning, refusal in [
+                ('kind = "file", path = "/proc/1/out.txt"', "",
+                 "topology.toml:11:8: warning: sink file /proc/1/out.txt: the folder /proc/1 "
+                 "cannot be written here (",
+                 "topology.toml:11:8: pipeline 'events': cannot open sink file /proc/1/out.txt: "),
+                (FILE_SINK, 'on_error = "dead_letter"\ndead_letter = "/proc/sys/kernel/osrelease"',
+                 "topology.toml:13:15: warning: pipeline 'events' dead_letter "
+                 "/proc/sys/kernel/osrelease cannot be written here (Permission denied); "
+                 "`shardline run` would not start\n",
+                 "topology.toml:13:15: pipeline 'events': cannot open dead-letter file "
+                 "/proc/sys/kernel/osrelease: Permission denied")]:
+            with self.subTest(sink=sink, extra=extra):
+                topo = self.write("topology.toml", events_topology(2, sink=sink, extra=extra))
+                status, out, err = check(topo)
+                self.assertEqual(status, 0, err)
+                self.assertIn(warning, err)
+                self.assertIn("is valid", out)
+                if "/proc/1/" in sink:  # (the errno depends on the kernel: EACCES or EPERM)
+                    self.assertIn("), so the file cannot be created in it; `shardline run` would "
+                                  "not start\n", err)
+                # And `run` refuses it, as warned.
+                r = shardline("run", topo)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(refusal, r.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "runs check as user nobody, which needs root")
+    def test_check_warns_about_a_sink_folder_and_file_another_user_cannot_write(self):
+        # The case as it happens: a folder and a file of root's, checked and run by another
+        # user. (The temporary folder is root's; made readable, not writable, by others.)
+        os.chmod(self.dir, 0o755)
+        os.mkdir(self.path("tmp"))
+        os.chmod(self.path("tmp"), 0o777)  # nobody's shadow copies of the plugins
+        nobody = dict(user="nobody", env={**os.environ, "TMPDIR": self.path("tmp")},
+                      capture_output=True, text=True, timeout=60)
+        if subprocess.run([SHARDLINE, "--version"], **nobody).returncode != 0:
+            self.skipTest(f"user nobody cannot run {SHARDLINE}")
+        self.write("events.txt", "1 1\n")
+        self.write("dl.txt", "")  # root's, 0644
+        topo = self.write("topology.toml", events_topology(
+            2, extra='on_error = "dead_letter"\ndead_letter = "dl.txt"'))
+        p = subprocess.run([SHARDLINE, "check", topo], **nobody)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("warning: sink file " + self.path("out.txt") + ": the folder " + self.dir +
+                      " cannot be written here (Permission denied), so the file cannot be "
+                      "created in it; `shardline run` would not start", p.stderr)
+        self.assertIn("warning: pipeline 'events' dead_letter " + self.path("dl.txt") +
+                      " cannot be written here (Permission denied); `shardline run` would not "
+                      "start", p.stderr)
+        p = subprocess.run([SHARDLINE, "run", topo], **nobody)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("Permission denied", p.stderr)
+        # As root, nothing to warn about.
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("warning", err)
 
     def test_check_warns_about_a_source_file_missing_here(self):
         topo = self.write("topology.toml", events_topology(2))
