@@ -20,9 +20,11 @@ namespace shardline::engine {
 namespace {
 /// How long one plugin call may run before the monitor thread names it in a warning.
 constexpr std::chrono::seconds kStuckCall{10};
-/// How long a sink may be inside one write before the monitor thread warns, and how often it
-/// warns again while the write lasts.
-constexpr std::uint64_t kStuckSinkNs = 10'000'000'000, kStuckSinkRepeatNs = 60'000'000'000;
+/// How long a sink may be inside one write before the monitor thread warns, and how long it
+/// then waits before it warns again about the same sink (a receiver reading slowly makes every
+/// write long: one warning a minute, not one per write).
+constexpr std::uint64_t kStuckSinkNs = 10'000'000'000;
+constexpr std::chrono::seconds kStuckSinkRepeat{60};
 }  // namespace
 
 Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
@@ -254,7 +256,7 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
   auto progress_at = started;                          // when the last stats line was taken
   auto progress_due = started + options_.stats_every;  // on a fixed grid: no drift
   auto stuck_check_due = started;
-  std::vector<std::uint64_t> sink_warned(flow_->sinks.size(), 0);  // blocked ns at the warning
+  std::vector<std::optional<std::chrono::steady_clock::time_point>> sink_warned(flow_->sinks.size());
   for (;;) {
     {
       std::unique_lock lock(monitor_mutex_);
@@ -273,13 +275,11 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
       // (one that is gone is logged by its sink as it reconnects): say so.
       for (std::size_t i = 0; i < flow_->sinks.size(); ++i) {
         const std::uint64_t ns = flow_->sinks[i]->blocked_ns();
-        if (ns < kStuckSinkNs) {
-          sink_warned[i] = 0;
-        } else if (sink_warned[i] == 0 || ns - sink_warned[i] >= kStuckSinkRepeatNs) {
-          sink_warned[i] = ns;
-          spdlog::warn("{} has been inside one write for {:.0f} s (a receiver that does not "
-                       "read, or is gone): its pipeline waits, and so does every pipeline whose "
-                       "messages share its shards",
+        if (ns >= kStuckSinkNs && (!sink_warned[i] || now - *sink_warned[i] >= kStuckSinkRepeat)) {
+          sink_warned[i] = now;
+          spdlog::warn("{} has been inside one write for {:.0f} s (a receiver that reads slowly "
+                       "or not at all, or is gone): its pipeline waits, and so does every "
+                       "pipeline whose messages share its shards",
                        sink_named(i), static_cast<double>(ns) / 1e9);
         }
       }

@@ -602,7 +602,8 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   // instead (tried again later), pausing nothing.
   if (const std::string sinks = blocked_sinks(); !sinks.empty()) {
     report.stalled = true;
-    return refuse(sinks + " (a receiver that does not read, or is gone): nothing was paused");
+    return refuse(sinks + " (a receiver that reads slowly or not at all, or is gone): nothing was "
+                          "paused");
   }
   const auto pause_started = Clock::now();
   if (!gate_.pause(std::chrono::seconds(5)))

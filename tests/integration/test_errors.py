@@ -135,7 +135,7 @@ class PluginErrors(TempDirTest):
         # The stall is named for what it is: the sink.
         line = live.wait_for("sink file " + self.path("out.txt") + " of pipeline 'events' has "
                              "been inside one write for ")
-        self.assertRegex(line, r"for 1\d s \(a receiver that does not read, or is gone\): its "
+        self.assertRegex(line, r"for 1\d s \(a receiver that reads slowly or not at all, or is gone\): its "
                                r"pipeline waits, and so does every pipeline whose messages "
                                r"share its shards$")
         time.sleep(1)

@@ -524,7 +524,7 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
                            "again")
         self.run_.proc.send_signal(signal.SIGHUP)
         refused = self.run_.wait_for("reload of plugin 'ev' refused", 2)
-        self.assertIn("(a receiver that does not read, or is gone): nothing was paused", refused)
+        self.assertIn("(a receiver that reads slowly or not at all, or is gone): nothing was paused", refused)
         self.run_.wait_for("the rebuilt plugins: the reload is tried again in 5 s, or at the next "
                            "SIGHUP")
         received = bytearray()
