@@ -744,6 +744,10 @@ on_error = "{on_error}"
 
     def test_out_of_file_descriptors_is_said_once_with_what_to_do(self):
         # Accept fails every 100 ms until a descriptor is free: one warning, not ten a second.
+        if host_has_asan():
+            # Its runtime needs descriptors too: checking that memory is readable opens a pipe,
+            # and without one UBSan takes a valid object for one with an invalid vptr.
+            self.skipTest("the sanitizers' runtime fails without file descriptors of its own")
         port = free_port()
         topo = self.write("t.toml", events_topology(1, source=tcp_listen(port)))
         limit = 48
