@@ -224,11 +224,8 @@ int preflight(const CommonOptions& o, const std::string& old_file, const std::st
   }
   for (std::size_t s = 0; s < plan.carries.size(); ++s) {
     const reload::StateCarry& c = plan.carries[s];
-    const char* verb = c.carry == reload::Carry::keep      ? "keep"
-                       : c.carry == reload::Carry::migrate ? "migrate"
-                                                           : "reset";
-    std::cout << "  state '" << wiring->states[s].spec->name << "': " << verb << ": " << c.why
-              << "\n";
+    std::cout << "  state '" << wiring->states[s].spec->name << "': " << to_string(c.carry)
+              << ": " << c.why << "\n";
   }
   std::cout << "ok: a running host would do this reload, if the new build also passes the "
                "canary (recent input run through it first)\n";

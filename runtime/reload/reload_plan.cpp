@@ -12,6 +12,16 @@ std::string type_str(const TypeDesc* t) {
 }
 }  // namespace
 
+const char* to_string(Carry carry) {
+  switch (carry) {
+    case Carry::keep: return "keep";
+    case Carry::migrate: return "migrate";
+    case Carry::reset: return "reset";
+    case Carry::blocked: return "blocked";
+  }
+  return "?";
+}
+
 StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allowed) {
   const std::string name(to.name);
   const bool same_layout =
@@ -109,10 +119,7 @@ PluginDiff compare_plugins(const loader::Plugin& from, const loader::Plugin& to)
     }
     if (c.kind == ComponentKind::state) {
       const StateCarry carry = plan_state(*c.state, *n->state, false);
-      const char* verb = carry.carry == Carry::keep      ? "keep"
-                         : carry.carry == Carry::migrate ? "migrate"
-                                                         : "blocked";
-      lines.push_back(what + ": " + verb + ": " + carry.why);
+      lines.push_back(what + ": " + to_string(carry.carry) + ": " + carry.why);
       diff.refused = diff.refused || carry.carry == Carry::blocked;
     }
   }

@@ -30,6 +30,8 @@
 namespace shardline::reload {
 
 enum class Carry { keep, migrate, reset, blocked };
+/// "keep", "migrate", "reset", "blocked".
+const char* to_string(Carry carry);
 
 struct StateCarry {
   Carry carry;
