@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -64,9 +65,11 @@ class FileSource final : public Source {
     FrameHandler& handler = pacer ? static_cast<FrameHandler&>(*pacer) : next;
     const Input input(open_input());
     const int fd = input.fd;
-    FrameSplitter splitter(framing_, max_frame_, describe(), &stop_);
+    FrameSplitter splitter(framing_, max_frame_, describe(), &stop_,
+                           "process the input again from that offset");
     // write_space() gives at least what is asked; a paced read takes no more than that.
     const std::size_t read_size = rate_ ? kPacedReadSize : kReadSize;
+    bool ended = false;  // end of input reached
     while (!stop_.load(std::memory_order_relaxed)) {
       pollfd p{fd, POLLIN, 0};
       const int ready = ::poll(&p, 1, kStopCheckMs);
@@ -83,6 +86,7 @@ class FileSource final : public Source {
                                  " bytes: " + std::strerror(errno));
       }
       if (n == 0) {
+        ended = true;
         splitter.finish(handler);
         spdlog::debug("source {}: end of input after {} bytes", describe(),
                       splitter.bytes_received());
@@ -91,6 +95,16 @@ class FileSource final : public Source {
       splitter.commit(static_cast<std::size_t>(n));
       if (!splitter.deliver(handler)) break;  // already reported through on_bad_input
     }
+    // Stopped between two reads (an interrupt, a sink that cannot write any more): the splitter
+    // holds nothing to report, but the input may go on from where the reads ended.
+    struct stat st {};
+    const bool all_read = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                          static_cast<std::uint64_t>(st.st_size) <= splitter.bytes_received();
+    if (stop_.load(std::memory_order_relaxed) && !ended && !all_read &&
+        splitter.unprocessed().bytes == 0)
+      spdlog::warn("source {}: the run stopped after {} bytes of it, all processed; process the "
+                   "input again from that offset",
+                   describe(), splitter.bytes_received());
   }
 
   void stop() override { stop_.store(true, std::memory_order_relaxed); }  // [any thread]

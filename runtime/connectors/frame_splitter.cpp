@@ -21,10 +21,11 @@ std::uint32_t read_be32(const std::byte* p) {
 }  // namespace
 
 FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin,
-                             const std::atomic<bool>* stop)
+                             const std::atomic<bool>* stop, std::string redo)
     : framing_(framing),
       max_frame_(max_frame),
       origin_(std::move(origin)),
+      redo_(std::move(redo)),
       stop_(stop),
       frames_(std::make_unique_for_overwrite<Frame[]>(kFramesPerCall)) {}
 
@@ -73,8 +74,8 @@ FrameSplitter::~FrameSplitter() {
   // Nothing else counts these bytes. (A moved-from splitter has no buffer, and nothing to say.)
   if (const auto u = unprocessed(); u.bytes > 0)
     spdlog::warn("source {}: the run stopped with {} bytes received from it and not processed "
-                 "(from stream offset {}); send them again",
-                 origin_, u.bytes, u.offset);
+                 "(from stream offset {}); {}",
+                 origin_, u.bytes, u.offset, redo_);
 }
 
 FrameSplitter::Unprocessed FrameSplitter::unprocessed() const {

@@ -41,8 +41,9 @@ class FrameSplitter {
   /// With `stop`, delivery ends after the chunk of frames during which it became true (a run
   /// stopping, e.g. on_error = "stop" or Ctrl-C): the frames after it stay in the buffer,
   /// unread as far as the pipeline is concerned, instead of the rest of a 1 MiB read.
+  /// `redo` ends the warning about them: what to do with the input from their offset on.
   FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin = "input",
-                const std::atomic<bool>* stop = nullptr);
+                const std::atomic<bool>* stop = nullptr, std::string redo = "send them again");
   FrameSplitter(FrameSplitter&&) = default;
   /// A stream that ends holding input it did not hand on (a stop came first, or the source
   /// failed) logs it: its byte count and the stream offset to send it again from.
@@ -88,6 +89,7 @@ class FrameSplitter {
   Framing framing_;
   std::uint32_t max_frame_;
   std::string origin_;
+  std::string redo_;
   const std::atomic<bool>* stop_;
 
   std::unique_ptr<std::byte[]> buf_;
