@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,9 @@ class Sink {
   virtual void abandon() = 0;
   /// e.g. "tcp 127.0.0.1:5555". [any thread]
   virtual std::string describe() const = 0;
+  /// Connections reset after output was written to them: what their receiver had not read
+  /// yet is lost with them, and no sender can count it (for the summary). [any thread]
+  virtual std::uint64_t connections_reset() const { return 0; }
 };
 
 /// Builds the sink a topology describes.

@@ -6,7 +6,8 @@
 // connection, which therefore starts at a frame boundary. (The peer may have received the
 // beginning of that chunk on the old connection; chunks the kernel accepted before the peer
 // died cannot be known lost without acknowledgements, which this protocol does not have.
-// To narrow that window the sink checks, before each chunk, whether the peer has closed.)
+// To narrow that window the sink checks, before each chunk, whether the peer has closed; and a
+// connection reset after output was written to it is counted, for the run's summary.)
 //
 // Reconnection backs off from 10 ms, doubling up to 1 s; the first failure of an outage is
 // logged at once, then at most one warning every 30 s while it lasts.
@@ -67,9 +68,12 @@ class TcpSink final : public Sink {
     // Once abandoned, a write still goes out as far as the connection takes it without
     // waiting (a healthy receiver loses nothing); every wait gives up at once instead.
     for (;;) {
-      if (fd_ >= 0 && peer_closed()) {
-        failure("connection closed by the peer (whatever it had not read yet of the results "
-                "written to it is lost with it)");
+      if (const Peer peer = fd_ >= 0 ? peer_state() : Peer::open; peer != Peer::open) {
+        if (peer == Peer::reset) count_reset(0);
+        failure(peer == Peer::reset
+                    ? "connection reset by the peer (whatever it had not read yet of the "
+                      "results written to it is lost with it)"
+                    : "connection closed by the peer");
         disconnect();
         // A receiver going away may still listen for a moment: reconnecting at once would
         // write into a connection it never accepts.
@@ -80,6 +84,7 @@ class TcpSink final : public Sink {
       if (fd_ >= 0 || connect()) {
         // What a failed connection took of the chunk does not count: it is sent again whole.
         const std::size_t sent = send_all(data, n);
+        written_ += sent;
         if (sent == n) {
           backoff_ms_ = kMinBackoffMs;
           return n;
@@ -102,6 +107,10 @@ class TcpSink final : public Sink {
     }
     ::close(fd_);
     fd_ = -1;
+  }
+
+  std::uint64_t connections_reset() const override {  // [any thread]
+    return resets_.load(std::memory_order_relaxed);
   }
 
   void abandon() override {  // [any thread]
@@ -210,29 +219,42 @@ class TcpSink final : public Sink {
         if (wait_for(fd_, POLLOUT, -1) == Wait::abandoned) return done;
         continue;
       }
-      failure(std::string("connection lost: ") + std::strerror(errno));
+      const int error = errno;
+      count_reset(done);
+      failure(std::string("connection lost: ") + std::strerror(error));
       return done;
     }
     return done;
   }
 
-  /// Whether the peer has closed or reset the connection since the last chunk. Costs one
+  enum class Peer { open, closed, reset };
+  /// Whether the peer has closed (FIN) or reset the connection since the last chunk. Costs one
   /// poll() per chunk, which is what lets a restarted peer get the next chunk whole.
-  bool peer_closed() {
+  Peer peer_state() {
     pollfd p{fd_, POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) <= 0) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    if (::poll(&p, 1, 0) <= 0) return Peer::open;
+    if (p.revents & POLLERR) return Peer::reset;
+    if (p.revents & (POLLRDHUP | POLLHUP)) return Peer::closed;
     char scratch[4096];
     for (;;) {  // the peer sent something: not expected, discarded, unless it is EOF
       const ssize_t r = ::recv(fd_, scratch, sizeof scratch, MSG_DONTWAIT);
-      if (r == 0) return true;
-      if (r < 0) return errno != EAGAIN && errno != EINTR;
+      if (r == 0) return Peer::closed;
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) return Peer::open;
+      if (r < 0) return Peer::reset;
     }
+  }
+
+  /// A connection failed: if anything was written to it (`also` bytes of the chunk under
+  /// way included), its receiver may have lost what it had not read yet.
+  void count_reset(std::size_t also) {
+    if (written_ + also > 0) resets_.fetch_add(1, std::memory_order_relaxed);
+    written_ = 0;
   }
 
   void disconnect() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+    written_ = 0;
   }
 
   /// Records why the last attempt failed; warns at most once per kWarnInterval.
@@ -260,6 +282,8 @@ class TcpSink final : public Sink {
   int backoff_ms_ = kMinBackoffMs;
   std::uint32_t failures_ = 0;  ///< since the last successful connect
   Clock::time_point last_warning_{};
+  std::uint64_t written_ = 0;  ///< bytes the current connection took
+  std::atomic<std::uint64_t> resets_{0};
 };
 
 }  // namespace

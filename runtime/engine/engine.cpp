@@ -381,7 +381,7 @@ int Engine::run() {
   const bool troubled = failed_ || std::any_of(summary_.pipelines.begin(), summary_.pipelines.end(),
                                                [](const metrics::PipelineSummary& p) {
                                                  return p.errors || p.bad_input || p.lost ||
-                                                        p.dead_letters_lost;
+                                                        p.dead_letters_lost || p.sink_resets;
                                                });
   spdlog::log(troubled ? spdlog::level::warn : spdlog::level::info, "{}", summary_.line());
   if (failed_) {
@@ -403,6 +403,7 @@ std::vector<metrics::PipelineSummary> Engine::pipeline_counters() const {
     out.push_back({p.name, M::get(p.metrics.in), M::get(p.metrics.out), M::get(p.metrics.errors),
                    M::get(p.metrics.bad_input), M::get(p.metrics.lost),
                    M::get(p.metrics.dead_letters_lost), M::get(p.metrics.dropped),
+                   p.sink >= 0 ? sinks_[static_cast<std::size_t>(p.sink)]->connections_reset() : 0,
                    p.metrics.latency.snapshot()});
   }
   return out;

@@ -63,6 +63,7 @@ std::string RunSummary::counts(std::string_view head, const std::vector<Pipeline
     if (p.lost) o << ", " << p.lost << " lost";
     if (p.dead_letters_lost) o << ", " << p.dead_letters_lost << " dead letters lost";
     if (p.dropped) o << ", " << p.dropped << " dropped by the decoder";
+    if (p.sink_resets) o << ", " << p.sink_resets << " sink resets";
   }
   for (std::size_t i = 0; i < pipelines.size(); ++i) {
     const auto& p = pipelines[i];

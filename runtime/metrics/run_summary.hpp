@@ -15,6 +15,7 @@ namespace shardline::metrics {
 struct PipelineSummary {
   std::string name;
   std::uint64_t in, out, errors, bad_input, lost, dead_letters_lost, dropped;
+  std::uint64_t sink_resets;  ///< Sink::connections_reset()
   LatencySnapshot latency;  ///< source arrival -> sink write, per message written
 };
 struct StateSummary {

@@ -227,9 +227,42 @@ class PluginErrors(TempDirTest):
             conn.close(), conn2.close(), second.close()
         self.assertEqual(live.wait(), 0, live.stderr)
         self.assertIn("connection closed by the peer", live.stderr)
+        self.assertNotIn("sink_resets", summary(live.stderr)["events"])  # nothing was lost
         seen = sorted(tuple(map(int, l.split()[:2])) for l in
                       (got_first + got_second).decode().splitlines())
         self.assertEqual(seen, sorted(tuple(map(int, e.split())) for e in events))
+
+    def test_a_receiver_that_resets_its_connection_is_counted_in_the_summary(self):
+        # What a receiver that resets had not read yet is lost, and no sender can count it:
+        # the summary says that it happened, and how often.
+        port_in, port_out = free_ports(2)
+        listener = socket.create_server(("127.0.0.1", port_out))
+        listener.settimeout(60)
+        self.write("topology.toml", events_topology(
+            2, source=tcp_listen(port_in, connections=1),
+            sink=f'kind = "tcp", connect = "127.0.0.1:{port_out}"'))
+        live = LiveRun(self.path("topology.toml"))
+        with connect(port_in) as source:
+            source.sendall(b"".join(b"%d 1\n" % k for k in range(100)))
+            conn, _ = listener.accept()
+            conn.settimeout(60)
+            conn.recv(1)  # some output was written to it
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset
+            source.sendall(b"".join(b"%d 2\n" % k for k in range(100)))
+            source.shutdown(socket.SHUT_WR)
+            conn2, _ = listener.accept()
+            conn2.settimeout(60)
+            while conn2.recv(1 << 16):
+                pass
+            conn2.close(), listener.close()
+        self.assertEqual(live.wait(), 0, live.stderr)
+        # (Found before the next chunk, or by that chunk's send.)
+        self.assertRegex(live.stderr, r"connection (reset by the peer \(whatever it had not read "
+                                      r"yet of the results written to it is lost with it\)|lost: "
+                                      r"Connection reset by peer)")
+        self.assertIn("[warning] done in", live.stderr)
+        self.assertEqual(summary(live.stderr)["events"]["sink_resets"], 1)
 
     def test_a_fifo_source_no_process_writes_to_stops_at_the_first_interrupt(self):
         # Opening a FIFO waits for its writer; the source waits in poll() instead, where the

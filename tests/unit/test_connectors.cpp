@@ -593,6 +593,7 @@ TEST_CASE("tcp sink connects late and resends a whole chunk after a reset", "[co
   CHECK(get_within(writer, "the writes complete"));
   CHECK(got.size() == big.size() + small.size());
   CHECK((got == big + small));  // the big chunk again from its first byte, then the next one
+  CHECK(sink->connections_reset() == 1);  // the first; not the refused attempts, nor the close
 }
 
 TEST_CASE("tcp sink abandon() ends a blocked write", "[connectors]") {
