@@ -256,7 +256,8 @@ void Engine::monitor(std::chrono::steady_clock::time_point started,
   auto progress_at = started;                          // when the last stats line was taken
   auto progress_due = started + options_.stats_every;  // on a fixed grid: no drift
   auto stuck_check_due = started;
-  std::vector<std::optional<std::chrono::steady_clock::time_point>> sink_warned(flow_->sinks.size());
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::optional<Clock::time_point>> sink_warned(flow_->sinks.size());  // last warning
   for (;;) {
     {
       std::unique_lock lock(monitor_mutex_);

@@ -186,8 +186,9 @@ ReloadPlan plan_reload(const topology::Wiring& running, const std::vector<NewBui
                     "from the partition function, or restart to begin from empty state");
     const TypeDesc& from = *running.states[s].factory->state;
     const TypeDesc& to = *plan.fresh->states[s].factory->state;
+    const bool reset_allowed = running.states[s].spec->reset_on_reload;
     plan.carries.push_back(&from == &to ? StateCarry{Carry::keep, "unchanged plugin"}
-                                        : plan_state(from, to, running.states[s].spec->reset_on_reload));
+                                        : plan_state(from, to, reset_allowed));
     if (plan.carries.back().carry == Carry::blocked)
       return refuse("state '" + name + "': " + plan.carries.back().why);
   }
