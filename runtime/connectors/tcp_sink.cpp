@@ -69,7 +69,7 @@ class TcpSink final : public Sink {
     // waiting (a healthy receiver loses nothing); every wait gives up at once instead.
     for (;;) {
       if (const Peer peer = fd_ >= 0 ? peer_state() : Peer::open; peer != Peer::open) {
-        if (peer == Peer::reset) count_reset(0);
+        if (peer == Peer::reset) count_reset();
         failure(peer == Peer::reset
                     ? "connection reset by the peer (whatever it had not read yet of the "
                       "results written to it is lost with it)"
@@ -84,7 +84,6 @@ class TcpSink final : public Sink {
       if (fd_ >= 0 || connect()) {
         // What a failed connection took of the chunk does not count: it is sent again whole.
         const std::size_t sent = send_all(data, n);
-        written_ += sent;
         if (sent == n) {
           backoff_ms_ = kMinBackoffMs;
           return n;
@@ -212,6 +211,7 @@ class TcpSink final : public Sink {
       const ssize_t w = ::send(fd_, p + done, n - done, MSG_NOSIGNAL);
       if (w >= 0) {
         done += static_cast<std::size_t>(w);
+        written_ += static_cast<std::size_t>(w);
         continue;
       }
       if (errno == EINTR) continue;
@@ -220,7 +220,7 @@ class TcpSink final : public Sink {
         continue;
       }
       const int error = errno;
-      count_reset(done);
+      count_reset();
       failure(std::string("connection lost: ") + std::strerror(error));
       return done;
     }
@@ -244,10 +244,10 @@ class TcpSink final : public Sink {
     }
   }
 
-  /// A connection failed: if anything was written to it (`also` bytes of the chunk under
-  /// way included), its receiver may have lost what it had not read yet.
-  void count_reset(std::size_t also) {
-    if (written_ + also > 0) resets_.fetch_add(1, std::memory_order_relaxed);
+  /// The connection failed: if anything was written to it, its receiver may have lost what it
+  /// had not read yet. Counted once per connection.
+  void count_reset() {
+    if (written_ > 0) resets_.fetch_add(1, std::memory_order_relaxed);
     written_ = 0;
   }
 
@@ -282,7 +282,7 @@ class TcpSink final : public Sink {
   int backoff_ms_ = kMinBackoffMs;
   std::uint32_t failures_ = 0;  ///< since the last successful connect
   Clock::time_point last_warning_{};
-  std::uint64_t written_ = 0;  ///< bytes the current connection took
+  std::uint64_t written_ = 0;  ///< bytes the current connection took (0 once disconnected)
   std::atomic<std::uint64_t> resets_{0};
 };
 
