@@ -232,6 +232,51 @@ int preflight(const CommonOptions& o, const std::string& old_file, const std::st
   return 0;
 }
 
+/// What CLI11 alone would answer with "A subcommand is required": `shardline help [COMMAND]`,
+/// a first word that is no command, and an option before the command other than --help and
+/// --version. Returns the exit status when the first argument is one of these.
+std::optional<int> answer_before_command(CLI::App& app, int argc, char** argv) {
+  const auto commands = app.get_subcommands([](CLI::App*) { return true; });
+  auto command = [&](std::string_view name) -> CLI::App* {
+    for (CLI::App* sub : commands)
+      if (sub->get_name() == name) return sub;
+    return nullptr;
+  };
+  const std::string first = argv[1];
+  if (first == "help") {
+    CLI::App* about = argc > 2 ? command(argv[2]) : &app;
+    if (!about) {
+      std::fprintf(stderr, "shardline help: no command '%s'; the commands are run and check\n",
+                   argv[2]);
+      return engine::exit_usage;
+    }
+    std::cout << about->help();
+    return 0;
+  }
+  if (!first.starts_with("-")) {
+    if (command(first)) return std::nullopt;
+    std::fprintf(stderr, "shardline: no command '%s'; the commands are run and check (see "
+                         "shardline --help)\n", first.c_str());
+    return engine::exit_usage;
+  }
+  const std::string name = first.substr(0, first.find('='));
+  if (name == "--help" || name == "-h" || name == "--version") return std::nullopt;
+  // A command's own option put first is named as such.
+  std::string owners;
+  for (CLI::App* sub : commands)
+    if (sub->get_option_no_throw(name)) owners += (owners.empty() ? "" : " and ") + sub->get_name();
+  if (!owners.empty())
+    std::fprintf(stderr, "shardline: %s is an option of %s: put it after the command (e.g. "
+                         "shardline %s %s ... TOPOLOGY)\n",
+                 name.c_str(), owners.c_str(), owners.substr(0, owners.find(' ')).c_str(),
+                 first.c_str());
+  else
+    std::fprintf(stderr, "shardline: no option '%s'; before the command, shardline takes only "
+                         "--help and --version (the commands are run and check: see shardline "
+                         "--help)\n", name.c_str());
+  return engine::exit_usage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -335,45 +380,7 @@ int main(int argc, char** argv) {
     std::cerr << app.help();
     return engine::exit_usage;
   }
-  // `shardline help [COMMAND]`, and a first word that is no command, said as such (CLI11 alone
-  // would answer both with "A subcommand is required").
-  auto command = [&](const std::string& name) -> CLI::App* {
-    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-      if (sub->get_name() == name) return sub;
-    return nullptr;
-  };
-  if (const std::string first = argv[1]; first == "help") {
-    CLI::App* about = argc > 2 ? command(argv[2]) : &app;
-    if (!about) {
-      std::fprintf(stderr, "shardline help: no command '%s'; the commands are run and check\n",
-                   argv[2]);
-      return engine::exit_usage;
-    }
-    std::cout << about->help();
-    return 0;
-  } else if (!first.starts_with("-") && !command(first)) {
-    std::fprintf(stderr, "shardline: no command '%s'; the commands are run and check (see "
-                         "shardline --help)\n", first.c_str());
-    return engine::exit_usage;
-  } else if (const std::string name = first.substr(0, first.find('='));
-             first.starts_with("-") && name != "--help" && name != "-h" && name != "--version") {
-    // Before the command, only --help and --version: any other option, CLI11 would answer
-    // with "A subcommand is required". A command's own option put first is named as such.
-    std::string owners;
-    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-      if (sub->get_option_no_throw(name))
-        owners += (owners.empty() ? "" : " and ") + sub->get_name();
-    if (!owners.empty())
-      std::fprintf(stderr, "shardline: %s is an option of %s: put it after the command (e.g. "
-                           "shardline %s %s ... TOPOLOGY)\n",
-                   name.c_str(), owners.c_str(), owners.substr(0, owners.find(' ')).c_str(),
-                   first.c_str());
-    else
-      std::fprintf(stderr, "shardline: no option '%s'; before the command, shardline takes only "
-                           "--help and --version (the commands are run and check: see shardline "
-                           "--help)\n", name.c_str());
-    return engine::exit_usage;
-  }
+  if (const auto status = answer_before_command(app, argc, argv)) return *status;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ArgumentMismatch& e) {
