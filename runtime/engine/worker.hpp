@@ -7,8 +7,9 @@
 // either the next stateful step (re-keyed, possibly on another shard) or the encoder and the
 // sink. Full batches and chunks are sent at once; partly filled ones on flush(), which each
 // thread calls whenever it runs out of input (a busy shard also every 500 us), so latency stays
-// low when traffic is light. A source thread that runs the shard itself
-// (Dataflow::run_on_source) processes each call's messages there, in their own buffer.
+// low when traffic is light. With one shard, the decoder is called a batch at a time, and each
+// call's messages cross in their own buffer, uncopied; a source thread that runs that shard
+// itself (Dataflow::run_on_source) processes them there.
 #pragma once
 
 #include <cstdint>
@@ -76,6 +77,9 @@ class Worker {
   void flush();
 
  private:
+  /// One call of the decoder, then advance().
+  void decode_call(PipelinePlan& p, const Frame* frames, std::size_t n, std::uint64_t arrived_ns,
+                   const connectors::FrameOrigin& origin);
   void route(PipelinePlan& p, const StepPlan& step, MessageBuffer& msgs, std::uint64_t arrived_ns);
   /// The open batches of `step`'s route, one per shard, each stamped with the older of its
   /// own arrival and `arrived_ns` (the messages about to be scattered into them).

@@ -670,19 +670,27 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
 
     def test_partition_throwing(self):
         # A message whose partition function throws is dropped alone: every other message still
-        # reaches its key's shard, in order, across many small batches (batch_size 4).
-        self.write("events.txt", "".join(f"{k % 20} {k // 20 + 1}\n" for k in range(400)))
+        # reaches its key's shard, in order, across many small batches (batch_size 3). With one
+        # shard, each decoder call's messages cross uncopied unless a partition failed: each
+        # call with key 13 leaves a batch open, which must go before the next call's.
+        others = [k for k in range(20) if k != 13]
+        lines = [f"{k % 20} {k // 20 + 1}" for k in range(400)]
+        lines += [f"{others[j % 19]} {j // 19 + 21}" for j in range(19 * 100)]
+        self.write("events.txt", "\n".join(lines) + "\n")
         steps = TRACK.replace("ev.by_key", "ev.by_key_but_13")
-        self.write("topology.toml", events_topology(2, steps, batch_size=4))
-        status, _, err = run(self.path("topology.toml"))
-        self.assertEqual(status, 0, err)
-        self.assertIn("pipeline 'events' step 'ev.by_key_but_13': key 13 has no partition", err)
-        counts = summary(err)["events"]
-        self.assertEqual((counts["in"], counts["errors"], counts["out"]), (400, 20, 380))
-        out = [l.split() for l in read(self.path("out.txt")).splitlines()]
-        self.assertEqual(sorted((int(k), int(s)) for k, s, _, _ in out),
-                         [(k, s) for k in range(20) if k != 13 for s in range(1, 21)])
-        self.assertEqual({ok for _, _, _, ok in out}, {"ok"})  # per-key order held
+        for shards in (1, 2):
+            with self.subTest(shards=shards):
+                self.write("topology.toml", events_topology(shards, steps, batch_size=3))
+                status, _, err = run(self.path("topology.toml"))
+                self.assertEqual(status, 0, err)
+                self.assertIn("pipeline 'events' step 'ev.by_key_but_13': key 13 has no partition",
+                              err)
+                counts = summary(err)["events"]
+                self.assertEqual((counts["in"], counts["errors"], counts["out"]), (2300, 20, 2280))
+                out = [l.split() for l in read(self.path("out.txt")).splitlines()]
+                self.assertEqual(sorted((int(k), int(s)) for k, s, _, _ in out),
+                                 [(k, s) for k in others for s in range(1, 121)])
+                self.assertEqual({ok for _, _, _, ok in out}, {"ok"})  # per-key order held
 
     def test_undeclared_key_rejected(self):
         topo = self.topology(steps=TRACK)
