@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <tuple>
 #include <shardline/key.hpp>
 #include <spdlog/fmt/fmt.h>
 #include <toml++/toml.h>
@@ -34,10 +35,23 @@ std::string join(const Items& items, std::string_view sep, Name name) {
   return out;
 }
 constexpr auto as_is = [](std::string_view s) { return s; };
+
+/// "file:line:column: what" of each error, by line and column (those at one place as found).
+std::vector<std::string> in_file_order(std::vector<PlacedError> errors) {
+  std::stable_sort(errors.begin(), errors.end(), [](const PlacedError& a, const PlacedError& b) {
+    return std::tie(a.pos.line, a.pos.column) < std::tie(b.pos.line, b.pos.column);
+  });
+  std::vector<std::string> lines;
+  for (const auto& e : errors) lines.push_back(e.pos.str() + ": " + e.what);
+  return lines;
+}
 }  // namespace
 
 TopologyError::TopologyError(std::vector<std::string> errs)
     : std::runtime_error(join(errs, "\n", as_is)), errors(std::move(errs)) {}
+
+TopologyError::TopologyError(std::vector<PlacedError> errs)
+    : TopologyError(in_file_order(std::move(errs))) {}
 
 const StateSpec* Topology::state(std::string_view name) const {
   for (const auto& s : states)
@@ -79,14 +93,14 @@ constexpr std::string_view kTopLevelSettings[] = {"shards", "key_groups", "batch
 /// Reads values out of TOML tables, recording an error (with position) for each problem.
 class Checker {
  public:
-  Checker(std::string file, std::vector<std::string>& errors)
+  Checker(std::string file, std::vector<PlacedError>& errors)
       : file_(std::move(file)), errors_(errors) {}
 
   Position pos(const toml::node& n) const {
     const auto& s = n.source().begin;
     return {file_, static_cast<std::uint32_t>(s.line), static_cast<std::uint32_t>(s.column)};
   }
-  void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+  void error(const Position& p, const std::string& what) { errors_.push_back({p, what}); }
   void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
   /// [plugins] entries already reported as wrong: their components are not reported again.
   std::set<std::string> refused_plugins;
@@ -241,7 +255,7 @@ class Checker {
 
  private:
   std::string file_;
-  std::vector<std::string>& errors_;
+  std::vector<PlacedError>& errors_;
 };
 
 std::filesystem::path relative_to(const std::filesystem::path& base, const std::string& p) {
@@ -747,7 +761,7 @@ Topology parse_topology(const std::filesystem::path& file, std::optional<std::ui
                          (unclosed ? " (is a string missing its closing quote on this line?)"
                                    : "")});
   }
-  std::vector<std::string> errors;
+  std::vector<PlacedError> errors;
   Checker c(name, errors);
   c.only_keys(root, "the top level",
               {"shards", "key_groups", "batch_size", "queue_batches", "scheduling", "canary",

@@ -34,9 +34,18 @@ struct Warning {
   std::string text;
 };
 
+/// An error found in a topology, and where.
+struct PlacedError {
+  Position pos;
+  std::string what;
+};
+
 /// Every error found in a topology, one complete line each.
 struct TopologyError : std::runtime_error {
   explicit TopologyError(std::vector<std::string> errors);
+  /// One round's errors, as "file:line:column: what" lines in the file's order (by line, then
+  /// column; those at one place in the order found), however the checks that found them ran.
+  explicit TopologyError(std::vector<PlacedError> errors);
   std::vector<std::string> errors;
   /// Some error is a type that two plugins were built from different definitions of: building
   /// them again together (or reloading them together) may fix it.

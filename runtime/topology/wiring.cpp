@@ -21,7 +21,7 @@ bool same_type(const TypeDesc* a, const TypeDesc* b) {
 
 class Binder {
  public:
-  Binder(Wiring& w, std::vector<std::string>& errors) : w_(w), errors_(errors) {}
+  Binder(Wiring& w, std::vector<PlacedError>& errors) : w_(w), errors_(errors) {}
 
   void load_plugins(const WireOptions& options) {
     for (const auto& spec : w_.topology.plugins) {
@@ -79,7 +79,7 @@ class Binder {
     return nullptr;
   }
 
-  void error(const Position& p, const std::string& what) { errors_.push_back(p.str() + ": " + what); }
+  void error(const Position& p, const std::string& what) { errors_.push_back({p, what}); }
 
   /// What to say after "`wants` ..., but ... `has`" when the two are different builds of one type
   /// (plugins compiled from different versions of a shared definition); empty otherwise.
@@ -98,7 +98,7 @@ class Binder {
 
  private:
   Wiring& w_;
-  std::vector<std::string>& errors_;
+  std::vector<PlacedError>& errors_;
   bool two_builds_seen_ = false;
 };
 
@@ -107,7 +107,7 @@ class Binder {
 std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& options) {
   auto w = std::make_unique<Wiring>();
   w->topology = std::move(topology);
-  std::vector<std::string> errors;
+  std::vector<PlacedError> errors;
   Binder b(*w, errors);
   // A plugin that did not load is reported once; the components of the others are still
   // checked (references to it resolve to nothing, silently), so one round shows every error.

@@ -140,11 +140,11 @@ TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
         "source = { kind = \"stdin\", decoder = \"ev.event_line\", framin = \"lines\" }\n"
         "colour = \"blue\"\n");
     CHECK(parse_errors(t.file) ==
-          Errors{t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, source, "
-                            "steps, sink, on_error, dead_letter"),
-                 t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one of: kind, listen, "
+          Errors{t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one of: kind, listen, "
                              "path, framing, max_frame, connections, rate, decoder, start_after (did you mean "
-                             "'framing'?)")});
+                             "'framing'?)"),
+                 t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, source, "
+                            "steps, sink, on_error, dead_letter")});
   }
 }
 
@@ -318,10 +318,10 @@ TEST_CASE("no output may overwrite the topology, a plugin or a keys_file", "[top
   CHECK(parse_errors(t.file) ==
         Errors{t.at(9, 8, "pipeline 'a' sink would overwrite " + dir + "/topology.toml, the "
                               "topology file itself; give the sink a file of its own"),
-               t.at(15, 8, "pipeline 'b' sink would overwrite " + dir + "/keys.txt, the "
-                               "keys_file of state 'seqs'; give the sink a file of its own"),
                t.at(11, 15, "pipeline 'a' dead_letter " + ev + " is the library of plugin 'ev': "
-                              "give it a file of its own")});
+                              "give it a file of its own"),
+               t.at(15, 8, "pipeline 'b' sink would overwrite " + dir + "/keys.txt, the "
+                               "keys_file of state 'seqs'; give the sink a file of its own")});
 }
 
 TEST_CASE("a declared key is named as the topology wrote it", "[topology]") {
@@ -545,9 +545,9 @@ TEST_CASE("declared keys are of the kind the state's partition returns", "[topol
       "factory = \"ev.last_seq\"\n"
       "keys = [1, \"a\"]\n");
   CHECK(parse_errors(mixed.file) ==
-        Errors{mixed.at(5, 12, "a state's keys are all strings or all integers (as its "
-                               "partition function returns them); this one mixes both"),
-               mixed.at(1, 1, "no [[pipelines]]; a topology needs at least one pipeline")});
+        Errors{mixed.at(1, 1, "no [[pipelines]]; a topology needs at least one pipeline"),
+               mixed.at(5, 12, "a state's keys are all strings or all integers (as its "
+                               "partition function returns them); this one mixes both")});
   // A key written twice is one key; a negative one is what a partition function returning
   // that signed integer gives (the same 64 bits).
   TopologyFile twice(
@@ -828,19 +828,19 @@ TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
   CHECK(errors[0] == "topology.toml:9:10: pipeline 'b' source listens on localhost:7100, and "
                      "pipeline 'a' (topology.toml:5:10) on 127.0.0.1:7100: one port, one tcp "
                      "source; give each its own port");
-  CHECK(errors[1] == "topology.toml:16:10: pipeline 'd' source reads stdin, as pipeline 'c' "
+  CHECK(errors[1].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
+  CHECK(errors[1].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
+                       "its own path") != std::string::npos);
+  CHECK(errors[2] == "topology.toml:16:10: pipeline 'd' source reads stdin, as pipeline 'c' "
                      "(topology.toml:13:10) does: two sources would split its input between "
                      "them; give one of them another source");
   // The IPv4-mapped spelling of 127.0.0.1 is the same address to a listener.
-  CHECK(errors[2] == "topology.toml:19:10: pipeline 'e' source listens on "
+  CHECK(errors[3] == "topology.toml:19:10: pipeline 'e' source listens on "
                      "[::ffff:127.0.0.1]:7100, and pipeline 'a' (topology.toml:5:10) on "
                      "127.0.0.1:7100: one port, one tcp source; give each its own port");
-  CHECK(errors[3] == "topology.toml:19:10: pipeline 'e' source listens on "
+  CHECK(errors[4] == "topology.toml:19:10: pipeline 'e' source listens on "
                      "[::ffff:127.0.0.1]:7100, and pipeline 'b' (topology.toml:9:10) on "
                      "localhost:7100: one port, one tcp source; give each its own port");
-  CHECK(errors[4].rfind("topology.toml:10:8: pipeline 'b' sink writes ../", 0) == 0);
-  CHECK(errors[4].find("/new.bin, as pipeline 'a' (topology.toml:6:8) does: give each file sink "
-                       "its own path") != std::string::npos);
 }
 
 TEST_CASE("stdin and stdout are recognised under their file names", "[topology]") {
@@ -890,15 +890,15 @@ TEST_CASE("outputs never write stdin, and stdout has one writer", "[topology]") 
       "sink = { kind = \"file\", path = \"/dev/fd/0\", encoder = \"ev.text\" }\n");
   const auto errors = parse_errors(t.file);
   REQUIRE(errors.size() == 4);
-  CHECK(errors[0] == t.at(12, 8, "pipeline 'b' sink writes stdout, as the sink of pipeline 'a' (" +
+  CHECK(errors[0] == t.at(8, 15, "pipeline 'a' dead_letter /dev/stdin is stdin: the records would "
+                                "be written into the input; give it a file of its own"));
+  CHECK(errors[1] == t.at(12, 8, "pipeline 'b' sink writes stdout, as the sink of pipeline 'a' (" +
                                      t.pos(6, 8) + ") does: their output would be cut into each "
                                      "other; give one of them a file sink"));
-  CHECK(errors[1] == t.at(18, 8, "pipeline 'c' sink writes /dev/fd/0, which is stdin: it would "
-                                 "overwrite or feed back into the input; give the sink a file"));
-  CHECK(errors[2] == t.at(8, 15, "pipeline 'a' dead_letter /dev/stdin is stdin: the records would "
-                                "be written into the input; give it a file of its own"));
-  CHECK(errors[3] == t.at(14, 15, "pipeline 'b' dead_letter /proc/self/fd/1 is stdout, the output "
+  CHECK(errors[2] == t.at(14, 15, "pipeline 'b' dead_letter /proc/self/fd/1 is stdout, the output "
                                 "of pipeline 'a' (" + t.pos(6, 8) + "): give it a file of its own"));
+  CHECK(errors[3] == t.at(18, 8, "pipeline 'c' sink writes /dev/fd/0, which is stdin: it would "
+                                 "overwrite or feed back into the input; give the sink a file"));
 }
 
 TEST_CASE("a keys_file with no keys is named when the state rejects unknown keys", "[topology]") {
