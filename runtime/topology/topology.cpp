@@ -336,12 +336,16 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
       }
     }
   }
-  if (auto file = c.string(t, "keys_file", "", false)) {
+  if (auto file = c.string(t, "keys_file", "", false); file && !file->empty()) {
     const auto path = relative_to(topo.file.parent_path(), *file);
     std::ifstream in(path);
+    std::error_code ec;
     if (!in) {
       c.error(*t.get("keys_file"), "cannot open keys_file " + path.string() + ": " +
                                        std::strerror(errno));
+    } else if (std::filesystem::is_directory(path, ec)) {  // opens, and reads as nothing
+      c.error(*t.get("keys_file"), "keys_file " + path.string() + " is a folder; name the file "
+                                   "of keys in it (one key per line)");
     } else {
       state.keys_file = path;
       for_each_file_key(in, [&](std::string_view k) { state.keys.push_back(key_of(k)); });
@@ -373,7 +377,9 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
     parse_keys(c, *t, s, topo);
     if (auto u = c.choice(*t, "unknown_keys", {"create", "reject"})) s.reject_unknown_keys = *u == 1;
     if (auto r = c.choice(*t, "on_reload", {"carry", "reset"})) s.reset_on_reload = *r == 1;
-    if (s.reject_unknown_keys && s.keys.empty())
+    // (A keys_file that could not be read is reported already: it may well hold keys.)
+    const bool keys_file_refused = t->get("keys_file") && s.keys_file.empty();
+    if (s.reject_unknown_keys && s.keys.empty() && !keys_file_refused)
       c.error(*t, s.keys_file.empty()
                       ? where + " rejects unknown keys but declares none; add 'keys' or 'keys_file'"
                       : where + " rejects unknown keys, but its keys_file " + s.keys_file.string() +

@@ -279,20 +279,31 @@ TEST_CASE("a source's rate", "[topology]") {
 }
 
 TEST_CASE("a keys_file that cannot be opened", "[topology]") {
-  TopologyFile t(
-      "[plugins]\n"
-      "ev = \"@EV@\"\n"
-      "[states.seqs]\n"
-      "factory = \"ev.last_seq\"\n"
-      "keys_file = \"no-such-keys.txt\"\n"
-      "[[pipelines]]\n"
-      "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
-      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
-      "sink = { kind = \"discard\" }\n");
+  const auto topology = [](const std::string& keys_file) {
+    return "[plugins]\n"
+           "ev = \"@EV@\"\n"
+           "[states.seqs]\n"
+           "factory = \"ev.last_seq\"\n"
+           "keys_file = \"" + keys_file + "\"\n"
+           "unknown_keys = \"reject\"\n"
+           "[[pipelines]]\n"
+           "name = \"events\"\n"
+           "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+           "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+           "sink = { kind = \"discard\" }\n";
+  };
+  // Said once: that the state rejects unknown keys without declaring any follows from it.
+  TopologyFile t(topology("no-such-keys.txt"));
   CHECK(parse_errors(t.file) ==
         Errors{t.at(5, 13, "cannot open keys_file " + (t.file.parent_path() / "no-such-keys.txt").string() +
                                ": No such file or directory")});
+  // A folder opens, and reads as no keys at all.
+  TopologyFile folder(topology("keys"));
+  fs::create_directory(folder.file.parent_path() / "keys");
+  CHECK(parse_errors(folder.file) ==
+        Errors{folder.at(5, 13, "keys_file " + (folder.file.parent_path() / "keys").string() +
+                                    " is a folder; name the file of keys in it (one key per "
+                                    "line)")});
 }
 
 TEST_CASE("no output may overwrite the topology, a plugin or a keys_file", "[topology]") {
