@@ -20,11 +20,16 @@ struct HostPort {
 };
 
 /// Splits "host:port". Throws std::runtime_error("expected host:port, got '...'") when the text
-/// has no colon, an empty host, or a port that is not a number from 0 to 65535. [any thread]
+/// has no colon, an empty host, or a port that is not a number from 0 to 65535, and says so
+/// when it holds a blank (no host name or address has one: a name with a blank around it
+/// would never resolve, and its sink would try to reconnect for ever). [any thread]
 inline HostPort parse_host_port(std::string_view text) {
   const auto fail = [&]() -> HostPort {
     throw std::runtime_error("expected host:port, got '" + std::string(text) + "'");
   };
+  if (text.find_first_of(" \t\r\n") != std::string_view::npos)
+    throw std::runtime_error("expected host:port without blanks, got '" + std::string(text) +
+                             "'");
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return fail();
   std::string_view host = text.substr(0, colon);

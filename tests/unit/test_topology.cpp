@@ -740,11 +740,18 @@ TEST_CASE("a tcp address that is not host:port", "[topology]") {
       "[[pipelines]]\n"
       "name = \"a\"\n"
       "source = { kind = \"tcp\", listen = \"localhost:99999\", decoder = \"ev.event_line\" }\n"
-      "sink = { kind = \"tcp\", connect = \"collector\", encoder = \"ev.text\" }\n");
+      "sink = { kind = \"tcp\", connect = \"collector\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7001 \", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"tcp\", connect = \" 127.0.0.1:7002\", encoder = \"ev.text\" }\n");
   const std::string hint = " (e.g. \"127.0.0.1:7000\" or \"[::1]:7000\"; the port is 0 to 65535)";
+  // A blank before the host would pass as part of its name, and never resolve.
   CHECK(parse_errors(t.file) ==
         Errors{t.at(5, 35, "expected host:port, got 'localhost:99999'" + hint),
-               t.at(6, 34, "expected host:port, got 'collector'" + hint)});
+               t.at(6, 34, "expected host:port, got 'collector'" + hint),
+               t.at(9, 35, "expected host:port without blanks, got '127.0.0.1:7001 '" + hint),
+               t.at(10, 34, "expected host:port without blanks, got ' 127.0.0.1:7002'" + hint)});
   // Port 0 lets a source listen on any free port; a sink has nothing to connect to there.
   TopologyFile zero(
       "[plugins]\n"
@@ -1114,6 +1121,11 @@ TEST_CASE("host:port parsing", "[topology]") {
   for (const char* bad : {"nonsense", ":7000", "host:", "host:65536", "host:12x", "::1:80"}) {
     INFO(bad);
     CHECK_THROWS_WITH(parse_host_port(bad), std::string("expected host:port, got '") + bad + "'");
+  }
+  for (const char* blank : {" host:80", "host :80", "host:80\t"}) {
+    INFO(blank);
+    CHECK_THROWS_WITH(parse_host_port(blank),
+                      std::string("expected host:port without blanks, got '") + blank + "'");
   }
 }
 
