@@ -429,9 +429,16 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;
   if (auto a = c.string(t, "start_after", where, false)) {
     // Only an earlier pipeline: that keeps the waits free of cycles.
-    const bool earlier = std::any_of(topo.pipelines.begin(), topo.pipelines.end(),
-                                     [&](const PipelineSpec& p) { return p.name == *a; });
-    if (earlier) {
+    const auto earlier = std::find_if(topo.pipelines.begin(), topo.pipelines.end(),
+                                      [&](const PipelineSpec& p) { return p.name == *a; });
+    if (earlier != topo.pipelines.end() && earlier->source.kind == SourceKind::tcp &&
+        earlier->source.connections == 0) {
+      c.error(*t.get("start_after"), "'start_after' names \"" + *a + "\", whose tcp source never "
+                                     "ends (without 'connections' it accepts connections until "
+                                     "the run is stopped), so this pipeline would never start; "
+                                     "start_after needs that source to end: give it connections "
+                                     "= N, and it ends once N connections have closed");
+    } else if (earlier != topo.pipelines.end()) {
       s.start_after = *a;
     } else if (!from_here.empty() && *a == from_here.front()) {
       c.error(*t.get("start_after"), "'start_after' names this pipeline itself; it can only "

@@ -508,11 +508,12 @@ sink = {{ kind = "discard" }}
         self.assertEqual(summary(err)["after"]["in"], 0)
 
     def test_a_pipeline_still_waiting_to_start_when_the_run_stops_says_so(self):
-        # "after" waits for "events", whose TCP source never ends: an interrupt stops the run,
-        # and the summary's "0 in" for "after" comes with why (its whole input is unread).
+        # "after" waits for "events", whose TCP source waits for its one connection: an
+        # interrupt stops the run, and the summary's "0 in" for "after" comes with why (its
+        # whole input is unread).
         port = free_port()
         self.write("events.txt", "1 1\n")
-        topo = self.write("topology.toml", events_topology(1, source=tcp_listen(port)) + f"""
+        topo = self.write("topology.toml", events_topology(1, source=tcp_listen(port, 1)) + f"""
 [[pipelines]]
 name = "after"
 source = {{ kind = "file", path = "events.txt", framing = "lines", decoder = "ev.event_line", start_after = "events" }}

@@ -720,6 +720,30 @@ TEST_CASE("start_after must name a pipeline declared before", "[topology]") {
                               "pipeline declared before it")});
 }
 
+TEST_CASE("start_after cannot wait for a tcp source that never ends", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"ref\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7000\", decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"counted\"\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7001\", connections = 2, decoder = \"ev.event_line\" }\n"
+      "[[pipelines]]\n"
+      "name = \"main\"\n"
+      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\", start_after = \"ref\" }\n"
+      "[[pipelines]]\n"
+      "name = \"later\"\n"
+      "source = { kind = \"file\", path = \"y\", decoder = \"ev.event_line\", start_after = \"counted\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(11, 80, "'start_after' names \"ref\", whose tcp source never ends (without "
+                            "'connections' it accepts connections until the run is stopped), so "
+                            "this pipeline would never start; start_after needs that source to "
+                            "end: give it connections = N, and it ends once N connections have "
+                            "closed")});
+}
+
 TEST_CASE("two pipelines with the same name", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
