@@ -124,15 +124,22 @@ class Checker {
           msg += " (did you mean '" + std::string(a) + "'?)";
           break;
         }
-      for (std::string_view top : kTopLevelSettings)
-        if (k == top && where != "the top level")
-          msg += "; '" + std::string(k) + "' is a top-level setting, and TOML puts every key "
-                 "after a [table] or [[table]] header into that table: write it before the "
-                 "first header";
+      if (where != "the top level") msg += top_level_hint(k);
       error(Position{file_, static_cast<std::uint32_t>(key.source().begin.line),
                      static_cast<std::uint32_t>(key.source().begin.column)},
             msg);
     }
+  }
+
+  /// For a key found inside a table that is a top-level setting: why it landed there, and
+  /// what to do; empty for any other key.
+  static std::string top_level_hint(std::string_view key) {
+    for (std::string_view top : kTopLevelSettings)
+      if (key == top)
+        return "; '" + std::string(key) + "' is a top-level setting, and TOML puts every key "
+               "after a [table] or [[table]] header into that table: write it before the first "
+               "header";
+    return {};
   }
 
   /// Names appear in log lines and dead-letter records, one per line, tab-separated: a control
@@ -286,7 +293,7 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
         hint = "; a plugin name cannot contain a dot either (TOML reads '" + alias + "." +
                std::string(t->begin()->first.str()) + " = ...' as a table '" + alias + "')";
       c.error(value, "plugin '" + alias + "' must be a path to a .so file (a string), not " +
-                         Checker::type_of(value) + hint);
+                         Checker::type_of(value) + hint + Checker::top_level_hint(alias));
       c.refused_plugins.insert(prefix);
     }
   }
@@ -365,7 +372,8 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
     c.printable_name(value, "state", name);
     const toml::table* t = value.as_table();
     if (!t) {
-      c.error(value, "[states." + name + "] must be a table, not " + Checker::type_of(value));
+      c.error(value, "[states." + name + "] must be a table, not " + Checker::type_of(value) +
+                         Checker::top_level_hint(name));
       continue;
     }
     const std::string where = "[states." + name + "]";

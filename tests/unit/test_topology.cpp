@@ -198,6 +198,27 @@ TEST_CASE("a dotted plugin name, and a top-level setting after the tables", "[to
                           "into that table: write it before the first header")});
 }
 
+TEST_CASE("a top-level setting after [plugins] or [states]", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "shards = 2\n"
+      "[states]\n"
+      "batch_size = 64\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+  const auto hint = [](const std::string& key) {
+    return "; '" + key + "' is a top-level setting, and TOML puts every key after a [table] or "
+           "[[table]] header into that table: write it before the first header";
+  };
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(3, 10, "plugin 'shards' must be a path to a .so file (a string), not an "
+                           "integer" + hint("shards")),
+               t.at(5, 14, "[states.batch_size] must be a table, not an integer" +
+                               hint("batch_size"))});
+}
+
 TEST_CASE("scheduling is throughput unless the topology asks for latency", "[topology]") {
   const std::string rest =
       "[plugins]\n"
