@@ -104,6 +104,9 @@ class Checker {
   void error(const toml::node& n, const std::string& what) { error(pos(n), what); }
   /// [plugins] entries already reported as wrong: their components are not reported again.
   std::set<std::string> refused_plugins;
+  /// Dotted state names written unquoted ([states.my.words]), already reported: the steps that
+  /// name them are not reported again.
+  std::set<std::string> refused_states;
 
   /// Reports key `key` of `t`, if present, as meaningless unless `applies` (to `what`).
   void only_for(const toml::table& t, std::string_view key, bool applies, std::string_view what) {
@@ -377,6 +380,19 @@ void parse_states(Checker& c, const toml::table& root, Topology& topo) {
       continue;
     }
     const std::string where = "[states." + name + "]";
+    // `[states.my.words]`: TOML reads the dot as nested tables, 'words' inside [states.my].
+    bool only_tables = true;
+    for (const auto& [key, inner] : *t) {
+      only_tables = only_tables && inner.is_table();
+      if (!inner.is_table()) continue;
+      const std::string meant = name + "." + std::string(key.str());
+      c.error(inner, where + " holds a table '" + std::string(key.str()) + "', not a state's "
+                     "settings: TOML reads [states." + meant + "] as a table inside " + where +
+                     "; to name the state " + meant + ", quote the name: [states.\"" + meant +
+                     "\"]");
+      c.refused_states.insert(meant);
+    }
+    if (only_tables && !t->empty()) continue;
     c.only_keys(*t, where, {"factory", "keys", "keys_file", "unknown_keys", "on_reload"});
     StateSpec s;
     s.name = name;
@@ -521,7 +537,7 @@ StepSpec parse_step(Checker& c, const toml::table& t, const std::string& where,
   }
   if (auto st = c.string(t, "state", where + " (the state this step updates)", true)) {
     s.state = *st;
-    if (!topo.state(*st)) {
+    if (!topo.state(*st) && !c.refused_states.count(*st)) {
       const std::string known = join(topo.states, ", ", [](auto& x) { return x.name; });
       c.error(*t.get("state"), "unknown state '" + *st + "'; [states] defines: " +
                                    (known.empty() ? "nothing" : known));

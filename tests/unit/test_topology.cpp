@@ -198,6 +198,28 @@ TEST_CASE("a dotted plugin name, and a top-level setting after the tables", "[to
                           "into that table: write it before the first header")});
 }
 
+TEST_CASE("a dotted state name written without quotes", "[topology]") {
+  // TOML reads [states.my.seqs] as a table "seqs" inside a state "my"; the step that names
+  // "my.seqs" is not reported again.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[states.my.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"my.seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(3, 1, "[states.my] holds a table 'seqs', not a state's settings: TOML reads "
+                          "[states.my.seqs] as a table inside [states.my]; to name the state "
+                          "my.seqs, quote the name: [states.\"my.seqs\"]")});
+  TopologyFile quoted(replace_all(shardline_test::read_file(t.file), "[states.my.seqs]",
+                                  "[states.\"my.seqs\"]"));
+  CHECK(parse_errors(quoted.file).empty());
+}
+
 TEST_CASE("a top-level setting after [plugins] or [states]", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
