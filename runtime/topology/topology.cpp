@@ -594,7 +594,10 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     if (const auto* sink = c.table(t, "sink", where, false))
       p.sink = parse_sink(c, *sink, where + " sink", topo);
     if (auto e = c.choice(t, "on_error", {"skip", "dead_letter", "stop"})) p.on_error = static_cast<ErrorPolicy>(*e);
-    if (auto dl = c.string(t, "dead_letter", where, p.on_error == ErrorPolicy::dead_letter)) {
+    if (p.on_error == ErrorPolicy::dead_letter && !t.get("dead_letter"))
+      c.error(*t.get("on_error"), "on_error = \"dead_letter\" needs dead_letter = \"PATH\", the "
+                                  "file failed messages are appended to; add it to " + where);
+    if (auto dl = c.string(t, "dead_letter", where, false)) {
       p.dead_letter = relative_to(topo.file.parent_path(), *dl);
       p.dead_letter_pos = c.pos(*t.get("dead_letter"));
     }

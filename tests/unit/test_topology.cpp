@@ -787,6 +787,20 @@ TEST_CASE("start_after cannot wait for a tcp source that never ends", "[topology
                             "closed")});
 }
 
+TEST_CASE("on_error = \"dead_letter\" without a dead-letter file", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"discard\" }\n"
+      "on_error = \"dead_letter\"\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(7, 12, "on_error = \"dead_letter\" needs dead_letter = \"PATH\", the file "
+                           "failed messages are appended to; add it to pipeline 'events'")});
+}
+
 TEST_CASE("two pipelines with the same name", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
