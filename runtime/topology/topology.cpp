@@ -65,6 +65,12 @@ const PluginSpec* Topology::plugin(std::string_view alias) const {
   return nullptr;
 }
 
+const PipelineSpec* Topology::pipeline(std::string_view name) const {
+  for (const auto& p : pipelines)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
 namespace {
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -453,16 +459,14 @@ SourceSpec parse_source(Checker& c, const toml::table& t, const std::string& whe
   if (auto d = c.component(t, "decoder", where, true, topo)) s.decoder = *d;
   if (auto a = c.string(t, "start_after", where, false)) {
     // Only an earlier pipeline: that keeps the waits free of cycles.
-    const auto earlier = std::find_if(topo.pipelines.begin(), topo.pipelines.end(),
-                                      [&](const PipelineSpec& p) { return p.name == *a; });
-    if (earlier != topo.pipelines.end() && earlier->source.kind == SourceKind::tcp &&
-        earlier->source.connections == 0) {
+    const PipelineSpec* earlier = topo.pipeline(*a);
+    if (earlier && earlier->source.kind == SourceKind::tcp && earlier->source.connections == 0) {
       c.error(*t.get("start_after"), "'start_after' names \"" + *a + "\", whose tcp source never "
                                      "ends (without 'connections' it accepts connections until "
                                      "the run is stopped), so this pipeline would never start; "
                                      "start_after needs that source to end: give it connections "
                                      "= N, and it ends once N connections have closed");
-    } else if (earlier != topo.pipelines.end()) {
+    } else if (earlier) {
       s.start_after = *a;
     } else if (!from_here.empty() && *a == from_here.front()) {
       c.error(*t.get("start_after"), "'start_after' names this pipeline itself; it can only "
@@ -563,7 +567,6 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     c.error(*n, "'pipelines' must be an array of tables ([[pipelines]] sections)");
     return;
   }
-  std::set<std::string> names;
   std::vector<std::string> declared;  // every pipeline's name, for start_after's errors
   for (const toml::node& pipeline : *arr) {
     const auto* name = pipeline.as_table()->get_as<std::string>("name");
@@ -576,7 +579,9 @@ void parse_pipelines(Checker& c, const toml::table& root, Topology& topo) {
     p.name = c.string(t, "name", "[[pipelines]] #" + std::to_string(i + 1), true).value_or("#" + std::to_string(i + 1));
     if (const toml::node* name = t.get("name")) c.printable_name(*name, "pipeline", p.name);
     const std::string where = "pipeline '" + p.name + "'";
-    if (!names.insert(p.name).second) c.error(t, "duplicate pipeline name '" + p.name + "'");
+    if (const PipelineSpec* first = topo.pipeline(p.name))
+      c.error(t, "duplicate pipeline name '" + p.name + "': the pipeline at " + first->pos.str() +
+                     " has it too; give each pipeline its own name");
     c.only_keys(t, where, {"name", "source", "steps", "sink", "on_error", "dead_letter"});
     if (const auto* src = c.table(t, "source", where, true))
       p.source = parse_source(c, *src, where + " source", topo,

@@ -152,6 +152,7 @@ struct Topology {
 
   const StateSpec* state(std::string_view name) const;
   const PluginSpec* plugin(std::string_view alias) const;
+  const PipelineSpec* pipeline(std::string_view name) const;
 };
 
 /// Reads and checks `file`. Throws TopologyError listing every problem found. With `shards`

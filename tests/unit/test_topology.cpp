@@ -811,7 +811,9 @@ TEST_CASE("two pipelines with the same name", "[topology]") {
       "[[pipelines]]\n"
       "name = \"events\"\n"
       "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\" }\n");
-  CHECK(parse_errors(t.file) == Errors{t.at(6, 1, "duplicate pipeline name 'events'")});
+  CHECK(parse_errors(t.file) == Errors{t.at(6, 1, "duplicate pipeline name 'events': the pipeline "
+                                                  "at " + t.pos(3, 1) + " has it too; give each "
+                                                  "pipeline its own name")});
 }
 
 TEST_CASE("a tcp address that is not host:port", "[topology]") {
