@@ -172,11 +172,17 @@ class Checker {
       return std::nullopt;
     }
     if (auto v = n->value<std::string>()) {
-      if (v->empty()) error(*n, "'" + std::string(key) + "' must not be empty");
+      not_empty(*n, key, *v);
       return v;
     }
     error(*n, "'" + std::string(key) + "' must be a string, not " + type_of(*n));
     return std::nullopt;
+  }
+
+  /// Reports an empty string value of `key`; whether it is not empty.
+  bool not_empty(const toml::node& n, std::string_view key, const std::string& value) {
+    if (value.empty()) error(n, "'" + std::string(key) + "' must not be empty");
+    return !value.empty();
   }
 
   std::optional<std::int64_t> integer(const toml::table& t, std::string_view key,
@@ -295,7 +301,10 @@ void parse_plugins(Checker& c, const toml::table& root, Topology& topo) {
       c.refused_plugins.insert(prefix);
     }
     if (auto s = value.value<std::string>()) {
-      topo.plugins.push_back({alias, relative_to(dir, *s), c.pos(value)});
+      if (!c.not_empty(value, alias, *s))  // (it would be the topology's folder)
+        c.refused_plugins.insert(prefix);
+      else
+        topo.plugins.push_back({alias, relative_to(dir, *s), c.pos(value)});
     } else {
       std::string hint;
       if (const toml::table* t = value.as_table(); t && !t->empty())  // `my.market = "x.so"`

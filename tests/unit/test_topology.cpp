@@ -167,6 +167,16 @@ TEST_CASE("a value of the wrong type or out of range", "[topology]") {
                t.at(8, 12, "'on_error' must be a string, not a boolean")});
 }
 
+TEST_CASE("an empty plugin path is reported once", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n");
+  CHECK(parse_errors(t.file) == Errors{t.at(2, 6, "'ev' must not be empty")});
+}
+
 TEST_CASE("a quoted plugin name with a dot is reported once", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
