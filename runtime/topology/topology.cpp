@@ -756,7 +756,9 @@ void check_endpoints(Checker& c, const Topology& topo) {
     for (const auto& [other, use] : written)
       if (same_file(other, path))
         c.error(sink.pos, "pipeline '" + p.name + "' sink writes " + path + ", as " + use.str() +
-                              " does: give each file sink its own path");
+                              " does: give each file sink its own path" +
+                              (same_file(path, "/dev/null") ? " (kind = \"discard\" drops the "
+                                                              "output without a file)" : ""));
     for (const auto& [other, use] : read)
       if (same_file(other, path))
         c.error(sink.pos, "pipeline '" + p.name + "' sink would overwrite " + path +

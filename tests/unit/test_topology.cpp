@@ -906,6 +906,24 @@ TEST_CASE("pipelines that would collide on a port or a file", "[topology]") {
                                t.pos(10, 8) + "): give it a file of its own")});
 }
 
+TEST_CASE("two file sinks on /dev/null are told of the discard sink", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"a\"\n"
+      "source = { kind = \"file\", path = \"a.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"/dev/null\", encoder = \"ev.text\" }\n"
+      "[[pipelines]]\n"
+      "name = \"b\"\n"
+      "source = { kind = \"file\", path = \"b.txt\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"file\", path = \"/dev/null\", encoder = \"ev.text\" }\n");
+  CHECK(parse_errors(t.file) ==
+        Errors{t.at(10, 8, "pipeline 'b' sink writes /dev/null, as pipeline 'a' (" + t.pos(6, 8) +
+                               ") does: give each file sink its own path (kind = \"discard\" "
+                               "drops the output without a file)")});
+}
+
 TEST_CASE("one endpoint spelled two ways is still one endpoint", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
