@@ -809,13 +809,20 @@ Topology parse_topology(const std::filesystem::path& file, std::optional<std::ui
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
     const std::string_view what = e.description();
+    const auto says = [&](std::string_view a, std::string_view b) {
+      return what.find(a) != std::string_view::npos && what.find(b) != std::string_view::npos;
+    };
+    std::string hint;
     // TOML++ meets the end of the line inside the string, and names the newline it finds.
-    const bool unclosed = what.find("parsing string") != std::string_view::npos &&
-                          what.find("control characters") != std::string_view::npos;
+    if (says("parsing string", "control characters"))
+      hint = " (is a string missing its closing quote on this line?)";
+    // An inline table continued on the next line (`source = { kind = "file",` then more).
+    if (says("parsing inline table", "saw '\\n'"))
+      hint = " (an inline table { ... } must end on the line it starts on: join its lines, or "
+             "write it as a table of its own, e.g. [pipelines.source] after the pipeline's "
+             "other keys)";
     throw TopologyError({name + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
-                         ": TOML syntax error: " + std::string(what) +
-                         (unclosed ? " (is a string missing its closing quote on this line?)"
-                                   : "")});
+                         ": TOML syntax error: " + std::string(what) + hint});
   }
   std::vector<PlacedError> errors;
   Checker c(name, errors);

@@ -115,6 +115,25 @@ TEST_CASE("a TOML syntax error is reported at its position", "[topology]") {
                                   "control characters other than TAB (U+0009) are explicitly "
                                   "prohibited (is a string missing its closing quote on this "
                                   "line?)")});
+  // TOML keeps an inline table on one line; a table of its own may span several.
+  const std::string split =
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\",\n"
+      "  decoder = \"ev.event_line\" }\n";
+  TopologyFile inline_table(split);
+  CHECK(parse_errors(inline_table.file) ==
+        Errors{inline_table.at(5, 27, "TOML syntax error: Error while parsing inline table: "
+                                      "expected key or closing '}', saw '\\n' (an inline table "
+                                      "{ ... } must end on the line it starts on: join its lines, "
+                                      "or write it as a table of its own, e.g. [pipelines.source] "
+                                      "after the pipeline's other keys)")});
+  TopologyFile table(replace_all(replace_all(split, "source = { kind = \"stdin\",\n",
+                                             "[pipelines.source]\nkind = \"stdin\"\n"),
+                                 " }\n", "\n"));
+  CHECK(parse_errors(table.file).empty());
 }
 
 TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
