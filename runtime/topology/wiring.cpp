@@ -44,11 +44,16 @@ class Binder {
       } catch (const loader::PluginError& e) {
         std::error_code ec;
         const bool missing = !std::filesystem::exists(file, ec);
+        // "~/x.so" is a relative path here: only a shell makes it the home folder.
+        const bool tilde = std::find(spec.path.begin(), spec.path.end(), "~") != spec.path.end();
         error(spec.pos, "plugin '" + spec.alias + "': " + e.what() +
-                            (missing ? " (a relative path is taken from the topology file's "
-                                       "folder; --plugin-dir DIR looks for " +
-                                           file.filename().string() + " in DIR first)"
-                                     : ""));
+                            (!missing ? ""
+                             : tilde  ? " ('~' is not expanded in a topology: a shell does that, "
+                                        "and TOML is not read by one; write the home folder's "
+                                        "full path)"
+                                      : " (a relative path is taken from the topology file's "
+                                        "folder; --plugin-dir DIR looks for " +
+                                            file.filename().string() + " in DIR first)"));
       }
     }
   }

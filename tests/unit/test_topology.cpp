@@ -542,6 +542,25 @@ TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[to
                            "overflow_tracked, to_text, no_13")});
 }
 
+TEST_CASE("a plugin file that is not there says where it was looked for", "[topology]") {
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"build/ev.so\"\n"
+      "home = \"~/plugins/ev.so\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "sink = { kind = \"discard\" }\n");
+  const fs::path dir = t.file.parent_path();
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(2, 6, "plugin 'ev': " + (dir / "build/ev.so").string() + ": no such plugin "
+                          "file (a relative path is taken from the topology file's folder; "
+                          "--plugin-dir DIR looks for ev.so in DIR first)"),
+               t.at(3, 8, "plugin 'home': " + (dir / "~/plugins/ev.so").string() + ": no such "
+                          "plugin file ('~' is not expanded in a topology: a shell does that, and "
+                          "TOML is not read by one; write the home folder's full path)")});
+}
+
 TEST_CASE("a step that consumes another type than the step before produces", "[topology]") {
   TopologyFile t(
       kEventsHead +
