@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <shardline/abi.hpp>
@@ -106,6 +107,34 @@ class Binder {
   std::vector<PlacedError>& errors_;
   bool two_builds_seen_ = false;
 };
+
+/// A plugin no component is used of, or a state no step updates, works, but is most often a
+/// misspelt name (the step's `state` names another, now unused state) or a leftover.
+void warn_unused(Wiring& w) {
+  const Topology& topo = w.topology;
+  std::set<std::string> plugins, states;
+  for (const auto& s : topo.states) plugins.insert(s.factory.plugin);
+  for (const auto& p : topo.pipelines) {
+    plugins.insert(p.source.decoder.plugin);
+    for (const auto& s : p.steps) {
+      plugins.insert(s.component.plugin);
+      if (s.stateful) plugins.insert(s.partition.plugin);
+      if (s.stateful) states.insert(s.state);
+    }
+    if (p.sink && p.sink->encoder) plugins.insert(p.sink->encoder->plugin);
+  }
+  for (const auto& p : topo.plugins)
+    if (!plugins.count(p.alias))
+      w.warnings.push_back({p.pos, "plugin '" + p.alias + "' is not used: no component of it is "
+                                   "named in the topology; remove it from [plugins], or check "
+                                   "the names that should use it (\"" + p.alias +
+                                   ".component\")"});
+  for (const auto& s : topo.states)
+    if (!states.count(s.name))
+      w.warnings.push_back({s.pos, "state '" + s.name + "' is not used: no state_computation "
+                                   "step names it; remove [states." + s.name + "], or check the "
+                                   "steps' state = \"...\" (a misspelt name?)"});
+}
 
 }  // namespace
 
@@ -227,6 +256,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
                                  " keys: no message would reach the declared states");
     }
   }
+  warn_unused(*w);
   if (!errors.empty()) {
     TopologyError e(std::move(errors));
     e.two_builds_of_a_type = b.two_builds_seen();

@@ -81,6 +81,15 @@ std::vector<std::string> wire_errors(const fs::path& file) {
 
 using Errors = std::vector<std::string>;
 
+/// The warnings of the wiring of a file parse_topology and wire_topology accept, as
+/// "FILE:LINE:COL: what".
+Errors wire_warnings(const fs::path& file) {
+  const auto wiring = wire_topology(parse_topology(file));
+  Errors out;
+  for (const auto& w : wiring->warnings) out.push_back(w.pos.str() + ": " + w.text);
+  return out;
+}
+
 /// Lines 1-7 of most topologies below: test_events, its state "seqs", and a pipeline "events"
 /// reading stdin; each test adds its steps and sink from line 8 on.
 const std::string kEventsHead =
@@ -439,6 +448,30 @@ TEST_CASE("a declared key is named as the topology wrote it", "[topology]") {
   CHECK(named("seqs").key_text(42) == "42");
 }
 
+TEST_CASE("a plugin or a state that nothing uses is a warning", "[topology]") {
+  // "seqs" is misspelt in [states]: the step names another state, and "sqes" is left unused.
+  TopologyFile t(
+      "[plugins]\n"
+      "ev = \"@EV@\"\n"
+      "extra = \"@EXTRA@\"\n"
+      "[states.seqs]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[states.sqes]\n"
+      "factory = \"ev.last_seq\"\n"
+      "[[pipelines]]\n"
+      "name = \"events\"\n"
+      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "sink = { kind = \"discard\" }\n");
+  CHECK(wire_warnings(t.file) ==
+        Errors{t.at(3, 9, "plugin 'extra' is not used: no component of it is named in the "
+                          "topology; remove it from [plugins], or check the names that should "
+                          "use it (\"extra.component\")"),
+               t.at(6, 1, "state 'sqes' is not used: no state_computation step names it; remove "
+                          "[states.sqes], or check the steps' state = \"...\" (a misspelt "
+                          "name?)")});
+}
+
 TEST_CASE("a plugin name with a dot", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
@@ -466,14 +499,8 @@ TEST_CASE("a lines sink whose encoder was built without the newline check is a w
                         "steps = [ { computation = \"ev.to_text\" } ]\n"
                         "sink = { kind = \"stdout\", encoder = \"ev.text\"" + framing + " }\n");
   };
-  const auto warnings_of = [](const TopologyFile& t) {
-    const auto wiring = wire_topology(parse_topology(t.file));
-    std::vector<std::string> out;
-    for (const auto& w : wiring->warnings) out.push_back(w.pos.str() + ": " + w.text);
-    return out;
-  };
   const TopologyFile lines = topology(older, "");  // stdout's default framing: lines
-  CHECK(warnings_of(lines) ==
+  CHECK(wire_warnings(lines.file) ==
         Errors{lines.at(7, 37,
                         "plugin 'ev' (" + older.string() +
                             ") was built with SDK 0.2.3, whose encoders do not reject a newline "
@@ -481,8 +508,8 @@ TEST_CASE("a lines sink whose encoder was built without the newline check is a w
                             "would write such a message as two lines; rebuild the plugin "
                             "against SDK 0.2.4 or later (this host's is " SHARDLINE_SDK_VERSION
                             ")")});
-  CHECK(warnings_of(topology(older, ", framing = \"length\"")).empty());
-  CHECK(warnings_of(topology(test_plugin("test_events"), "")).empty());
+  CHECK(wire_warnings(topology(older, ", framing = \"length\"").file).empty());
+  CHECK(wire_warnings(topology(test_plugin("test_events"), "").file).empty());
 }
 
 TEST_CASE("a component of an unknown plugin alias", "[topology]") {
