@@ -18,6 +18,15 @@ std::uint32_t read_be32(const std::byte* p) {
          (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
 }
 
+/// Whether the 4 bytes of a length prefix are text (printable ASCII, tabs, line ends): a
+/// text file read as length-prefixed frames, the default for a file source.
+bool looks_like_text(const std::byte* p) {
+  return std::all_of(p, p + 4, [](std::byte b) {
+    const auto c = static_cast<unsigned char>(b);
+    return (c >= 0x20 && c < 0x7f) || c == '\t' || c == '\n' || c == '\r';
+  });
+}
+
 }  // namespace
 
 FrameSplitter::FrameSplitter(Framing framing, std::uint32_t max_frame, std::string origin,
@@ -150,8 +159,11 @@ void FrameSplitter::split_length_prefixed(FrameHandler& handler) {
       handler.on_bad_input(fmt::format(
           "frame of {} bytes exceeds max_frame {} at byte offset {} of {}; closing this stream, "
           "since nothing after it can be framed for sure (if frames this large are real, raise "
-          "the source's max_frame; otherwise its sender's framing is wrong)",
-          len, max_frame_, base_offset_ + pos, origin_));
+          "the source's max_frame; otherwise its sender's framing is wrong){}",
+          len, max_frame_, base_offset_ + pos, origin_,
+          looks_like_text(b + pos) ? "; the input looks like text: set framing = \"lines\" on "
+                                     "this source"
+                                   : ""));
       return;
     }
     if (end - pos - 4 < len) break;

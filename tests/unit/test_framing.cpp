@@ -229,6 +229,19 @@ TEST_CASE("an oversized length prefix is reported and closes the stream", "[fram
   }
 }
 
+TEST_CASE("an oversized length prefix that is text says to frame by lines", "[framing]") {
+  // "AAPL" read as a length: 1,094,799,436 bytes.
+  FrameSplitter s(Framing::length_prefixed, 1 << 20, "file quotes.txt");
+  FrameRecorder r;
+  CHECK_FALSE(feed_whole(s, r, "AAPL 1 2\nMSFT 3 4\n"));
+  CHECK(r.bad == std::vector<std::string>{
+                     "frame of 1094799436 bytes exceeds max_frame 1048576 at byte offset 0 of "
+                     "file quotes.txt; closing this stream, since nothing after it can be "
+                     "framed for sure (if frames this large are real, raise the source's "
+                     "max_frame; otherwise its sender's framing is wrong); the input looks like "
+                     "text: set framing = \"lines\" on this source"});
+}
+
 TEST_CASE("a truncated final frame is reported at end of input", "[framing]") {
   FrameRecorder r;
   SECTION("payload cut short") {
