@@ -171,8 +171,10 @@ void print_warnings(const topology::Wiring& wiring) {
 }
 
 /// `check [TOPOLOGY] --against OLD.so NEW.so`: what a reload from OLD to NEW would do; with
-/// the topology, whether the running host would accept it, as its reload decides.
-int preflight(const CommonOptions& o, const std::string& old_file, const std::string& new_file) {
+/// the topology (run with `shards`, if given), whether the running host would accept it, as
+/// its reload decides.
+int preflight(const CommonOptions& o, std::optional<std::uint32_t> shards,
+              const std::string& old_file, const std::string& new_file) {
   // A build whose static constructors crash would end this command inside dlopen: each is
   // loaded in a copy of the process first, NEW beside OLD as a reload loads it.
   using Trial = loader::Plugin::Trial;
@@ -200,7 +202,7 @@ int preflight(const CommonOptions& o, const std::string& old_file, const std::st
     return diff.refused ? 1 : 0;
   }
 
-  const auto wiring = load(o, std::nullopt);
+  const auto wiring = load(o, shards);
   if (!wiring) return engine::exit_startup_failed;
   std::vector<reload::NewBuild> builds;
   std::string files;
@@ -310,6 +312,18 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run the pipelines of a topology until their inputs end "
                                         "(or SIGINT/SIGTERM), then print a summary");
   add_common(*run, run_opts);
+  // Decimal digits only (CLI11's own conversion reads "0x10" as hex and "010" as octal), and
+  // said as such: CLI::Range calls "abc" a value out of range.
+  const CLI::Validator shard_count(
+      [](std::string& text) -> std::string {
+        unsigned n = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 1024)
+          return "expected a whole number of shards from 1 to 1024, got '" + text + "'";
+        text = std::to_string(n);  // what CLI11 then converts: no leading zero
+        return {};
+      },
+      "1-1024");
   run->footer(
       "Exit status: 0 done; 1 refused at start (the topology, a plugin, an input, an output, or\n"
       "a state factory throwing for a declared key: nothing ran, and the last run's output files\n"
@@ -318,18 +332,7 @@ int main(int argc, char** argv) {
       "delivered (see 'lost' and 'dead letters lost' in the summary). When both 3 and 4 apply, 3.");
   run->add_option("--shards", shards,
                   "Override the topology's shard count (key_groups is raised to it if lower)")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            // Decimal digits only (CLI11's own conversion reads "0x10" as hex and "010" as
-            // octal), and said as such: CLI::Range calls "abc" a value out of range.
-            unsigned n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            if (ec != std::errc() || end != text.data() + text.size() || n < 1 || n > 1024)
-              return "expected a whole number of shards from 1 to 1024, got '" + text + "'";
-            text = std::to_string(n);  // what CLI11 then converts: no leading zero
-            return {};
-          },
-          "1-1024"));
+      ->check(shard_count);
   engine::EngineOptions engine_options;
   run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
@@ -367,6 +370,10 @@ int main(int argc, char** argv) {
       "refused, a component the old build has is gone or a state is blocked); 2 usage error (or\n"
       "no TOPOLOGY file there).");
   check->get_option("TOPOLOGY")->required(false);
+  check->add_option("--shards", shards,
+                    "Check what run --shards N would run: N shards instead of the topology's "
+                    "count (key_groups is raised to it if lower)")
+      ->check(shard_count);
   check->add_option("--against", against,
                     "OLD.so NEW.so: compare two builds of a plugin; with TOPOLOGY (whose plugin "
                     "OLD.so is), also whether a running host would accept the reload")
@@ -403,12 +410,12 @@ int main(int argc, char** argv) {
   }
   setup_logging(check_opts.log_level);
   pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr);  // check runs no pipeline: a hang-up ends it
-  if (!against.empty()) return preflight(check_opts, against[0], against[1]);
+  if (!against.empty()) return preflight(check_opts, shards, against[0], against[1]);
   if (check_opts.topology.empty()) {
     std::fprintf(stderr, "shardline check: give a TOPOLOGY, or --against OLD.so NEW.so\n");
     return engine::exit_usage;
   }
-  auto wiring = load(check_opts, std::nullopt);
+  auto wiring = load(check_opts, shards);
   if (!wiring) return engine::exit_startup_failed;
   std::cout << wiring->describe();
   print_warnings(*wiring);

@@ -6,7 +6,7 @@ import subprocess
 import unittest
 
 from harness import (FILE_SINK, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest,
-                     check, connect, events_topology, free_port, host_has_asan, latency,
+                     check, connect, events_topology, free_port, host_has_asan, latency, read,
                      sdk_version, tcp_listen, with_sdk_version)
 
 
@@ -26,6 +26,7 @@ class Cli(TempDirTest):
                      "Exit status: 0 done; 1 refused at start"):
             self.assertIn(word, p.stdout)
         self.assertIn("Exit status: 0 valid", shardline("check", "--help").stdout)
+        self.assertIn("--shards", shardline("check", "--help").stdout)
 
     def test_no_subcommand_is_a_usage_error_that_shows_the_help(self):
         p = shardline()
@@ -52,8 +53,9 @@ class Cli(TempDirTest):
                                    "check: see shardline --help)\n")
         p = shardline("--shards=2", "run", "t.toml")
         self.assertEqual(p.returncode, 2)
-        self.assertEqual(p.stderr, "shardline: --shards is an option of run: put it after the "
-                                   "command (e.g. shardline run --shards=2 ... TOPOLOGY)\n")
+        self.assertEqual(p.stderr, "shardline: --shards is an option of run and check: put it "
+                                   "after the command (e.g. shardline run --shards=2 ... "
+                                   "TOPOLOGY)\n")
         p = shardline("--plugin-dir", "build", "check", "t.toml")
         self.assertEqual(p.returncode, 2)
         self.assertIn("--plugin-dir is an option of run and check: put it after the command",
@@ -91,6 +93,13 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         status, out, err = check(topo)
         self.assertEqual(status, 0, err)
         self.assertIn("3 shard(s)", out)
+        # --shards N checks what run --shards N would run; key_groups is raised to N if lower.
+        self.write("t.toml", read(topo).replace("shards = 3", "shards = 3\nkey_groups = 4"))
+        status, out, err = check(topo, "--shards", "8")
+        self.assertEqual(status, 0, err)
+        self.assertIn("8 shard(s), 8 key groups", out)
+        status, out, err = check(topo)
+        self.assertEqual(status, 0, err)
         self.assertIn("state symbols: market_spread::SymbolData built by market.symbol_data, 2 declared keys, "
                       "unknown keys created, reset by a reload that cannot carry it over", out)
         self.assertIn("source tcp listen 127.0.0.1:7000 (length-prefixed frames, frames up to 4096 bytes, "
@@ -465,6 +474,8 @@ sink = { kind = "stdout", encoder = "ev.text" }
                                                    "from 1 to 1024, got 'abc'"),
                 (["run", "--shards", "2.5", topo], "got '2.5'"),
                 (["run", "--shards", "0x10", topo], "got '0x10'"),
+                (["check", "--shards", "0", topo], "--shards: expected a whole number of shards "
+                                                   "from 1 to 1024, got '0'"),
                 (["check", "--against", "a.so"], "--against")]:
             with self.subTest(args=args):
                 p = shardline(*args)
