@@ -34,7 +34,10 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
   flow_ = std::make_unique<Dataflow>(t.shards, t.key_groups, t.batch_size, t.queue_batches,
                                      t.scheduling);
   try {
-    build_plan();
+    // Every input and output that cannot open is reported, not only the first (two ports
+    // taken, a folder missing, a dead-letter file): one line each.
+    std::vector<std::string> refused;
+    build_plan(refused);
 
     std::vector<StateSetup> setups;
     for (const auto& s : wiring_->states) {
@@ -60,15 +63,13 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
           shards_[flow_->router.shard(key)]->declare(s, key);
         } catch (...) {
           const auto& spec = *wiring_->states[s].spec;
-          throw std::runtime_error(spec.keys_pos.str() + ": state '" + spec.name +
-                                   "': the factory threw while creating declared key " +
-                                   spec.key_text(key) + ": " + current_exception_text());
+          refused.push_back(spec.keys_pos.str() + ": state '" + spec.name + "': the factory "
+                            "threw while creating declared key " + spec.key_text(key) + ": " +
+                            current_exception_text());
+          break;  // one line per state
         }
       }
     }
-    // Every input and output that cannot open is reported, not only the first (two ports
-    // taken, a folder missing): one line each.
-    std::string refused;
     for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
       const topology::PipelineSpec& spec = *wiring_->pipelines[i].spec;
       try {
@@ -76,8 +77,7 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
         ingresses_.push_back(std::make_unique<Ingress>(*flow_, flow_->pipelines[i], gate_,
                                                        sources_.back()->describe()));
       } catch (const std::runtime_error& e) {
-        refused += (refused.empty() ? "" : "\n") + spec.source.pos.str() + ": pipeline '" +
-                   spec.name + "': " + e.what();
+        refused.push_back(spec.source.pos.str() + ": pipeline '" + spec.name + "': " + e.what());
       }
     }
     for (std::size_t i = 0; i < sinks_.size(); ++i) {
@@ -85,11 +85,14 @@ Engine::Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options)
       try {
         sinks_[i]->open();
       } catch (const std::runtime_error& e) {
-        refused += (refused.empty() ? "" : "\n") + spec.sink->pos.str() + ": pipeline '" +
-                   spec.name + "': " + e.what();
+        refused.push_back(spec.sink->pos.str() + ": pipeline '" + spec.name + "': " + e.what());
       }
     }
-    if (!refused.empty()) throw std::runtime_error(refused);
+    if (!refused.empty()) {
+      std::string lines;
+      for (const std::string& line : refused) lines += (lines.empty() ? "" : "\n") + line;
+      throw std::runtime_error(lines);
+    }
     for (auto& sink : sinks_) sink->begin();  // only now that nothing else can refuse the start
   } catch (...) {
     // A run that never started leaves behind no dead-letter file it created.
@@ -144,7 +147,7 @@ void Engine::bind_components(PipelinePlan& p, const topology::Wiring& w, std::si
   p.encoder_name = wp.encoder ? spec.sink->encoder->str() : "";
 }
 
-void Engine::build_plan() {
+void Engine::build_plan(std::vector<std::string>& refused) {
   for (std::size_t i = 0; i < wiring_->pipelines.size(); ++i) {
     const topology::WiredPipeline& wp = wiring_->pipelines[i];
     const topology::PipelineSpec& spec = *wp.spec;
@@ -181,7 +184,7 @@ void Engine::build_plan() {
       p.errors = std::make_unique<PipelineErrors>(spec.name, spec.on_error, spec.dead_letter,
                                                   p.metrics, [this](const std::string& why) { fail(why); });
     } catch (const std::runtime_error& e) {
-      throw std::runtime_error(spec.dead_letter_pos.str() + ": " + e.what());
+      refused.push_back(spec.dead_letter_pos.str() + ": " + e.what());
     }
   }
 }

@@ -77,8 +77,8 @@ struct EngineOptions {
 
 class Engine {
  public:
-  /// Builds everything (step 1). Throws std::runtime_error if a sink or dead-letter file
-  /// cannot be opened or a declared key's state cannot be built.
+  /// Builds everything (step 1). Throws std::runtime_error if a source, sink or dead-letter
+  /// file cannot be opened or a declared key's state cannot be built: one line per cause.
   explicit Engine(std::unique_ptr<topology::Wiring> wiring, EngineOptions options = {});
   ~Engine();
 
@@ -115,7 +115,9 @@ class Engine {
     std::chrono::steady_clock::time_point due;
     int attempt;
   };
-  void build_plan();
+  /// The plan of every pipeline; a dead-letter file that cannot be opened adds its line to
+  /// `refused` (and leaves that pipeline without PipelineErrors: the run does not start).
+  void build_plan(std::vector<std::string>& refused);
   void bind_components(PipelinePlan& p, const topology::Wiring& w, std::size_t pipeline);
   void serve_reloads();
   /// "sink X of pipeline 'p' has been inside one write for 12.3 s" for each sink blocked for

@@ -559,6 +559,21 @@ sink = {{ kind = "file", path = "new.txt", framing = "lines", encoder = "ev.trac
                       ": No such file or directory", err)
         self.assertEqual(read(self.path("out.txt")), "the last run's output\n")
 
+    def test_a_dead_letter_file_that_cannot_be_opened_is_one_cause_among_the_others(self):
+        self.write("events.txt", "1 1\n")
+        self.write("topology.toml", events_topology(
+            1, extra='on_error = "dead_letter"\ndead_letter = "nodir/dead.txt"').replace(
+            '"events.txt"', '"missing.txt"').replace('"out.txt"', '"nodir/out.txt"'))
+        status, _, err = run(self.path("topology.toml"))
+        self.assertEqual(status, 1, err)
+        self.assertEqual(err.splitlines(), [
+            self.path("topology.toml") + ":13:15: pipeline 'events': cannot open dead-letter "
+            "file " + self.path("nodir/dead.txt") + ": No such file or directory",
+            self.path("topology.toml") + ":9:10: pipeline 'events': cannot read source file " +
+            self.path("missing.txt") + ": No such file or directory",
+            self.path("topology.toml") + ":11:8: pipeline 'events': cannot open sink file " +
+            self.path("nodir/out.txt") + ": No such file or directory"])
+
     def test_stop_policy_exits_with_error(self):
         status, _, err = run(self.topology('on_error = "stop"'))
         self.assertEqual(status, 3, err)
