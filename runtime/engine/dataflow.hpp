@@ -62,6 +62,13 @@ struct PipelinePlan {
   std::unique_ptr<PipelineErrors> errors;
   std::atomic<std::uint64_t> in_flight{0};  ///< this pipeline's batches queued or in process
   std::atomic<bool> source_done{false};
+  /// Set while the run goes on when not all of this pipeline's input will be processed: its
+  /// sink could not write any more (so its source stopped reading), or it never started.
+  /// `cut_short_why`, written before by the same thread, says which. A pipeline waiting for it
+  /// with start_after then does not start, as when the run stops. [set by the thread that
+  /// wrote the sink, or by the pipeline's source thread; read by the sources waiting for it]
+  std::atomic<bool> cut_short{false};
+  std::string cut_short_why;
 };
 
 class Dataflow {

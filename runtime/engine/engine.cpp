@@ -163,12 +163,16 @@ void Engine::build_plan(std::vector<std::string>& refused) {
       sink_pipeline_.push_back(i);
       // A sink that cannot write any more (a closed pipe, a full disk) would lose all the rest
       // of its pipeline's input: its source stops reading instead, leaving that input unread
-      // (the other pipelines go on). [the thread that wrote]
+      // (the other pipelines go on, but those waiting for it with start_after do not start).
+      // [the thread that wrote]
       auto on_failed = [this, i, name = spec.name, sink = sinks_.back().get()] {
         if (output_abandoned_) return;  // a second interrupt: the run is ending anyway
         spdlog::error("pipeline '{}': its sink {} cannot write any more: its source stops "
                       "reading, so that no more input is taken only to be lost (what it had "
                       "read already is counted as lost)", name, sink->describe());
+        PipelinePlan& plan = flow_->pipelines[i];
+        plan.cut_short_why = "its sink " + sink->describe() + " could not write any more";
+        plan.cut_short = true;  // before the source ends: seen by whoever sees it drained
         sources_[i]->stop();
       };
       flow_->sinks.push_back(std::make_unique<SinkPort>(
@@ -217,16 +221,27 @@ void Engine::run_source(std::size_t i) {
   if (p.start_after >= 0) {
     const auto& first = flow_->pipelines[static_cast<std::size_t>(p.start_after)];
     spdlog::info("pipeline '{}': waiting for pipeline '{}' to be fully processed", p.name, first.name);
-    std::unique_lock lock(flow_->control_mutex);
-    while (!stop_requested_ && !flow_->drained(static_cast<std::size_t>(p.start_after)))
-      flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+    {
+      std::unique_lock lock(flow_->control_mutex);
+      while (!stop_requested_ && !flow_->drained(static_cast<std::size_t>(p.start_after)))
+        flow_->control_cv.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    // What it waited for was not all processed: all its own input is still to be processed.
+    std::string why;
+    if (stop_requested_)
+      why = "the run stopped while it waited for pipeline '" + first.name + "'";
+    else if (first.cut_short)
+      why = "pipeline '" + first.name + "' did not process all its input (" +
+            first.cut_short_why + ")";
+    if (!why.empty()) {
+      spdlog::warn("pipeline '{}' did not start: {}; its source {} was not read", p.name, why,
+                   source.describe());
+      p.cut_short_why = "it did not start";
+      p.cut_short = true;
+    }
   }
-  if (stop_requested_ && p.start_after >= 0)  // all its input is still to be processed
-    spdlog::warn("pipeline '{}' did not start: the run stopped while it waited for pipeline '{}'; "
-                 "its source {} was not read", p.name,
-                 flow_->pipelines[static_cast<std::size_t>(p.start_after)].name, source.describe());
   try {
-    if (!stop_requested_) source.run(ingress);
+    if (!stop_requested_ && !p.cut_short) source.run(ingress);
   } catch (const std::exception& e) {
     fail("pipeline '" + p.name + "' source " + source.describe() + ": " + e.what());
   }

@@ -396,8 +396,7 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         lines = 500_000
         self.write("a.txt", "".join(f"{i % 1000} {i}\n" for i in range(lines)))
         self.write("b.txt", "3 3\n")
-        topo = self.two_pipelines('kind = "file", path = "/dev/full", framing = "lines"',
-                                  b_source=', start_after = "a"')
+        topo = self.two_pipelines('kind = "file", path = "/dev/full", framing = "lines"')
         status, _, err = run(topo)
         self.assertEqual(status, 4, err)
         self.assertIn("pipeline 'a': its sink file /dev/full cannot write any more: its source "
@@ -411,6 +410,21 @@ sink = {{ kind = "file", path = "b.out", framing = "lines", encoder = "ev.text" 
         self.assertLess(counts["a"]["in"], lines // 2)
         self.assertEqual(counts["a"]["lost"], counts["a"]["out"])
         self.assertEqual(read(self.path("b.out")), "3:3\n")
+
+    def test_a_sink_that_cannot_write_keeps_the_pipelines_waiting_for_it_from_starting(self):
+        # "a" is cut short: the rest of its input is left unread, so "b", which waits for all
+        # of it to be processed, must not start as if it had been (as when a source fails).
+        self.write("a.txt", "".join(f"{i % 1000} {i}\n" for i in range(500_000)))
+        self.write("b.txt", "3 3\n")
+        topo = self.two_pipelines('kind = "file", path = "/dev/full", framing = "lines"',
+                                  b_source=', start_after = "a"')
+        status, _, err = run(topo)
+        self.assertEqual(status, 4, err)
+        self.assertIn("pipeline 'b' did not start: pipeline 'a' did not process all its input "
+                      "(its sink file /dev/full could not write any more); its source file " +
+                      self.path("b.txt") + " was not read", err)
+        self.assertEqual(summary(err)["b"]["in"], 0)
+        self.assertEqual(read(self.path("b.out")), "")
 
     def test_frames_a_decoder_drops_on_purpose_are_counted_apart_from_errors(self):
         self.write("events.txt", "# a comment\n1 1\n2 1\n# another\nnot an event\n1 2\n")
