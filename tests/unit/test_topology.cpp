@@ -168,11 +168,11 @@ TEST_CASE("an unknown key is reported with what was expected", "[topology]") {
         "source = { kind = \"stdin\", decoder = \"ev.event_line\", framin = \"lines\" }\n"
         "colour = \"blue\"\n");
     CHECK(parse_errors(t.file) ==
-          Errors{t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one of: kind, listen, "
-                             "path, framing, max_frame, connections, rate, decoder, start_after (did you mean "
-                             "'framing'?)"),
-                 t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, source, "
-                            "steps, sink, on_error, dead_letter")});
+          Errors{t.at(5, 55, "unknown key 'framin' in pipeline 'events' source; expected one "
+                             "of: kind, listen, path, framing, max_frame, connections, rate, "
+                             "decoder, start_after (did you mean 'framing'?)"),
+                 t.at(6, 1, "unknown key 'colour' in pipeline 'events'; expected one of: name, "
+                            "source, steps, sink, on_error, dead_letter")});
   }
 }
 
@@ -247,7 +247,8 @@ TEST_CASE("a dotted state name written without quotes", "[topology]") {
       "[[pipelines]]\n"
       "name = \"events\"\n"
       "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
-      "steps = [ { state_computation = \"ev.track\", state = \"my.seqs\", partition = \"ev.by_key\" } ]\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"my.seqs\", "
+      "partition = \"ev.by_key\" } ]\n"
       "sink = { kind = \"discard\" }\n");
   CHECK(parse_errors(t.file) ==
         Errors{t.at(3, 1, "[states.my] holds a table 'seqs', not a state's settings: TOML reads "
@@ -370,7 +371,8 @@ TEST_CASE("a keys_file that cannot be opened", "[topology]") {
            "[[pipelines]]\n"
            "name = \"events\"\n"
            "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
-           "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+           "steps = [ { state_computation = \"ev.track\", state = \"seqs\", "
+           "partition = \"ev.by_key\" } ]\n"
            "sink = { kind = \"discard\" }\n";
   };
   // Said once: that the state rejects unknown keys without declaring any follows from it.
@@ -461,7 +463,8 @@ TEST_CASE("a plugin or a state that nothing uses is a warning", "[topology]") {
       "[[pipelines]]\n"
       "name = \"events\"\n"
       "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
-      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", partition = \"ev.by_key\" } ]\n"
+      "steps = [ { state_computation = \"ev.track\", state = \"seqs\", "
+      "partition = \"ev.by_key\" } ]\n"
       "sink = { kind = \"discard\" }\n");
   CHECK(wire_warnings(t.file) ==
         Errors{t.at(3, 9, "plugin 'extra' is not used: no component of it is named in the "
@@ -847,13 +850,16 @@ TEST_CASE("start_after cannot wait for a tcp source that never ends", "[topology
       "source = { kind = \"tcp\", listen = \"127.0.0.1:7000\", decoder = \"ev.event_line\" }\n"
       "[[pipelines]]\n"
       "name = \"counted\"\n"
-      "source = { kind = \"tcp\", listen = \"127.0.0.1:7001\", connections = 2, decoder = \"ev.event_line\" }\n"
+      "source = { kind = \"tcp\", listen = \"127.0.0.1:7001\", connections = 2, "
+      "decoder = \"ev.event_line\" }\n"
       "[[pipelines]]\n"
       "name = \"main\"\n"
-      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\", start_after = \"ref\" }\n"
+      "source = { kind = \"file\", path = \"x\", decoder = \"ev.event_line\", "
+      "start_after = \"ref\" }\n"
       "[[pipelines]]\n"
       "name = \"later\"\n"
-      "source = { kind = \"file\", path = \"y\", decoder = \"ev.event_line\", start_after = \"counted\" }\n");
+      "source = { kind = \"file\", path = \"y\", decoder = \"ev.event_line\", "
+      "start_after = \"counted\" }\n");
   CHECK(parse_errors(t.file) ==
         Errors{t.at(11, 80, "'start_after' names \"ref\", whose tcp source never ends (without "
                             "'connections' it accepts connections until the run is stopped), so "
@@ -863,16 +869,11 @@ TEST_CASE("start_after cannot wait for a tcp source that never ends", "[topology
 }
 
 TEST_CASE("on_error = \"dead_letter\" without a dead-letter file", "[topology]") {
-  TopologyFile t(
-      "[plugins]\n"
-      "ev = \"@EV@\"\n"
-      "[[pipelines]]\n"
-      "name = \"events\"\n"
-      "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
-      "sink = { kind = \"discard\" }\n"
-      "on_error = \"dead_letter\"\n");
+  TopologyFile t(kEventsHead +
+                 "sink = { kind = \"discard\" }\n"
+                 "on_error = \"dead_letter\"\n");
   CHECK(parse_errors(t.file) ==
-        Errors{t.at(7, 12, "on_error = \"dead_letter\" needs dead_letter = \"PATH\", the file "
+        Errors{t.at(9, 12, "on_error = \"dead_letter\" needs dead_letter = \"PATH\", the file "
                            "failed messages are appended to; add it to pipeline 'events'")});
 }
 
