@@ -64,6 +64,9 @@ struct ReloadReport {
   /// States kept as they are whose values may hold the old builds' objects: every build the
   /// reload replaced then stays loaded, on purpose.
   std::vector<std::string> old_held_for;
+  /// What the canary could not try ("canary: no recent input, ..."): a pipeline that runs the
+  /// new code and has had no input yet. Empty when every such pipeline was tried.
+  std::string untried;
   double pause_ms = 0;        ///< sources paused -> resumed
   double total_ms = 0;        ///< request taken -> done
   bool old_unloaded = false;  ///< the old library is no longer mapped

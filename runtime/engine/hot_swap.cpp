@@ -62,6 +62,20 @@ bool mapped(const std::filesystem::path& shadow) {
   return false;
 }
 
+/// Whether pipeline `i` would run any code of the new builds: a component (or a state's factory)
+/// of `fresh` that is not the running one. A plugin that is not reloaded keeps its components.
+bool runs_new_code(const topology::Wiring& running, const topology::Wiring& fresh, std::size_t i) {
+  const topology::WiredPipeline &was = running.pipelines[i], &now = fresh.pipelines[i];
+  if (was.decoder != now.decoder || was.encoder != now.encoder) return true;
+  for (std::size_t k = 0; k < was.steps.size(); ++k) {
+    const topology::WiredStep &a = was.steps[k], &b = now.steps[k];
+    if (a.component != b.component || a.partition != b.partition) return true;
+    if (a.spec->stateful && running.states[a.state].factory != fresh.states[b.state].factory)
+      return true;
+  }
+  return false;
+}
+
 /// Memory for one value of `type`, and its release (the alignment new/delete must agree on).
 void* allocate_value(const TypeDesc* type) {
   return ::operator new(type->size, std::align_val_t(std::max<std::size_t>(type->align, 16)));
@@ -353,7 +367,8 @@ void Engine::serve_reloads() {
 ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   const auto logged = [](ReloadReport report) {
     if (!report.ok) spdlog::error("{}", report.message);
-    else if (report.old_unloaded) spdlog::info("{}", report.message);
+    else if (report.old_unloaded && report.untried.empty()) spdlog::info("{}", report.message);
+    else if (report.old_unloaded) spdlog::warn("{}", report.message);  // says what was not tried
     else
       spdlog::warn("{} (something still holds the old version: a thread_local with a destructor "
                    "used on an engine thread, or a library the plugin opened, keeps it mapped)",
@@ -629,9 +644,23 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   // 4. Canary on recent input: the new version may not fail where the old one did not. It runs
   // first in a copy of this process, where a crash of the new build ends only the copy and
   // refuses the reload; then here, where its failures are counted against the old version's.
-  // (Before any input there is nothing to try, and no copy to pay for.)
+  // (Before any input there is nothing to try, and no copy to pay for.) A pipeline of the new
+  // code that has had no input yet tries nothing: the reload line says so, rather than let a
+  // build that crashes on its first message pass for one that was tried.
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
+  std::vector<std::string> untried, tried_on;
+  for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
+    if (!runs_new_code(*wiring_, *fresh, i)) continue;
+    (ingresses_[i]->sampled() ? tried_on : untried).push_back("'" + flow_->pipelines[i].name + "'");
+  }
+  const std::string were = aliases.size() == 1 ? "the new build was" : "the new builds were";
+  if (!untried.empty() && tried_on.empty())
+    report.untried = "canary: no recent input, " + were + " not tried on messages";
+  else if (!untried.empty())
+    report.untried = fmt::format("canary: no recent input on pipeline{} {}: {} not tried on {} "
+                                 "messages", untried.size() == 1 ? "" : "s", listed(untried),
+                                 were, untried.size() == 1 ? "its" : "their");
   using End = loader::CopyOutcome::End;
   const auto tried =
       any_input ? loader::crash_in_copy([&] { run_canary(*fresh, true); }, std::chrono::seconds(5))
@@ -720,9 +749,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   report.ok = true;
   report.total_ms = ms_since(started);
   report.message = fmt::format(
-      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; {}",
-      who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
-      report.pause_ms, report.total_ms, fate);
+      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; "
+      "{}{}", who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
+      report.pause_ms, report.total_ms, fate, report.untried.empty() ? "" : "; " + report.untried);
   return report;
 }
 

@@ -51,10 +51,10 @@ class ReloadTest(TempDirTest):
     def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
                'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
                factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None, settings="",
-               shards=2):
+               shards=2, feed=True):
         """With `link`, the topology names each plugin through a symbolic link in that folder.
         `extra_aliases` maps more aliases to the file of one of `plugins`. `settings`: more
-        top-level settings."""
+        top-level settings. Without `feed`, no Feeder: no input arrives."""
         os.makedirs(self.path(folder), exist_ok=True)
         for name, built in plugins.items():
             shutil.copy(f"{TEST_PLUGINS}/{built}", self.path(f"{folder}/{name}.so"))
@@ -82,8 +82,9 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encode
 """)
         self.run_ = LiveRun(topology, *(["--watch"] if watch else []))
         self.run_.wait_for("watching" if watch else "listening on")
-        self.feeder = Feeder(self.port)
-        self.feeder.start()
+        if feed:
+            self.feeder = Feeder(self.port)
+            self.feeder.start()
 
     def publish(self, plugin_file, name="ev.so"):
         """Replaces a plugin the way a build does: write a new file, then rename it over."""
@@ -108,9 +109,9 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encode
 
 
 class HotReload(ReloadTest):
-    def start(self, extra_state="", watch=True, settings="", shards=2):
+    def start(self, extra_state="", watch=True, settings="", shards=2, feed=True):
         self.launch({"ev": "test_events.so"}, extra_state=extra_state, watch=watch,
-                    settings=settings, shards=shards)
+                    settings=settings, shards=shards, feed=feed)
 
     def assert_versions_in_order(self, versions, expected):
         """Per key: lines of each version in `expected`'s order, never back; every key ends
@@ -256,6 +257,19 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         # A missing component is not a type two plugins share: no advice to rebuild others.
         self.assertNotIn("reloaded together", self.run_.stderr)
 
+
+    def test_a_reload_before_any_input_says_the_new_build_was_not_tried(self):
+        # No message has arrived yet: the canary has nothing to try the new build on, so v8,
+        # which crashes on every event, goes in. The line must not pass it for a tried build.
+        self.start(feed=False)
+        self.publish(f"{TEST_PLUGINS}/test_events_v8.so")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("[warning] reloaded plugin 'ev': test_events 1.0.0 -> 8.0.0; keys kept 0",
+                      line)
+        self.assertTrue(line.endswith("old library unloaded; canary: no recent input, the new "
+                                      "build was not tried on messages"), line)
+        self.run_.interrupt()
+        self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
 
     def test_with_canary_warn_a_build_failing_more_is_reloaded_with_a_warning(self):
         # The same build the default refuses (see above): one that rejects these messages on
