@@ -333,8 +333,8 @@ int main(int argc, char** argv) {
   engine::EngineOptions engine_options;
   run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
-                "and check the topology file when it is edited (a restart applies it); "
-                "without it, send SIGHUP to reload every rebuilt plugin");
+                "and check the topology file when it is edited (a restart applies it). "
+                "With or without it, SIGHUP reloads every rebuilt plugin");
   double stats_seconds = 0;
   run->add_option("--stats", stats_seconds,
                   "Every SECONDS (0.01 to 86400), log each pipeline's counts so far, its rates "

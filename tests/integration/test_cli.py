@@ -5,9 +5,9 @@ import socket
 import subprocess
 import unittest
 
-from harness import (FILE_SINK, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest,
-                     check, connect, events_topology, free_port, host_has_asan, latency,
-                     sdk_version, tcp_listen, with_sdk_version)
+from harness import (FILE_SINK, GEN, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun,
+                     TempDirTest, check, connect, events_topology, free_port, host_has_asan,
+                     latency, sdk_version, tcp_listen, with_sdk_version)
 
 
 def shardline(*args):
@@ -26,6 +26,9 @@ class Cli(TempDirTest):
                      "Exit status: 0 done; 1 refused at start"):
             self.assertIn(word, p.stdout)
         self.assertIn("Exit status: 0 valid", shardline("check", "--help").stdout)
+        # SIGHUP is not only for runs without --watch.
+        self.assertIn("With or without it, SIGHUP reloads every rebuilt plugin",
+                      shardline("run", "--help").stdout)
 
     def test_no_subcommand_is_a_usage_error_that_shows_the_help(self):
         p = shardline()
@@ -474,6 +477,28 @@ sink = { kind = "stdout", encoder = "ev.text" }
         p = shardline("--version")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stdout, r"^shardline \d+\.\d+\.\d+ \(")
+
+
+class GenReceive(TempDirTest):
+    def test_receive_says_a_stream_of_lines_is_not_frames(self):
+        # It counts length-prefixed frames: a lines sink's stream would read as one incomplete
+        # frame of a huge length. Its help says what it reads, and the warning what it got.
+        p = subprocess.run([GEN, "receive", "--help"], capture_output=True, text=True, timeout=60)
+        self.assertIn("It counts length-prefixed frames", p.stdout)
+        out = self.path("got.txt")
+        recv = subprocess.Popen([GEN, "receive", "--listen", "127.0.0.1:0", "--out", out,
+                                 "--timeout", "60"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        port = int(recv.stderr.readline().strip().rsplit(":", 1)[1])  # "listening on HOST:PORT"
+        with connect(port) as s:
+            s.sendall(b"1 1\n2 1\n1 2\n")
+        stdout, stderr = recv.communicate(timeout=60)
+        self.assertEqual(recv.returncode, 0, stderr)
+        self.assertIn("received 0 frames (12 bytes)", stdout)
+        self.assertIn("warning: the stream looks like lines of text, not frames", stderr)
+        self.assertNotIn("the last frame is incomplete", stderr)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"1 1\n2 1\n1 2\n")
 
 
 if __name__ == "__main__":
