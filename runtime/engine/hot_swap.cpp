@@ -99,6 +99,13 @@ struct TempState {
 class Canary {
  public:
   enum class States { copies, fresh, live };
+  /// One message's failure: "decoder 'x.line': what it said".
+  struct Error {
+    std::string text;
+    /// It failed where no state has been involved yet (the decoder, the steps and partition
+    /// function before the first state): the states the run was given make no difference.
+    bool before_state;
+  };
   Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards,
          States states)
       : router_(router), shards_(shards), states_(states) {}
@@ -111,33 +118,36 @@ class Canary {
 
   /// Errors of running `frames` through `p` (a plan bound to one version); state of step k
   /// comes as a copy of the live state converted to `state_types[k]` built by `factories[k]`.
-  std::vector<std::string> run(const PipelinePlan& p,
+  std::vector<Error> run(const PipelinePlan& p,
                                const std::vector<std::vector<std::byte>>& frames,
                                const std::vector<const TypeDesc*>& state_types,
                                const std::vector<StateFactory*>& factories) {
     errors_.clear();
+    before_state_ = true;
     std::vector<Frame> views;
     for (const auto& f : frames) views.push_back({f.data(), static_cast<std::uint32_t>(f.size())});
     MessageBuffer a(p.decoded), b;
     ErrorSink sink(&Canary::on_error, this);
-    in_plugin(p, p.decoder_name, [&] { p.decoder->decode(views.data(), views.size(), a, sink); });
+    in_plugin(p, "decoder", p.decoder_name,
+              [&] { p.decoder->decode(views.data(), views.size(), a, sink); });
     MessageBuffer* in = &a;
     MessageBuffer* out = &b;
     for (const StepPlan& s : p.steps) {
       out->set_type(s.output);
       if (!s.stateful) {
-        in_plugin(p, s.name, [&] { s.computation->run(in->span(), *out, sink); });
+        in_plugin(p, "step", s.name, [&] { s.computation->run(in->span(), *out, sink); });
       } else {
         // A message whose partition function failed is dropped, as Worker::route drops it;
         // so is one whose state the factory could not make, as in Shard::process.
         std::vector<std::uint64_t> keys(in->count());
         unkeyed_.assign(in->count(), 0);
         ErrorSink keying(&Canary::on_partition_error, this);
-        in_plugin(p, s.partition_name,
+        in_plugin(p, "partition function", s.partition_name,
                   [&] { s.partition->keys(in->span(), keys.data(), keying); });
         std::vector<void*> states;
         std::vector<std::size_t> failed;
-        step_ = s.name;
+        step_ = "step '" + s.name + "'";  // for a state factory's failure
+        before_state_ = false;
         for (std::size_t i = 0; i < keys.size(); ++i) {
           void* state = unkeyed_[i] ? nullptr
                                     : copy_state(s.state, keys[i], state_types[s.state],
@@ -148,7 +158,7 @@ class Canary {
             failed.push_back(i);
         }
         if (!failed.empty()) in->erase_sorted(failed.data(), failed.size());
-        in_plugin(p, s.name,
+        in_plugin(p, "step", s.name,
                   [&] { s.state_computation->run(in->span(), states.data(), *out, sink); });
       }
       in->clear();
@@ -158,25 +168,27 @@ class Canary {
     if (p.encoder && in->type()) {
       std::vector<std::byte> bytes;
       EncodedOutput encoded(bytes, p.sink_framing);
-      in_plugin(p, p.encoder_name, [&] { p.encoder->encode(in->span(), encoded, sink); });
+      in_plugin(p, "encoder", p.encoder_name,
+                [&] { p.encoder->encode(in->span(), encoded, sink); });
     }
     in->clear();
     return errors_;
   }
 
  private:
-  /// Runs one step's plugin call, naming the step for its errors and for a crash report.
+  /// Runs one plugin call of `kind` ("decoder", "step", ...), naming the component for its
+  /// errors and for a crash report.
   template <class F>
-  void in_plugin(const PipelinePlan& p, const std::string& step, F&& call) {
-    step_ = step;
-    const std::string label = step + " (the reload's canary)";
+  void in_plugin(const PipelinePlan& p, const char* kind, const std::string& name, F&& call) {
+    step_ = std::string(kind) + " '" + name + "'";
+    const std::string label = name + " (the reload's canary)";
     loader::PluginCall in(p.name, label);
     call();
   }
 
   static void on_error(void* self, std::size_t, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
-    c->errors_.push_back("step '" + c->step_ + "': " + printable(what));
+    c->errors_.push_back({c->step_ + ": " + printable(what), c->before_state_});
   }
   static void on_partition_error(void* self, std::size_t index, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
@@ -221,7 +233,7 @@ class Canary {
           threw = current_exception_text();
         }
         if (threw) {  // (the outer catch frees `at` if this throws)
-          errors_.push_back("step '" + step_ + "': the state factory threw: " + *threw);
+          errors_.push_back({step_ + ": the state factory threw: " + *threw, false});
           free_value(to, at);
           return nullptr;
         }
@@ -238,8 +250,9 @@ class Canary {
   const std::vector<std::unique_ptr<Shard>>& shards_;
   const States states_;
   std::vector<TempState> temps_;
-  std::vector<std::string> errors_;
-  std::string step_;
+  std::vector<Error> errors_;
+  std::string step_;          ///< the component running: "step 'x.add'"
+  bool before_state_ = true;  ///< no stateful step has run yet
   std::vector<char> unkeyed_;  ///< [message] its partition function failed
 };
 
@@ -451,7 +464,8 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
       // On copies of the live states, then on fresh ones: the recent messages have already
       // been applied to the live states, so a check the new build adds (a duplicate, an
       // event out of order) fails on the replay itself; it must fail on both to count.
-      std::string verdict;
+      std::optional<Canary::Error> first;  // the new version's first failure, on copies
+      std::string on_copies;                // its counts there
       for (const auto states : {Canary::States::copies, Canary::States::fresh}) {
         Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
         const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
@@ -461,12 +475,19 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
                                    " failed with the new version, " +
                                    std::to_string(old_errors.size()) + " with the old";
         if (states == Canary::States::copies) {
-          verdict = "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
-                    " (of " + std::to_string(sample.size()) + " recent messages: on copies of " +
-                    "their keys' states, " + counts;
+          first = new_errors.front();
+          on_copies = counts;
           continue;
         }
-        verdict += "; on fresh states, " + counts + ")";
+        // A failure before any state (a decoder, a partition function) is the same whatever
+        // states the runs were given: the two counts are then one, and no state is named.
+        const std::string of = " (of " + std::to_string(sample.size()) + " recent messages";
+        const std::string verdict =
+            "canary: pipeline '" + flow_->pipelines[i].name + "' " + first->text +
+            (first->before_state && counts == on_copies
+                 ? of + ", " + counts + ")"
+                 : of + ": on copies of their keys' states, " + on_copies + "; on fresh states, " +
+                       counts + ")");
         if (wiring_->topology.canary == topology::CanaryPolicy::refuse)
           return verdict + "; if the new build rejects these messages on purpose, set canary = "
                            "\"warn\" at the top of the topology (a restart applies it)";
