@@ -5,7 +5,8 @@
 //   2. wire the running topology again with it: every component still exported, every type
 //      still matching; decide for each state whether it is kept, migrated, reset or blocked;
 //   3. pause the sources at the gate and wait until nothing is in flight: every message read
-//      before this point has been processed by the old code, and nothing after it has started;
+//      before this point has been processed by the old code, and nothing after it has started
+//      (waited for as long as messages are being processed: a backlog drains, however slowly);
 //   4. canary: run the most recent frames of each pipeline through the old and the new
 //      components against copies of their keys' state (results discarded), first in a forked
 //      copy of the process (refuse if the new version crashes it), then here (refuse if the new
@@ -40,6 +41,10 @@ constexpr std::chrono::seconds kFirstRetry{5}, kLastRetry{60};
 /// How long the trial of a migration in a copy of the host may take: every key of every
 /// migrated state is carried over there, while the sources are paused.
 constexpr std::chrono::seconds kMigrationPatience{30};
+/// A reload waits for the sources to pause, then for the engine to drain, as long as messages
+/// keep being processed (a backlog behind a slow plugin drains, however slowly): it gives up
+/// after kStandstill in which nothing was, or after kLongestWait in all.
+constexpr std::chrono::seconds kStandstill{5}, kLongestWait{120};
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -75,6 +80,62 @@ bool runs_new_code(const topology::Wiring& running, const topology::Wiring& fres
   }
   return false;
 }
+
+/// How the engine gets on while a reload waits for it to pause and drain: a backlog drains,
+/// however slowly, while a blocked sink or a plugin call that does not return moves nothing.
+/// [control thread]
+class Progress {
+ public:
+  explicit Progress(const Dataflow& flow) : flow_(flow), at_(Clock::now()), now_(counts()) {}
+
+  /// Whether any message was decoded or processed by a shard since the last look (or since
+  /// this was made); the interval is the one why() speaks of.
+  bool moved() {
+    before_ = std::exchange(now_, counts());
+    const auto t = Clock::now();
+    seconds_ = std::chrono::duration<double>(t - std::exchange(at_, t)).count();
+    return now_ != before_;
+  }
+  /// Each shard with messages queued, and how fast it got on with them over the last interval:
+  /// "shard 0 still has 9000 messages queued and processes about 480/s", "shard 1 has processed
+  /// none of its 4096 queued messages for 5 s"; "; "-separated. Or that no shard has any.
+  std::string why() const {
+    std::string out;
+    for (std::uint32_t s = 0; s < flow_.router.shards(); ++s) {
+      // (done first: a batch is counted as sent before a shard can take it)
+      const std::uint64_t done = flow_.loads[s].done.load(std::memory_order_relaxed);
+      const std::uint64_t queued = flow_.loads[s].sent.load(std::memory_order_relaxed) - done;
+      if (queued == 0) continue;
+      const auto rate = static_cast<double>(now_[s] - before_[s]) / seconds_;
+      out += (out.empty() ? "" : "; ") +
+             (rate == 0 ? fmt::format("shard {} has processed none of its {} queued messages for "
+                                      "{:.0f} s", s, queued, seconds_)
+                        : fmt::format("shard {} still has {} messages queued and processes about "
+                                      "{:.0f}/s", s, queued, rate));
+    }
+    return out.empty() ? "no shard has a message queued (a source is still handing on what it "
+                         "read: a decoder or a step on its thread)"
+                       : out;
+  }
+
+ private:
+  /// [shard] messages processed, then the messages every pipeline decoded (a source's own
+  /// progress: with one shard run by the sources, the only one).
+  std::vector<std::uint64_t> counts() const {
+    std::vector<std::uint64_t> out;
+    for (std::uint32_t s = 0; s < flow_.router.shards(); ++s)
+      out.push_back(flow_.loads[s].done.load(std::memory_order_relaxed));
+    std::uint64_t decoded = 0;
+    for (const auto& p : flow_.pipelines) decoded += metrics::PipelineMetrics::get(p.metrics.in);
+    out.push_back(decoded);
+    return out;
+  }
+
+  const Dataflow& flow_;
+  Clock::time_point at_;
+  std::vector<std::uint64_t> now_, before_;
+  double seconds_ = 0;
+};
 
 /// Memory for one value of `type`, and its release (the alignment new/delete must agree on).
 void* allocate_value(const TypeDesc* type) {
@@ -601,16 +662,6 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
     report.message = "reload of " + who + " refused, still running " + listed(running) + ": " + why;
     return report;
   };
-  // A pause or drain that does not end: the blocked sinks and the threads in plugin code
-  // (named first in the log), if any, are why.
-  auto stalled = [&](const std::string& what) {
-    report.stalled = true;
-    loader::report_plugin_calls();
-    const std::string sinks = blocked_sinks();
-    return what + (sinks.empty() ? " (a sink that is blocked, or plugin code that does not "
-                                   "return: the threads in plugin code, if any, are named above)"
-                                 : ": " + sinks);
-  };
 
   // 1-2. Load and wire the new versions (each from its plugin's file); decide how each state
   // crosses over.
@@ -642,24 +693,57 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                           "paused");
   }
   const auto pause_started = Clock::now();
-  if (!gate_.pause(std::chrono::seconds(5)))
-    return refuse(stalled("the sources did not pause within 5 s"));
   auto resume = [&] {
     gate_.resume();
     report.pause_ms = ms_since(pause_started);
   };
-  {
-    flow_->begin_drain_wait();
-    std::unique_lock lock(flow_->control_mutex);
-    const bool drained = flow_->control_cv.wait_for(lock, std::chrono::seconds(10),
-                                                    [&] { return flow_->in_flight() == 0; });
-    lock.unlock();
-    flow_->end_drain_wait();
-    if (!drained) {
-      const std::string why = stalled("in-flight messages did not drain within 10 s");
-      resume();
-      return refuse(why);
+  // Each wait goes on while the engine moves: a source blocked on the full inbox of a slow
+  // shard leaves the gate once it has handed over its chunk, and the backlog drains. What does
+  // not move within kStandstill (a blocked sink, a plugin call that does not return), or takes
+  // longer than kLongestWait in all, refuses the reload, saying which.
+  Progress progress(*flow_);
+  const auto wait = [&](const std::string& what, const std::string& failed,
+                        const auto& done_within) -> std::string {
+    for (;;) {
+      if (done_within(kStandstill)) return {};
+      const bool moved = progress.moved();
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() -
+                                                                            pause_started);
+      if (moved && waited < kLongestWait) {
+        spdlog::info("reload of {}: waiting for {} ({} s so far): {}", who, what, waited.count(),
+                     progress.why());
+        continue;
+      }
+      report.stalled = true;  // tried again later: it may pass
+      if (moved)
+        return fmt::format("{} within {} s, though messages were processed all along: {} (a "
+                           "backlog longer than a reload waits for: it is tried again when it may "
+                           "have drained)", failed, kLongestWait.count(), progress.why());
+      loader::report_plugin_calls();  // named first in the log
+      const std::string sinks = blocked_sinks();
+      return fmt::format("{}: nothing was processed for {} s ({}); {}", failed,
+                         kStandstill.count(), progress.why(),
+                         sinks.empty() ? "a sink that is blocked, or plugin code that does not "
+                                         "return: the threads in plugin code, if any, are named "
+                                         "above"
+                                       : sinks);
     }
+  };
+  std::string stuck = wait("the sources to pause", "the sources did not pause",
+                           [&](auto patience) { return gate_.pause(patience); });
+  if (stuck.empty()) {
+    flow_->begin_drain_wait();
+    stuck = wait("the messages in flight to be processed", "in-flight messages did not drain",
+                 [&](auto patience) {
+                   std::unique_lock lock(flow_->control_mutex);
+                   return flow_->control_cv.wait_for(lock, patience,
+                                                     [&] { return flow_->in_flight() == 0; });
+                 });
+    flow_->end_drain_wait();
+  }
+  if (!stuck.empty()) {
+    resume();
+    return refuse(stuck);
   }
 
   // 4. Canary on recent input: the new version may not fail where the old one did not. It runs

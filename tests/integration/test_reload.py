@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import (TEST_PLUGINS, TIMEOUT, LiveRun, TempDirTest, connect, free_port,
+from harness import (TEST_PLUGINS, TIMEOUT, TRACK, LiveRun, TempDirTest, connect, free_port,
                      host_has_asan, host_has_tsan, read, read_to_end, summary,
                      wait_until_pipe_full, with_sdk_version)
 
@@ -48,8 +48,7 @@ class Feeder(threading.Thread):
 class ReloadTest(TempDirTest):
     """A live run fed by a Feeder; its plugins are copied beside the topology first."""
 
-    def launch(self, plugins, extra_state="", steps='{ state_computation = "ev.track", '
-               'state = "seqs", partition = "ev.by_key" }', watch=True, folder=".", link=None,
+    def launch(self, plugins, extra_state="", steps=TRACK, watch=True, folder=".", link=None,
                factory="ev.last_seq", encoder="ev.tracked_line", extra_aliases=None, settings="",
                shards=2, feed=True):
         """With `link`, the topology names each plugin through a symbolic link in that folder.
@@ -91,12 +90,16 @@ sink = {{ kind = "file", path = "out.txt", framing = "lines", encoder = "{encode
         shutil.copy(plugin_file, self.path(name + ".tmp"))
         os.rename(self.path(name + ".tmp"), self.path(name))
 
-    def finish(self, counters_continue=True):
-        self.feeder.stop.set()
-        self.feeder.join(60)
+    def finish(self, counters_continue=True, sent=None):
+        """Ends the run (the Feeder's, or a test's own input of `sent` events, already over)
+        and checks its output."""
+        if sent is None:
+            self.feeder.stop.set()
+            self.feeder.join(60)
+            sent = self.feeder.sent
         self.assertEqual(self.run_.wait(), 0, self.run_.stderr)
         lines = read(self.path("out.txt")).splitlines()
-        self.assertEqual(len(lines), self.feeder.sent, "every event comes out exactly once")
+        self.assertEqual(len(lines), sent, "every event comes out exactly once")
         if not counters_continue:
             return lines, None
         versions = {}
@@ -482,6 +485,28 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
         self.assertNotIn("reloaded plugin 'ev'", self.run_.stderr)
         self.assertNotIn("reloaded plugin 'ev2'", self.run_.stderr)
+
+    def test_a_slow_plugin_with_a_backlog_is_reloaded_once_the_backlog_has_drained(self):
+        # slow_tracked takes 2 ms an event on the only shard, and its inbox holds 128 batches
+        # of 32: the events sent at once make a backlog of many seconds, while the source waits
+        # on the full inbox. The reload waits for the source to pause and for the backlog to
+        # drain, as long as events are being processed, instead of giving up after a few
+        # seconds (and holding every source again at each retry).
+        self.launch({"ev": "test_events.so"}, steps=TRACK + ', { computation = "ev.slow_tracked" }',
+                    settings="queue_batches = 128", shards=1, feed=False)
+        backlog, after = 10000, 200
+        events = lambda first, n: "".join(f"{i % KEYS} {i // KEYS + 1}\n"
+                                          for i in range(first, first + n)).encode()
+        with connect(self.port) as s:
+            s.sendall(events(0, backlog))
+            self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+            line = self.run_.wait_for("reloaded plugin 'ev'")
+            s.sendall(events(backlog, after))
+            s.shutdown(socket.SHUT_WR)
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        lines, versions = self.finish(sent=backlog + after)
+        self.assertNotIn("refused", self.run_.stderr)
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
 
     def test_a_build_under_another_plugin_name_says_so(self):
         self.start()

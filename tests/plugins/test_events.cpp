@@ -12,7 +12,9 @@
 #include <string_view>
 #include <system_error>
 
+#include <chrono>
 #include <functional>
+#include <thread>
 
 #include <shardline/plugin.hpp>
 
@@ -233,6 +235,12 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
   });
   p.computation("overflow_tracked", [](const Tracked& t) {
     if (t.seq == 5) (void)overflow(0);
+    return t;
+  });
+  // A step after "track" that takes 2 ms a message, on the shard: a backlog builds up behind
+  // it, which a reload has to wait for.
+  p.computation("slow_tracked", [](const Tracked& t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     return t;
   });
 #if TEST_EVENTS_VARIANT == 2
