@@ -460,14 +460,24 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
   if (r.alias == "*") {  // SIGHUP: every plugin whose file holds another build, together
     std::vector<std::string> rebuilt;
+    bool removed = false;
     for (const auto& alias : aliases) {
-      // A file that cannot be read is tried too: the refusal then says why.
       const auto& plugin = *wiring_->plugin(alias);
-      if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) rebuilt.push_back(alias);
+      // A file removed (a clean rebuild under way) is no new build: the one loaded runs on, as
+      // the watcher has it, and the other plugins are reloaded. A file there that cannot be
+      // read is tried: the refusal then says why.
+      std::error_code ec;
+      if (!std::filesystem::exists(plugin.file(), ec) && !ec) {
+        spdlog::warn("plugin '{}': {} was removed; the build already loaded runs on", alias,
+                     plugin.file().string());
+        removed = true;
+      } else if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) {
+        rebuilt.push_back(alias);
+      }
     }
     if (rebuilt.empty())
-      return nothing_to_reload("every plugin file holds the build already running; nothing to "
-                               "reload");
+      return nothing_to_reload(std::string(removed ? "every other" : "every") +
+                               " plugin file holds the build already running; nothing to reload");
     return logged(reload(rebuilt));
   }
 

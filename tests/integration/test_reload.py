@@ -535,16 +535,19 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         self.assertEqual(sorted(lines), sorted(f"{i % KEYS} seq {i // KEYS + 1}"
                                                for i in range(self.feeder.sent)))
 
-    def test_sighup_with_a_plugin_file_gone_says_why_nothing_was_reloaded(self):
+    def test_sighup_with_a_plugin_file_gone_runs_on_with_the_build_loaded(self):
+        # As the watcher has it: a removed file is no new build (a clean rebuild under way).
         self.start(watch=False)
         self.feeder.wait_sent(1000)
         os.remove(self.path("ev.so"))
         self.run_.proc.send_signal(signal.SIGHUP)
-        line = self.run_.wait_for("reload of plugin 'ev' refused")
-        self.assertIn("still running test_events 1.0.0", line)
-        self.assertIn(self.path("ev.so"), line)
+        self.run_.wait_for("[warning] plugin 'ev': " + self.path("ev.so") + " was removed; the "
+                           "build already loaded runs on")
+        self.run_.wait_for("every other plugin file holds the build already running; nothing "
+                           "to reload")
         self.feeder.wait_sent(self.feeder.sent + 1000)
         self.finish()
+        self.assertNotIn("refused", self.run_.stderr)
 
     def test_a_reload_refused_while_the_sink_is_blocked_is_tried_again(self):
         # out.txt is a pipe that nobody reads at first: once it is full, the sink blocks, the
@@ -750,6 +753,21 @@ class SharedTypeReload(ReloadTest):
         self.feeder.wait_sent(self.feeder.sent + 1000)
         lines, versions = self.finish()
         self.check_versions(versions)
+
+    def test_sighup_with_one_plugin_file_gone_reloads_the_others(self):
+        self.start(watch=False)
+        self.feeder.wait_sent(1000)
+        os.remove(self.path("x.so"))
+        self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
+        self.run_.proc.send_signal(signal.SIGHUP)
+        self.run_.wait_for("[warning] plugin 'x': " + self.path("x.so") + " was removed; the "
+                           "build already loaded runs on")
+        line = self.run_.wait_for("reloaded plugin 'ev'")
+        self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
+        self.feeder.wait_sent(self.feeder.sent + 1000)
+        lines, versions = self.finish()
+        self.assertTrue(all(vs[-1] == "v2" for vs in versions.values()))
+        self.assertNotIn("refused", self.run_.stderr)
 
     def test_sighup_reloads_every_plugin_at_once(self):
         self.start(watch=False)
