@@ -59,6 +59,7 @@ struct ReloadReport {
   bool split_type = false;
   bool stalled = false;       ///< refused because the pipelines did not pause: may pass later
   std::string message;        ///< the log line
+  std::string reason;         ///< why it was refused (the end of `message`)
   std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
   /// States kept as they are whose values may hold the old builds' objects: every build the

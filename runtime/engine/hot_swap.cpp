@@ -45,6 +45,9 @@ constexpr std::chrono::seconds kMigrationPatience{30};
 /// keep being processed (a backlog behind a slow plugin drains, however slowly): it gives up
 /// after kStandstill in which nothing was, or after kLongestWait in all.
 constexpr std::chrono::seconds kStandstill{5}, kLongestWait{120};
+/// How long a reload waits for the file of a plugin it takes in with another to be written:
+/// past it, that plugin is left for the watcher, which reloads it once it has settled.
+constexpr std::chrono::seconds kPartnerSettle{10};
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -499,16 +502,29 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   ReloadReport alone = reload(same_file);
   if (alone.ok || !alone.split_type) return logged(std::move(alone));
   // A type this plugin shares with others may have changed in all of them: one build alone
-  // cannot fit, so the plugins rebuilt since they were loaded go in together.
+  // cannot fit, so the plugins rebuilt since they were loaded go in together. Such a file may
+  // be being written right now (a build system relinks one after the other): it is used once
+  // it has settled, as the watcher waits for the file it saw change.
   std::vector<std::string> group = same_file;
-  for (const auto& alias : aliases)
-    if (std::find(group.begin(), group.end(), alias) == group.end() &&
-        wiring_->plugin(alias)->rebuilt())
-      group.push_back(alias);
+  for (const auto& alias : aliases) {
+    if (std::find(group.begin(), group.end(), alias) != group.end()) continue;
+    const auto plugin = wiring_->plugin(alias);
+    if (!plugin->rebuilt()) continue;
+    if (!reload::wait_until_settled(plugin->file(), reload::kDebounce, kPartnerSettle)) {
+      spdlog::info("plugin '{}': {} is still being written; it is reloaded once it has settled",
+                   alias, plugin->file().string());
+      continue;
+    }
+    if (plugin->rebuilt()) group.push_back(alias);  // (it may be back to the running build)
+  }
   if (group.size() == same_file.size()) {
-    alone.message += "; rebuild the other plugins that use it too: plugins rebuilt since "
-                     "they were loaded are reloaded together";
-    return logged(std::move(alone));
+    // Not an error: the first of a pair to land waits for the other, as the old pair runs on.
+    const auto running = wiring_->plugin(r.alias);
+    alone.message = "plugin '" + r.alias + "': waiting for the plugins it shares a type with to "
+                    "be rebuilt too, to reload them together; until then it runs " +
+                    running->name() + " " + running->version() + ": " + alone.reason;
+    spdlog::warn("{}", alone.message);
+    return alone;
   }
   ReloadReport together = reload(group);
   if (!together.ok) together.message = alone.message + "; and " + together.message;
@@ -669,6 +685,7 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   auto refuse = [&](const std::string& why) {
     report.ok = false;
     report.total_ms = ms_since(started);
+    report.reason = why;
     report.message = "reload of " + who + " refused, still running " + listed(running) + ": " + why;
     return report;
   };
