@@ -114,7 +114,7 @@ class Progress {
              (rate == 0 ? fmt::format("shard {} has processed none of its {} queued messages for "
                                       "{:.0f} s", s, queued, seconds_)
                         : fmt::format("shard {} still has {} messages queued and processes about "
-                                      "{:.0f}/s", s, queued, rate));
+                                      "{:.{}f}/s", s, queued, rate, rate < 10 ? 1 : 0));
     }
     return out.empty() ? "no shard has a message queued (a source is still handing on what it "
                          "read: a decoder or a step on its thread)"
