@@ -498,9 +498,13 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         events = lambda first, n: "".join(f"{i % KEYS} {i // KEYS + 1}\n"
                                           for i in range(first, first + n)).encode()
         with connect(self.port) as s:
-            s.sendall(events(0, backlog))
+            # Sent from a thread: the kernel's buffers may not hold it all, and the source reads
+            # only as the shard makes room.
+            sender = threading.Thread(target=s.sendall, args=(events(0, backlog),), daemon=True)
+            sender.start()
             self.publish(f"{TEST_PLUGINS}/test_events_v2.so")
             line = self.run_.wait_for("reloaded plugin 'ev'")
+            sender.join(TIMEOUT)
             s.sendall(events(backlog, after))
             s.shutdown(socket.SHUT_WR)
         self.assertIn("test_events 1.0.0 -> 2.0.0; keys kept 20", line)
