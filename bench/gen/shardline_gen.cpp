@@ -622,6 +622,17 @@ class FrameCounter {
   std::uint64_t frames_ = 0;
 };
 
+/// Whether the first bytes of a stream read as text: printable ASCII and line ends only, with a
+/// line end among them or filling all of `head`. A length prefix is rarely printable: such a
+/// stream is lines (a sink with framing = "lines"), which receive does not count as frames.
+bool looks_like_lines(std::string_view head, std::size_t full) {
+  if (head.size() < 4) return false;
+  const bool text = std::all_of(head.begin(), head.end(), [](char c) {
+    return c == '\n' || c == '\r' || c == '\t' || (c >= 0x20 && c < 0x7f);
+  });
+  return text && (head.find('\n') != std::string_view::npos || head.size() == full);
+}
+
 int receive(const ReceiveOptions& o) {
   const AddrInfo ai(o.listen, true);
   Socket listener;
@@ -647,6 +658,8 @@ int receive(const ReceiveOptions& o) {
 
   Output out(o.out);
   FrameCounter counter;
+  constexpr std::size_t kHead = 64;
+  std::string head;  // the stream's first kHead bytes: to tell lines from frames
   const std::uint64_t limit = o.count > 0 ? o.count : UINT64_MAX;
   bool timed_out = false;
   std::string peer = "nobody";
@@ -674,6 +687,7 @@ int receive(const ReceiveOptions& o) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) throw Failure(errno_text("recv from " + peer));
       if (n == 0) break;
+      head.append(buf.data(), std::min(static_cast<std::size_t>(n), kHead - head.size()));
       out.append(buf.data(), counter.feed(buf.data(), static_cast<std::size_t>(n), limit));
     }
   }
@@ -684,7 +698,12 @@ int receive(const ReceiveOptions& o) {
               static_cast<unsigned long long>(counter.frames()),
               static_cast<unsigned long long>(out.bytes()), peer.c_str(), secs,
               timed_out ? " (timed out)" : "");
-  if (counter.mid_frame())
+  if (looks_like_lines(head, kHead))
+    std::fprintf(stderr, "warning: the stream looks like lines of text, not frames: receive "
+                         "counts frames of a 4-byte big-endian length and that many bytes "
+                         "(a sink with framing = \"length\"); the bytes are in %s as received\n",
+                 o.out == "-" ? "stdout" : o.out.c_str());
+  else if (counter.mid_frame())
     std::fprintf(stderr, "warning: the last frame is incomplete\n");
   if (o.count > 0 && counter.frames() < o.count) {
     std::fprintf(stderr, "error: expected %llu frames, received %llu\n",
@@ -779,6 +798,9 @@ int main(int argc, char** argv) {
       "receive",
       "Accept one TCP connection (e.g. from shardline's TCP sink) and write everything it "
       "sends to a file, until the peer closes, N frames arrived, or the timeout passes. "
+      "It counts length-prefixed frames (a 4-byte big-endian length, then that many bytes: a "
+      "sink's framing = \"length\"); a stream of lines is written all the same, but not "
+      "counted. "
       "Prints \"listening on HOST:PORT\" on stderr once listening (port 0 picks a free port) "
       "and the number of frames received on stdout.");
   recv->add_option("--listen", recv_opts.listen, "Where to listen")

@@ -163,6 +163,11 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   return status;
 }
 
+/// What `check --against` says when it is not given two plugin files.
+constexpr const char* kAgainstUsage =
+    "shardline check: --against takes two plugin files, OLD.so NEW.so: the build running now, "
+    "then the new one\n";
+
 /// `check`: the wiring's warnings, and what depends on the machine the topology runs on, are
 /// warnings, not errors (see connectors/machine_checks.hpp).
 void print_warnings(const topology::Wiring& wiring) {
@@ -170,54 +175,79 @@ void print_warnings(const topology::Wiring& wiring) {
     std::fprintf(stderr, "%s: warning: %s\n", w.pos.str().c_str(), w.text.c_str());
 }
 
-/// `check [TOPOLOGY] --against OLD.so NEW.so`: what a reload from OLD to NEW would do; with
-/// the topology (run with `shards`, if given), whether the running host would accept it, as
-/// its reload decides.
+/// `check [TOPOLOGY] --against OLD.so NEW.so [--against OLD.so NEW.so ...]`: what a reload of
+/// each OLD into its NEW would do; with the topology, whether the running host would accept
+/// them, reloaded together, as its reload decides (run with `shards`, if given). `against`
+/// holds the pairs in turn.
 int preflight(const CommonOptions& o, std::optional<std::uint32_t> shards,
-              const std::string& old_file, const std::string& new_file) {
+              const std::vector<std::string>& against) {
+  // Usage errors first, before anything is loaded or printed.
+  for (const auto& file : against)
+    if (std::filesystem::path(file).extension() == ".toml") {
+      std::fprintf(stderr, "shardline check: %s is a topology, but --against takes plugin files: "
+                           "OLD.so NEW.so, the build running now, then the new one (e.g. "
+                           "shardline check %s --against build/x.so new/x.so)\n",
+                   file.c_str(), file.c_str());
+      return engine::exit_usage;
+    }
+  std::unique_ptr<topology::Wiring> wiring;
+  std::vector<reload::NewBuild> builds;
+  if (!o.topology.empty()) {
+    wiring = load(o, shards);
+    if (!wiring) return engine::exit_startup_failed;
+    std::string files;
+    for (const auto& [alias, plugin] : wiring->plugins)
+      files += (files.empty() ? "" : ", ") + alias + " = " + plugin->file().string();
+    for (std::size_t i = 0; i < against.size(); i += 2) {
+      const std::size_t before = builds.size();
+      for (const auto& [alias, plugin] : wiring->plugins) {
+        std::error_code ec;
+        if (std::filesystem::equivalent(plugin->file(), against[i], ec))
+          builds.push_back({alias, against[i + 1]});
+      }
+      if (builds.size() == before) {
+        std::fprintf(stderr, "shardline check: %s is not the file of a plugin of %s (%s); give the "
+                             "file the topology loads as OLD.so\n",
+                     against[i].c_str(), o.topology.c_str(), files.c_str());
+        return engine::exit_usage;
+      }
+    }
+  }
   // A build whose static constructors crash would end this command inside dlopen: each is
   // loaded in a copy of the process first, NEW beside OLD as a reload loads it.
   using Trial = loader::Plugin::Trial;
-  reload::PluginDiff diff;
-  try {
-    const auto from = loader::Plugin::load(old_file, Trial::in_copy_first);
-    const auto to = loader::Plugin::load(new_file, Trial::in_copy_first);
-    std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
-              << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
-    diff = reload::compare_plugins(*from, *to);
-    for (const auto& line : diff.lines) std::cout << "  " << line << "\n";
-    if (diff.lines.empty()) std::cout << "  no difference in components or state types\n";
-  } catch (const loader::PluginError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return engine::exit_startup_failed;
+  bool refused = false, types_changed = false;
+  for (std::size_t i = 0; i < against.size(); i += 2) {
+    const std::string &old_file = against[i], &new_file = against[i + 1];
+    try {
+      const auto from = loader::Plugin::load(old_file, Trial::in_copy_first);
+      const auto to = loader::Plugin::load(new_file, Trial::in_copy_first);
+      std::cout << "reload " << from->name() << " " << from->version() << " (" << old_file
+                << ") -> " << to->name() << " " << to->version() << " (" << new_file << "):\n";
+      // What runs is what the host loaded last: after a refused reload, not the file's build.
+      std::cout << "  (against the build in " << old_file << ": a host runs it only if it loaded "
+                   "that file last; after a refused reload the file holds the refused build)\n";
+      const reload::PluginDiff diff = reload::compare_plugins(*from, *to);
+      for (const auto& line : diff.lines) std::cout << "  " << line << "\n";
+      if (diff.lines.empty()) std::cout << "  no difference in components or state types\n";
+      refused = refused || diff.refused;
+      types_changed = types_changed || diff.types_changed;
+    } catch (const loader::PluginError& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return engine::exit_startup_failed;
+    }
   }
-  if (o.topology.empty()) {
-    std::cout << (diff.refused
+  if (!wiring) {
+    std::cout << (refused
                       ? "a topology using what is removed or blocked would refuse this reload\n"
-                  : diff.types_changed
+                  : types_changed
                       ? "ok for every state, which can be kept or migrated; whether the changed "
                         "types still fit the plugins this one exchanges them with, `shardline "
                         "check TOPOLOGY --against OLD.so NEW.so` says\n"
                       : "ok: the reload can keep or migrate every state\n");
-    return diff.refused ? 1 : 0;
+    return refused ? 1 : 0;
   }
 
-  const auto wiring = load(o, shards);
-  if (!wiring) return engine::exit_startup_failed;
-  std::vector<reload::NewBuild> builds;
-  std::string files;
-  for (const auto& [alias, plugin] : wiring->plugins) {
-    std::error_code ec;
-    if (std::filesystem::equivalent(plugin->file(), old_file, ec))
-      builds.push_back({alias, new_file});
-    files += (files.empty() ? "" : ", ") + alias + " = " + plugin->file().string();
-  }
-  if (builds.empty()) {
-    std::fprintf(stderr, "shardline check: %s is not the file of a plugin of %s (%s); give the "
-                         "file the topology loads as OLD.so\n",
-                 old_file.c_str(), o.topology.c_str(), files.c_str());
-    return engine::exit_startup_failed;
-  }
   const reload::ReloadPlan plan = reload::plan_reload(*wiring, builds);
   std::cout << "in " << o.topology << ":\n";
   if (!plan.refused.empty()) {
@@ -336,8 +366,8 @@ int main(int argc, char** argv) {
   engine::EngineOptions engine_options;
   run->add_flag("--watch", engine_options.watch,
                 "Hot-reload a plugin when its file is rebuilt (state kept, no message lost), "
-                "and check the topology file when it is edited (a restart applies it); "
-                "without it, send SIGHUP to reload every rebuilt plugin");
+                "and check the topology file when it is edited (a restart applies it). "
+                "With or without it, SIGHUP reloads every rebuilt plugin");
   double stats_seconds = 0;
   run->add_option("--stats", stats_seconds,
                   "Every SECONDS (0.01 to 86400), log each pipeline's counts so far, its rates "
@@ -376,11 +406,13 @@ int main(int argc, char** argv) {
       ->check(shard_count);
   check->add_option("--against", against,
                     "OLD.so NEW.so: compare two builds of a plugin; with TOPOLOGY (whose plugin "
-                    "OLD.so is), also whether a running host would accept the reload")
+                    "OLD.so is), also whether a running host would accept the reload. Once per "
+                    "plugin for plugins reloaded together (a type they share changed)")
       ->expected(2)
       // Exactly two: a vector option otherwise takes every word after it, TOPOLOGY included
-      // (`check --against OLD.so NEW.so topology.toml`).
+      // (`check --against OLD.so NEW.so topology.toml`). Each --against adds its pair.
       ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->check(CLI::ExistingFile);
 
   if (argc == 1) {  // no subcommand at all: show what there is, rather than one line of error
@@ -393,8 +425,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ArgumentMismatch& e) {
     // (CLI11 would say "At least 2 required", though exactly two are.)
     if (std::string_view(e.what()).starts_with("--against"))
-      std::fprintf(stderr, "shardline check: --against takes two plugin files, OLD.so NEW.so: "
-                           "the build running now, then the new one\n");
+      std::fputs(kAgainstUsage, stderr);
     else
       app.exit(e);
     return engine::exit_usage;
@@ -410,7 +441,11 @@ int main(int argc, char** argv) {
   }
   setup_logging(check_opts.log_level);
   pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr);  // check runs no pipeline: a hang-up ends it
-  if (!against.empty()) return preflight(check_opts, shards, against[0], against[1]);
+  if (against.size() % 2 != 0) {  // (CLI11 takes `--against OLD.so` alone, with TakeAll)
+    std::fputs(kAgainstUsage, stderr);
+    return engine::exit_usage;
+  }
+  if (!against.empty()) return preflight(check_opts, shards, against);
   if (check_opts.topology.empty()) {
     std::fprintf(stderr, "shardline check: give a TOPOLOGY, or --against OLD.so NEW.so\n");
     return engine::exit_usage;

@@ -30,6 +30,15 @@ namespace shardline::engine {
 
 class Shard;
 
+/// Messages sent to one shard's inbox, and processed from it: what the shard still has queued,
+/// and whether it gets on with it, for a reload waiting for the engine to drain. Counted once
+/// per batch; each count on a cache line of its own (the senders write one, the shard the
+/// other).
+struct ShardLoad {
+  alignas(64) std::atomic<std::uint64_t> sent{0};
+  alignas(64) std::atomic<std::uint64_t> done{0};
+};
+
 struct StepPlan {
   std::string name;  ///< "plugin.component" as written in the topology
   bool stateful = false;
@@ -78,7 +87,8 @@ class Dataflow {
       : router(key_groups, shards),
         batch_size(batch_size),
         queue_batches(queue_batches),
-        scheduling(scheduling) {
+        scheduling(scheduling),
+        loads(std::make_unique<ShardLoad[]>(shards)) {
     for (std::uint32_t s = 0; s < shards; ++s)
       inboxes.push_back(std::make_unique<BoundedQueue<Batch*>>(queue_batches));
   }
@@ -89,6 +99,7 @@ class Dataflow {
   void send(std::uint32_t shard, Batch* b, bool may_block, bool wake) {
     pipelines[b->pipeline].in_flight.fetch_add(1, std::memory_order_relaxed);
     in_flight_.fetch_add(1, std::memory_order_relaxed);
+    loads[shard].sent.fetch_add(b->messages.count(), std::memory_order_relaxed);
     inboxes[shard]->push(b, may_block, wake);
   }
   /// A shard finished a batch of `pipeline`, and has already sent on everything it produced.
@@ -127,6 +138,7 @@ class Dataflow {
   topology::Scheduling scheduling;  ///< applied by every engine thread as it starts
   std::uint32_t routes = 0;  ///< number of stateful steps over all pipelines
   std::vector<std::unique_ptr<BoundedQueue<Batch*>>> inboxes;
+  std::unique_ptr<ShardLoad[]> loads;  ///< [shard]: what went through its inbox
   std::vector<std::unique_ptr<SinkPort>> sinks;
   /// The shard whose steps the source threads run themselves (topology::Wiring::
   /// sources_run_shard): their batches go to Shard::process_from_source() instead of its inbox,

@@ -59,11 +59,15 @@ struct ReloadReport {
   bool split_type = false;
   bool stalled = false;       ///< refused because the pipelines did not pause: may pass later
   std::string message;        ///< the log line
+  std::string reason;         ///< why it was refused (the end of `message`)
   std::string versions;       ///< "test_events 1.0.0 -> 2.0.0", one per plugin reloaded
   std::uint64_t keys_kept = 0, keys_migrated = 0, keys_reset = 0;
   /// States kept as they are whose values may hold the old builds' objects: every build the
   /// reload replaced then stays loaded, on purpose.
   std::vector<std::string> old_held_for;
+  /// What the canary could not try ("canary: no recent input, ..."): a pipeline that runs the
+  /// new code and has had no input yet. Empty when every such pipeline was tried.
+  std::string untried;
   double pause_ms = 0;        ///< sources paused -> resumed
   double total_ms = 0;        ///< request taken -> done
   bool old_unloaded = false;  ///< the old library is no longer mapped

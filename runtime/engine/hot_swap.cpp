@@ -5,7 +5,8 @@
 //   2. wire the running topology again with it: every component still exported, every type
 //      still matching; decide for each state whether it is kept, migrated, reset or blocked;
 //   3. pause the sources at the gate and wait until nothing is in flight: every message read
-//      before this point has been processed by the old code, and nothing after it has started;
+//      before this point has been processed by the old code, and nothing after it has started
+//      (waited for as long as messages are being processed: a backlog drains, however slowly);
 //   4. canary: run the most recent frames of each pipeline through the old and the new
 //      components against copies of their keys' state (results discarded), first in a forked
 //      copy of the process (refuse if the new version crashes it), then here (refuse if the new
@@ -40,6 +41,13 @@ constexpr std::chrono::seconds kFirstRetry{5}, kLastRetry{60};
 /// How long the trial of a migration in a copy of the host may take: every key of every
 /// migrated state is carried over there, while the sources are paused.
 constexpr std::chrono::seconds kMigrationPatience{30};
+/// A reload waits for the sources to pause, then for the engine to drain, as long as messages
+/// keep being processed (a backlog behind a slow plugin drains, however slowly): it gives up
+/// after kStandstill in which nothing was, or after kLongestWait in all.
+constexpr std::chrono::seconds kStandstill{5}, kLongestWait{120};
+/// How long a reload waits for the file of a plugin it takes in with another to be written:
+/// past it, that plugin is left for the watcher, which reloads it once it has settled.
+constexpr std::chrono::seconds kPartnerSettle{10};
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -61,6 +69,76 @@ bool mapped(const std::filesystem::path& shadow) {
     if (line.find(name) != std::string::npos) return true;
   return false;
 }
+
+/// Whether pipeline `i` would run any code of the new builds: a component (or a state's factory)
+/// of `fresh` that is not the running one. A plugin that is not reloaded keeps its components.
+bool runs_new_code(const topology::Wiring& running, const topology::Wiring& fresh, std::size_t i) {
+  const topology::WiredPipeline &was = running.pipelines[i], &now = fresh.pipelines[i];
+  if (was.decoder != now.decoder || was.encoder != now.encoder) return true;
+  for (std::size_t k = 0; k < was.steps.size(); ++k) {
+    const topology::WiredStep &a = was.steps[k], &b = now.steps[k];
+    if (a.component != b.component || a.partition != b.partition) return true;
+    if (a.spec->stateful && running.states[a.state].factory != fresh.states[b.state].factory)
+      return true;
+  }
+  return false;
+}
+
+/// How the engine gets on while a reload waits for it to pause and drain: a backlog drains,
+/// however slowly, while a blocked sink or a plugin call that does not return moves nothing.
+/// [control thread]
+class Progress {
+ public:
+  explicit Progress(const Dataflow& flow) : flow_(flow), at_(Clock::now()), now_(counts()) {}
+
+  /// Whether any message was decoded or processed by a shard since the last look (or since
+  /// this was made); the interval is the one why() speaks of.
+  bool moved() {
+    before_ = std::exchange(now_, counts());
+    const auto t = Clock::now();
+    seconds_ = std::chrono::duration<double>(t - std::exchange(at_, t)).count();
+    return now_ != before_;
+  }
+  /// Each shard with messages queued, and how fast it got on with them over the last interval:
+  /// "shard 0 still has 9000 messages queued and processes about 480/s", "shard 1 has processed
+  /// none of its 4096 queued messages for 5 s"; "; "-separated. Or that no shard has any.
+  std::string why() const {
+    std::string out;
+    for (std::uint32_t s = 0; s < flow_.router.shards(); ++s) {
+      // (done first: a batch is counted as sent before a shard can take it)
+      const std::uint64_t done = flow_.loads[s].done.load(std::memory_order_relaxed);
+      const std::uint64_t queued = flow_.loads[s].sent.load(std::memory_order_relaxed) - done;
+      if (queued == 0) continue;
+      const auto rate = static_cast<double>(now_[s] - before_[s]) / seconds_;
+      out += (out.empty() ? "" : "; ") +
+             (rate == 0 ? fmt::format("shard {} has processed none of its {} queued messages for "
+                                      "{:.0f} s", s, queued, seconds_)
+                        : fmt::format("shard {} still has {} messages queued and processes about "
+                                      "{:.{}f}/s", s, queued, rate, rate < 10 ? 1 : 0));
+    }
+    return out.empty() ? "no shard has a message queued (a source is still handing on what it "
+                         "read: a decoder or a step on its thread)"
+                       : out;
+  }
+
+ private:
+  /// [shard] messages processed, then the messages every pipeline decoded (a source's own
+  /// progress: with one shard run by the sources, the only one).
+  std::vector<std::uint64_t> counts() const {
+    std::vector<std::uint64_t> out;
+    for (std::uint32_t s = 0; s < flow_.router.shards(); ++s)
+      out.push_back(flow_.loads[s].done.load(std::memory_order_relaxed));
+    std::uint64_t decoded = 0;
+    for (const auto& p : flow_.pipelines) decoded += metrics::PipelineMetrics::get(p.metrics.in);
+    out.push_back(decoded);
+    return out;
+  }
+
+  const Dataflow& flow_;
+  Clock::time_point at_;
+  std::vector<std::uint64_t> now_, before_;
+  double seconds_ = 0;
+};
 
 /// Memory for one value of `type`, and its release (the alignment new/delete must agree on).
 void* allocate_value(const TypeDesc* type) {
@@ -85,6 +163,13 @@ struct TempState {
 class Canary {
  public:
   enum class States { copies, fresh, live };
+  /// One message's failure: "decoder 'x.line': what it said".
+  struct Error {
+    std::string text;
+    /// It failed where no state has been involved yet (the decoder, the steps and partition
+    /// function before the first state): the states the run was given make no difference.
+    bool before_state;
+  };
   Canary(const ShardRouter& router, const std::vector<std::unique_ptr<Shard>>& shards,
          States states)
       : router_(router), shards_(shards), states_(states) {}
@@ -97,33 +182,36 @@ class Canary {
 
   /// Errors of running `frames` through `p` (a plan bound to one version); state of step k
   /// comes as a copy of the live state converted to `state_types[k]` built by `factories[k]`.
-  std::vector<std::string> run(const PipelinePlan& p,
+  std::vector<Error> run(const PipelinePlan& p,
                                const std::vector<std::vector<std::byte>>& frames,
                                const std::vector<const TypeDesc*>& state_types,
                                const std::vector<StateFactory*>& factories) {
     errors_.clear();
+    before_state_ = true;
     std::vector<Frame> views;
     for (const auto& f : frames) views.push_back({f.data(), static_cast<std::uint32_t>(f.size())});
     MessageBuffer a(p.decoded), b;
     ErrorSink sink(&Canary::on_error, this);
-    in_plugin(p, p.decoder_name, [&] { p.decoder->decode(views.data(), views.size(), a, sink); });
+    in_plugin(p, "decoder", p.decoder_name,
+              [&] { p.decoder->decode(views.data(), views.size(), a, sink); });
     MessageBuffer* in = &a;
     MessageBuffer* out = &b;
     for (const StepPlan& s : p.steps) {
       out->set_type(s.output);
       if (!s.stateful) {
-        in_plugin(p, s.name, [&] { s.computation->run(in->span(), *out, sink); });
+        in_plugin(p, "step", s.name, [&] { s.computation->run(in->span(), *out, sink); });
       } else {
         // A message whose partition function failed is dropped, as Worker::route drops it;
         // so is one whose state the factory could not make, as in Shard::process.
         std::vector<std::uint64_t> keys(in->count());
         unkeyed_.assign(in->count(), 0);
         ErrorSink keying(&Canary::on_partition_error, this);
-        in_plugin(p, s.partition_name,
+        in_plugin(p, "partition function", s.partition_name,
                   [&] { s.partition->keys(in->span(), keys.data(), keying); });
         std::vector<void*> states;
         std::vector<std::size_t> failed;
-        step_ = s.name;
+        step_ = "step '" + s.name + "'";  // for a state factory's failure
+        before_state_ = false;
         for (std::size_t i = 0; i < keys.size(); ++i) {
           void* state = unkeyed_[i] ? nullptr
                                     : copy_state(s.state, keys[i], state_types[s.state],
@@ -134,7 +222,7 @@ class Canary {
             failed.push_back(i);
         }
         if (!failed.empty()) in->erase_sorted(failed.data(), failed.size());
-        in_plugin(p, s.name,
+        in_plugin(p, "step", s.name,
                   [&] { s.state_computation->run(in->span(), states.data(), *out, sink); });
       }
       in->clear();
@@ -144,25 +232,27 @@ class Canary {
     if (p.encoder && in->type()) {
       std::vector<std::byte> bytes;
       EncodedOutput encoded(bytes, p.sink_framing);
-      in_plugin(p, p.encoder_name, [&] { p.encoder->encode(in->span(), encoded, sink); });
+      in_plugin(p, "encoder", p.encoder_name,
+                [&] { p.encoder->encode(in->span(), encoded, sink); });
     }
     in->clear();
     return errors_;
   }
 
  private:
-  /// Runs one step's plugin call, naming the step for its errors and for a crash report.
+  /// Runs one plugin call of `kind` ("decoder", "step", ...), naming the component for its
+  /// errors and for a crash report.
   template <class F>
-  void in_plugin(const PipelinePlan& p, const std::string& step, F&& call) {
-    step_ = step;
-    const std::string label = step + " (the reload's canary)";
+  void in_plugin(const PipelinePlan& p, const char* kind, const std::string& name, F&& call) {
+    step_ = std::string(kind) + " '" + name + "'";
+    const std::string label = name + " (the reload's canary)";
     loader::PluginCall in(p.name, label);
     call();
   }
 
   static void on_error(void* self, std::size_t, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
-    c->errors_.push_back("step '" + c->step_ + "': " + printable(what));
+    c->errors_.push_back({c->step_ + ": " + printable(what), c->before_state_});
   }
   static void on_partition_error(void* self, std::size_t index, std::string_view what) {
     auto* c = static_cast<Canary*>(self);
@@ -207,7 +297,7 @@ class Canary {
           threw = current_exception_text();
         }
         if (threw) {  // (the outer catch frees `at` if this throws)
-          errors_.push_back("step '" + step_ + "': the state factory threw: " + *threw);
+          errors_.push_back({step_ + ": the state factory threw: " + *threw, false});
           free_value(to, at);
           return nullptr;
         }
@@ -224,8 +314,9 @@ class Canary {
   const std::vector<std::unique_ptr<Shard>>& shards_;
   const States states_;
   std::vector<TempState> temps_;
-  std::vector<std::string> errors_;
-  std::string step_;
+  std::vector<Error> errors_;
+  std::string step_;          ///< the component running: "step 'x.add'"
+  bool before_state_ = true;  ///< no stateful step has run yet
   std::vector<char> unkeyed_;  ///< [message] its partition function failed
 };
 
@@ -353,7 +444,8 @@ void Engine::serve_reloads() {
 ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   const auto logged = [](ReloadReport report) {
     if (!report.ok) spdlog::error("{}", report.message);
-    else if (report.old_unloaded) spdlog::info("{}", report.message);
+    else if (report.old_unloaded && report.untried.empty()) spdlog::info("{}", report.message);
+    else if (report.old_unloaded) spdlog::warn("{}", report.message);  // says what was not tried
     else
       spdlog::warn("{} (something still holds the old version: a thread_local with a destructor "
                    "used on an engine thread, or a library the plugin opened, keeps it mapped)",
@@ -371,14 +463,24 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   for (const auto& entry : wiring_->plugins) aliases.push_back(entry.first);
   if (r.alias == "*") {  // SIGHUP: every plugin whose file holds another build, together
     std::vector<std::string> rebuilt;
+    bool removed = false;
     for (const auto& alias : aliases) {
-      // A file that cannot be read is tried too: the refusal then says why.
       const auto& plugin = *wiring_->plugin(alias);
-      if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) rebuilt.push_back(alias);
+      // A file removed (a clean rebuild under way) is no new build: the one loaded runs on, as
+      // the watcher has it, and the other plugins are reloaded. A file there that cannot be
+      // read is tried: the refusal then says why.
+      std::error_code ec;
+      if (!std::filesystem::exists(plugin.file(), ec) && !ec) {
+        spdlog::warn("plugin '{}': {} was removed; the build already loaded runs on", alias,
+                     plugin.file().string());
+        removed = true;
+      } else if (plugin.rebuilt() || ::access(plugin.file().c_str(), R_OK) != 0) {
+        rebuilt.push_back(alias);
+      }
     }
     if (rebuilt.empty())
-      return nothing_to_reload("every plugin file holds the build already running; nothing to "
-                               "reload");
+      return nothing_to_reload(std::string(removed ? "every other" : "every") +
+                               " plugin file holds the build already running; nothing to reload");
     return logged(reload(rebuilt));
   }
 
@@ -400,16 +502,29 @@ ReloadReport Engine::serve_reload(const ReloadRequest& r) {
   ReloadReport alone = reload(same_file);
   if (alone.ok || !alone.split_type) return logged(std::move(alone));
   // A type this plugin shares with others may have changed in all of them: one build alone
-  // cannot fit, so the plugins rebuilt since they were loaded go in together.
+  // cannot fit, so the plugins rebuilt since they were loaded go in together. Such a file may
+  // be being written right now (a build system relinks one after the other): it is used once
+  // it has settled, as the watcher waits for the file it saw change.
   std::vector<std::string> group = same_file;
-  for (const auto& alias : aliases)
-    if (std::find(group.begin(), group.end(), alias) == group.end() &&
-        wiring_->plugin(alias)->rebuilt())
-      group.push_back(alias);
+  for (const auto& alias : aliases) {
+    if (std::find(group.begin(), group.end(), alias) != group.end()) continue;
+    const auto plugin = wiring_->plugin(alias);
+    if (!plugin->rebuilt()) continue;
+    if (!reload::wait_until_settled(plugin->file(), reload::kDebounce, kPartnerSettle)) {
+      spdlog::info("plugin '{}': {} is still being written; it is reloaded once it has settled",
+                   alias, plugin->file().string());
+      continue;
+    }
+    if (plugin->rebuilt()) group.push_back(alias);  // (it may be back to the running build)
+  }
   if (group.size() == same_file.size()) {
-    alone.message += "; rebuild the other plugins that use it too: plugins rebuilt since "
-                     "they were loaded are reloaded together";
-    return logged(std::move(alone));
+    // Not an error: the first of a pair to land waits for the other, as the old pair runs on.
+    const auto running = wiring_->plugin(r.alias);
+    alone.message = "plugin '" + r.alias + "': waiting for the plugins it shares a type with to "
+                    "be rebuilt too, to reload them together; until then it runs " +
+                    running->name() + " " + running->version() + ": " + alone.reason;
+    spdlog::warn("{}", alone.message);
+    return alone;
   }
   ReloadReport together = reload(group);
   if (!together.ok) together.message = alone.message + "; and " + together.message;
@@ -436,7 +551,8 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
       // On copies of the live states, then on fresh ones: the recent messages have already
       // been applied to the live states, so a check the new build adds (a duplicate, an
       // event out of order) fails on the replay itself; it must fail on both to count.
-      std::string verdict;
+      std::optional<Canary::Error> first;  // the new version's first failure, on copies
+      std::string on_copies;                // its counts there
       for (const auto states : {Canary::States::copies, Canary::States::fresh}) {
         Canary old_run(flow_->router, shards_, states), new_run(flow_->router, shards_, states);
         const auto old_errors = old_run.run(flow_->pipelines[i], sample, old_types, old_factories);
@@ -446,12 +562,19 @@ std::string Engine::run_canary(const topology::Wiring& fresh, bool in_copy) {
                                    " failed with the new version, " +
                                    std::to_string(old_errors.size()) + " with the old";
         if (states == Canary::States::copies) {
-          verdict = "canary: pipeline '" + flow_->pipelines[i].name + "' " + new_errors.front() +
-                    " (of " + std::to_string(sample.size()) + " recent messages: on copies of " +
-                    "their keys' states, " + counts;
+          first = new_errors.front();
+          on_copies = counts;
           continue;
         }
-        verdict += "; on fresh states, " + counts + ")";
+        // A failure before any state (a decoder, a partition function) is the same whatever
+        // states the runs were given: the two counts are then one, and no state is named.
+        const std::string of = " (of " + std::to_string(sample.size()) + " recent messages";
+        const std::string verdict =
+            "canary: pipeline '" + flow_->pipelines[i].name + "' " + first->text +
+            (first->before_state && counts == on_copies
+                 ? of + ", " + counts + ")"
+                 : of + ": on copies of their keys' states, " + on_copies + "; on fresh states, " +
+                       counts + ")");
         if (wiring_->topology.canary == topology::CanaryPolicy::refuse)
           return verdict + "; if the new build rejects these messages on purpose, set canary = "
                            "\"warn\" at the top of the topology (a restart applies it)";
@@ -562,18 +685,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   auto refuse = [&](const std::string& why) {
     report.ok = false;
     report.total_ms = ms_since(started);
+    report.reason = why;
     report.message = "reload of " + who + " refused, still running " + listed(running) + ": " + why;
     return report;
-  };
-  // A pause or drain that does not end: the blocked sinks and the threads in plugin code
-  // (named first in the log), if any, are why.
-  auto stalled = [&](const std::string& what) {
-    report.stalled = true;
-    loader::report_plugin_calls();
-    const std::string sinks = blocked_sinks();
-    return what + (sinks.empty() ? " (a sink that is blocked, or plugin code that does not "
-                                   "return: the threads in plugin code, if any, are named above)"
-                                 : ": " + sinks);
   };
 
   // 1-2. Load and wire the new versions (each from its plugin's file); decide how each state
@@ -606,32 +720,79 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
                           "paused");
   }
   const auto pause_started = Clock::now();
-  if (!gate_.pause(std::chrono::seconds(5)))
-    return refuse(stalled("the sources did not pause within 5 s"));
   auto resume = [&] {
     gate_.resume();
     report.pause_ms = ms_since(pause_started);
   };
-  {
-    flow_->begin_drain_wait();
-    std::unique_lock lock(flow_->control_mutex);
-    const bool drained = flow_->control_cv.wait_for(lock, std::chrono::seconds(10),
-                                                    [&] { return flow_->in_flight() == 0; });
-    lock.unlock();
-    flow_->end_drain_wait();
-    if (!drained) {
-      const std::string why = stalled("in-flight messages did not drain within 10 s");
-      resume();
-      return refuse(why);
+  // Each wait goes on while the engine moves: a source blocked on the full inbox of a slow
+  // shard leaves the gate once it has handed over its chunk, and the backlog drains. What does
+  // not move within kStandstill (a blocked sink, a plugin call that does not return), or takes
+  // longer than kLongestWait in all, refuses the reload, saying which.
+  Progress progress(*flow_);
+  const auto wait = [&](const std::string& what, const std::string& failed,
+                        const auto& done_within) -> std::string {
+    for (;;) {
+      if (done_within(kStandstill)) return {};
+      const bool moved = progress.moved();
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() -
+                                                                            pause_started);
+      if (moved && waited < kLongestWait) {
+        spdlog::info("reload of {}: waiting for {} ({} s so far): {}", who, what, waited.count(),
+                     progress.why());
+        continue;
+      }
+      report.stalled = true;  // tried again later: it may pass
+      if (moved)
+        return fmt::format("{} within {} s, though messages were processed all along: {} (a "
+                           "backlog longer than a reload waits for: it is tried again when it may "
+                           "have drained)", failed, kLongestWait.count(), progress.why());
+      loader::report_plugin_calls();  // named first in the log
+      const std::string sinks = blocked_sinks();
+      return fmt::format("{}: nothing was processed for {} s ({}); {}", failed,
+                         kStandstill.count(), progress.why(),
+                         sinks.empty() ? "a sink that is blocked, or plugin code that does not "
+                                         "return: the threads in plugin code, if any, are named "
+                                         "above"
+                                       : sinks);
     }
+  };
+  std::string stuck = wait("the sources to pause", "the sources did not pause",
+                           [&](auto patience) { return gate_.pause(patience); });
+  if (stuck.empty()) {
+    flow_->begin_drain_wait();
+    stuck = wait("the messages in flight to be processed", "in-flight messages did not drain",
+                 [&](auto patience) {
+                   std::unique_lock lock(flow_->control_mutex);
+                   return flow_->control_cv.wait_for(lock, patience,
+                                                     [&] { return flow_->in_flight() == 0; });
+                 });
+    flow_->end_drain_wait();
+  }
+  if (!stuck.empty()) {
+    resume();
+    return refuse(stuck);
   }
 
   // 4. Canary on recent input: the new version may not fail where the old one did not. It runs
   // first in a copy of this process, where a crash of the new build ends only the copy and
   // refuses the reload; then here, where its failures are counted against the old version's.
-  // (Before any input there is nothing to try, and no copy to pay for.)
+  // (Before any input there is nothing to try, and no copy to pay for.) A pipeline of the new
+  // code that has had no input yet tries nothing: the reload line says so, rather than let a
+  // build that crashes on its first message pass for one that was tried.
   const bool any_input = std::any_of(ingresses_.begin(), ingresses_.end(),
                                      [](const auto& in) { return in->sampled(); });
+  std::vector<std::string> untried, tried_on;
+  for (std::size_t i = 0; i < flow_->pipelines.size(); ++i) {
+    if (!runs_new_code(*wiring_, *fresh, i)) continue;
+    (ingresses_[i]->sampled() ? tried_on : untried).push_back("'" + flow_->pipelines[i].name + "'");
+  }
+  const std::string were = aliases.size() == 1 ? "the new build was" : "the new builds were";
+  if (!untried.empty() && tried_on.empty())
+    report.untried = "canary: no recent input, " + were + " not tried on messages";
+  else if (!untried.empty())
+    report.untried = fmt::format("canary: no recent input on pipeline{} {}: {} not tried on {} "
+                                 "messages", untried.size() == 1 ? "" : "s", listed(untried),
+                                 were, untried.size() == 1 ? "its" : "their");
   using End = loader::CopyOutcome::End;
   const auto tried =
       any_input ? loader::crash_in_copy([&] { run_canary(*fresh, true); }, std::chrono::seconds(5))
@@ -720,9 +881,9 @@ ReloadReport Engine::reload(const std::vector<std::string>& aliases) {
   report.ok = true;
   report.total_ms = ms_since(started);
   report.message = fmt::format(
-      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; {}",
-      who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
-      report.pause_ms, report.total_ms, fate);
+      "reloaded {}: {}; keys kept {}, migrated {}, reset {}; paused {:.2f} ms, total {:.2f} ms; "
+      "{}{}", who, report.versions, report.keys_kept, report.keys_migrated, report.keys_reset,
+      report.pause_ms, report.total_ms, fate, report.untried.empty() ? "" : "; " + report.untried);
   return report;
 }
 

@@ -103,8 +103,11 @@ void PipelineErrors::log_limited(const std::string& where, const std::string& li
     lim.last_held_back = line;
     return;
   }
+  // The lines held back came after the last line shown, which may be long ago (a burst of
+  // failures, then quiet): the interval is that line's age, not a second.
   if (lim.held_back)
-    spdlog::warn("{} ({} similar line(s) held back in the last second)", line, lim.held_back);
+    spdlog::warn("{} ({} similar line(s) held back in the {:.1f} s since the last one)", line,
+                 lim.held_back, std::chrono::duration<double>(now - lim.last).count());
   else
     spdlog::warn("{}", line);
   lim.last = now;

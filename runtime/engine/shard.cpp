@@ -49,7 +49,9 @@ void Shard::run() {
       flushed = Clock::now();
     }
     for (Batch* b : taken) {
+      const std::size_t n = b->messages.count();  // (process() empties the batch)
       process(*b);
+      flow_.loads[index_].done.fetch_add(n, std::memory_order_relaxed);
       done.push_back(b->pipeline);
       flow_.batches.release(b);
     }

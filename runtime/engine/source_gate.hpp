@@ -31,14 +31,12 @@ class SourceGate {
     std::lock_guard lock(mutex_);
     if (--inside_ == 0 && paused_.load(std::memory_order_relaxed)) cv_.notify_all();
   }
-  /// Closes the gate; true once no source is inside, false (gate reopened) after `timeout`.
+  /// Closes the gate (if open); true once no source is inside, false after `timeout` with the
+  /// gate still closed: the caller waits again, or gives up with resume().
   bool pause(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
     paused_.store(true, std::memory_order_relaxed);
-    if (cv_.wait_for(lock, timeout, [&] { return inside_ == 0; })) return true;
-    paused_.store(false, std::memory_order_relaxed);
-    cv_.notify_all();
-    return false;
+    return cv_.wait_for(lock, timeout, [&] { return inside_ == 0; });
   }
   void resume() {
     std::lock_guard lock(mutex_);

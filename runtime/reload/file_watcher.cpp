@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <spdlog/spdlog.h>
 #include <stdexcept>
 
@@ -21,7 +22,37 @@ constexpr std::uint32_t kMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DE
 /// A file still missing this long after it went is reported as removed (a linker removes its
 /// output and writes it anew within a moment).
 constexpr std::chrono::seconds kGone{2};
+/// How often a file that is settling is looked at.
+constexpr std::chrono::milliseconds kLookAgain{100};
+
+/// A file's size and modification time, as two looks compare them.
+struct Stamp {
+  off_t size;
+  std::int64_t mtime_ns;  ///< CLOCK_REALTIME
+  bool operator==(const Stamp&) const = default;
+};
+/// The file's stamp now; nothing if it is not there.
+std::optional<Stamp> stamp_of(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+  return Stamp{st.st_size, std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+}
 }  // namespace
+
+bool wait_until_settled(const std::filesystem::path& file, std::chrono::milliseconds quiet,
+                        std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::optional<Stamp> last;
+  for (;;) {
+    const auto now = stamp_of(file);
+    const auto age = std::chrono::system_clock::now().time_since_epoch() -
+                     std::chrono::nanoseconds(now ? now->mtime_ns : 0);
+    if (now && now == last && age >= quiet) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    last = now;
+    std::this_thread::sleep_for(kLookAgain);
+  }
+}
 
 FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds debounce)
     : debounce_(debounce) {
@@ -81,15 +112,14 @@ FileWatcher::~FileWatcher() {
 }
 
 bool FileWatcher::stable(Entry& e) {
-  struct stat st {};
-  if (::stat(e.w.file.c_str(), &st) != 0) {
+  const auto now = stamp_of(e.w.file);
+  if (!now) {
     e.size = -1;  // not there (yet): the build is still in progress
     return false;
   }
-  const std::int64_t mtime = std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
-  const bool same = st.st_size == e.size && mtime == e.mtime_ns;
-  e.size = st.st_size;
-  e.mtime_ns = mtime;
+  const bool same = now->size == e.size && now->mtime_ns == e.mtime_ns;
+  e.size = now->size;
+  e.mtime_ns = now->mtime_ns;
   return same;
 }
 

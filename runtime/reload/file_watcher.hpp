@@ -27,6 +27,17 @@
 
 namespace shardline::reload {
 
+/// How long a file must have been left alone before it counts as written: a linker writes its
+/// output in many pieces, and closes and renames it at the end.
+inline constexpr std::chrono::milliseconds kDebounce{300};
+
+/// Waits, as the watcher waits for a file it saw change, until `file` has been left alone for
+/// `quiet` (by its mtime) and its size and mtime are the same on two looks in a row; for a file
+/// that is not there, until it is. False if that takes longer than `limit`. For a file the
+/// watcher did not see change, but which may be being written right now. [any thread]
+bool wait_until_settled(const std::filesystem::path& file, std::chrono::milliseconds quiet,
+                        std::chrono::milliseconds limit);
+
 class FileWatcher {
  public:
   struct Watched {
@@ -40,7 +51,7 @@ class FileWatcher {
 
   /// Starts watching. Throws std::runtime_error if inotify cannot be set up.
   explicit FileWatcher(std::vector<Watched> files,
-                       std::chrono::milliseconds debounce = std::chrono::milliseconds(300));
+                       std::chrono::milliseconds debounce = kDebounce);
   ~FileWatcher();
 
  private:

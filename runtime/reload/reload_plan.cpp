@@ -81,10 +81,26 @@ StateCarry plan_state(const TypeDesc& from, const TypeDesc& to, bool reset_allow
   if (reset_allowed)
     return {Carry::reset,
             why + ": every key starts again from a new state (on_reload = \"reset\")", true};
+  // (The topology's on_reload is the one the host started with: an edit applies at restart.)
+  const std::string or_reset =
+      "allow on_reload = \"reset\" for this state (a topology change, applied at the next start)";
+  // A running build without save() cannot hand its values to any new build, whatever that one
+  // has: the way on goes through a build that keeps them as they are and can save them. A type
+  // with a vtable is never kept as it is, so for it there is no such way.
+  if (!from.save && from.polymorphic)
+    return {Carry::blocked, why + ": nothing can carry its values over (a type with a vtable is "
+                                  "never kept as it is); " + or_reset + ", and give the state "
+                                  "type save() and restore() so that later reloads migrate it"};
+  if (!from.save)
+    return {Carry::blocked,
+            why + ": the running build cannot save its states; first publish a build that keeps "
+                  "the old layout and adds save() and restore() (its states are kept as they "
+                  "are), then one with the new layout (they are migrated); or " + or_reset};
   // (Keeping the layout does not help a type with a vtable: its objects never outlive the code.)
-  return {Carry::blocked, why + "; give the state type save() and restore()" +
+  return {Carry::blocked, why + "; give the new build's state type restore() (and save(), for the "
+                              "reloads after it)" +
                               (from.fingerprint == to.fingerprint ? "" : ", keep its layout") +
-                              ", or allow on_reload = \"reset\" for this state"};
+                              ", or " + or_reset};
 }
 
 PluginDiff compare_plugins(const loader::Plugin& from, const loader::Plugin& to) {

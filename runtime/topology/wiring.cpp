@@ -309,9 +309,11 @@ std::string Wiring::describe() const {
     o << "latency (shards write the sinks)";
   }
   o << "\n";
-  for (const auto& [alias, p] : plugins)
+  for (const auto& [alias, p] : plugins) {
+    const std::size_t n = p->manifest().components.size();
     o << "plugin " << alias << ": " << p->name() << " " << p->version() << " ("
-      << p->file().string() << ", " << p->manifest().components.size() << " components)\n";
+      << p->file().string() << ", " << n << (n == 1 ? " component)\n" : " components)\n");
+  }
   for (const auto& s : states) {
     o << "state " << s.spec->name << ": " << type_str(s.factory->state) << " built by "
       << s.spec->factory.str();

@@ -5,9 +5,9 @@ import socket
 import subprocess
 import unittest
 
-from harness import (FILE_SINK, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun, TempDirTest,
-                     check, connect, events_topology, free_port, host_has_asan, latency, read,
-                     sdk_version, tcp_listen, with_sdk_version)
+from harness import (FILE_SINK, GEN, PLUGINS, ROOT, SHARDLINE, TEST_PLUGINS, LiveRun,
+                     TempDirTest, check, connect, events_topology, free_port, host_has_asan,
+                     latency, read, sdk_version, tcp_listen, with_sdk_version)
 
 
 def shardline(*args):
@@ -27,6 +27,9 @@ class Cli(TempDirTest):
             self.assertIn(word, p.stdout)
         self.assertIn("Exit status: 0 valid", shardline("check", "--help").stdout)
         self.assertIn("--shards", shardline("check", "--help").stdout)
+        # SIGHUP is not only for runs without --watch.
+        self.assertIn("With or without it, SIGHUP reloads every rebuilt plugin",
+                      shardline("run", "--help").stdout)
 
     def test_no_subcommand_is_a_usage_error_that_shows_the_help(self):
         p = shardline()
@@ -113,6 +116,10 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("reload market_spread 1.0.0", p.stdout)
         self.assertIn("-> market_spread 2.0.0", p.stdout)
+        # OLD.so stands for the running build, which it holds only if the host loaded it last.
+        self.assertIn(f"  (against the build in {PLUGINS}/market_spread.so: a host runs it only "
+                      "if it loaded that file last; after a refused reload the file holds the "
+                      "refused build)\n", p.stdout)
         self.assertIn("state 'symbol_data': migrate: market_spread::SymbolData (schema 1) -> "
                       "market_spread::SymbolData (schema 2): every value saved and restored", p.stdout)
         p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so",
@@ -175,12 +182,38 @@ sink = {{ kind = "stdout", encoder = "market.order_result" }}
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn(f"in {topo}:\n  state 'seqs': keep: LastSeq has the same layout", p.stdout)
         self.assertIn("ok: a running host would do this reload", p.stdout)
-        # OLD.so must be the file the topology loads.
+        # OLD.so must be the file the topology loads: a usage error, said before any comparison.
         p = shardline("check", topo, "--against", f"{TEST_PLUGINS}/test_events_v10.so",
                       f"{TEST_PLUGINS}/test_events.so")
-        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.returncode, 2)
         self.assertIn(f"test_events_v10.so is not the file of a plugin of {topo} (ev = "
                       f"{TEST_PLUGINS}/test_events.so)", p.stderr)
+        self.assertEqual(p.stdout, "")
+
+    def test_check_against_previews_plugins_that_share_a_type_reloaded_together(self):
+        # One --against per plugin: the two new builds of Event fit each other.
+        topo = self.write("t.toml", events_topology(
+            2, steps='{ computation = "x.relay" }, { state_computation = "ev.track", '
+                     'state = "seqs", partition = "ev.by_key" }').replace(
+            "[plugins]\n", f'[plugins]\nx = "{TEST_PLUGINS}/test_extra.so"\n'))
+        p = shardline("check", topo, "--against", f"{TEST_PLUGINS}/test_events.so",
+                      f"{TEST_PLUGINS}/test_events_v10.so", "--against",
+                      f"{TEST_PLUGINS}/test_extra.so", f"{TEST_PLUGINS}/test_extra_v2.so")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("reload test_events 1.0.0", p.stdout)
+        self.assertIn("reload test_extra 0.2.0", p.stdout)
+        self.assertIn(f"in {topo}:\n  state 'seqs': keep: LastSeq has the same layout", p.stdout)
+        self.assertIn("ok: a running host would do this reload", p.stdout)
+
+    def test_check_against_given_a_topology_among_its_files_says_what_it_expects(self):
+        # NEW.so forgotten: the topology was taken for it.
+        topo = self.write("t.toml", events_topology(2))
+        p = shardline("check", "--against", f"{TEST_PLUGINS}/test_events.so", topo)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(f"shardline check: {topo} is a topology, but --against takes plugin files: "
+                      "OLD.so NEW.so, the build running now, then the new one", p.stderr)
+        self.assertNotIn("not an ELF file", p.stderr)
+        self.assertEqual(p.stdout, "")
 
     def test_check_against_takes_two_files_with_the_topology_before_or_after(self):
         # --against takes exactly OLD.so and NEW.so: a TOPOLOGY after them is the topology.
@@ -485,6 +518,28 @@ sink = { kind = "stdout", encoder = "ev.text" }
         p = shardline("--version")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stdout, r"^shardline \d+\.\d+\.\d+ \(")
+
+
+class GenReceive(TempDirTest):
+    def test_receive_says_a_stream_of_lines_is_not_frames(self):
+        # It counts length-prefixed frames: a lines sink's stream would read as one incomplete
+        # frame of a huge length. Its help says what it reads, and the warning what it got.
+        p = subprocess.run([GEN, "receive", "--help"], capture_output=True, text=True, timeout=60)
+        self.assertIn("It counts length-prefixed frames", p.stdout)
+        out = self.path("got.txt")
+        recv = subprocess.Popen([GEN, "receive", "--listen", "127.0.0.1:0", "--out", out,
+                                 "--timeout", "60"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        port = int(recv.stderr.readline().strip().rsplit(":", 1)[1])  # "listening on HOST:PORT"
+        with connect(port) as s:
+            s.sendall(b"1 1\n2 1\n1 2\n")
+        stdout, stderr = recv.communicate(timeout=60)
+        self.assertEqual(recv.returncode, 0, stderr)
+        self.assertIn("received 0 frames (12 bytes)", stdout)
+        self.assertIn("warning: the stream looks like lines of text, not frames", stderr)
+        self.assertNotIn("the last frame is incomplete", stderr)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), b"1 1\n2 1\n1 2\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@
 #include <string_view>
 #include <system_error>
 
+#include <chrono>
 #include <functional>
+#include <thread>
 
 #include <shardline/plugin.hpp>
 
@@ -39,6 +41,7 @@
 //  15 as 2, under another plugin name (SHARDLINE_PLUGIN's first argument); tags " v15".
 //  16 LastSeq changes schema, and restore() crashes on every state: the canary, taking over
 //     a recent key's state, must name it.
+//  17 the decoder rejects every event: the canary must name it as a decoder, which has no state.
 #ifndef TEST_EVENTS_VARIANT
 #define TEST_EVENTS_VARIANT 1
 #endif
@@ -166,7 +169,14 @@ Event parse_event(std::string_view line) {
 #endif
 
 SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", p) {
+#if TEST_EVENTS_VARIANT == 17
+  p.decoder("event_line", [](std::string_view line) -> Event {
+    throw shardline::DecodeError("version 17 rejects every event, e.g. seq " +
+                                 std::to_string(parse_event(line).seq));
+  });
+#else
   p.decoder("event_line", [](std::string_view line) { return parse_event(line); });
+#endif
 #if TEST_EVENTS_VARIANT == 12
   p.partition("by_key", [](const Event& e) { return std::to_string(e.key); });
 #else
@@ -225,6 +235,12 @@ SHARDLINE_PLUGIN(TEST_EVENTS_NAME, TEST_EVENTS_STR(TEST_EVENTS_VARIANT) ".0.0", 
   });
   p.computation("overflow_tracked", [](const Tracked& t) {
     if (t.seq == 5) (void)overflow(0);
+    return t;
+  });
+  // A step after "track" that takes 2 ms a message, on the shard: a backlog builds up behind
+  // it, which a reload has to wait for.
+  p.computation("slow_tracked", [](const Tracked& t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     return t;
   });
 #if TEST_EVENTS_VARIANT == 2

@@ -46,3 +46,15 @@ TEST_CASE("FileWatcher: a change still settling when it stops is logged, not act
   CHECK(log.count("plugin 'app': " + file.string() + " changed as the run ended; not acted on") ==
         1);
 }
+
+TEST_CASE("wait_until_settled: a file left alone settles, one that is not there does not",
+          "[reload]") {
+  using shardline::reload::wait_until_settled;
+  TempDir dir("shardline-settle-");
+  const auto file = dir.file("x.so", "written just now");
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(wait_until_settled(file, 200ms, 10s));
+  // It waited until the file had been left alone for the quiet time, not less.
+  CHECK(std::chrono::steady_clock::now() - started >= 150ms);
+  CHECK_FALSE(wait_until_settled(dir.path / "gone.so", 200ms, 300ms));
+}

@@ -134,6 +134,7 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
       {ComponentKind::computation, "exit_at_5", "Event", "Event", ""},
       {ComponentKind::computation, "overflow", "Event", "Event", ""},
       {ComponentKind::computation, "overflow_tracked", "Tracked", "Tracked", ""},
+      {ComponentKind::computation, "slow_tracked", "Tracked", "Tracked", ""},
       {ComponentKind::computation, "to_text", "Event", "std::string", ""},
       {ComponentKind::encoder, "text", "std::string", "", ""},
       {ComponentKind::computation, "no_13", "std::string", "std::string", ""},
@@ -167,7 +168,8 @@ TEST_CASE("test_events.so loads and its manifest lists every component with its 
   CHECK(plugin->find(ComponentKind::decoder, "nope") == nullptr);
   CHECK(plugin->names_of(ComponentKind::decoder) == "event_line");
   CHECK(plugin->names_of(ComponentKind::computation) ==
-        "explode, segfault, exit_at_5, overflow, overflow_tracked, to_text, no_13");
+        "explode, segfault, exit_at_5, overflow, overflow_tracked, slow_tracked, to_text, "
+        "no_13");
   CHECK(plugin->names_of(ComponentKind::encoder) == "tracked_line, text");
   CHECK(plugin->names_of(ComponentKind::state) == "last_seq, labeller, picky");
   CHECK(plugin->names_of(ComponentKind::partition) == "by_key, tracked_by_key, by_text, by_key_but_13");

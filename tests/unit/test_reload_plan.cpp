@@ -96,8 +96,35 @@ TEST_CASE("a reset is announced, and a vtable is not advised to keep its layout"
   const auto blocked = plan_state(virtual_from, virtual_to, false);
   REQUIRE(blocked.carry == Carry::blocked);
   CHECK(blocked.why == "S has a vtable, so its objects cannot outlive the old code, and the "
-                       "running version has no save(); give the state type save() and "
-                       "restore(), or allow on_reload = \"reset\" for this state");
+                       "running version has no save(): nothing can carry its values over (a "
+                       "type with a vtable is never kept as it is); allow on_reload = \"reset\" "
+                       "for this state (a topology change, applied at the next start), and give "
+                       "the state type save() and restore() so that later reloads migrate it");
+}
+
+TEST_CASE("a layout change the running build cannot save says the way through two builds",
+          "[reload]") {
+  // The new build has save() and restore() already: what is missing is the running build's
+  // save(), which only a build that keeps the old layout can bring.
+  const auto c = plan_state(desc(true, 1, false), desc(true, 2, true), false);
+  REQUIRE(c.carry == Carry::blocked);
+  CHECK(c.why == "S (schema 0, 16 bytes) changed to S (schema 0, 16 bytes), and the running "
+                 "version has no save(): the running build cannot save its states; first "
+                 "publish a build that keeps the old layout and adds save() and restore() (its "
+                 "states are kept as they are), then one with the new layout (they are "
+                 "migrated); or allow on_reload = \"reset\" for this state (a topology change, "
+                 "applied at the next start)");
+  // That middle build is kept as it is, and the one after it migrated: the way works.
+  CHECK(plan_state(desc(true, 1, false), desc(true, 1, true), false).carry == Carry::keep);
+  CHECK(plan_state(desc(true, 1, true), desc(true, 2, true), false).carry == Carry::migrate);
+  // The running build can save, the new one cannot restore: the new build is what to change.
+  TypeDesc no_restore = desc(true, 2, true);
+  no_restore.restore = nullptr;
+  const auto n = plan_state(desc(true, 1, true), no_restore, false);
+  REQUIRE(n.carry == Carry::blocked);
+  CHECK(n.why.find("and the new version has no restore(); give the new build's state type "
+                   "restore() (and save(), for the reloads after it), keep its layout, or allow "
+                   "on_reload = \"reset\"") != std::string::npos);
 }
 
 TEST_CASE("a state with a vtable and save()/restore() is migrated without a layout warning",

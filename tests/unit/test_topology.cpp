@@ -569,7 +569,7 @@ TEST_CASE("a plugin that fails to load is reported at its [plugins] entry", "[to
                               "SHARDLINE_PLUGIN and build it with shardline_add_plugin())"),
                t.at(7, 27, "plugin 'ev' (test_events 1.0.0) has no computation 'nope'; its "
                            "computations: explode, segfault, exit_at_5, overflow, "
-                           "overflow_tracked, to_text, no_13")});
+                           "overflow_tracked, slow_tracked, to_text, no_13")});
 }
 
 TEST_CASE("a plugin file that is not there says where it was looked for", "[topology]") {
@@ -1226,7 +1226,7 @@ TEST_CASE("a valid topology is wired and described", "[topology]") {
   const std::string expected =
       "topology " + t.file.string() + ": 2 shard(s), 64 key groups, batches of 256, queues of 64 "
       "batches, scheduling for throughput (sink threads write the sinks)\n"
-      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 20 components)\n"
+      "plugin ev: test_events 1.0.0 (" + test_plugin("test_events").string() + ", 21 components)\n"
       "state seqs: LastSeq built by ev.last_seq, 3 declared keys, unknown keys created\n"
       "pipeline events:\n"
       "  source file " + dir + "/in.txt (lines) -> decoder ev.event_line -> Event\n"
