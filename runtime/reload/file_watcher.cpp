@@ -63,9 +63,10 @@ FileWatcher::FileWatcher(std::vector<Watched> files, std::chrono::milliseconds d
     // A symbolic link (plugins/app.so -> ../build/app.so) is watched where it is, for a link
     // made anew, and where it leads, for a rebuild of its target.
     const auto target = follow_link(w);
-    spdlog::info("watching {} ({}){}", w.file.string(), w.what,
-                 target.empty() ? "" : ", a link to " + target.string());
+    const std::string link = target.empty() ? "" : ", a link to " + target.string();
+    const std::string watching = fmt::format("watching {} ({}){}", w.file.string(), w.what, link);
     add(std::move(w));
+    spdlog::info("{}", watching);  // once it is so: a change from now on is seen
   }
   thread_ = std::thread([this] { run(); });
 }
