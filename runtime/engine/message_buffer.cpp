@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <new>
+#include <string>
+
+#include <shardline/type_desc.hpp>
 
 namespace shardline::engine {
 
@@ -84,6 +87,10 @@ void MessageBuffer::clear() {
   if (count_ && !type_->trivial)
     for (std::size_t i = 0; i < count_; ++i) type_->destroy(at(i));
   count_ = 0;
+}
+
+bool is_std_string(const TypeDesc& type) {
+  return type.fingerprint == type_desc_v<std::string>.fingerprint;
 }
 
 }  // namespace shardline::engine

@@ -81,4 +81,8 @@ class MessageBuffer : public MessageOutput {
   std::size_t alignment_ = 0;  ///< alignment of the allocation
 };
 
+/// Whether messages of `type` are std::string: plugins are built with the host's compiler and
+/// string ABI (their ABI record says so), so the host can read the text of such a message.
+bool is_std_string(const TypeDesc& type);
+
 }  // namespace shardline::engine

@@ -98,13 +98,26 @@ void Shard::flush(std::vector<std::uint32_t>& done) {
   done.clear();
 }
 
-/// Why a message was rejected by a state that creates no state for undeclared keys. A string
-/// key reaches the shard as its hash only, so that is all the message can name.
-static std::string undeclared_key(const StepPlan& step, std::uint64_t key) {
-  // Integer keys as the partition function returned them: signed, as the topology's `keys`.
-  const std::string k = step.key_kind == KeyKind::string
-                            ? "a string key (hash " + std::to_string(key) + ")"
-                            : "key " + std::to_string(static_cast<std::int64_t>(key));
+/// Why message i of `msgs` was rejected by a state that creates no state for undeclared keys.
+/// A string key reaches the shard as its hash only: with a std::string message (often the key
+/// itself, a word), its text is named too, so that the keys_file can be mended.
+static std::string undeclared_key(const StepPlan& step, std::uint64_t key,
+                                  const MessageBuffer& msgs, std::size_t i) {
+  std::string k;
+  if (step.key_kind == KeyKind::string) {
+    k = "a string key (hash " + std::to_string(key);
+    if (is_std_string(*msgs.type())) {
+      constexpr std::size_t kShown = 60;
+      const auto& text = *reinterpret_cast<const std::string*>(msgs.at(i));
+      std::string shown;
+      for (char c : std::string_view(text).substr(0, kShown))
+        shown += static_cast<unsigned char>(c) < 0x20 ? '?' : c;  // one log line
+      k += ", of message \"" + shown + (text.size() > kShown ? "...\"" : "\"");
+    }
+    k += ")";
+  } else {  // as the partition function returned it: signed, as the topology's `keys`
+    k = "key " + std::to_string(static_cast<std::int64_t>(key));
+  }
   return k + " is not declared in state '" + step.state_name +
          "' (its keys/keys_file) and the state has unknown_keys = \"reject\"";
 }
@@ -133,7 +146,7 @@ void Shard::process(Batch& b) {
         states_[i] = table.create(b.keys[i]);
       }
       __builtin_prefetch(states_[i]);
-      if (!states_[i]) lookup.add(i, undeclared_key(step, b.keys[i]));
+      if (!states_[i]) lookup.add(i, undeclared_key(step, b.keys[i], b.messages, i));
     } catch (...) {
       lookup.add(i, "the state factory threw: " + current_exception_text());
     }

@@ -11,12 +11,6 @@
 namespace shardline::engine {
 
 namespace {
-/// Whether messages of `type` are std::string: plugins are built with the host's compiler and
-/// string ABI (their ABI record says so), so the host can read the text of such a message.
-bool is_std_string(const TypeDesc& type) {
-  return type.fingerprint == type_desc_v<std::string>.fingerprint;
-}
-
 /// Encoded bytes are sent to the sink in chunks of about this size.
 constexpr std::size_t kChunkBytes = 256 * 1024;
 /// shard_of_ of a message whose partition function failed.
