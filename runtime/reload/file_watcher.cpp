@@ -25,24 +25,18 @@ constexpr std::chrono::seconds kGone{2};
 /// How often a file that is settling is looked at.
 constexpr std::chrono::milliseconds kLookAgain{100};
 
-/// A file's size and modification time, as two looks compare them.
-struct Stamp {
-  off_t size;
-  std::int64_t mtime_ns;  ///< CLOCK_REALTIME
-  bool operator==(const Stamp&) const = default;
-};
 /// The file's stamp now; nothing if it is not there.
-std::optional<Stamp> stamp_of(const std::filesystem::path& file) {
+std::optional<FileStamp> stamp_of(const std::filesystem::path& file) {
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) return std::nullopt;
-  return Stamp{st.st_size, std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+  return FileStamp{st.st_size, std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
 }
 }  // namespace
 
 bool wait_until_settled(const std::filesystem::path& file, std::chrono::milliseconds quiet,
                         std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  std::optional<Stamp> last;
+  std::optional<FileStamp> last;
   for (;;) {
     const auto now = stamp_of(file);
     const auto age = std::chrono::system_clock::now().time_since_epoch() -
@@ -113,14 +107,11 @@ FileWatcher::~FileWatcher() {
 }
 
 bool FileWatcher::stable(Entry& e) {
+  // The same size and time on two looks in a row; a file not there (yet) is not settled: its
+  // build is still in progress.
   const auto now = stamp_of(e.w.file);
-  if (!now) {
-    e.size = -1;  // not there (yet): the build is still in progress
-    return false;
-  }
-  const bool same = now->size == e.size && now->mtime_ns == e.mtime_ns;
-  e.size = now->size;
-  e.mtime_ns = now->mtime_ns;
+  const bool same = now && now == e.stamp;
+  e.stamp = now;
   return same;
 }
 
@@ -153,14 +144,14 @@ void FileWatcher::run() {
     for (auto& e : entries_) {
       if (!e.pending || now - e.last_event < debounce_) continue;
       if (!stable(e)) {  // look again in 100 ms, unless it is gone
-        if (e.size < 0 && now - e.last_event >= kGone) {
+        if (!e.stamp && now - e.last_event >= kGone) {
           e.pending = false;
           spdlog::warn("{}: {} was removed; {}", e.w.what, e.w.file.string(), e.w.if_removed);
         }
         continue;
       }
       e.pending = false;
-      e.size = -1;
+      e.stamp.reset();
       spdlog::info("{}: {} changed", e.w.what, e.w.file.string());
       changed.emplace_back(e.w, e.link.empty());
     }

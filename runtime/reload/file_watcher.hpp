@@ -19,8 +19,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +39,13 @@ inline constexpr std::chrono::milliseconds kDebounce{300};
 /// watcher did not see change, but which may be being written right now. [any thread]
 bool wait_until_settled(const std::filesystem::path& file, std::chrono::milliseconds quiet,
                         std::chrono::milliseconds limit);
+
+/// A file's size and modification time, as two looks compare them.
+struct FileStamp {
+  off_t size;
+  std::int64_t mtime_ns;  ///< CLOCK_REALTIME
+  bool operator==(const FileStamp&) const = default;
+};
 
 class FileWatcher {
  public:
@@ -61,8 +70,7 @@ class FileWatcher {
     int wd = -1;                ///< -1 while the directory is gone
     bool pending = false;
     std::chrono::steady_clock::time_point last_event{};
-    off_t size = -1;
-    std::int64_t mtime_ns = -1;
+    std::optional<FileStamp> stamp;  ///< at the last look; none if the file was not there
     std::filesystem::path link;  ///< for the file a link leads to: the link (else empty)
   };
   /// Watches `w.file`'s directory. Throws std::runtime_error if it cannot.

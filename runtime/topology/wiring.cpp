@@ -118,8 +118,10 @@ void warn_unused(Wiring& w) {
     plugins.insert(p.source.decoder.plugin);
     for (const auto& s : p.steps) {
       plugins.insert(s.component.plugin);
-      if (s.stateful) plugins.insert(s.partition.plugin);
-      if (s.stateful) states.insert(s.state);
+      if (s.stateful) {
+        plugins.insert(s.partition.plugin);
+        states.insert(s.state);
+      }
     }
     if (p.sink && p.sink->encoder) plugins.insert(p.sink->encoder->plugin);
   }
