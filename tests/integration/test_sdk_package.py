@@ -67,8 +67,9 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_a_wrong_signature_is_explained_at_compile_time(self):
-        # The first error a plugin author sees names the accepted signatures (a static_assert in
-        # the SDK), not a page of template instantiations.
+        # The error a plugin author sees names the accepted signatures (a static_assert in the
+        # SDK), and is the only one: not a page of template instantiations, nor a second
+        # static_assert blaming something the function does not do.
         cases = {
             "p.state_computation(\"f\", [](const In& m, S s) { s.n += m.v; });":
                 "a state computation takes its state by non-const reference (S&): a copy would "
@@ -76,6 +77,21 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
             "p.state_computation(\"f\", [](const In& m, S& s, int extra) { s.n += m.v + extra; });":
                 "a state computation takes (const In&, S&) and returns nothing, Out or "
                 "std::optional<Out>",
+            # The state first: the const message would otherwise be blamed as a const state.
+            "p.state_computation(\"f\", [](S& s, const In& m) { s.n += m.v; });":
+                "a state computation takes the message first and its state second: "
+                "(const In&, S&)",
+            "p.state_computation(\"f\", [](const In& m) { return m; });":
+                "a state computation takes (const In&, S&) and returns nothing",
+            # The host's batch hands the message over as an lvalue.
+            "p.computation(\"c\", [](In&& m) { return m; });":
+                "a computation is Out(const In&)",
+            "p.partition(\"k\", [](In&& m) { return m.v; });":
+                "a partition function takes the message (const In&) and returns its key",
+            "p.decoder(\"d\", [](shardline::Reader& r) { r.u8(); });":
+                "a decoder must return the decoded message",
+            "p.computation(\"c\", [](const In& m) { (void)m; });":
+                "a computation must produce a message type",
             "p.decoder(\"d\", [](int x) { return In{x}; });":
                 "a decoder takes shardline::Reader& (a binary frame) or std::string_view",
             "p.computation(\"c\", [](const In& a, const In& b) { return In{a.v + b.v}; });":
@@ -109,6 +125,8 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
                 "a plugin function must not change itself (a mutable lambda",
             "p.state<S>(\"s\", [n = 0]() mutable { return S{++n}; });":
                 "a plugin function must not change itself (a mutable lambda",
+            "p.state<S>(\"s\", [](int a, int b) { return S{a + b}; });":
+                "a state factory is S() or S(std::uint64_t key), returning the state S",
             "p.state<NoDefault>(\"s\");":
                 "p.state<S>(name) makes each new key's state as S{}, and S has no default "
                 "constructor",
@@ -140,8 +158,9 @@ sink = {{ kind = "stdout", encoder = "hello.text" }}
                                     "-I", os.path.join(ROOT, "sdk", "include"), source],
                                    capture_output=True, text=True, timeout=120)
                 self.assertNotEqual(p.returncode, 0)
-                first = next(l for l in p.stderr.splitlines() if "error:" in l)
-                self.assertIn("static assertion failed: " + message, first)
+                errors = [l for l in p.stderr.splitlines() if "error:" in l]
+                self.assertIn("static assertion failed: " + message, errors[0])
+                self.assertEqual(len(errors), 1, p.stderr)
 
 
 if __name__ == "__main__":

@@ -150,11 +150,25 @@ constexpr bool takes_emit() {
   }
 }
 
+/// Whether F's first parameter binds to the message, which the host hands over as an lvalue
+/// in its batch: an In&& cannot.
+template <class F>
+constexpr bool message_binds() {
+  return !std::is_rvalue_reference_v<std::tuple_element_t<0, typename fn_traits<F>::args>>;
+}
+
 /// Whether F takes its first `inputs` arguments, then optionally an Emit<Out>&, and no more.
 template <class F, std::size_t inputs>
 constexpr bool inputs_then_emit() {
-  return arity_v<F> == inputs || (arity_v<F> == inputs + 1 && takes_emit<F, inputs>());
+  return (arity_v<F> == inputs || (arity_v<F> == inputs + 1 && takes_emit<F, inputs>())) &&
+         message_binds<F>();
 }
+
+/// Whether a parameter of type A is a non-const lvalue reference: what a state computation's
+/// state must be, and what its message usually is not.
+template <class A>
+inline constexpr bool is_changeable_ref_v =
+    std::is_lvalue_reference_v<A> && !std::is_const_v<std::remove_reference_t<A>>;
 
 /// Whether F takes an Emit<Out>& after its `inputs` and still returns a value, which nothing
 /// would read: its outputs go through `emit` alone.
@@ -403,39 +417,64 @@ class PluginBuilder {
   /// Frame -> message. Throw (or let Reader throw) to reject a malformed frame.
   template <class F>
   PluginBuilder& decoder(std::string name, F fn) {
+    constexpr bool takes_frame = [] {
+      if constexpr (detail::readable<F, 1>())
+        return std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>;
+      else
+        return false;
+    }();
+    // Each failed check returns at once: what follows it would only add errors about a type
+    // that does not exist (type_desc_v<void>, ...) under the one that explains the mistake.
     if constexpr (!check_readable<F, 1>()) {
       return *this;
-    } else {
-      static_assert(std::is_invocable_v<F&, Reader&> || std::is_invocable_v<F&, std::string_view>,
+    } else if constexpr (!takes_frame) {
+      static_assert(takes_frame,
                     "a decoder takes shardline::Reader& (a binary frame) or std::string_view (a "
                     "text line), and returns the message (or a std::optional of it)");
+      return *this;
+    } else if constexpr (std::is_void_v<detail::returned_message_t<F>>) {
+      static_assert(!std::is_void_v<detail::returned_message_t<F>>,
+                    "a decoder must return the decoded message");
+      return *this;
+    } else {
       using Out = detail::returned_message_t<F>;
-      static_assert(!std::is_void_v<Out>, "a decoder must return the decoded message");
-      owns_its_data<Out>();
-      return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
-                 std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
+      if constexpr (!owns_its_data<Out>()) {
+        return *this;
+      } else {
+        return add(ComponentKind::decoder, std::move(name), nullptr, &type_desc_v<Out>, nullptr,
+                   std::make_unique<detail::DecoderImpl<F>>(std::move(fn)));
+      }
     }
   }
 
   /// Stateless step: In -> Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& computation(std::string name, F fn) {
+    // As in decoder(): each failed check returns at once, so its error is the only one.
     if constexpr (!check_readable<F, 1>()) {
       return *this;
-    } else {
+    } else if constexpr (!detail::inputs_then_emit<F, 1>()) {
       static_assert(detail::inputs_then_emit<F, 1>(),
                     "a computation is Out(const In&), std::optional<Out>(const In&), or "
                     "void(const In&, shardline::Emit<Out>&)");
+      return *this;
+    } else if constexpr (std::is_void_v<typename detail::output_of<F, 1>::type>) {
+      static_assert(!std::is_void_v<typename detail::output_of<F, 1>::type>,
+                    "a computation must produce a message type");
+      return *this;
+    } else {
       static_assert(!detail::emits_and_returns<F, 1>(),
                     "a function that takes shardline::Emit<Out>& emits through it and returns "
                     "void: a value it returned would be dropped");
       using In = detail::arg_t<F, 0>;
       using Out = typename detail::output_of<F, 1>::type;
-      static_assert(!std::is_void_v<Out>, "a computation must produce a message type");
-      owns_its_data<Out>();
-      return add(ComponentKind::computation, std::move(name), &type_desc_v<In>,
-                 &type_desc_v<Out>, nullptr,
-                 std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
+      if constexpr (!owns_its_data<Out>()) {
+        return *this;
+      } else {
+        return add(ComponentKind::computation, std::move(name), &type_desc_v<In>,
+                   &type_desc_v<Out>, nullptr,
+                   std::make_unique<detail::ComputationImpl<F, In, Out>>(std::move(fn)));
+      }
     }
   }
 
@@ -445,7 +484,7 @@ class PluginBuilder {
     if constexpr (!check_readable<F, 1>()) {
       return *this;
     } else {
-      static_assert(detail::arity_v<F> == 1,
+      static_assert(detail::arity_v<F> == 1 && detail::message_binds<F>(),
                     "a partition function takes the message (const In&) and returns its key");
       using In = detail::arg_t<F, 0>;
       using K = std::remove_cvref_t<detail::result_t<F>>;
@@ -484,9 +523,13 @@ class PluginBuilder {
                     "over. It needs no lock: its key's shard runs one message at a time, so "
                     "drop any std::mutex or std::atomic member");
       return *this;
-    } else {
+    } else if constexpr (!std::is_invocable_r_v<S, F&> &&
+                         !std::is_invocable_r_v<S, F&, std::uint64_t>) {
+      // Alone: the checks below would also fail, and blame a mutable lambda that is not there.
       static_assert(std::is_invocable_r_v<S, F&> || std::is_invocable_r_v<S, F&, std::uint64_t>,
                     "a state factory is S() or S(std::uint64_t key), returning the state S");
+      return *this;
+    } else {
       static_assert(std::is_invocable_r_v<S, const F&> ||
                         std::is_invocable_r_v<S, const F&, std::uint64_t>,
                     "a plugin function must not change itself (a mutable lambda, or an "
@@ -511,27 +554,41 @@ class PluginBuilder {
   /// (In, State&) -> nothing, Out, optional<Out>, or any number of Out through Emit<Out>&.
   template <class F>
   PluginBuilder& state_computation(std::string name, F fn) {
-    if constexpr (!check_readable<F, 2>()) {
+    // One parameter is enough to be read: a function missing its state then gets the message
+    // that names the signature, not the one about generic lambdas. As in decoder(), each
+    // failed check returns at once, so its error is the only one.
+    if constexpr (!check_readable<F, 1>()) {
       return *this;
-    } else {
+    } else if constexpr (!detail::inputs_then_emit<F, 2>()) {
       static_assert(detail::inputs_then_emit<F, 2>(),
                     "a state computation takes (const In&, S&) and returns nothing, Out or "
                     "std::optional<Out>; or takes (const In&, S&, shardline::Emit<Out>&)");
+      return *this;
+    } else {
       static_assert(!detail::emits_and_returns<F, 2>(),
                     "a function that takes shardline::Emit<Out>& emits through it and returns "
                     "void: a value it returned would be dropped");
+      using MessageArg = std::tuple_element_t<0, typename detail::fn_traits<F>::args>;
       using StateArg = std::tuple_element_t<1, typename detail::fn_traits<F>::args>;
-      static_assert(std::is_lvalue_reference_v<StateArg> &&
-                        !std::is_const_v<std::remove_reference_t<StateArg>>,
+      // (S& s, const In& m): without this, the message below would blame the const In&.
+      constexpr bool state_first =
+          detail::is_changeable_ref_v<MessageArg> && !detail::is_changeable_ref_v<StateArg>;
+      static_assert(!state_first,
+                    "a state computation takes the message first and its state second: "
+                    "(const In&, S&)");
+      static_assert(state_first || detail::is_changeable_ref_v<StateArg>,
                     "a state computation takes its state by non-const reference (S&): a copy "
                     "would lose every change to it");
       using In = detail::arg_t<F, 0>;
       using S = detail::arg_t<F, 1>;
       using Out = typename detail::output_of<F, 2>::type;
-      owns_its_data<Out>();
-      return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
-                 detail::desc_or_null<Out>(), &type_desc_v<S>,
-                 std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
+      if constexpr (!owns_its_data<Out>()) {
+        return *this;
+      } else {
+        return add(ComponentKind::state_computation, std::move(name), &type_desc_v<In>,
+                   detail::desc_or_null<Out>(), &type_desc_v<S>,
+                   std::make_unique<detail::StateComputationImpl<F, In, S, Out>>(std::move(fn)));
+      }
     }
   }
 
@@ -543,7 +600,7 @@ class PluginBuilder {
     } else {
       using In = detail::arg_t<F, 0>;
       static_assert(std::is_invocable_v<F&, const In&, Writer&> ||
-                        (detail::arity_v<F> == 1 &&
+                        (detail::arity_v<F> == 1 && detail::message_binds<F>() &&
                          std::is_convertible_v<detail::result_t<F>, std::string_view>),
                     "an encoder is void(const In&, shardline::Writer&) (binary), or returns the "
                     "text, std::string(const In&)");
@@ -569,10 +626,12 @@ class PluginBuilder {
     return detail::readable<F, min_args>();
   }
 
-  /// Checks that a message type Out (void: none) holds its own data; see
-  /// detail::owns_its_data_v. [decoder, computation, state_computation]
+  /// Checks that a message type Out (void: none) holds its own data (see
+  /// detail::owns_its_data_v) and can be moved; used like check_readable, so that a message the
+  /// engine cannot move gets this one error, not also those of the code that would move it.
+  /// [decoder, computation, state_computation]
   template <class Out>
-  static constexpr void owns_its_data() {
+  static constexpr bool owns_its_data() {
     static_assert(detail::owns_its_data_v<Out>,
                   "a message must own its data: a view or a pointer would point into a frame or "
                   "a message whose memory is reused while this one is still on its way; return "
@@ -581,6 +640,8 @@ class PluginBuilder {
     static_assert(std::is_void_v<Out> || std::is_move_constructible_v<Out>,
                   "a message must be movable: the engine moves messages between threads; drop "
                   "any std::mutex or std::atomic member");
+    return detail::owns_its_data_v<Out> &&
+           (std::is_void_v<Out> || std::is_move_constructible_v<Out>);
   }
 
   /// `key_kind`: what a partition function returns (other components: unused).
