@@ -102,6 +102,18 @@ class Binder {
   }
   bool two_builds_seen() const { return two_builds_seen_; }
 
+  /// What to say after "encoder ... consumes X, but ... produces `t`": the encoders, in every
+  /// plugin the topology loads, that could write `t` instead.
+  std::string encoders_of(const TypeDesc* t) const {
+    std::string names;
+    for (const auto& [alias, plugin] : w_.plugins)
+      for (const auto& c : plugin->manifest().components)
+        if (c.kind == ComponentKind::encoder && same_type(c.input, t))
+          names += (names.empty() ? "" : ", ") + alias + "." + c.name;
+    return names.empty() ? "; no plugin in [plugins] has an encoder of " + type_str(t)
+                         : "; encoders of " + type_str(t) + ": " + names;
+  }
+
  private:
   Wiring& w_;
   std::vector<PlacedError>& errors_;
@@ -222,11 +234,13 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
         if (!current)
           b.error(p.sink->pos, "pipeline '" + p.name + "' has a sink, but " + producer +
                                    " emits nothing; remove the sink or emit a message");
-        else if (!same_type(current, wp.encoder->input))
-          b.error(p.sink->encoder->pos, "encoder '" + p.sink->encoder->str() + "' consumes " +
-                                            type_str(wp.encoder->input) + ", but " + producer +
-                                            " produces " + type_str(current) +
-                                            b.two_builds(wp.encoder->input, current));
+        else if (!same_type(current, wp.encoder->input)) {
+          const std::string builds = b.two_builds(wp.encoder->input, current);
+          b.error(p.sink->encoder->pos,
+                  "encoder '" + p.sink->encoder->str() + "' consumes " +
+                      type_str(wp.encoder->input) + ", but " + producer + " produces " +
+                      type_str(current) + (builds.empty() ? b.encoders_of(current) : builds));
+        }
       }
       if (wp.encoder && p.sink->kind != SinkKind::discard && p.sink->framing == Framing::lines)
         if (const auto plugin = b.find_plugin(p.sink->encoder->plugin);

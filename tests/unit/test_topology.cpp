@@ -602,7 +602,17 @@ TEST_CASE("a step that consumes another type than the step before produces", "[t
   CHECK(wire_errors(t.file) ==
         Errors{t.at(10, 25, "pipeline 'events' step 2 'ev.track' consumes Event, but step 1 'ev.to_text' "
                             "produces std::string"),
-               t.at(12, 37, "encoder 'ev.text' consumes std::string, but step 2 'ev.track' produces Tracked")});
+               t.at(12, 37, "encoder 'ev.text' consumes std::string, but step 2 'ev.track' produces Tracked; "
+                            "encoders of Tracked: ev.tracked_line")});
+}
+
+TEST_CASE("an encoder of another type names the encoders of the type there is", "[topology]") {
+  // No plugin writes Event: the mistake is the missing step (or encoder), not the name.
+  TopologyFile t(kEventsHead + "sink = { kind = \"stdout\", encoder = \"ev.tracked_line\" }\n");
+  CHECK(wire_errors(t.file) ==
+        Errors{t.at(8, 37, "encoder 'ev.tracked_line' consumes Tracked, but decoder "
+                           "'ev.event_line' produces Event; no plugin in [plugins] has an "
+                           "encoder of Event")});
 }
 
 TEST_CASE("a partition that keys another type than its step consumes", "[topology]") {
