@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/dll/shared_library.hpp>
 #include <charconv>
@@ -126,6 +127,25 @@ std::string dlopen_reason(std::string_view boost_message) {
   return std::string(reason);
 }
 
+/// dlerror's "undefined symbol: _Z6helperB5cxx11St17basic_string_viewIcSt11char_traitsIcEE"
+/// names a C++ function only by its mangled name, and not what to do about it: the plugin calls
+/// something that neither it nor a library it was linked with defines.
+std::string explain_undefined_symbol(std::string reason) {
+  constexpr std::string_view tag = "undefined symbol: ";
+  const auto at = reason.find(tag);
+  if (at == std::string::npos) return reason;
+  const auto begin = at + tag.size();
+  const auto end = std::min(reason.find_first_of(" \t(", begin), reason.size());
+  const std::string symbol = reason.substr(begin, end - begin);
+  int status = 0;
+  char* readable = abi::__cxa_demangle(symbol.c_str(), nullptr, nullptr, &status);
+  if (status == 0 && readable) reason.replace(begin, end - begin, readable + (" (" + symbol + ")"));
+  std::free(readable);
+  return reason + ": the plugin uses it, but neither the plugin nor a library it links defines "
+                  "it; define it, or link the library that does (shardline_add_plugin(... "
+                  "LIBRARIES ...), whose -Wl,-z,defs makes this an error of the plugin's build)";
+}
+
 /// Numbers the shadow copies of this process.
 std::atomic<unsigned> g_shadows{0};
 
@@ -226,7 +246,7 @@ void Plugin::open() {
     for (auto at = reason.find(shadow_.string()); at != std::string::npos;
          at = reason.find(shadow_.string()))
       reason.replace(at, shadow_.string().size(), file_.string());
-    throw PluginError(file_.string() + ": failed to load: " + reason);
+    throw PluginError(file_.string() + ": failed to load: " + explain_undefined_symbol(reason));
   }
   if (!library_->has(kEntryPoint))
     throw PluginError(file_.string() + ": not a Shardline plugin: no " + std::string(kEntryPoint) +

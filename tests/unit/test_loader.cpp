@@ -516,9 +516,14 @@ TEST_CASE("an undefined symbol fails the load, with dlerror's explanation", "[lo
   const auto file = test_plugin("undefined_symbol");
   const std::string msg = load_error(file);
   // dlerror's text names the shadow copy that was dlopen-ed; the loader puts the user's file
-  // in its place, and passes on nothing but dlerror's explanation.
+  // in its place, passes on nothing but dlerror's explanation, demangles the symbol, and says
+  // what to do.
   CHECK(msg == file.string() + ": failed to load: " + file.string() +
-                   ": undefined symbol: shardline_test_missing_function");
+                   ": undefined symbol: shardline_test_missing_function(unsigned long) "
+                   "(_Z31shardline_test_missing_functionm): the plugin uses it, but neither the "
+                   "plugin nor a library it links defines it; define it, or link the library "
+                   "that does (shardline_add_plugin(... LIBRARIES ...), whose -Wl,-z,defs makes "
+                   "this an error of the plugin's build)");
   CHECK_THAT(msg, Catch::Matchers::Contains("undefined symbol: shardline_test_missing_function"));
   CHECK(mapped_shadow_copies() == before);
   // The shadow copy is gone, and its folder with it once empty.
