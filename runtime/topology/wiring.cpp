@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <shardline/abi.hpp>
+#include <shardline/type_desc.hpp>
 
 namespace shardline::topology {
 
@@ -150,6 +151,30 @@ void warn_unused(Wiring& w) {
                                    "steps' state = \"...\" (a misspelt name?)"});
 }
 
+/// A dead-letter record holds a failed message's bytes when the host can write them: those of a
+/// trivially-copyable type, the text of a std::string, or what the type's save() writes. Any
+/// other message type (a struct holding a std::string, say) fails into the file as its error
+/// alone, which a plugin author finds out only when there is a failure to look into.
+void warn_dead_letters_without_bytes(Wiring& w, const WiredPipeline& wp) {
+  std::vector<std::string_view> types;
+  const auto consider = [&](const ComponentInfo* c) {
+    const TypeDesc* t = c ? c->input : nullptr;
+    if (!t || t->trivial || t->save || t->fingerprint == type_desc_v<std::string>.fingerprint ||
+        std::find(types.begin(), types.end(), t->name) != types.end())
+      return;
+    types.push_back(t->name);
+  };
+  for (const auto& step : wp.steps) consider(step.component);
+  consider(wp.encoder);
+  for (const auto type : types)
+    w.warnings.push_back(
+        {wp.spec->dead_letter_pos,
+         "pipeline '" + wp.spec->name + "': a message of type " + std::string(type) +
+             " that fails goes into the dead-letter file without its bytes (it is not "
+             "trivially copyable, not a std::string, and has no save()); give " +
+             std::string(type) + " a `void save(shardline::Writer&) const` to keep what failed"});
+}
+
 }  // namespace
 
 std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& options) {
@@ -260,6 +285,7 @@ std::unique_ptr<Wiring> wire_topology(Topology topology, const WireOptions& opti
       b.error(p.pos, "pipeline '" + p.name + "' has no sink, but " + producer + " produces " +
                          type_str(current) + ", which would be dropped; add a sink (kind = "
                          "\"discard\" drops the output on purpose)");
+    if (p.on_error == ErrorPolicy::dead_letter) warn_dead_letters_without_bytes(*w, wp);
     w->pipelines.push_back(std::move(wp));
   }
   // Declared keys of the other kind would make states no message ever reaches.

@@ -52,6 +52,12 @@ struct Note {
   }
 };
 
+/// A message that is not trivially copyable, without a save(): a dead letter holds only its
+/// error, and the wiring warns about it.
+struct Words {
+  std::vector<std::string> words;
+};
+
 namespace {
 /// Writes through a null pointer the compiler cannot see (SIGSEGV, as a real bug would).
 void crash() {
@@ -90,5 +96,10 @@ SHARDLINE_PLUGIN("test_extra", TEST_EXTRA_VARIANT == 3 ? "0.4.0" : TEST_EXTRA_VA
     if (n.key == 13) throw std::runtime_error("no note for key 13");
     return n;
   });
+  p.computation("to_words", [](const Event& e) {
+    return Words{{std::to_string(e.key), std::to_string(e.seq)}};
+  });
+  p.computation("count_words",
+                [](const Words& w) { return static_cast<std::uint64_t>(w.words.size()); });
   p.state_computation("observe_text", [](const std::string&, LastSeq& s) { ++s.count; });
 }

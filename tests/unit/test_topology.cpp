@@ -475,6 +475,38 @@ TEST_CASE("a plugin or a state that nothing uses is a warning", "[topology]") {
                           "name?)")});
 }
 
+TEST_CASE("a dead-letter file that would get a message type without its bytes is a warning",
+          "[topology]") {
+  const auto topology = [](const std::string& steps) {
+    return TopologyFile("[plugins]\n"
+                        "ev = \"@EV@\"\n"
+                        "extra = \"@EXTRA@\"\n"
+                        "[[pipelines]]\n"
+                        "name = \"events\"\n"
+                        "on_error = \"dead_letter\"\n"
+                        "dead_letter = \"dead.txt\"\n"
+                        "source = { kind = \"stdin\", decoder = \"ev.event_line\" }\n"
+                        "steps = [ " + steps + " ]\n"
+                        "sink = { kind = \"discard\" }\n");
+  };
+  // Event (trivially copyable) is written as it is; Words holds strings and has no save().
+  const TopologyFile words = topology("{ computation = \"extra.to_words\" }, "
+                                      "{ computation = \"extra.count_words\" }");
+  CHECK(wire_warnings(words.file) ==
+        Errors{words.at(7, 15, "pipeline 'events': a message of type Words that fails goes into "
+                               "the dead-letter file without its bytes (it is not trivially "
+                               "copyable, not a std::string, and has no save()); give Words a "
+                               "`void save(shardline::Writer&) const` to keep what failed")});
+  // Note has a save(), and a std::string is written as its text.
+  CHECK(wire_warnings(topology("{ computation = \"extra.to_note\" }, "
+                               "{ computation = \"extra.no_note_13\" }").file)
+            .empty());
+  CHECK(wire_warnings(topology("{ computation = \"extra.relay\" }, "
+                               "{ computation = \"ev.to_text\" }, "
+                               "{ computation = \"ev.no_13\" }").file)
+            .empty());
+}
+
 TEST_CASE("a plugin name with a dot", "[topology]") {
   TopologyFile t(
       "[plugins]\n"
