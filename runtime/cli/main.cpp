@@ -437,6 +437,8 @@ int main(int argc, char** argv) {
   if (*run) {
     setup_logging(run_opts.log_level);
     engine_options.stats_every = std::chrono::milliseconds(std::llround(stats_seconds * 1000));
+    engine_options.plugin_dir = run_opts.plugin_dir;
+    engine_options.shards = shards;
     return run_command(run_opts, shards, engine_options);
   }
   setup_logging(check_opts.log_level);

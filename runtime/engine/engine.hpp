@@ -20,9 +20,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -77,6 +79,10 @@ struct EngineOptions {
   bool watch = false;  ///< reload a plugin when its file is rebuilt
   /// Log each pipeline's counters and rates this often while running; zero: never.
   std::chrono::milliseconds stats_every{0};
+  /// What the run was started with (`run --plugin-dir`, `run --shards`): an edited topology
+  /// (watch) is read and wired with them, as a restart with the same command would.
+  std::filesystem::path plugin_dir;
+  std::optional<std::uint32_t> shards;
 };
 
 class Engine {

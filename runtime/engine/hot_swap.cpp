@@ -351,8 +351,9 @@ void Engine::check_edited_topology() {
     return;
   }
   try {
-    auto edited = topology::parse_topology(file);
+    auto edited = topology::parse_topology(file, options_.shards);
     topology::WireOptions options;
+    options.plugin_dir = options_.plugin_dir;
     options.try_in_copy = true;
     for (const auto& running : wiring_->topology.plugins) {
       const bool same_file =

@@ -394,6 +394,37 @@ sink = { kind = "file", path = "more-out.txt", framing = "lines", encoder = "ev.
         lines, versions = self.finish()
         self.assertEqual({vs[-1] for vs in versions.values()}, {"v2"})
 
+    def test_an_edited_topology_is_read_with_the_runs_plugin_dir_and_shards(self):
+        # A restart with the same command line would look for each plugin in --plugin-dir
+        # first and run --shards shards: the edit is checked as that restart would read it.
+        os.makedirs(self.path("dir"))
+        for name in ("ev", "other"):
+            shutil.copy(f"{TEST_PLUGINS}/test_events.so", self.path(f"dir/{name}.so"))
+        port = free_port()
+        text = f"""
+shards = 4
+key_groups = 2
+[plugins]
+ev = "nowhere/ev.so"
+[states.seqs]
+factory = "ev.last_seq"
+[[pipelines]]
+name = "events"
+source = {{ kind = "tcp", listen = "127.0.0.1:{port}", framing = "lines", decoder = "ev.event_line" }}
+steps = [ {TRACK} ]
+sink = {{ kind = "discard" }}
+"""
+        topology = self.write("topology.toml", text)
+        live = LiveRun(topology, "--watch", "--plugin-dir", self.path("dir"), "--shards", "2")
+        live.wait_for("watching " + self.path("dir/ev.so") + " (plugin 'ev')")
+        live.wait_for("watching " + topology + " (the topology)")
+        self.write("topology.toml", text.replace("nowhere/ev.so", "elsewhere/other.so"))
+        live.wait_for("the edited topology is valid, but a running host keeps the topology it "
+                      "started with: restart shardline to apply it")
+        live.interrupt()
+        self.assertEqual(live.wait(), 0, live.stderr)
+        self.assertNotIn("the edited topology has", live.stderr)
+
     def test_a_plugin_folder_removed_and_built_again_is_watched_again(self):
         # A clean rebuild: the build folder goes, then comes back with a new build in it.
         self.launch({"ev": "test_events.so"}, folder="build")
