@@ -349,7 +349,7 @@ int Engine::run() {
     std::vector<reload::FileWatcher::Watched> files;
     for (const auto& [alias, plugin] : wiring_->plugins)
       files.push_back({plugin->file(), "plugin '" + alias + "'",
-                       [this, alias] { request_reload(alias, true); }});
+                       [this, alias = alias] { request_reload(alias, true); }});
     files.push_back({wiring_->topology.file, "the topology",
                      [this] {
                        topology_edited_ = true;  // checked by the control thread, which owns wiring_

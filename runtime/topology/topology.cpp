@@ -363,14 +363,28 @@ void parse_keys(Checker& c, const toml::table& t, StateSpec& state, const Topolo
   }
   if (auto file = c.string(t, "keys_file", "", false); file && !file->empty()) {
     const auto path = relative_to(topo.file.parent_path(), *file);
-    std::ifstream in(path);
+    // The type first: a folder opens and reads as nothing, a FIFO blocks the open until a
+    // writer comes, and a device (/dev/zero) may never end, taking memory all the while.
+    namespace fs = std::filesystem;
     std::error_code ec;
-    if (!in) {
-      c.error(*t.get("keys_file"), "cannot open keys_file " + path.string() + ": " +
-                                       std::strerror(errno));
-    } else if (std::filesystem::is_directory(path, ec)) {  // opens, and reads as nothing
+    const fs::file_type type = fs::status(path, ec).type();
+    const char* special = type == fs::file_type::fifo        ? "a FIFO"
+                          : type == fs::file_type::character ? "a character device"
+                          : type == fs::file_type::block     ? "a block device"
+                          : type == fs::file_type::socket    ? "a socket"
+                                                             : nullptr;
+    std::ifstream in;
+    if (type == fs::file_type::directory) {
       c.error(*t.get("keys_file"), "keys_file " + path.string() + " is a folder; name the file "
                                    "of keys in it (one key per line)");
+    } else if (special) {
+      c.error(*t.get("keys_file"), "keys_file " + path.string() + " is " + special +
+                                       ", not a regular file: it is read whole when the "
+                                       "topology is read, which might never end; name a file "
+                                       "of keys (one key per line)");
+    } else if (in.open(path); !in) {
+      c.error(*t.get("keys_file"), "cannot open keys_file " + path.string() + ": " +
+                                       std::strerror(errno));
     } else {
       state.keys_file = path;
       for_each_file_key(in, [&](std::string_view k) { state.keys.push_back(key_of(k)); });

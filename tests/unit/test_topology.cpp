@@ -387,6 +387,13 @@ TEST_CASE("a keys_file that cannot be opened", "[topology]") {
         Errors{folder.at(5, 13, "keys_file " + (folder.file.parent_path() / "keys").string() +
                                     " is a folder; name the file of keys in it (one key per "
                                     "line)")});
+  // A device or a FIFO is refused before it is opened: /dev/zero would be read for ever, and
+  // a FIFO's open waits for a writer.
+  TopologyFile device(topology("/dev/zero"));
+  CHECK(parse_errors(device.file) ==
+        Errors{device.at(5, 13, "keys_file /dev/zero is a character device, not a regular file: "
+                                "it is read whole when the topology is read, which might never "
+                                "end; name a file of keys (one key per line)")});
 }
 
 TEST_CASE("no output may overwrite the topology, a plugin or a keys_file", "[topology]") {
