@@ -136,6 +136,40 @@ def _start(args, **kwargs):
     return proc
 
 
+def _threads_of(pid):
+    """What each thread of a process that did not end is doing: its stacks where gdb is
+    installed (optional), else each thread's name, state and the kernel function it waits in.
+    A hang seen once on a busy machine is then diagnosed from its test's output alone."""
+    def field(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+    lines = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        stat = field(f"/proc/{pid}/task/{tid}/stat")
+        state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+        lines.append(f"  thread {tid} '{field(f'/proc/{pid}/task/{tid}/comm')}': state {state}, "
+                     f"waiting in {field(f'/proc/{pid}/task/{tid}/wchan')}")
+    text = "\n".join(lines)
+    try:
+        gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                             capture_output=True, text=True, timeout=120)
+        text += "\n" + gdb.stdout
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return text
+
+
+def _hung(proc, collect_log):
+    """Kills a shardline that did not end within TIMEOUT; the error says what it was doing."""
+    threads = _threads_of(proc.pid)
+    proc.kill()
+    return AssertionError(f"shardline did not end within {TIMEOUT} s; its threads:\n{threads}\n"
+                          f"its log (the end):\n{collect_log()[-20000:]}")
+
+
 def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
@@ -210,7 +244,11 @@ class Run:
                            stderr=subprocess.PIPE)
 
     def wait(self, stdin_data=None):
-        self.stdout, err = self.proc.communicate(stdin_data, timeout=TIMEOUT)
+        try:
+            self.stdout, err = self.proc.communicate(stdin_data, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise _hung(self.proc, lambda: self.proc.communicate()[1].decode(errors="replace")) \
+                from None
         self.stderr = err.decode(errors="replace")
         return self.proc.returncode
 
@@ -254,7 +292,14 @@ class LiveRun:
         self.wait_for("stopping the sources and draining", taken + 1)
 
     def wait(self):
-        status = self.proc.wait(TIMEOUT)
+        try:
+            status = self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            def log():
+                self.proc.wait()
+                self._reader.join(TIMEOUT)
+                return "\n".join(self.lines)
+            raise _hung(self.proc, log) from None
         self._reader.join(TIMEOUT)
         self.proc.stderr.close()
         self.stderr = "\n".join(self.lines)
