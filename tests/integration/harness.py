@@ -187,15 +187,23 @@ def split_frames(data: bytes):
 
 def connect(port, retry_for=TIMEOUT):
     """A socket connected to 127.0.0.1:port; while the connection is refused (nothing listens
-    there yet), tries again for up to `retry_for` seconds."""
+    there yet), tries again for up to `retry_for` seconds.
+
+    A port from free_port() is an ephemeral one. While nothing listens on it, a connect() could
+    be given that same port as its own (Linux hands connect() even ports first and bind() odd
+    ones, so this is rare): TCP then connects the socket to itself, what is sent goes nowhere,
+    and the run that listens there later waits for ever. Such a connection is tried again."""
     deadline = time.time() + retry_for
     while True:
         try:
-            return socket.create_connection(("127.0.0.1", port))
+            s = socket.create_connection(("127.0.0.1", port))
+            if s.getsockname() != s.getpeername():
+                return s
+            s.close()
         except ConnectionRefusedError:
             if time.time() > deadline:
                 raise
-            time.sleep(0.05)
+        time.sleep(0.05)
 
 
 def send_all(port, data: bytes, retry_for=TIMEOUT):
