@@ -173,7 +173,11 @@ void on_where_signal(int) {
 }
 
 /// Runs as the process exits: a thread still inside plugin code got there by the plugin
-/// calling exit(), which ends the host without draining or a summary; say so.
+/// calling exit(), which ends the host without draining or a summary; say so, and end at once.
+/// exit() would go on to destroy the host's globals while its other threads still run and use
+/// them (AddressSanitizer caught a shard thread starting up writing to a freed list of
+/// counters); the handlers registered before this one, the host's static objects among them,
+/// are skipped.
 void on_process_exit(int status, void*) {
   const PluginCall* call = tl_call;
   if (!call || g_probe_fd >= 0) return;  // a normal end, or a copy (its host reports it)
@@ -186,6 +190,7 @@ void on_process_exit(int status, void*) {
   add_call(m, *call);
   m.add("; the host ends with it, without draining its pipelines or printing a summary\n");
   (void)!::write(STDERR_FILENO, m.text, m.n);
+  ::_exit(status);
 }
 
 }  // namespace
