@@ -76,8 +76,7 @@ std::unique_ptr<topology::Wiring> load(const CommonOptions& o, std::optional<std
   return nullptr;
 }
 
-int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
-                const engine::EngineOptions& options) {
+int run_command(const CommonOptions& o, const engine::EngineOptions& options) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -86,7 +85,7 @@ int run_command(const CommonOptions& o, std::optional<std::uint32_t> shards,
   sigaddset(&signals, SIGUSR1);  // sent by main itself to end the signal thread
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // inherited by every thread started below
 
-  auto wiring = load(o, shards);
+  auto wiring = load(o, options.shards);
   if (!wiring) return engine::exit_startup_failed;
   for (const auto& w : wiring->warnings) spdlog::warn("{}: {}", w.pos.str(), w.text);
   std::unique_ptr<engine::Engine> engine;
@@ -439,7 +438,7 @@ int main(int argc, char** argv) {
     engine_options.stats_every = std::chrono::milliseconds(std::llround(stats_seconds * 1000));
     engine_options.plugin_dir = run_opts.plugin_dir;
     engine_options.shards = shards;
-    return run_command(run_opts, shards, engine_options);
+    return run_command(run_opts, engine_options);
   }
   setup_logging(check_opts.log_level);
   pthread_sigmask(SIG_UNBLOCK, &hangup, nullptr);  // check runs no pipeline: a hang-up ends it

@@ -109,10 +109,8 @@ static std::string undeclared_key(const StepPlan& step, std::uint64_t key,
     if (is_std_string(*msgs.type())) {
       constexpr std::size_t kShown = 60;
       const auto& text = *reinterpret_cast<const std::string*>(msgs.at(i));
-      std::string shown;
-      for (char c : std::string_view(text).substr(0, kShown))
-        shown += static_cast<unsigned char>(c) < 0x20 ? '?' : c;  // one log line
-      k += ", of message \"" + shown + (text.size() > kShown ? "...\"" : "\"");
+      // (PipelineErrors::message_failed makes the line printable: control bytes escaped.)
+      k += ", of message \"" + text.substr(0, kShown) + (text.size() > kShown ? "...\"" : "\"");
     }
     k += ")";
   } else {  // as the partition function returned it: signed, as the topology's `keys`

@@ -6,7 +6,8 @@
 #include <sstream>
 
 #include <shardline/abi.hpp>
-#include <shardline/type_desc.hpp>
+
+#include "engine/message_buffer.hpp"  // is_std_string, as the dead-letter records decide it
 
 namespace shardline::topology {
 
@@ -159,7 +160,7 @@ void warn_dead_letters_without_bytes(Wiring& w, const WiredPipeline& wp) {
   std::vector<std::string_view> types;
   const auto consider = [&](const ComponentInfo* c) {
     const TypeDesc* t = c ? c->input : nullptr;
-    if (!t || t->trivial || t->save || t->fingerprint == type_desc_v<std::string>.fingerprint ||
+    if (!t || t->trivial || t->save || engine::is_std_string(*t) ||
         std::find(types.begin(), types.end(), t->name) != types.end())
       return;
     types.push_back(t->name);
